@@ -1,0 +1,47 @@
+# Two commands for a fresh machine (see README):
+#   make repro   set up .venv on first use, then run the default reproduction
+#   make test    set up .venv on first use, then run the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.saerepro-installed
+# Everything here is offline: the Hugging Face Hub is never contacted by the default run.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+export MPLBACKEND := Agg
+
+.PHONY: setup repro quick cached test test-fast dryrun report clean-results
+
+setup: $(STAMP)
+
+# torch first: the pinned CPU wheel; any other torch spec would pull GBs of CUDA wheels.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+repro: setup
+	$(BIN)/snakemake --cores all
+
+quick: setup
+	$(BIN)/snakemake --cores all --configfile config/quick.yaml
+
+cached: setup
+	$(BIN)/snakemake cached --cores all
+
+dryrun: setup
+	$(BIN)/snakemake -n --cores all
+
+report: setup
+	$(BIN)/snakemake --cores all --report results/report.html
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"

@@ -1,0 +1,351 @@
+"""Typed, validated configuration of one saerepro sweep.
+
+:func:`load_config` first validates the raw mapping against
+``workflow/schemas/config.schema.yaml`` (keys, types, ranges; defaults filled in), then builds
+the dataclasses below, whose ``__post_init__`` checks what needs the model registry: the model
+exists, layers are in range, the context fits the model, each architecture gets the kind of
+sparsity grid it takes. Every failure is one :class:`ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .models import ModelSpec, get_spec
+from .sites import SITES
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+
+#: Architectures whose sparsity knob is the number of active latents ``k``.
+K_ARCHITECTURES = frozenset({"topk"})
+#: Architectures trained on top of an already trained baseline of the same coefficient.
+DERIVED_ARCHITECTURES = {"baseline_rescale_shift": "baseline"}
+ARCHITECTURES = (
+    "gated", "baseline", "topk", "jumprelu",
+    "gated_unfrozen_decoder", "gated_no_rmag", "gated_untied", "baseline_rescale_shift",
+)
+#: Width multiple of d_in when an architecture entry gives neither width nor expansion.
+#: The baseline gets 1.5x the gated latents: the paper's compute match (gated costs ~1.5x a
+#: baseline of equal width per training step).
+DEFAULT_EXPANSION = {"baseline": 6.0, "baseline_rescale_shift": 6.0}
+DEFAULT_EXPANSION_OTHERS = 4.0
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the offending key."""
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def _load_schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _fill_defaults(instance: Any, schema: dict) -> None:
+    """Insert schema ``default`` values for absent keys, recursively (as Snakemake does)."""
+    if not isinstance(instance, dict) or schema.get("type") != "object":
+        return
+    for key, sub in schema.get("properties", {}).items():
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if key in instance:
+            _fill_defaults(instance[key], sub)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key, value in instance.items():
+            if key not in schema.get("properties", {}):
+                _fill_defaults(value, extra)
+
+
+def _describe(error, schema: dict) -> str:
+    """One sentence naming the key and, where the schema lists them, the allowed values."""
+    path = ".".join(str(p) for p in error.absolute_path) or "<top level>"
+    validator = error.validator
+    if validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unexpected = sorted(set(error.instance) - set(allowed))
+        where = "" if path == "<top level>" else f" under '{path}'"
+        return (f"unknown key(s) {', '.join(repr(u) for u in unexpected)}{where}; "
+                f"allowed keys: {', '.join(allowed)}")
+    if validator == "enum":
+        return (f"config key '{path}': {error.instance!r} is not allowed; "
+                f"allowed values: {', '.join(map(str, error.validator_value))}")
+    if validator == "propertyNames":
+        allowed = error.schema.get("propertyNames", {}).get("enum", [])
+        return (f"config key '{path}': unknown name {error.instance!r}; "
+                f"allowed values: {', '.join(allowed)}")
+    if validator == "type":
+        return (f"config key '{path}': expected {error.validator_value}, "
+                f"got {type(error.instance).__name__} {error.instance!r}")
+    if validator == "required":
+        return f"config is missing required key {error.message.split()[0]} (at '{path}')"
+    return f"config key '{path}': {error.message}"
+
+
+def validate_against_schema(raw: dict) -> dict:
+    """Validate a raw config mapping; return a copy with defaults filled in."""
+    import jsonschema
+
+    if not isinstance(raw, dict):
+        raise ConfigError(f"the config must be a mapping, got {type(raw).__name__}")
+    schema = _load_schema()
+    instance = copy.deepcopy(raw)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(instance), key=lambda e: (len(e.absolute_path), e.path))
+    if errors:
+        # jsonschema reports the error for a bad propertyName with the property as instance.
+        best = errors[0]
+        if best.validator == "propertyNames" or (best.parent is not None and best.parent.validator == "propertyNames"):
+            best = best.parent or best
+        raise ConfigError(_describe(best, schema))
+    _fill_defaults(instance, schema)
+    return instance
+
+
+# --------------------------------------------------------------------------- dataclasses
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    source: str = "wiki-offline"
+    """``wiki-offline`` or a Hugging Face dataset id (streamed)."""
+    text_field: str = "text"
+    """Column holding the text in a HF dataset."""
+    context_size: int = 128
+    """Tokens per sequence, BOS included."""
+    eval_fraction: float = 0.05
+    """Fraction of documents held out for evaluation."""
+    train_tokens: int = 600_000
+    """Tokens kept in the training split (and cached, minus the BOS positions)."""
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    batch_size: int = 16
+    """Sequences per LM forward while caching."""
+    dtype: str = "float16"
+    """Stored dtype of the normalised activations (see saerepro.activations)."""
+
+
+@dataclass(frozen=True)
+class ReferenceConfig:
+    eval_tokens: int = 4096
+    """Held-out tokens every CE metric uses; rounded down to whole sequences."""
+    batch_size: int = 8
+    """Sequences per LM forward during evaluation."""
+
+
+@dataclass(frozen=True)
+class TrainDefaults:
+    tokens: int = 500_000
+    """Training tokens per SAE."""
+    batch_size: int = 1024
+    """Activations per optimiser step."""
+    lr: float = 3e-3
+    """Peak Adam learning rate."""
+    warmup_steps: int = 50
+    """Linear warm-up steps."""
+    adam_beta1: float = 0.0
+    """The paper's Adam(0, 0.999)."""
+    adam_beta2: float = 0.999
+    """The paper's Adam(0, 0.999)."""
+    checkpoint_every_steps: int = 100
+    """Steps between resumable checkpoints."""
+    autocast_bf16: bool = False
+    """bf16 autocast for SAE matmuls."""
+
+
+@dataclass(frozen=True)
+class ArchitectureConfig:
+    name: str
+    """Architecture name (see ARCHITECTURES)."""
+    grid: tuple[float, ...]
+    """Sparsity coefficients (lambda), or k for TopK."""
+    expansion: float
+    """Width as a multiple of d_in (ignored when width is set)."""
+    width: int | None = None
+    """Absolute number of latents."""
+    sites: tuple[str, ...] | None = None
+    """Restrict to these sites (None: all config sites)."""
+    layers: tuple[int, ...] | None = None
+    """Restrict to these layers (None: all config layers)."""
+    lr: float | None = None
+    """Learning-rate override."""
+    tokens: int | None = None
+    """Training-token override."""
+
+    def __post_init__(self) -> None:
+        if self.name not in ARCHITECTURES:
+            raise ConfigError(f"config key 'architectures': unknown architecture {self.name!r}; "
+                              f"allowed values: {', '.join(ARCHITECTURES)}")
+
+    def d_sae(self, d_in: int) -> int:
+        return self.width if self.width is not None else int(round(self.expansion * d_in))
+
+
+@dataclass(frozen=True)
+class Run:
+    """One SAE to train: the key of a row of the results table."""
+
+    model: str
+    layer: int
+    site: str
+    architecture: str
+    coefficient: float
+    seed: int
+
+    @property
+    def coefficient_str(self) -> str:
+        return format_coefficient(self.coefficient)
+
+    @property
+    def run_dir(self) -> str:
+        """Path fragment under results/ (mirrors the Snakemake wildcards)."""
+        return (f"{self.model}/L{self.layer}/{self.site}/{self.architecture}/"
+                f"c{self.coefficient_str}/s{self.seed}")
+
+
+def format_coefficient(value: float) -> str:
+    """Canonical text of a coefficient for paths: 32, 0.25, 1e-05."""
+    if float(value).is_integer() and abs(value) >= 1:
+        return str(int(value))
+    return f"{value:g}"
+
+
+@dataclass(frozen=True)
+class Config:
+    model: str
+    """Registered model name."""
+    layers: tuple[int, ...]
+    """Layers to train at."""
+    sites: tuple[str, ...]
+    """Sites to train at."""
+    architectures: dict[str, ArchitectureConfig]
+    """Architecture name -> its grid and width."""
+    seeds: tuple[int, ...] = (0,)
+    """Training seeds."""
+    headline_layer: int | None = None
+    """Layer of the Fig 1 analogue (default: first layer)."""
+    resources_dir: str = "resources"
+    """Prepared weights, corpus and caches."""
+    device: str = "auto"
+    """auto, cpu or cuda."""
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    """Corpus settings."""
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    """Activation-cache settings."""
+    reference: ReferenceConfig = field(default_factory=ReferenceConfig)
+    """Evaluation-token settings."""
+    train: TrainDefaults = field(default_factory=TrainDefaults)
+    """Training defaults."""
+
+    def __post_init__(self) -> None:
+        try:
+            spec = get_spec(self.model)
+        except ValueError as err:
+            raise ConfigError(f"config key 'model': {err}") from None
+        for i, layer in enumerate(self.layers):
+            if not 0 <= layer < spec.n_layers:
+                raise ConfigError(f"config key 'layers[{i}]': layer {layer} is out of range for "
+                                  f"{self.model}; allowed values: 0..{spec.n_layers - 1}")
+        if self.headline_layer is not None and self.headline_layer not in self.layers:
+            raise ConfigError(f"config key 'headline_layer': {self.headline_layer} is not one of "
+                              f"the configured layers {list(self.layers)}")
+        for site in self.sites:
+            if site not in SITES:
+                raise ConfigError(f"config key 'sites': unknown site {site!r}; allowed values: {', '.join(SITES)}")
+        if self.corpus.context_size > spec.max_context:
+            raise ConfigError(f"config key 'corpus.context_size': {self.corpus.context_size} exceeds "
+                              f"{self.model}'s context of {spec.max_context}")
+        if self.reference.eval_tokens < self.corpus.context_size:
+            raise ConfigError(f"config key 'reference.eval_tokens': {self.reference.eval_tokens} is "
+                              f"less than one sequence of corpus.context_size={self.corpus.context_size}")
+        for name, arch in self.architectures.items():
+            for site in arch.sites or ():
+                if site not in self.sites:
+                    raise ConfigError(f"config key 'architectures.{name}.sites': {site!r} is not one "
+                                      f"of the configured sites {list(self.sites)}")
+            for layer in arch.layers or ():
+                if layer not in self.layers:
+                    raise ConfigError(f"config key 'architectures.{name}.layers': {layer} is not one "
+                                      f"of the configured layers {list(self.layers)}")
+            parent = DERIVED_ARCHITECTURES.get(name)
+            if parent is not None:
+                parent_cfg = self.architectures.get(parent)
+                if parent_cfg is None or not set(arch.grid) <= set(parent_cfg.grid):
+                    raise ConfigError(f"config key 'architectures.{name}.coefficients': each must also "
+                                      f"be a coefficient of '{parent}', whose trained SAEs it builds on")
+
+    @property
+    def spec(self) -> ModelSpec:
+        return get_spec(self.model)
+
+    @property
+    def headline(self) -> int:
+        return self.headline_layer if self.headline_layer is not None else self.layers[0]
+
+    def hook_points(self) -> list[tuple[int, str]]:
+        """Every (layer, site) the sweep caches activations for."""
+        return [(layer, site) for layer in self.layers for site in self.sites]
+
+    def runs(self) -> list[Run]:
+        """Every SAE of the sweep, in a stable order."""
+        out = []
+        for name, arch in self.architectures.items():
+            for layer in arch.layers or self.layers:
+                for site in arch.sites or self.sites:
+                    for coef in arch.grid:
+                        for seed in self.seeds:
+                            out.append(Run(self.model, layer, site, name, coef, seed))
+        return out
+
+
+def _architecture(name: str, raw: dict) -> ArchitectureConfig:
+    takes_k = name in K_ARCHITECTURES
+    if takes_k and "coefficients" in raw:
+        raise ConfigError(f"config key 'architectures.{name}.coefficients': {name} takes 'k' "
+                          "(active latents per token), not a coefficient grid")
+    if not takes_k and "k" in raw:
+        raise ConfigError(f"config key 'architectures.{name}.k': only {', '.join(sorted(K_ARCHITECTURES))} "
+                          "takes 'k'; give 'coefficients' instead")
+    key = "k" if takes_k else "coefficients"
+    if key not in raw:
+        raise ConfigError(f"config key 'architectures.{name}.{key}' is required")
+    return ArchitectureConfig(
+        name=name,
+        grid=tuple(raw[key]),
+        expansion=float(raw.get("expansion", DEFAULT_EXPANSION.get(name, DEFAULT_EXPANSION_OTHERS))),
+        width=raw.get("width"),
+        sites=tuple(raw["sites"]) if "sites" in raw else None,
+        layers=tuple(raw["layers"]) if "layers" in raw else None,
+        lr=raw.get("lr"),
+        tokens=raw.get("tokens"),
+    )
+
+
+def load_config(raw: dict | str | Path) -> Config:
+    """Validate a config (a mapping or a YAML path) and return the typed :class:`Config`."""
+    if isinstance(raw, (str, Path)):
+        raw = yaml.safe_load(Path(raw).read_text())
+    data = validate_against_schema(raw)
+    return Config(
+        model=data["model"],
+        layers=tuple(data["layers"]),
+        sites=tuple(data["sites"]),
+        architectures={n: _architecture(n, a) for n, a in data["architectures"].items()},
+        seeds=tuple(data["seeds"]),
+        headline_layer=data.get("headline_layer"),
+        resources_dir=data["resources_dir"],
+        device=data["device"],
+        corpus=CorpusConfig(**data["corpus"]),
+        cache=CacheConfig(**data["cache"]),
+        reference=ReferenceConfig(**data["reference"]),
+        train=TrainDefaults(**data["train"]),
+    )

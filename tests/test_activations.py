@@ -1,0 +1,77 @@
+"""Activation cache: one pass, BOS skipped, normalised to E||x||^2 = d_in, values match the model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from saerepro.activations import (cache_activations, check_free_space, estimate_cache_bytes,
+                                  open_cache)
+from saerepro.sites import hook_name
+
+HOOKS = [(0, "resid"), (1, "mlp"), (1, "attn")]
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory, tiny_model, tiny_tokens):
+    root = tmp_path_factory.mktemp("cache")
+    dirs = [root / f"L{l}" / s for l, s in HOOKS]
+    metas = cache_activations(tiny_model, tiny_tokens, HOOKS, dirs, batch_size=3,
+                              dtype="float32", progress=False, model_name="tiny")
+    return dirs, metas
+
+
+def test_cache_is_normalised_and_skips_bos(written, tiny_tokens):
+    dirs, metas = written
+    n_seq, ctx = tiny_tokens.shape
+    for d, meta in zip(dirs, metas):
+        cache = open_cache(d)
+        assert cache.n_tokens == n_seq * (ctx - 1)
+        mean_sq = np.square(cache.array.astype(np.float64)).sum(1).mean()
+        assert mean_sq == pytest.approx(cache.d_in, rel=1e-4)
+        assert meta["bos_skipped"] is True
+    assert open_cache(dirs[2]).d_in == 4 * 16  # attn = n_heads * d_head
+
+
+def test_cached_values_equal_the_model_activations(written, tiny_model, tiny_tokens):
+    dirs, _ = written
+    tokens = torch.as_tensor(tiny_tokens, dtype=torch.long)
+    _, acts = tiny_model.run_with_cache(tokens)
+    for d, (layer, site) in zip(dirs, HOOKS):
+        cache = open_cache(d)
+        expected = acts[hook_name(layer, site)][:, 1:].reshape(cache.n_tokens, -1).numpy()
+        np.testing.assert_allclose(cache.array / cache.scale, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_float16_cache_keeps_relative_error_small(tmp_path, tiny_model, tiny_tokens):
+    (d16,) = [tmp_path / "f16"]
+    cache_activations(tiny_model, tiny_tokens, [(1, "resid")], [d16], dtype="float16", progress=False)
+    cache = open_cache(d16)
+    tokens = torch.as_tensor(tiny_tokens, dtype=torch.long)
+    _, acts = tiny_model.run_with_cache(tokens)
+    exact = acts["blocks.1.hook_resid_post"][:, 1:].reshape(cache.n_tokens, -1).numpy() * cache.scale
+    err = np.square(cache.array.astype(np.float64) - exact).sum() / np.square(exact).sum()
+    assert err < 1e-6
+
+
+def test_meta_disagreeing_with_array_is_detected(written, tmp_path):
+    import shutil
+
+    src = written[0][0]
+    broken = tmp_path / "broken"
+    shutil.copytree(src, broken)
+    meta = json.loads((broken / "meta.json").read_text())
+    meta["shape"][0] += 1
+    (broken / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="inconsistent"):
+        open_cache(broken)
+
+
+def test_disk_check_names_both_numbers(tmp_path):
+    need = estimate_cache_bytes(10**12, [640, 640, 1024], "float16")
+    assert need == 10**12 * 2304 * 2
+    with pytest.raises(OSError, match=r"need about .* GB .* only .* GB free"):
+        check_free_space(tmp_path, need)

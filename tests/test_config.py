@@ -1,0 +1,119 @@
+"""Config validation: every bad config fails before any job runs, naming the key."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from saerepro.config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def with_change(path: str, value, base=DEFAULT) -> dict:
+    """Copy of ``base`` with the dotted ``path`` set to ``value`` (``...`` deletes it)."""
+    cfg = copy.deepcopy(base)
+    *parents, last = path.split(".")
+    node = cfg
+    for key in parents:
+        node = node.setdefault(key, {})
+    if value is ...:
+        node.pop(last)
+    else:
+        node[last] = value
+    return cfg
+
+
+def test_every_shipped_config_is_valid():
+    configs = sorted((REPO / "config").rglob("*.yaml"))
+    assert configs, "no configs found"
+    for path in configs:
+        cfg = load_config(path)
+        assert cfg.runs(), f"{path} defines no SAE"
+
+
+def test_defaults_are_filled_in():
+    cfg = load_config({"model": "gemma-3-270m", "layers": [6], "sites": ["resid"],
+                       "architectures": {"gated": {"coefficients": [1.0]}}})
+    assert cfg.seeds == (0,)
+    assert cfg.corpus.context_size == 128
+    assert cfg.train.adam_beta1 == 0.0 and cfg.train.adam_beta2 == 0.999
+    assert cfg.architectures["gated"].d_sae(640) == 2560
+
+
+def test_baseline_gets_one_and_a_half_times_the_gated_width_by_default():
+    cfg = load_config({"model": "gemma-3-270m", "layers": [6], "sites": ["resid"],
+                       "architectures": {"gated": {"coefficients": [1.0]},
+                                         "baseline": {"coefficients": [1.0]}}})
+    assert cfg.architectures["baseline"].d_sae(640) == 1.5 * cfg.architectures["gated"].d_sae(640)
+
+
+def test_runs_cover_the_grid_and_respect_site_restrictions():
+    raw = with_change("architectures.topk", {"k": [8, 32], "sites": ["resid"]})
+    cfg = load_config(raw)
+    topk = [r for r in cfg.runs() if r.architecture == "topk"]
+    assert sorted(r.coefficient for r in topk) == [8, 32]
+    assert {r.site for r in topk} == {"resid"}
+    assert topk[0].run_dir == "gemma-3-270m/L6/resid/topk/c8/s0"
+
+
+BAD_CASES = [
+    # (id, dotted key, value, words the error must contain)
+    ("unknown top-level key", "learning_rate", 0.1, ["learning_rate", "allowed keys"]),
+    ("unknown nested key", "train.lr_max", 0.1, ["lr_max", "train"]),
+    ("unknown architecture key", "architectures.gated.lambda", [1.0], ["lambda", "architectures.gated"]),
+    ("wrong type: layers", "layers", "six", ["layers", "array"]),
+    ("wrong type: layer item", "layers", [6.5], ["layers.0", "integer"]),
+    ("wrong type: tokens", "train.tokens", "many", ["train.tokens", "integer"]),
+    ("wrong type: bf16 flag", "train.autocast_bf16", "yes", ["train.autocast_bf16", "boolean"]),
+    ("unknown model", "model", "gpt-5", ["model", "gpt-5", "gemma-3-270m"]),
+    ("unknown site", "sites", ["resid", "embed"], ["sites.1", "embed", "resid, mlp, attn"]),
+    ("unknown architecture", "architectures.vanilla", {"coefficients": [1.0]}, ["vanilla", "gated"]),
+    ("layer out of range", "layers", [18], ["layers[0]", "0..17"]),
+    ("negative layer", "layers", [-1], ["layers.0", "minimum"]),
+    ("empty layer grid", "layers", [], ["layers"]),
+    ("empty site list", "sites", [], ["sites"]),
+    ("empty coefficient grid", "architectures.gated.coefficients", [], ["architectures.gated.coefficients"]),
+    ("negative coefficient", "architectures.gated.coefficients", [-0.5], ["architectures.gated.coefficients.0"]),
+    ("zero train budget", "train.tokens", 0, ["train.tokens", "minimum"]),
+    ("negative corpus budget", "corpus.train_tokens", -5, ["corpus.train_tokens"]),
+    ("zero eval budget", "reference.eval_tokens", 0, ["reference.eval_tokens"]),
+    ("zero learning rate", "train.lr", 0, ["train.lr"]),
+    ("coefficients for topk", "architectures.topk", {"coefficients": [0.1]}, ["architectures.topk.coefficients", "'k'"]),
+    ("k for gated", "architectures.gated", {"k": [32]}, ["architectures.gated.k", "coefficients"]),
+    ("context above the model's", "corpus.context_size", 100000, ["corpus.context_size", "32768"]),
+    ("eval shorter than a sequence", "reference.eval_tokens", 16, ["reference.eval_tokens", "context_size"]),
+    ("site restriction outside sites", "architectures.topk", {"k": [8], "sites": ["mlp"]},
+     None),  # valid: mlp is configured; replaced below
+    ("missing required key", "sites", ..., ["sites"]),
+    ("unknown cache dtype", "cache.dtype", "int8", ["cache.dtype", "float16, float32"]),
+    ("rescale-shift without its baseline lambda", "architectures.baseline_rescale_shift",
+     {"coefficients": [9.9]}, ["baseline_rescale_shift", "baseline"]),
+]
+BAD_CASES = [c for c in BAD_CASES if c[3] is not None]
+
+
+@pytest.mark.parametrize("key,value,words", [c[1:] for c in BAD_CASES], ids=[c[0] for c in BAD_CASES])
+def test_bad_config_is_rejected_with_one_error_naming_the_key(key, value, words):
+    with pytest.raises(ConfigError) as info:
+        load_config(with_change(key, value))
+    message = str(info.value)
+    assert "\n" not in message.strip(), "one sentence, not a dump"
+    for word in words:
+        assert word in message, f"{word!r} not in: {message}"
+
+
+def test_site_restriction_must_name_a_configured_site():
+    raw = with_change("sites", ["resid"])
+    raw["architectures"]["topk"] = {"k": [8], "sites": ["mlp"]}
+    with pytest.raises(ConfigError, match=r"architectures\.topk\.sites"):
+        load_config(raw)
+
+
+def test_headline_layer_must_be_configured():
+    with pytest.raises(ConfigError, match="headline_layer"):
+        load_config(with_change("headline_layer", 3))

@@ -1,0 +1,62 @@
+"""The conda environment and pyproject.toml pin the same versions; the repo has its layout."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _pins(requirements) -> dict[str, str]:
+    pins = {}
+    for req in requirements:
+        match = re.fullmatch(r"\s*([A-Za-z0-9_.\-]+)\s*==\s*([^\s;]+)\s*", req)
+        assert match, f"not an exact pin: {req!r}"
+        pins[match.group(1).lower().replace("_", "-")] = match.group(2)
+    return pins
+
+
+def test_environment_yml_pins_agree_with_pyproject():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert _pins(project["dependencies"]) == _pins(pip_section)
+
+
+def test_core_packages_are_pinned():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pins = _pins(project["dependencies"])
+    assert pins["torch"] == "2.13.0"
+    assert pins["sae-lens"].startswith("6.54.")
+    assert pins["snakemake"].startswith("9.")
+    for name in ("transformers", "gguf", "pandas", "matplotlib", "seaborn", "pytest"):
+        assert name in pins
+
+
+def test_installed_versions_match_the_pins():
+    from importlib.metadata import version
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    for name, pinned in _pins(project["dependencies"]).items():
+        installed = version(name).split("+")[0]  # torch reports 2.13.0+cpu
+        assert installed == pinned, f"{name}: installed {installed}, pinned {pinned}"
+
+
+def test_repository_layout():
+    for path in ["Snakefile", "workflow/rules", "workflow/scripts", "workflow/schemas/config.schema.yaml",
+                 "workflow/report", "workflow/profiles", "src/saerepro", "config/config.yaml",
+                 "results", "figures", "tests", "benchmarks", "environment.yml", "pyproject.toml",
+                 "README.md", ".ci/run", "Makefile"]:
+        assert (REPO / path).exists(), path
+
+
+def test_every_rule_has_a_log():
+    text = "\n".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
+    rules = re.findall(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)+)", text, flags=re.M)
+    assert len(rules) >= 8
+    for name, body in rules:
+        assert re.search(r"^\s+log:", body, flags=re.M), f"rule {name} has no log:"

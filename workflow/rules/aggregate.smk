@@ -1,0 +1,34 @@
+FIGURE_NAMES = [
+    "fig1_pareto_headline",
+    "fig12_pareto_grid",
+    "fig6_shrinkage",
+    "fig8_ablations",
+    "fig9_rescale_shift",
+    "delta_lm_loss_all",
+    "half_l0_ratios",
+]
+
+
+rule aggregate:
+    """One long table (one row per SAE), the paper-style tables and the half-the-L0 table."""
+    input:
+        [P.fill(P.METRICS, run) for run in RUNS],
+    output:
+        table=P.METRICS_TABLE,
+    log:
+        LOGS + "/aggregate.log",
+    script:
+        "../scripts/aggregate.py"
+
+
+rule figures:
+    """Every Pareto and shrinkage figure, from the aggregated tables only."""
+    input:
+        table=P.METRICS_TABLE,
+    output:
+        png=expand(P.FIGURES + "/{name}.png", name=FIGURE_NAMES),
+        pdf=expand(P.FIGURES + "/{name}.pdf", name=FIGURE_NAMES),
+    log:
+        LOGS + "/figures.log",
+    script:
+        "../scripts/figures.py"

@@ -1,0 +1,30 @@
+rule cache_activations:
+    """One LM pass (stopped after the deepest layer needed) caches every hook point."""
+    input:
+        model=rules.prepare_model.output,
+        corpus=rules.prepare_corpus.output.meta,
+    output:
+        cache_targets(),
+    log:
+        f"{LOGS}/cache_activations/{CFG.model}.log",
+    threads: workflow.cores
+    resources:
+        mem_mb=8000,
+    script:
+        "../scripts/cache_activations.py"
+
+
+rule reference_ce:
+    """Clean CE once, zero-ablation CE per hook point, on the fixed held-out tokens."""
+    input:
+        model=rules.prepare_model.output,
+        corpus=rules.prepare_corpus.output.meta,
+    output:
+        reference_targets(),
+    log:
+        f"{LOGS}/reference_ce/{CFG.model}.log",
+    threads: workflow.cores
+    resources:
+        mem_mb=8000,
+    script:
+        "../scripts/reference_ce.py"

@@ -1,0 +1,28 @@
+# Paths and target lists derived from the validated config (saerepro.paths holds the patterns).
+from saerepro import paths as P
+
+MODEL_DIR = P.model_dir(CFG)
+CORPUS_DIR = P.corpus_dir(CFG)
+RUNS = CFG.runs()
+LOGS = "logs"
+
+wildcard_constraints:
+    model=r"[A-Za-z0-9_.\-]+",
+    layer=r"\d+",
+    site="|".join(CFG.sites),
+    architecture=r"[a-z_]+",
+    coefficient=r"[0-9.e+\-]+",
+    seed=r"\d+",
+
+
+def cache_targets():
+    return [f"{P.cache_dir(CFG, l, s)}/meta.json" for l, s in CFG.hook_points()]
+
+
+def reference_targets():
+    return [P.REFERENCE_CE.format(model=CFG.model, layer=l, site=s) for l, s in CFG.hook_points()]
+
+
+def all_targets():
+    return (cache_targets() + reference_targets() + [P.METRICS_TABLE]
+            + [f"{P.FIGURES}/{name}.png" for name in FIGURE_NAMES])

@@ -1,0 +1,16 @@
+rule evaluate:
+    """The paper's metrics for one SAE, spliced into the LM on the fixed held-out tokens."""
+    input:
+        info=P.TRAIN_INFO,
+        reference=P.REFERENCE_CE,
+        cache=lambda w: f"{P.cache_dir(CFG, w.layer, w.site)}/meta.json",
+        corpus=rules.prepare_corpus.output.meta,
+    output:
+        P.METRICS,
+    log:
+        LOGS + "/evaluate/{model}/L{layer}/{site}/{architecture}/c{coefficient}/s{seed}.log",
+    threads: 1
+    resources:
+        mem_mb=6000,
+    script:
+        "../scripts/evaluate.py"

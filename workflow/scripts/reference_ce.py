@@ -1,0 +1,8 @@
+from pathlib import Path
+
+from saerepro.pipeline import reference_ce
+from saerepro.snake import hook_point_of, job
+
+with job(snakemake) as cfg:
+    out_paths = {hook_point_of(p): p for p in snakemake.output}
+    reference_ce(cfg, Path(snakemake.input.corpus).parent, out_paths)
