@@ -2,7 +2,12 @@
 # Thin on purpose: config, includes and targets. Logic lives in src/saerepro/.
 from saerepro.config import load_config
 
-configfile: "config/config.yaml"
+# The default config only when none is given: Snakemake would otherwise deep-merge a
+# --configfile into it, leaking the default sweep's architectures into a test config.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
 
 # Validates against workflow/schemas/config.schema.yaml and the model registry; a bad config
 # stops here, before any job runs, with one error naming the key.

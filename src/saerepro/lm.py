@@ -6,7 +6,7 @@ mean next-token cross-entropy over all predicted positions of the held-out seque
 
 The 262k-vocabulary unembed dominates the cost, so the logits are never materialised whole:
 the final hidden states are unembedded one vocabulary chunk at a time and reduced with a
-running log-sum-exp.
+running log-sum-exp (:func:`saerepro.metrics.chunked_cross_entropy`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
+from .metrics import chunked_cross_entropy, mean_and_se
 from .sites import hook_name
 
 Hook = tuple[str, Callable]
@@ -27,41 +28,13 @@ def final_hidden(model, tokens: torch.Tensor, fwd_hooks: Sequence[Hook] = ()) ->
     return model.ln_final(resid)
 
 
-def chunked_token_ce(hidden: torch.Tensor, W_U: torch.Tensor, b_U: torch.Tensor | None,
-                     targets: torch.Tensor, vocab_chunk: int = 32768,
-                     softcap: float | None = None) -> torch.Tensor:
-    """Per-row cross-entropy of ``hidden @ W_U + b_U`` against ``targets`` without ever holding
-    all [N, V] logits: logsumexp over vocabulary chunks, CE = logsumexp − logit[target].
-
-    hidden: [N, d]; W_U: [d, V]; targets: [N] (long). Optional Gemma-2-style logit softcap
-    ``cap * tanh(logits / cap)``.
-    """
-    n, vocab = hidden.shape[0], W_U.shape[1]
-    lse = torch.full((n,), float("-inf"), dtype=torch.float32, device=hidden.device)
-    target_logit = torch.empty(n, dtype=torch.float32, device=hidden.device)
-    for start in range(0, vocab, vocab_chunk):
-        stop = min(start + vocab_chunk, vocab)
-        logits = hidden @ W_U[:, start:stop]
-        if b_U is not None:
-            logits = logits + b_U[start:stop]
-        logits = logits.float()
-        if softcap is not None and softcap > 0:
-            logits = softcap * torch.tanh(logits / softcap)
-        lse = torch.logaddexp(lse, torch.logsumexp(logits, dim=-1))
-        in_chunk = (targets >= start) & (targets < stop)
-        if in_chunk.any():
-            rows = in_chunk.nonzero(as_tuple=True)[0]
-            target_logit[rows] = logits[rows, targets[rows] - start]
-    return lse - target_logit
-
-
 def token_ce(model, tokens: torch.Tensor, fwd_hooks: Sequence[Hook] = ()) -> torch.Tensor:
     """Next-token CE at every predicted position, [batch, pos - 1]."""
     hidden = final_hidden(model, tokens, fwd_hooks)[:, :-1]
     b, p, d = hidden.shape
     softcap = getattr(model.cfg, "output_logits_soft_cap", -1.0)
-    ce = chunked_token_ce(hidden.reshape(b * p, d), model.W_U, model.b_U,
-                          tokens[:, 1:].reshape(-1), softcap=softcap if softcap > 0 else None)
+    ce = chunked_cross_entropy(hidden.reshape(b * p, d), model.W_U, model.b_U,
+                               tokens[:, 1:].reshape(-1), softcap=softcap if softcap > 0 else None)
     return ce.reshape(b, p)
 
 
@@ -75,12 +48,6 @@ def zero_ablation_hook(act: torch.Tensor, hook) -> torch.Tensor:
 def batches(tokens: np.ndarray, batch_size: int, device="cpu") -> Iterable[torch.Tensor]:
     for start in range(0, len(tokens), batch_size):
         yield torch.as_tensor(tokens[start:start + batch_size], dtype=torch.long, device=device)
-
-
-def mean_and_se(values: torch.Tensor) -> tuple[float, float]:
-    """Mean and its standard error over a flat tensor of per-token values."""
-    v = values.double().flatten()
-    return float(v.mean()), float(v.std(unbiased=True) / np.sqrt(v.numel()))
 
 
 @torch.no_grad()

@@ -134,3 +134,118 @@ def _array_sha256(array: np.ndarray) -> str:
     import hashlib
 
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+# --------------------------------------------------------------------------- per-SAE stages
+
+
+def run_from_wildcards(cfg: Config, wildcards) -> "Run":
+    """The configured :class:`Run` that Snakemake's wildcards name (it must be in the sweep)."""
+    from .config import format_coefficient
+
+    for run in cfg.runs():
+        if (run.model == wildcards.model and str(run.layer) == str(wildcards.layer)
+                and run.site == wildcards.site and run.architecture == wildcards.architecture
+                and format_coefficient(run.coefficient) == wildcards.coefficient
+                and str(run.seed) == str(wildcards.seed)):
+            return run
+    raise ValueError(f"no configured run matches {dict(wildcards)}")
+
+
+def train_config(cfg: Config, run, d_in: int, parent_dir: str | Path | None = None):
+    """The :class:`saerepro.training.TrainConfig` of one run of the sweep."""
+    from .sites import hook_name
+    from .training import TrainConfig
+
+    arch = cfg.architectures[run.architecture]
+    return TrainConfig(
+        architecture=run.architecture,
+        coefficient=run.coefficient,
+        d_sae=arch.d_sae(d_in),
+        total_tokens=arch.tokens or cfg.train.tokens,
+        batch_size=cfg.train.batch_size,
+        lr=arch.lr or cfg.train.lr,
+        lr_warmup_steps=cfg.train.warmup_steps,
+        adam_betas=(cfg.train.adam_beta1, cfg.train.adam_beta2),
+        seed=run.seed,
+        checkpoint_every_steps=cfg.train.checkpoint_every_steps,
+        autocast_bf16=cfg.train.autocast_bf16,
+        baseline_path=str(parent_dir) if parent_dir is not None else None,
+        hook_name=hook_name(run.layer, run.site),
+        device=resolve_device(cfg.device),
+    )
+
+
+def train_run(cfg: Config, run, cache_dir: str | Path, out_dir: str | Path,
+              parent_dir: str | Path | None = None) -> dict:
+    """Train one SAE of the sweep on its hook point's cache; resumes from a checkpoint."""
+    from .activations import open_cache
+    from .training import train_sae
+
+    cache = open_cache(cache_dir)
+    tcfg = train_config(cfg, run, cache.d_in, parent_dir)
+    info = train_sae(tcfg, cache, out_dir)
+    log.info("trained %s: %s", run.run_dir, {k: info[k] for k in sorted(info) if not isinstance(info[k], (dict, list))})
+    return info
+
+
+def evaluate_run(cfg: Config, run, run_dir: str | Path, reference: str | Path,
+                 cache_dir: str | Path, corpus: str | Path, out_path: str | Path) -> dict:
+    """The paper's metrics for one trained SAE, written as one JSON row of the results table."""
+    from .activations import open_cache
+    from .evaluate import evaluate_sae
+    from .lm import eval_token_subset
+    from .models import load_model
+    from .sae import load_sae
+
+    device = resolve_device(cfg.device)
+    ref = json.loads(Path(reference).read_text())
+    eval_tokens = eval_token_subset(np.load(Path(corpus) / "eval.npy"), cfg.reference.eval_tokens)
+    if _array_sha256(eval_tokens) != ref["eval_tokens_sha256"]:
+        raise RuntimeError(f"{reference} was computed on other eval tokens; rerun reference_ce")
+    cache = open_cache(cache_dir)
+    sae = load_sae(str(run_dir), device=device)
+    model = load_model(cfg.spec, cfg.resources_dir, device)
+    start = time.time()
+    metrics = evaluate_sae(model, sae, run.layer, run.site, cache.scale, eval_tokens, ref,
+                           batch_size=cfg.reference.batch_size)
+    info = json.loads((Path(run_dir) / "train_info.json").read_text())
+    row = {
+        "model": run.model, "layer": run.layer, "site": run.site,
+        "architecture": run.architecture, "coefficient": run.coefficient, "seed": run.seed,
+        "width": int(sae.cfg.d_sae),
+        "tokens_trained": int(info["tokens_trained"]),
+        "lr": float(info.get("lr", train_config(cfg, run, cache.d_in).lr)),
+        "train_seconds": float(info.get("train_seconds", info.get("seconds", float("nan")))),
+        "eval_seconds": round(time.time() - start, 1),
+        **metrics,
+    }
+    atomic_write_json(out_path, row)
+    return row
+
+
+# --------------------------------------------------------------------------- aggregate stages
+
+
+def aggregate(cfg: Config, metric_files: list[str], table_path: Path) -> "pd.DataFrame":
+    """One row per SAE into ``metrics.csv``; paper-style tables and the half-the-L0 table beside it."""
+    import pandas as pd
+
+    from .io import atomic_path
+    from .tables import validate_metrics_table, write_half_l0_table, write_model_tables
+
+    rows = [json.loads(Path(f).read_text()) for f in metric_files]
+    df = validate_metrics_table(pd.DataFrame(rows))
+    with atomic_path(table_path) as tmp:
+        df.to_csv(tmp, index=False)
+    write_model_tables(df, table_path.parent)
+    write_half_l0_table(df, table_path.parent / "half_l0")
+    return df
+
+
+def make_figures(cfg: Config, table_path: Path, out_dir: Path) -> list[Path]:
+    """Every figure, from the aggregated table only."""
+    from .plotting import make_all_figures
+    from .tables import read_metrics_table
+
+    return make_all_figures(read_metrics_table(table_path), out_dir, headline_layer=cfg.headline)

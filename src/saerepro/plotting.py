@@ -1,0 +1,605 @@
+"""Figures: one style map for all architectures, one function per figure.
+
+Every figure function takes the seed-aggregated table (:func:`saerepro.tables.aggregate_seeds`;
+the long table works too, each seed is then one point) or, for the last one, the "half the L0"
+table (:func:`saerepro.pareto.half_l0`), plus an output path *stem*; it writes ``<stem>.png`` and
+``<stem>.pdf`` and returns the open :class:`~matplotlib.figure.Figure` (close it with
+``plt.close(fig)`` when done). Missing architectures or sites are drawn as what exists: a panel
+without data says "no data", a legend entry of an architecture without data says "(no data)".
+A table lacking a needed column raises :class:`FigureDataError` naming it.
+
+Points with L0 ≤ 0 cannot be shown on the log L0 axis and are left out of the L0 plots.
+
+==========================  ================================================================
+stem (:data:`FIGURES`)      content
+==========================  ================================================================
+``fig1_pareto_headline``    Fig. 1: L0 vs loss recovered, gated vs baseline, one panel per
+                            site, headline layer
+``fig12_pareto_grid``       Figs. 12–13: the same on a grid layers × sites, one model
+``fig6_shrinkage``          Figs. 6/14: γ (top) and γ_c (bottom) vs L0 per site
+``fig8_ablations``          Fig. 8: gated vs its ablations, Pareto frontiers
+``fig9_rescale_shift``      Fig. 9: baseline vs baseline + rescale & shift vs gated
+``delta_lm_loss_all``       beyond the paper: ΔLM loss vs L0, all architectures
+``half_l0_ratios``          L0 ratio baseline / gated at equal loss recovered
+==========================  ================================================================
+
+:func:`make_all_figures` writes all of them from the long results table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
+
+from .pareto import pareto_frontier  # noqa: E402
+from .sites import SITES  # noqa: E402
+from .tables import ARCHITECTURES  # noqa: E402
+
+__all__ = [
+    "ArchStyle",
+    "ARCH_STYLES",
+    "SITE_LABELS",
+    "FIGURES",
+    "FigureDataError",
+    "arch_style",
+    "save_figure",
+    "plot_pareto_headline",
+    "plot_pareto_grid",
+    "plot_shrinkage",
+    "plot_gated_ablations",
+    "plot_baseline_rescale_shift",
+    "plot_delta_lm_loss",
+    "plot_half_l0",
+    "make_all_figures",
+]
+
+
+# --------------------------------------------------------------------------- style
+
+
+@dataclass(frozen=True)
+class ArchStyle:
+    """How one architecture is drawn in every figure."""
+
+    color: str
+    marker: str
+    label: str
+    linestyle: str = "-"
+
+
+#: THE architecture -> style map (seaborn "colorblind" palette); every figure uses it.
+ARCH_STYLES: dict[str, ArchStyle] = {
+    "gated": ArchStyle("#DE8F05", "o", "Gated"),
+    "baseline": ArchStyle("#0173B2", "s", "Baseline (ReLU)"),
+    "topk": ArchStyle("#029E73", "^", "TopK"),
+    "jumprelu": ArchStyle("#D55E00", "D", "JumpReLU"),
+    "gated_unfrozen_decoder": ArchStyle("#CC78BC", "v", "Gated, unfrozen decoder", "--"),
+    "gated_no_rmag": ArchStyle("#CA9161", "P", "Gated, no r_mag", "--"),
+    "gated_untied": ArchStyle("#949494", "X", "Gated, untied encoders", "--"),
+    "baseline_rescale_shift": ArchStyle("#56B4E9", "h", "Baseline + rescale & shift", "--"),
+}
+assert set(ARCH_STYLES) == set(ARCHITECTURES)
+
+_FALLBACK = ArchStyle("#333333", "*", "?", ":")
+
+#: Panel titles of the sites.
+SITE_LABELS: dict[str, str] = {
+    "resid": "Residual stream",
+    "mlp": "MLP output",
+    "attn": "Attention output (pre-W_O)",
+}
+
+_LABELS = {
+    "l0": "L0 (log scale)",
+    "loss_recovered": "Loss recovered",
+    "delta_lm_loss": "ΔLM loss (nats)",
+    "gamma": r"$\gamma$ (relative reconstruction bias)",
+    "gamma_c": r"$\gamma_c$ (mean-centred $\gamma$)",
+}
+
+
+def arch_style(arch: str) -> ArchStyle:
+    """The style of ``arch``; unknown architectures get a dark-grey star labelled by their name."""
+    if arch in ARCH_STYLES:
+        return ARCH_STYLES[arch]
+    return ArchStyle(_FALLBACK.color, _FALLBACK.marker, str(arch), _FALLBACK.linestyle)
+
+
+class FigureDataError(ValueError):
+    """The table handed to a figure function cannot produce that figure (e.g. missing column)."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _require(df: pd.DataFrame, cols: Sequence[str], fig: str) -> None:
+    if not isinstance(df, pd.DataFrame):
+        raise FigureDataError(f"{fig}: expected a pandas DataFrame, got {type(df).__name__}")
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise FigureDataError(f"{fig}: table lacks needed column(s) {missing}; it has {list(df.columns)}")
+
+
+def save_figure(fig: plt.Figure, stem: str | Path) -> list[Path]:
+    """Save ``fig`` as ``<stem>.png`` (150 dpi) and ``<stem>.pdf``; returns both paths.
+
+    Metadata dates are left out so reruns give byte-identical PDFs.
+    """
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    png, pdf = stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".pdf")
+    fig.savefig(png, dpi=150, metadata={"Software": None})
+    fig.savefig(pdf, metadata={"CreationDate": None, "ModDate": None, "Creator": None, "Producer": None})
+    return [png, pdf]
+
+
+def _select_model(df: pd.DataFrame, model: str | None, fig: str) -> str:
+    models = sorted(df["model"].astype(str).unique())
+    if model is not None:
+        if model not in models:
+            raise FigureDataError(f"{fig}: no rows for model {model!r}; models present: {models}")
+        return model
+    if len(models) == 1:
+        return models[0]
+    if not models:
+        raise FigureDataError(f"{fig}: the table is empty")
+    raise FigureDataError(f"{fig}: the table holds several models {models}; pass model=")
+
+
+def _select_layer(df: pd.DataFrame, layer: int | None, fig: str) -> int:
+    """``layer`` or, if None, the middle one of the layers present (the lower middle if even)."""
+    layers = sorted(int(v) for v in df["layer"].unique())
+    if not layers:
+        raise FigureDataError(f"{fig}: no layers in the table")
+    if layer is None:
+        return layers[(len(layers) - 1) // 2]
+    return int(layer)
+
+
+def _site_list(df: pd.DataFrame, sites: Sequence[str] | None) -> list[str]:
+    if sites is not None:
+        return list(sites)
+    present = [str(s) for s in df["site"].unique()]
+    return list(SITES) + sorted(s for s in present if s not in SITES)
+
+
+def _no_data(ax: plt.Axes, text: str = "no data") -> None:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="0.45",
+            fontsize=11, style="italic", gid="no_data")
+    ax.tick_params(left=False, bottom=False, labelleft=False, labelbottom=False)
+    ax.grid(False)
+
+
+def _log_axis(ax: plt.Axes, which: str, values) -> None:
+    """Log scale with readable plain-number ticks and no minor-tick labels.
+
+    Major ticks at 1, 2, 5 × 10^k, or at every integer multiple of 10^k when the plotted
+    ``values`` span less than a factor 4 (so that a narrow axis still gets at least two ticks).
+    """
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    span = v.max() / v.min() if v.size else 10.0
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+    subs = (1.0, 2.0, 5.0) if span >= 4 else tuple(float(k) for k in range(1, 10))
+    axis.set_major_locator(LogLocator(base=10, subs=subs))
+    axis.set_major_formatter(FuncFormatter(lambda t, _: f"{t:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _positive_l0(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["l0"].astype(float) > 0]
+
+
+def _missing_note(ax: plt.Axes, archs: Sequence[str], panel: pd.DataFrame, fig_data: pd.DataFrame,
+                  loc: str = "lower right") -> None:
+    """Name the architectures drawn elsewhere in the figure but absent from this panel."""
+    in_fig, in_panel = set(fig_data["architecture"]), set(panel["architecture"])
+    missing = [arch_style(a).label for a in archs if a in in_fig and a not in in_panel]
+    if not missing:
+        return
+    va, ha = loc.split()
+    ax.text(0.97 if ha == "right" else 0.03, 0.04 if va == "lower" else 0.96, "no data: " + ", ".join(missing),
+            transform=ax.transAxes, ha=ha, va="bottom" if va == "lower" else "top", fontsize=7.5, color="0.35",
+            style="italic", gid="missing_archs", bbox=dict(facecolor="white", edgecolor="none", alpha=0.7, pad=1))
+
+
+def _legend(fig: plt.Figure, archs: Sequence[str], present: set[str], extra: Sequence[Line2D] = ()) -> None:
+    handles = []
+    for a in archs:
+        st = arch_style(a)
+        has = a in present
+        handles.append(
+            Line2D([], [], color=st.color, marker=st.marker, linestyle=st.linestyle, alpha=1.0 if has else 0.35,
+                   label=st.label if has else f"{st.label} (no data)")
+        )
+    handles += list(extra)
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4), frameon=False)
+
+
+def _draw_points_and_frontier(ax, pts: pd.DataFrame, arch: str, y: str, maximize_y: bool) -> None:
+    """Faint markers for every SAE, the (L0, y) Pareto frontier joined by a line on top."""
+    st = arch_style(arch)
+    ax.scatter(pts["l0"], pts[y], color=st.color, marker=st.marker, s=16, alpha=0.3, linewidths=0,
+               gid=f"points:{arch}")
+    fr = pareto_frontier(pts, "l0", y, minimize_x=True, maximize_y=maximize_y)
+    ax.plot(fr["l0"].to_numpy(dtype=float), fr[y].to_numpy(dtype=float), color=st.color, marker=st.marker,
+            markersize=5, linestyle=st.linestyle, linewidth=1.6, label=st.label, gid=f"frontier:{arch}")
+
+
+def _styled(func: Callable) -> Callable:
+    def wrapper(*args, **kwargs):
+        with sns.axes_style("whitegrid"), sns.plotting_context("paper", font_scale=1.1):
+            return func(*args, **kwargs)
+
+    wrapper.__name__, wrapper.__doc__, wrapper.__wrapped__ = func.__name__, func.__doc__, func
+    return wrapper
+
+
+def _pareto_row(
+    df: pd.DataFrame,
+    stem: str | Path,
+    *,
+    fig_name: str,
+    archs: Sequence[str],
+    title: str,
+    model: str | None,
+    layer: int | None,
+    sites: Sequence[str] | None,
+    y: str = "loss_recovered",
+    maximize_y: bool = True,
+    log_y: bool = False,
+) -> plt.Figure:
+    _require(df, ["model", "layer", "site", "architecture", "l0", y], fig_name)
+    model = _select_model(df, model, fig_name)
+    d = df[df["model"] == model]
+    sel = d[d["architecture"].isin(archs)]
+    layer = _select_layer(sel if not sel.empty else d, layer, fig_name)
+    d = _positive_l0(sel[sel["layer"] == layer])
+    site_list = _site_list(df[df["model"] == model], sites)
+    fig, axes = plt.subplots(1, len(site_list), figsize=(3.6 * len(site_list), 3.4), squeeze=False,
+                             layout="constrained")
+    present: set[str] = set()
+    for ax, site in zip(axes[0], site_list):
+        ds = d[d["site"] == site]
+        ax.set_title(SITE_LABELS.get(site, site))
+        if ds.empty:
+            _no_data(ax)
+            continue
+        for arch in archs:
+            pts = ds[ds["architecture"] == arch]
+            if pts.empty:
+                continue
+            present.add(arch)
+            _draw_points_and_frontier(ax, pts, arch, y, maximize_y)
+        _missing_note(ax, archs, ds, d, "lower right" if maximize_y else "upper right")
+        _log_axis(ax, "x", ds["l0"])
+        ylabel = _LABELS.get(y, y)
+        if log_y and (ds[y] > 0).all():
+            _log_axis(ax, "y", ds[y])
+            ylabel += " (log scale)"
+        ax.set_xlabel(_LABELS["l0"])
+        ax.set_ylabel(ylabel)
+    fig.suptitle(f"{title} — {model}, layer {layer}")
+    _legend(fig, archs, present)
+    save_figure(fig, stem)
+    return fig
+
+
+# --------------------------------------------------------------------------- figures
+
+
+@_styled
+def plot_pareto_headline(
+    df: pd.DataFrame,
+    stem: str | Path,
+    *,
+    model: str | None = None,
+    layer: int | None = None,
+    sites: Sequence[str] | None = None,
+) -> plt.Figure:
+    """Fig. 1 analogue: L0 (log x) vs loss recovered, gated vs baseline, one panel per site.
+
+    Every SAE is a faint marker; each architecture's Pareto frontier (min L0, max loss recovered)
+    is joined by a line (``gid="frontier:<arch>"``). ``layer`` defaults to the middle layer present
+    (pass the configured headline layer). ``model`` may be omitted if the table holds one model.
+    Needs columns model, layer, site, architecture, l0, loss_recovered.
+    """
+    return _pareto_row(df, stem, fig_name="fig1_pareto_headline", archs=("gated", "baseline"),
+                       title="Gated vs baseline", model=model, layer=layer, sites=sites)
+
+
+@_styled
+def plot_pareto_grid(
+    df: pd.DataFrame,
+    stem: str | Path,
+    *,
+    model: str | None = None,
+    sites: Sequence[str] | None = None,
+    architectures: Sequence[str] = ("gated", "baseline"),
+) -> plt.Figure:
+    """Figs. 12–13 analogue: L0 vs loss recovered on a grid of layers (rows) × sites (columns).
+
+    One model per figure; every SAE a faint marker, each architecture's frontier joined.
+    Needs columns model, layer, site, architecture, l0, loss_recovered.
+    """
+    fig_name = "fig12_pareto_grid"
+    _require(df, ["model", "layer", "site", "architecture", "l0", "loss_recovered"], fig_name)
+    model = _select_model(df, model, fig_name)
+    d = df[df["model"] == model]
+    site_list = _site_list(d, sites)
+    layers = sorted(int(v) for v in d["layer"].unique())
+    d = _positive_l0(d[d["architecture"].isin(architectures)])
+    fig, axes = plt.subplots(len(layers), len(site_list), figsize=(3.4 * len(site_list), 2.7 * len(layers) + 0.6),
+                             squeeze=False, layout="constrained")
+    present: set[str] = set()
+    for i, layer in enumerate(layers):
+        for j, site in enumerate(site_list):
+            ax = axes[i, j]
+            ds = d[(d["layer"] == layer) & (d["site"] == site)]
+            if i == 0:
+                ax.set_title(SITE_LABELS.get(site, site))
+            if ds.empty:
+                _no_data(ax)
+            else:
+                for arch in architectures:
+                    pts = ds[ds["architecture"] == arch]
+                    if not pts.empty:
+                        present.add(arch)
+                        _draw_points_and_frontier(ax, pts, arch, "loss_recovered", True)
+                _missing_note(ax, architectures, ds, d)
+                _log_axis(ax, "x", ds["l0"])
+            if j == 0:
+                ax.set_ylabel(f"Layer {layer}\n{_LABELS['loss_recovered']}")
+            if i == len(layers) - 1:
+                ax.set_xlabel(_LABELS["l0"])
+    fig.suptitle(f"L0 vs loss recovered, all layers and sites — {model}")
+    _legend(fig, architectures, present)
+    save_figure(fig, stem)
+    return fig
+
+
+@_styled
+def plot_shrinkage(
+    df: pd.DataFrame,
+    stem: str | Path,
+    *,
+    model: str | None = None,
+    layer: int | None = None,
+    sites: Sequence[str] | None = None,
+    architectures: Sequence[str] = ("gated", "baseline"),
+) -> plt.Figure:
+    """Figs. 6/14 analogue: γ (top row) and mean-centred γ_c (bottom row) vs L0, per site.
+
+    Each architecture's SAEs are joined in order of L0 (``gid="gamma:<arch>"`` /
+    ``"gamma_c:<arch>"``); a dashed line marks γ = 1 (no shrinkage; ``gid="gamma_one"``).
+    γ < 1 means the reconstructions are too short (shrinkage).
+    Needs columns model, layer, site, architecture, l0, gamma, gamma_c.
+    """
+    fig_name = "fig6_shrinkage"
+    _require(df, ["model", "layer", "site", "architecture", "l0", "gamma", "gamma_c"], fig_name)
+    model = _select_model(df, model, fig_name)
+    d = df[df["model"] == model]
+    site_list = _site_list(d, sites)
+    sel = d[d["architecture"].isin(architectures)]
+    layer = _select_layer(sel if not sel.empty else d, layer, fig_name)
+    d = _positive_l0(sel[sel["layer"] == layer])
+    fig, axes = plt.subplots(2, len(site_list), figsize=(3.6 * len(site_list), 6.0), squeeze=False,
+                             layout="constrained")
+    present: set[str] = set()
+    for i, metric in enumerate(("gamma", "gamma_c")):
+        for j, site in enumerate(site_list):
+            ax = axes[i, j]
+            ds = d[d["site"] == site]
+            if i == 0:
+                ax.set_title(SITE_LABELS.get(site, site))
+            if j == 0:
+                ax.set_ylabel(_LABELS[metric])
+            if ds.empty:
+                _no_data(ax)
+                continue
+            for arch in architectures:
+                pts = ds[ds["architecture"] == arch].sort_values("l0", kind="stable")
+                if pts.empty:
+                    continue
+                present.add(arch)
+                st = arch_style(arch)
+                ax.plot(pts["l0"].to_numpy(dtype=float), pts[metric].to_numpy(dtype=float), color=st.color,
+                        marker=st.marker, markersize=5, linestyle=st.linestyle, linewidth=1.4, label=st.label,
+                        gid=f"{metric}:{arch}")
+            ax.axhline(1.0, color="0.15", linestyle="--", linewidth=1.3, gid="gamma_one", zorder=1.5)
+            _missing_note(ax, architectures, ds, d)
+            _log_axis(ax, "x", ds["l0"])
+            if i == 1:
+                ax.set_xlabel(_LABELS["l0"])
+    fig.suptitle(f"Shrinkage: relative reconstruction bias vs L0 — {model}, layer {layer}")
+    one = Line2D([], [], color="0.15", linestyle="--", linewidth=1.3, label=r"$\gamma = 1$ (no shrinkage)")
+    _legend(fig, architectures, present, extra=[one])
+    save_figure(fig, stem)
+    return fig
+
+
+@_styled
+def plot_gated_ablations(
+    df: pd.DataFrame,
+    stem: str | Path,
+    *,
+    model: str | None = None,
+    layer: int | None = None,
+    sites: Sequence[str] | None = None,
+) -> plt.Figure:
+    """Fig. 8 analogue: Pareto frontiers of gated vs gated_unfrozen_decoder, gated_no_rmag and
+    gated_untied (L0 vs loss recovered), one panel per site at one layer.
+    Needs columns model, layer, site, architecture, l0, loss_recovered."""
+    return _pareto_row(df, stem, fig_name="fig8_ablations",
+                       archs=("gated", "gated_unfrozen_decoder", "gated_no_rmag", "gated_untied"),
+                       title="Gated SAE ablations", model=model, layer=layer, sites=sites)
+
+
+@_styled
+def plot_baseline_rescale_shift(
+    df: pd.DataFrame,
+    stem: str | Path,
+    *,
+    model: str | None = None,
+    layer: int | None = None,
+    sites: Sequence[str] | None = None,
+) -> plt.Figure:
+    """Fig. 9 analogue: Pareto frontiers of baseline vs baseline_rescale_shift vs gated
+    (L0 vs loss recovered), one panel per site at one layer.
+    Needs columns model, layer, site, architecture, l0, loss_recovered."""
+    return _pareto_row(df, stem, fig_name="fig9_rescale_shift",
+                       archs=("baseline", "baseline_rescale_shift", "gated"),
+                       title="Baseline + rescale & shift vs baseline and gated", model=model, layer=layer, sites=sites)
+
+
+@_styled
+def plot_delta_lm_loss(
+    df: pd.DataFrame,
+    stem: str | Path,
+    *,
+    model: str | None = None,
+    layer: int | None = None,
+    sites: Sequence[str] | None = None,
+    architectures: Sequence[str] = ARCHITECTURES,
+) -> plt.Figure:
+    """Beyond the paper: ΔLM loss (log y) vs L0 (log x) for every architecture incl. TopK and
+    JumpReLU; each architecture's frontier (min L0, min ΔLM loss) joined. A panel whose ΔLM losses
+    are not all positive falls back to a linear y axis.
+    Needs columns model, layer, site, architecture, l0, delta_lm_loss."""
+    return _pareto_row(df, stem, fig_name="delta_lm_loss_all", archs=tuple(architectures),
+                       title="ΔLM loss vs L0, all architectures", model=model, layer=layer, sites=sites,
+                       y="delta_lm_loss", maximize_y=False, log_y=True)
+
+
+@_styled
+def plot_half_l0(
+    half: pd.DataFrame,
+    stem: str | Path,
+    *,
+    sites: Sequence[str] | None = None,
+) -> plt.Figure:
+    """L0 ratio baseline / gated needed for equal loss recovered, from :func:`saerepro.pareto.half_l0`.
+
+    Rows: models; columns: sites; x: loss-recovered level; one line per layer
+    (``gid="ratio:<model>:<layer>"``, viridis by layer). Reference lines: ratio 1 (parity,
+    dotted, ``gid="ratio_one"``) and 2 ("half the L0", dashed, ``gid="ratio_two"``). Undefined
+    ratios (level outside a frontier) leave gaps; a panel without any defined ratio says so.
+    Needs columns model, layer, site, level, ratio.
+    """
+    fig_name = "half_l0_ratios"
+    _require(half, ["model", "layer", "site", "level", "ratio"], fig_name)
+    models = sorted(half["model"].astype(str).unique())
+    if not models:
+        raise FigureDataError(f"{fig_name}: the table is empty")
+    site_list = _site_list(half, sites)
+    all_layers = sorted(int(v) for v in half["layer"].unique())
+    cmap = plt.get_cmap("viridis")
+    colors = {L: cmap(k / max(len(all_layers) - 1, 1) * 0.9) for k, L in enumerate(all_layers)}
+    fig, axes = plt.subplots(len(models), len(site_list), figsize=(3.6 * len(site_list), 3.0 * len(models) + 0.7),
+                             squeeze=False, layout="constrained")
+    all_levels = sorted(float(v) for v in half["level"].unique())
+    pad = 0.05 * (all_levels[-1] - all_levels[0]) if len(all_levels) > 1 else 0.01
+    used_layers: set[int] = set()
+    for i, model in enumerate(models):
+        for j, site in enumerate(site_list):
+            ax = axes[i, j]
+            ds = half[(half["model"] == model) & (half["site"] == site)]
+            title = SITE_LABELS.get(site, site)
+            ax.set_title(f"{model}\n{title}" if len(models) > 1 else title)
+            if ds.empty or not np.isfinite(ds["ratio"].to_numpy(dtype=float)).any():
+                _no_data(ax, "no data" if ds.empty else "no level inside\nboth frontiers")
+                continue
+            for layer, g in ds.groupby("layer", sort=True):
+                g = g.sort_values("level")
+                used_layers.add(int(layer))
+                ax.plot(g["level"].to_numpy(dtype=float), g["ratio"].to_numpy(dtype=float), marker="o",
+                        markersize=5, color=colors[int(layer)], linewidth=1.4, gid=f"ratio:{model}:{int(layer)}")
+            ax.axhline(1.0, color="0.15", linestyle=":", linewidth=1.3, gid="ratio_one", zorder=1.5)
+            ax.axhline(2.0, color="0.15", linestyle="--", linewidth=1.3, gid="ratio_two", zorder=1.5)
+            top = np.nanmax(ds["ratio"].to_numpy(dtype=float))
+            ax.set_ylim(0, max(2.5, top * 1.1))
+            ax.set_xticks(all_levels, [f"{v:g}" for v in all_levels])
+            ax.set_xlim(all_levels[0] - pad, all_levels[-1] + pad)
+            defined = ds.groupby("level")["ratio"].apply(lambda r: np.isfinite(r.to_numpy(dtype=float)).any())
+            undefined = [lv for lv in all_levels if not defined.get(lv, False)]
+            if undefined:
+                ax.text(0.02, 0.03, "no ratio at " + ", ".join(f"{v:g}" for v in undefined)
+                        + "\n(level outside a frontier)", transform=ax.transAxes, fontsize=7.5, color="0.35",
+                        ha="left", va="bottom", gid="undefined_levels")
+            ax.set_xlabel("Loss recovered level")
+            if j == 0:
+                ax.set_ylabel("L0 baseline / L0 gated")
+    handles = [Line2D([], [], color=colors[L], marker="o", label=f"layer {L}") for L in sorted(used_layers)]
+    handles += [Line2D([], [], color="0.15", linestyle=":", linewidth=1.3, label="parity (ratio 1)"),
+                Line2D([], [], color="0.15", linestyle="--", linewidth=1.3, label="half the L0 (ratio 2)")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5), frameon=False)
+    fig.suptitle("L0 baseline needs ÷ L0 gated needs, at equal loss recovered")
+    save_figure(fig, stem)
+    return fig
+
+
+#: Figure stem -> function. Per-model figures take ``(aggregated_table, stem, model=...)``;
+#: ``half_l0_ratios`` takes the half-L0 table. Captions: ``workflow/report/<stem>.rst``.
+FIGURES: dict[str, Callable[..., plt.Figure]] = {
+    "fig1_pareto_headline": plot_pareto_headline,
+    "fig12_pareto_grid": plot_pareto_grid,
+    "fig6_shrinkage": plot_shrinkage,
+    "fig8_ablations": plot_gated_ablations,
+    "fig9_rescale_shift": plot_baseline_rescale_shift,
+    "delta_lm_loss_all": plot_delta_lm_loss,
+    "half_l0_ratios": plot_half_l0,
+}
+
+
+def make_all_figures(
+    metrics: pd.DataFrame,
+    out_dir: str | Path,
+    *,
+    headline_layer: int | Mapping[str, int] | None = None,
+    levels: Sequence[float] | None = None,
+) -> list[Path]:
+    """Every figure of :data:`FIGURES` from the long results table; returns the written paths.
+
+    Seeds are averaged first (:func:`saerepro.tables.aggregate_seeds`). With one model the files
+    are ``<out_dir>/<stem>.{png,pdf}``; with several, the per-model figures go to
+    ``<out_dir>/<model>/<stem>.{png,pdf}`` and ``half_l0_ratios`` (all models) stays in ``out_dir``.
+    ``headline_layer`` (an int, or model -> int) is the layer of the single-layer figures
+    (default: the middle layer present); ``levels`` the loss-recovered levels of the half-L0 plot
+    (default :data:`saerepro.pareto.DEFAULT_LEVELS`). Figures are closed after saving.
+    """
+    from .pareto import DEFAULT_LEVELS, half_l0
+    from .tables import aggregate_seeds, slug
+
+    agg = aggregate_seeds(metrics)
+    out_dir = Path(out_dir)
+    models = sorted(agg["model"].unique())
+    paths: list[Path] = []
+
+    def _done(fig: plt.Figure, stem: Path) -> None:
+        plt.close(fig)
+        paths.extend([stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".pdf")])
+
+    for model in models:
+        layer = headline_layer.get(model) if isinstance(headline_layer, Mapping) else headline_layer
+        base = out_dir if len(models) == 1 else out_dir / slug(model)
+        for name, func in FIGURES.items():
+            if name == "half_l0_ratios":
+                continue
+            kwargs = {"model": model} if name == "fig12_pareto_grid" else {"model": model, "layer": layer}
+            _done(func(agg, base / name, **kwargs), base / name)
+    stem = out_dir / "half_l0_ratios"
+    _done(plot_half_l0(half_l0(agg, DEFAULT_LEVELS if levels is None else levels), stem), stem)
+    return paths

@@ -1,0 +1,457 @@
+"""The long results table and the tables derived from it.
+
+``results/tables/metrics.csv`` has one row per trained SAE, keyed by :data:`KEY_COLUMNS`, with the
+training descriptors :data:`RUN_COLUMNS` and the evaluation metrics :data:`METRIC_COLUMNS`
+(definitions in :mod:`saerepro.metrics`). Everything else is derived from it:
+
+* :func:`aggregate_seeds` — mean (and SEM) over seeds, the input every figure takes;
+* :func:`paper_table` / :func:`write_model_tables` — per-model tables with the columns of the
+  paper's Tables 1–8, as Markdown and LaTeX;
+* :func:`half_l0_table` / :func:`write_half_l0_table` — the "half the L0" comparison.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .pareto import DEFAULT_LEVELS, half_l0
+from .sites import SITES
+
+__all__ = [
+    "KEY_COLUMNS",
+    "RUN_COLUMNS",
+    "METRIC_COLUMNS",
+    "ALL_COLUMNS",
+    "ARCHITECTURES",
+    "PAPER_COLUMNS",
+    "MetricsTableError",
+    "validate_metrics_table",
+    "read_metrics_table",
+    "aggregate_seeds",
+    "paper_table",
+    "format_table",
+    "table_to_markdown",
+    "table_to_latex",
+    "write_model_tables",
+    "half_l0_table",
+    "write_half_l0_table",
+    "slug",
+    "synthetic_metrics_table",
+]
+
+#: One row per SAE is identified by these columns.
+KEY_COLUMNS: tuple[str, ...] = ("model", "layer", "site", "architecture", "coefficient", "seed")
+
+#: Training descriptors carried by every row (width = number of latents; lr = learning rate).
+RUN_COLUMNS: tuple[str, ...] = ("width", "tokens_trained", "lr", "train_seconds")
+
+#: Evaluation metrics carried by every row; formulas in :mod:`saerepro.metrics`.
+#: alive_frac is a fraction in [0, 1]; loss_recovered is a fraction (1 = clean model).
+METRIC_COLUMNS: tuple[str, ...] = (
+    "l0",
+    "loss_recovered",
+    "delta_lm_loss",
+    "ce_clean",
+    "ce_sae",
+    "ce_zero",
+    "gamma",
+    "gamma_c",
+    "alive_frac",
+    "nmse",
+    "kl",
+)
+
+#: Every column metrics.csv must have, in this order.
+ALL_COLUMNS: tuple[str, ...] = KEY_COLUMNS + RUN_COLUMNS + METRIC_COLUMNS
+
+#: Known architectures, in the order tables and legends list them.
+ARCHITECTURES: tuple[str, ...] = (
+    "gated",
+    "baseline",
+    "topk",
+    "jumprelu",
+    "gated_unfrozen_decoder",
+    "gated_no_rmag",
+    "gated_untied",
+    "baseline_rescale_shift",
+)
+
+_STRING_KEYS = ("model", "site", "architecture")
+_INT_COLUMNS = ("layer", "seed", "width", "tokens_trained")
+
+
+class MetricsTableError(ValueError):
+    """The results table is malformed (missing columns, NaN/inf values, duplicate keys, ...)."""
+
+
+def _describe_rows(df: pd.DataFrame, mask: np.ndarray, limit: int = 5) -> str:
+    keys = [c for c in KEY_COLUMNS if c in df.columns]
+    rows = df.loc[mask, keys].head(limit).to_dict("records")
+    more = int(mask.sum()) - len(rows)
+    return "; ".join(str(r) for r in rows) + (f"; ... and {more} more" if more > 0 else "")
+
+
+def validate_metrics_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Check the long results table; return it with columns in :data:`ALL_COLUMNS` order first.
+
+    Raises :class:`MetricsTableError` naming the problem if: a required column is missing; a
+    numeric column is non-numeric or holds NaN/±inf (the offending rows' keys are named); a string
+    key is empty/missing; two rows share a key; or a value is out of its range (l0 < 0,
+    alive_frac ∉ [0, 1], width ≤ 0, ce_* < 0, nmse < 0, kl < 0). Extra columns are kept, after the
+    required ones.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise MetricsTableError(f"expected a pandas DataFrame, got {type(df).__name__}")
+    missing = [c for c in ALL_COLUMNS if c not in df.columns]
+    if missing:
+        raise MetricsTableError(f"metrics table lacks required column(s): {', '.join(missing)}")
+    problems = []
+    for c in _STRING_KEYS:
+        s = df[c]
+        bad = s.isna().to_numpy() | (s.astype(str).str.strip() == "").to_numpy()
+        if bad.any():
+            problems.append(f"column {c!r} is empty in {int(bad.sum())} row(s): {_describe_rows(df, bad)}")
+    numeric = ["layer", "coefficient", "seed", *RUN_COLUMNS, *METRIC_COLUMNS]
+    for c in numeric:
+        vals = pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float)
+        non_num = pd.isna(vals) & ~df[c].isna().to_numpy()
+        if non_num.any():
+            problems.append(f"column {c!r} has non-numeric value(s) in rows: {_describe_rows(df, non_num)}")
+        nan = np.isnan(vals) & ~non_num
+        if nan.any():
+            problems.append(f"column {c!r} has NaN in {int(nan.sum())} row(s): {_describe_rows(df, nan)}")
+        inf = np.isinf(vals)
+        if inf.any():
+            problems.append(f"column {c!r} has ±inf in {int(inf.sum())} row(s): {_describe_rows(df, inf)}")
+    if problems:
+        raise MetricsTableError("invalid metrics table:\n  " + "\n  ".join(problems))
+    dup = df.duplicated(list(KEY_COLUMNS), keep=False).to_numpy()
+    if dup.any():
+        raise MetricsTableError(f"metrics table has {int(dup.sum())} rows with duplicate keys: {_describe_rows(df, dup)}")
+    ranges = {
+        "l0": (0.0, np.inf),
+        "alive_frac": (0.0, 1.0),
+        "width": (1.0, np.inf),
+        "ce_clean": (0.0, np.inf),
+        "ce_sae": (0.0, np.inf),
+        "ce_zero": (0.0, np.inf),
+        "nmse": (0.0, np.inf),
+        "kl": (0.0, np.inf),
+        "tokens_trained": (0.0, np.inf),
+        "train_seconds": (0.0, np.inf),
+    }
+    for c, (lo, hi) in ranges.items():
+        v = df[c].to_numpy(dtype=float)
+        bad = (v < lo) | (v > hi)
+        if bad.any():
+            problems.append(f"column {c!r} outside [{lo}, {hi}] in rows: {_describe_rows(df, bad)}")
+    if problems:
+        raise MetricsTableError("invalid metrics table:\n  " + "\n  ".join(problems))
+    extra = [c for c in df.columns if c not in ALL_COLUMNS]
+    return df[list(ALL_COLUMNS) + extra]
+
+
+def read_metrics_table(path: str | Path) -> pd.DataFrame:
+    """Read and validate ``metrics.csv``; integer-valued columns come back as int64."""
+    df = pd.read_csv(path)
+    df = validate_metrics_table(df)
+    df = df.copy()
+    for c in _INT_COLUMNS:
+        df[c] = df[c].astype("int64")
+    for c in _STRING_KEYS:
+        df[c] = df[c].astype(str)
+    return df
+
+
+def aggregate_seeds(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean over seeds of every run/metric column, per (model, layer, site, architecture, coefficient).
+
+    Adds ``n_seeds`` and ``<column>_sem`` (standard error of the mean over seeds; NaN when there
+    is a single seed). The input is validated first. This seed-averaged table is what every figure
+    function in :mod:`saerepro.plotting` takes.
+    """
+    df = validate_metrics_table(df)
+    keys = [c for c in KEY_COLUMNS if c != "seed"]
+    values = list(RUN_COLUMNS + METRIC_COLUMNS)
+    g = df.groupby(keys, sort=True)
+    mean = g[values].mean()
+    sem = g[values].sem(ddof=1).add_suffix("_sem")
+    n = g.size().rename("n_seeds")
+    return pd.concat([mean, n, sem], axis=1).reset_index()
+
+
+# --------------------------------------------------------------------------- paper tables
+
+#: Column of :func:`paper_table` -> source column of the metrics table. Names follow the
+#: paper's Tables 1–8; "γ_c" is our addition (see :mod:`saerepro.metrics`).
+PAPER_COLUMNS: dict[str, str] = {
+    "Architecture": "architecture",
+    "Site": "site",
+    "Layer": "layer",
+    "λ": "coefficient",
+    "LR": "lr",
+    "L0": "l0",
+    "% CE recovered": "loss_recovered",
+    "Clean CE loss": "ce_clean",
+    "SAE CE loss": "ce_sae",
+    "0-abl. CE loss": "ce_zero",
+    "Width": "width",
+    "% alive": "alive_frac",
+    "γ": "gamma",
+    "γ_c": "gamma_c",
+}
+
+_FORMATS = {
+    "Layer": "{:d}",
+    "λ": "{:.3g}",
+    "LR": "{:.1e}",
+    "L0": "{:.1f}",
+    "% CE recovered": "{:.2f}",
+    "Clean CE loss": "{:.3f}",
+    "SAE CE loss": "{:.3f}",
+    "0-abl. CE loss": "{:.3f}",
+    "Width": "{:d}",
+    "% alive": "{:.1f}",
+    "γ": "{:.3f}",
+    "γ_c": "{:.3f}",
+    "Seeds": "{:d}",
+    "Level": "{:.2f}",
+    "L0 gated": "{:.1f}",
+    "L0 baseline": "{:.1f}",
+    "Ratio": "{:.2f}",
+}
+
+_LATEX_HEADERS = {
+    "λ": r"$\lambda$",
+    "% CE recovered": r"\% CE rec.",
+    "% alive": r"\% alive",
+    "γ": r"$\gamma$",
+    "γ_c": r"$\gamma_c$",
+    "0-abl. CE loss": r"0-abl.\ CE",
+    "Clean CE loss": "Clean CE",
+    "SAE CE loss": "SAE CE",
+    "L0 gated": r"$L_0$ gated",
+    "L0 baseline": r"$L_0$ baseline",
+    "L0": r"$L_0$",
+}
+
+
+def _site_rank(site: str) -> int:
+    return SITES.index(site) if site in SITES else len(SITES)
+
+
+def _arch_rank(arch: str) -> int:
+    return ARCHITECTURES.index(arch) if arch in ARCHITECTURES else len(ARCHITECTURES)
+
+
+def paper_table(df: pd.DataFrame, model: str, architectures: Sequence[str] | None = None) -> pd.DataFrame:
+    """One model's SAEs with the columns of the paper's Tables 1–8 (numeric, display headers).
+
+    Rows are averaged over seeds (a ``Seeds`` column is added when any row has more than one),
+    sorted by architecture, site (resid, mlp, attn), layer, λ. "% CE recovered" and "% alive"
+    are percentages. ``architectures`` restricts and orders the architectures shown.
+    """
+    agg = aggregate_seeds(df)
+    agg = agg[agg["model"] == model]
+    if agg.empty:
+        raise ValueError(f"paper_table: no rows for model {model!r}; models: {sorted(df['model'].unique())}")
+    if architectures is not None:
+        agg = agg[agg["architecture"].isin(list(architectures))]
+    agg = agg.assign(
+        _a=agg["architecture"].map(_arch_rank if architectures is None else list(architectures).index),
+        _s=agg["site"].map(_site_rank),
+    ).sort_values(["_a", "architecture", "_s", "site", "layer", "coefficient"])
+    out = pd.DataFrame({name: agg[src].to_numpy() for name, src in PAPER_COLUMNS.items()})
+    out["% CE recovered"] *= 100
+    out["% alive"] *= 100
+    out["Layer"] = out["Layer"].astype("int64")
+    out["Width"] = out["Width"].round().astype("int64")
+    if (agg["n_seeds"] > 1).any():
+        out["Seeds"] = agg["n_seeds"].to_numpy().astype("int64")
+    return out.reset_index(drop=True)
+
+
+def format_table(table: pd.DataFrame) -> pd.DataFrame:
+    """All cells as strings, numbers formatted per column (NaN shown as "—")."""
+    out = table.copy()
+    for c in out.columns:
+        fmt = _FORMATS.get(c)
+
+        def f(v, fmt=fmt):
+            if v is None or (isinstance(v, float) and np.isnan(v)):
+                return "—"
+            if fmt is None:
+                return str(v)
+            if "d}" in fmt:
+                return fmt.format(int(v))
+            return fmt.format(float(v))
+
+        out[c] = out[c].map(f).astype(object)
+    return out
+
+
+def table_to_markdown(table: pd.DataFrame) -> str:
+    """GitHub Markdown of a table from :func:`paper_table` / :func:`half_l0_table`."""
+    align = ["right" if pd.api.types.is_numeric_dtype(table[c]) else "left" for c in table.columns]
+    return format_table(table).to_markdown(index=False, disable_numparse=True, colalign=align) + "\n"
+
+
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "—": "--"}
+_LATEX_RE = re.compile("|".join(re.escape(k) for k in _LATEX_ESCAPES))
+
+
+def _latex_escape(s: str) -> str:
+    return _LATEX_RE.sub(lambda m: _LATEX_ESCAPES[m.group()], s)
+
+
+def table_to_latex(table: pd.DataFrame, caption: str | None = None, label: str | None = None) -> str:
+    """A LaTeX ``tabular`` (booktabs rules) of a table from :func:`paper_table` / :func:`half_l0_table`.
+
+    Cells are escaped; numeric columns are right-aligned. Written with ``DataFrame.to_latex``.
+    """
+    f = format_table(table).map(_latex_escape)
+    f.columns = [_LATEX_HEADERS.get(c, _latex_escape(c)) for c in table.columns]
+    align = "".join("r" if pd.api.types.is_numeric_dtype(table[c]) else "l" for c in table.columns)
+    return f.to_latex(index=False, escape=False, column_format=align, caption=caption, label=label)
+
+
+def slug(name: str) -> str:
+    """``name`` made safe as a file name (runs of other characters become ``_``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("_") or "model"
+
+
+def write_model_tables(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """Write ``<model>.md`` and ``<model>.tex`` (paper-style tables) per model into ``out_dir``.
+
+    Model names are made file-name safe (e.g. ``google/gemma-3-270m`` -> ``google_gemma-3-270m``).
+    Returns the written paths.
+    """
+    df = validate_metrics_table(df)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for model in sorted(df["model"].unique()):
+        table = paper_table(df, model)
+        md, tex = out_dir / f"{slug(model)}.md", out_dir / f"{slug(model)}.tex"
+        md.write_text(f"# SAEs on {model}\n\n" + table_to_markdown(table))
+        tex.write_text(table_to_latex(table, caption=f"SAEs trained on {model}.", label=f"tab:{slug(model)}"))
+        paths += [md, tex]
+    return paths
+
+
+# --------------------------------------------------------------------------- half the L0
+
+
+def half_l0_table(df: pd.DataFrame, levels: Sequence[float] = DEFAULT_LEVELS) -> pd.DataFrame:
+    """The "half the L0" comparison of gated vs baseline, from the long results table.
+
+    Seeds are averaged first (:func:`aggregate_seeds`), then :func:`saerepro.pareto.half_l0` is
+    applied per (model, layer, site). Columns: Model, Layer, Site, Level, L0 gated, L0 baseline,
+    Ratio (= L0 baseline / L0 gated; NaN where a level lies outside a frontier), Note.
+    """
+    agg = aggregate_seeds(df)
+    res = half_l0(agg, levels)
+    res = res.assign(_s=res["site"].map(_site_rank)).sort_values(["model", "layer", "_s", "site", "level"])
+    out = pd.DataFrame(
+        {
+            "Model": res["model"].to_numpy(),
+            "Layer": res["layer"].astype("int64").to_numpy(),
+            "Site": res["site"].to_numpy(),
+            "Level": res["level"].to_numpy(),
+            "L0 gated": res["l0_gated"].to_numpy(),
+            "L0 baseline": res["l0_baseline"].to_numpy(),
+            "Ratio": res["ratio"].to_numpy(),
+            "Note": res["note"].to_numpy(),
+        }
+    )
+    return out.reset_index(drop=True)
+
+
+def write_half_l0_table(df: pd.DataFrame, stem: str | Path, levels: Sequence[float] = DEFAULT_LEVELS) -> list[Path]:
+    """Write ``<stem>.csv`` (machine-readable, unformatted), ``<stem>.md`` and ``<stem>.tex``."""
+    table = half_l0_table(df, levels)
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    csv, md, tex = (stem.with_name(stem.name + s) for s in (".csv", ".md", ".tex"))
+    table.to_csv(csv, index=False)
+    md.write_text(
+        "# L0 needed to reach a given loss recovered (ratio = baseline / gated)\n\n" + table_to_markdown(table)
+    )
+    tex.write_text(table_to_latex(table, caption="$L_0$ gated and baseline SAEs need to reach each loss-recovered "
+                                  "level, interpolated along their Pareto frontiers; ratio = baseline / gated.",
+                                  label="tab:half_l0"))
+    return [csv, md, tex]
+
+
+
+# --------------------------------------------------------------------------- synthetic data
+
+
+def synthetic_metrics_table(
+    models: Sequence[str] = ("gemma-3-270m",),
+    layers: Sequence[int] = (3, 6, 9),
+    sites: Sequence[str] = SITES,
+    architectures: Sequence[str] = ARCHITECTURES,
+    coefficients: Sequence[float] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0),
+    seeds: Sequence[int] = (0,),
+    rng_seed: int = 0,
+) -> pd.DataFrame:
+    """A *fake* metrics table with realistic magnitudes, for tests and figure checks only.
+
+    Built so the paper's claims hold by construction: loss recovered follows
+    1 − k / √(L0 · m_arch) with m = 1 for baseline and 2 for gated (gated reaches any loss recovered
+    at exactly half the baseline's L0, up to noise); baseline shrinks (γ_c ≈ 0.75–0.9), gated does
+    not (γ_c ≈ 1); raw γ is pulled towards 1 because most of E‖x‖² is along the mean direction.
+    """
+    rng = np.random.default_rng(rng_seed)
+    # arch -> (L0 multiplier m, centred shrinkage amount at L0=10)
+    spec = {
+        "baseline": (1.0, 0.25),
+        "gated": (2.0, 0.0),
+        "topk": (2.2, 0.02),
+        "jumprelu": (2.4, 0.01),
+        "gated_unfrozen_decoder": (1.8, 0.01),
+        "gated_no_rmag": (1.4, 0.05),
+        "gated_untied": (1.9, 0.0),
+        "baseline_rescale_shift": (1.3, 0.0),
+    }
+    ce_zero_gap = {"resid": 7.0, "mlp": 0.6, "attn": 0.4}
+    rows = []
+    for model in models:
+        for layer in layers:
+            ce_clean = 3.10 + 0.01 * layer
+            for site in sites:
+                gap = ce_zero_gap.get(site, 1.0) * (1 + 0.02 * layer)
+                for arch in architectures:
+                    m, shrink = spec.get(arch, (1.0, 0.1))
+                    for lam in coefficients:
+                        for seed in seeds:
+                            noise = rng.normal(0, 0.04)
+                            l0 = 300.0 / lam ** 0.9 * (1 + 0.1 * rng.standard_normal()) * (1 + 0.03 * layer)
+                            l0 = max(l0, 1.0)
+                            lr_ = 1 - 1.2 / np.sqrt(l0 * m) * (1 + noise)
+                            ce_sae = ce_clean + (1 - lr_) * gap
+                            gamma_c = 1 - shrink * (10 / l0) ** 0.25 + rng.normal(0, 0.005)
+                            gamma = 1 - 0.12 * (1 - gamma_c)
+                            fvu = 0.6 / np.sqrt(l0 * m)
+                            rows.append(
+                                {
+                                    "model": model, "layer": int(layer), "site": site, "architecture": arch,
+                                    "coefficient": float(lam), "seed": int(seed), "width": 8192,
+                                    "tokens_trained": 50_000_000, "lr": 3e-4 if arch != "topk" else 2e-4,
+                                    "train_seconds": 600.0 + 10 * l0 ** 0.5,
+                                    "l0": float(l0), "loss_recovered": float(lr_),
+                                    "delta_lm_loss": float(ce_sae - ce_clean), "ce_clean": float(ce_clean),
+                                    "ce_sae": float(ce_sae), "ce_zero": float(ce_clean + gap),
+                                    "gamma": float(gamma), "gamma_c": float(gamma_c),
+                                    "alive_frac": float(np.clip(0.97 - 0.02 * np.log2(lam), 0, 1)),
+                                    "nmse": float(fvu), "kl": float(0.9 * (ce_sae - ce_clean)),
+                                }
+                            )
+    return pd.DataFrame(rows, columns=list(ALL_COLUMNS))

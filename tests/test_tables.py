@@ -1,0 +1,160 @@
+"""Tests of saerepro.tables: validation of metrics.csv and the derived tables."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from saerepro import tables as T
+
+
+@pytest.fixture(scope="module")
+def table():
+    return T.synthetic_metrics_table(layers=(3, 6), coefficients=(1, 2, 4, 8), seeds=(0, 1))
+
+
+def test_constants():
+    assert T.KEY_COLUMNS == ("model", "layer", "site", "architecture", "coefficient", "seed")
+    assert set(T.RUN_COLUMNS) == {"width", "tokens_trained", "lr", "train_seconds"}
+    assert set(T.METRIC_COLUMNS) == {"l0", "loss_recovered", "delta_lm_loss", "ce_clean", "ce_sae", "ce_zero",
+                                     "gamma", "gamma_c", "alive_frac", "nmse", "kl"}
+    assert T.ALL_COLUMNS == T.KEY_COLUMNS + T.RUN_COLUMNS + T.METRIC_COLUMNS
+    assert len(set(T.ARCHITECTURES)) == 8
+
+
+def test_synthetic_table_is_valid(table):
+    out = T.validate_metrics_table(table)
+    assert list(out.columns) == list(T.ALL_COLUMNS)
+    assert len(out) == 1 * 2 * 3 * 8 * 4 * 2
+
+
+def test_missing_columns_are_named(table):
+    with pytest.raises(T.MetricsTableError, match="gamma_c, kl"):
+        T.validate_metrics_table(table.drop(columns=["kl", "gamma_c"]))
+
+
+@pytest.mark.parametrize("bad,match", [(np.nan, "NaN"), (np.inf, "inf"), (-np.inf, "inf")])
+def test_nan_and_inf_are_rejected_with_the_row_key(table, bad, match):
+    df = table.copy()
+    df.loc[5, "gamma_c"] = bad
+    with pytest.raises(T.MetricsTableError, match=match) as e:
+        T.validate_metrics_table(df)
+    msg = str(e.value)
+    assert "'gamma_c'" in msg and repr(df.loc[5, "architecture"]) in msg
+
+
+def test_other_invalid_tables(table):
+    df = table.copy()
+    df.loc[0, "alive_frac"] = 1.5
+    with pytest.raises(T.MetricsTableError, match="alive_frac"):
+        T.validate_metrics_table(df)
+    with pytest.raises(T.MetricsTableError, match="duplicate"):
+        T.validate_metrics_table(pd.concat([table, table.iloc[[3]]]))
+    df = table.copy().astype({"l0": object})
+    df.loc[2, "l0"] = "many"
+    with pytest.raises(T.MetricsTableError, match="non-numeric"):
+        T.validate_metrics_table(df)
+    df = table.copy()
+    df.loc[1, "site"] = ""
+    with pytest.raises(T.MetricsTableError, match="'site' is empty"):
+        T.validate_metrics_table(df)
+    with pytest.raises(T.MetricsTableError):
+        T.validate_metrics_table("metrics.csv")
+
+
+def test_read_metrics_table_roundtrip(table, tmp_path):
+    path = tmp_path / "metrics.csv"
+    table.assign(extra_col=1).to_csv(path, index=False)
+    df = T.read_metrics_table(path)
+    assert list(df.columns) == [*T.ALL_COLUMNS, "extra_col"]
+    assert df["layer"].dtype == np.int64 and df["width"].dtype == np.int64
+    pd.testing.assert_frame_equal(df[list(T.ALL_COLUMNS)], table, check_dtype=False)
+
+
+def test_aggregate_seeds(table):
+    agg = T.aggregate_seeds(table)
+    assert len(agg) == len(table) // 2
+    assert "seed" not in agg.columns and (agg["n_seeds"] == 2).all()
+    row = agg.iloc[0]
+    sel = table
+    for k in ("model", "layer", "site", "architecture", "coefficient"):
+        sel = sel[sel[k] == row[k]]
+    assert row["l0"] == pytest.approx(sel["l0"].mean())
+    assert row["l0_sem"] == pytest.approx(sel["l0"].std(ddof=1) / math.sqrt(2))
+    one = T.aggregate_seeds(table[table.seed == 0])
+    assert one["gamma_sem"].isna().all() and (one["n_seeds"] == 1).all()
+
+
+def test_paper_table(table):
+    pt = T.paper_table(table, "gemma-3-270m")
+    assert list(pt.columns) == ["Architecture", "Site", "Layer", "λ", "LR", "L0", "% CE recovered", "Clean CE loss",
+                                "SAE CE loss", "0-abl. CE loss", "Width", "% alive", "γ", "γ_c", "Seeds"]
+    assert len(pt) == 2 * 3 * 8 * 4
+    assert pt["Architecture"].iloc[0] == "gated" and pt["Site"].iloc[0] == "resid"
+    assert list(pt["Site"].unique()) == ["resid", "mlp", "attn"]  # paper order, not alphabetical
+    agg = T.aggregate_seeds(table)
+    r = agg[(agg.architecture == "gated") & (agg.site == "resid") & (agg.layer == 3) & (agg.coefficient == 1)].iloc[0]
+    assert pt["% CE recovered"].iloc[0] == pytest.approx(100 * r["loss_recovered"])
+    assert pt["% alive"].iloc[0] == pytest.approx(100 * r["alive_frac"])
+    only = T.paper_table(table[table.seed == 0], "gemma-3-270m", architectures=["baseline", "gated"])
+    assert "Seeds" not in only.columns and list(only["Architecture"].unique()) == ["baseline", "gated"]
+    with pytest.raises(ValueError, match="no rows for model"):
+        T.paper_table(table, "gpt2")
+
+
+def test_markdown_and_latex(table, tmp_path):
+    import jinja2  # noqa: F401  (DataFrame.to_latex needs it; it comes with snakemake)
+
+    pt = T.paper_table(table, "gemma-3-270m")
+    md = T.table_to_markdown(pt)
+    assert md.splitlines()[0].startswith("| Architecture") and "3.0e-04" in md and "gated_no_rmag" in md
+    tex = T.table_to_latex(pt, caption="c", label="tab:x")
+    assert r"\begin{tabular}" in tex and r"\toprule" in tex
+    assert r"gated\_no\_rmag" in tex and r"\% CE rec." in tex and r"$\gamma_c$" in tex and r"$\lambda$" in tex
+    paths = T.write_model_tables(table.assign(model="google/gemma-3-270m"), tmp_path / "tables")
+    assert sorted(p.name for p in paths) == ["google_gemma-3-270m.md", "google_gemma-3-270m.tex"]
+    assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def _exact_family():
+    """Baseline reaches loss recovered 1 - 1/sqrt(L0); gated the same at half the L0."""
+    rows = []
+    for arch, m in (("baseline", 1), ("gated", 2), ("topk", 3)):
+        for seed in (0, 1):
+            for c, base_l0 in enumerate([4.0, 16.0, 64.0, 256.0]):
+                l0 = base_l0 / m  # each architecture hits the same loss-recovered values at L0 / m
+                lr = 1 - 1 / math.sqrt(base_l0)
+                rows.append(dict(model="m", layer=2, site="mlp", architecture=arch, coefficient=float(c), seed=seed,
+                                 width=64, tokens_trained=1000, lr=1e-3, train_seconds=1.0, l0=l0, loss_recovered=lr,
+                                 delta_lm_loss=0.1, ce_clean=3.0, ce_sae=3.1, ce_zero=4.0, gamma=1.0, gamma_c=1.0,
+                                 alive_frac=1.0, nmse=0.1, kl=0.1))
+    return pd.DataFrame(rows)
+
+
+def test_half_l0_table(tmp_path):
+    df = _exact_family()
+    # both frontiers hit loss recovered 0.5, 0.75, 0.875, 0.9375; baseline at L0 4..256, gated at 2..128
+    ht = T.half_l0_table(df, levels=[0.4, 0.75, 0.8, 0.875, 0.95])
+    assert list(ht.columns) == ["Model", "Layer", "Site", "Level", "L0 gated", "L0 baseline", "Ratio", "Note"]
+    h = ht.set_index("Level")
+    assert h.loc[0.75, "L0 baseline"] == pytest.approx(16)
+    assert h.loc[0.75, "L0 gated"] == pytest.approx(8)
+    assert h.loc[0.75, "Ratio"] == pytest.approx(2)
+    assert h.loc[0.8, "Ratio"] == pytest.approx(2)  # between points: same log-linear segment shape
+    assert h.loc[0.875, "Ratio"] == pytest.approx(2)
+    for level in (0.4, 0.95):
+        assert math.isnan(h.loc[level, "Ratio"]) and h.loc[level, "Note"] == "outside gated and baseline frontiers"
+    paths = T.write_half_l0_table(df, tmp_path / "half_l0", levels=[0.4, 0.75])
+    assert [p.name for p in paths] == ["half_l0.csv", "half_l0.md", "half_l0.tex"]
+    back = pd.read_csv(paths[0])
+    assert back["Ratio"].iloc[1] == pytest.approx(2)
+    assert "—" in paths[1].read_text() and "--" in paths[2].read_text()
+
+
+def test_half_l0_on_synthetic_table_is_about_two(table):
+    ht = T.half_l0_table(T.synthetic_metrics_table(seeds=(0,), coefficients=(0.5, 1, 2, 4, 8, 16, 32)))
+    ratios = ht["Ratio"].dropna()
+    assert len(ratios) > 10 and ratios.between(1.5, 2.6).all()
