@@ -13,6 +13,9 @@ if not workflow.overwrite_configfiles:
 # stops here, before any job runs, with one error naming the key.
 CFG = load_config(config)
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/prepare.smk"
 include: "workflow/rules/cache.smk"

@@ -87,6 +87,9 @@ def evaluate_sae(model, sae, layer: int, site: str, scale: float, eval_tokens: n
         out[:, 1:] = (x_hat / scale).reshape(body.shape).to(act.dtype)
         return out
 
+    if hasattr(sae, "turn_off_forward_pass_hook_z_reshaping"):
+        # sae-lens flattens [.., n_heads, d_head] itself for hook_z SAEs; we pass [N, d_in].
+        sae.turn_off_forward_pass_hook_z_reshaping()
     W_U_T = model.W_U.T.contiguous()
     name = hook_name(layer, site)
     n_batches = (len(eval_tokens) + batch_size - 1) // batch_size

@@ -234,8 +234,19 @@ def aggregate(cfg: Config, metric_files: list[str], table_path: Path) -> "pd.Dat
     from .io import atomic_path
     from .tables import validate_metrics_table, write_half_l0_table, write_model_tables
 
-    rows = [json.loads(Path(f).read_text()) for f in metric_files]
-    df = validate_metrics_table(pd.DataFrame(rows))
+    rows = pd.DataFrame([json.loads(Path(f).read_text()) for f in metric_files])
+    # A fully dead SAE (no latent fires on the eval tokens) has no defined gamma; it is listed,
+    # not averaged in. Any other NaN is an error (validate_metrics_table refuses it).
+    dead = rows["alive_frac"] == 0
+    dead_path = table_path.parent / "dead_saes.csv"
+    if dead.any():
+        log.warning("%d SAE(s) have no live latent and are left out of the tables:\n%s",
+                    int(dead.sum()), rows.loc[dead, ["site", "architecture", "coefficient", "seed"]])
+        with atomic_path(dead_path) as tmp:
+            rows[dead].to_csv(tmp, index=False)
+    elif dead_path.exists():
+        dead_path.unlink()
+    df = validate_metrics_table(rows[~dead].reset_index(drop=True))
     with atomic_path(table_path) as tmp:
         df.to_csv(tmp, index=False)
     write_model_tables(df, table_path.parent)

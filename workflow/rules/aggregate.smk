@@ -14,7 +14,7 @@ rule aggregate:
     input:
         [P.fill(P.METRICS, run) for run in RUNS],
     output:
-        table=P.METRICS_TABLE,
+        table=report(P.METRICS_TABLE, caption="../report/metrics_table.rst", category="Tables"),
     log:
         LOGS + "/aggregate.log",
     script:
@@ -26,7 +26,10 @@ rule figures:
     input:
         table=P.METRICS_TABLE,
     output:
-        png=expand(P.FIGURES + "/{name}.png", name=FIGURE_NAMES),
+        png=[
+            report(f"{P.FIGURES}/{name}.png", caption=f"../report/{name}.rst", category="Figures")
+            for name in FIGURE_NAMES
+        ],
         pdf=expand(P.FIGURES + "/{name}.pdf", name=FIGURE_NAMES),
     log:
         LOGS + "/figures.log",

@@ -1,0 +1,69 @@
+"""SAE architectures compared by saerepro, as sae-lens SAEs.
+
+Importing this package registers every architecture with sae-lens, after which
+``sae_lens.SAE.load_from_disk(path)`` loads any SAE saved by :func:`saerepro.training.train_sae`.
+
+=========================  =============================================  ==========================
+name                       what                                           coefficient
+=========================  =============================================  ==========================
+``gated``                  Gated SAE, Rajamanoharan et al. 2024 (paper)   λ, L1 on ReLU(π_gate)
+``baseline``               ReLU SAE + L1, unit-norm decoder (paper)       λ, L1 on f
+``topk``                   TopK + AuxK, Gao et al. 2024                   k
+``jumprelu``               JumpReLU + L0 via STE, Rajamanoharan 2024b     λ, L0
+``gated_unfrozen_decoder`` ablation: aux term trains W_dec, b_dec        λ
+``gated_no_rmag``          ablation: r_mag ≡ 0                            λ
+``gated_untied``           ablation: independent W_mag                    λ
+``baseline_rescale_shift`` ablation: frozen baseline + rescale & shift    λ of the baseline (label)
+=========================  =============================================  ==========================
+
+Conventions (input normalisation, how loss terms are reduced) are in :mod:`saerepro.sae.common`.
+"""
+
+from .baseline import BaselineRescaleShiftSAE, BaselineSAE, resample_dead_latents
+from .common import (
+    SAE_LENS_PREFIX,
+    LossOutput,
+    SaeReproMixin,
+    l0_norm,
+    l1_penalty,
+    reconstruction_loss,
+)
+from .gated import GatedNoRmagSAE, GatedSAE, GatedUnfrozenDecoderSAE, GatedUntiedSAE
+from .jumprelu import JumpReLUSAE
+from .registry import (
+    ARCHITECTURES,
+    GATED_FAMILY,
+    check_architecture,
+    load_sae,
+    make_sae,
+    register_with_sae_lens,
+    sae_lens_architecture,
+)
+from .topk import TopKSAE
+
+register_with_sae_lens()
+
+__all__ = [
+    "ARCHITECTURES",
+    "GATED_FAMILY",
+    "SAE_LENS_PREFIX",
+    "BaselineRescaleShiftSAE",
+    "BaselineSAE",
+    "GatedNoRmagSAE",
+    "GatedSAE",
+    "GatedUnfrozenDecoderSAE",
+    "GatedUntiedSAE",
+    "JumpReLUSAE",
+    "LossOutput",
+    "SaeReproMixin",
+    "TopKSAE",
+    "check_architecture",
+    "l0_norm",
+    "l1_penalty",
+    "load_sae",
+    "make_sae",
+    "reconstruction_loss",
+    "register_with_sae_lens",
+    "resample_dead_latents",
+    "sae_lens_architecture",
+]

@@ -1,0 +1,244 @@
+"""The paper's baseline ReLU SAE, its neuron resampling, and the "baseline + rescale & shift" ablation.
+
+Conventions are those of :mod:`saerepro.sae.common`.
+
+``baseline`` (Rajamanoharan et al. 2024, Sec. 2; Bricken et al. 2023)::
+
+    f = ReLU((x − b_dec) W_enc + b_enc),   x̂ = f W_dec + b_dec
+    L = ‖x − x̂‖² + λ ‖f‖₁                 (terms ``recon``, ``sparsity``), unit-norm decoder
+
+[Differs from sae-lens' ``standard``: that weights the L1 term by decoder row norms and does not
+constrain them.] Optional neuron resampling (:func:`resample_dead_latents`) follows Bricken et al.
+"Towards Monosemanticity" (resampling appendix); the trainer re-warms the learning rate after each
+resample.
+
+``baseline_rescale_shift`` (paper Sec. 5.1 / Fig. 9, "Baseline + rescale & shift"): a trained
+baseline SAE is frozen (W_enc, b_enc, W_dec, b_dec) and only a per-latent rescale exp(r_mag) and
+shift b_mag of the *active* latents' magnitudes are learned::
+
+    π = (x − b_dec) W_enc + b_enc            (the frozen baseline's pre-activation)
+    f = 1[π > 0] ⊙ ReLU(exp(r_mag) ⊙ π + b_mag)
+    L = ‖x − x̂‖²                              (term ``recon`` only)
+
+The active set (hence L0) is exactly the baseline's; at r_mag = b_mag = 0 (the initialisation) the
+SAE *is* the baseline. It equals a tied-weight Gated SAE with W_gate = W_enc, b_gate = b_enc frozen
+and b_mag' = b_mag + exp(r_mag)⊙b_enc, i.e. it fixes shrinkage without changing which latents fire.
+No sparsity penalty: the frozen gate already fixes the sparsity, and an L1 on f would reintroduce
+shrinkage. (Our precise reading of the paper's one-paragraph description.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from sae_lens.saes.sae import SAE, SAEConfig
+from torch import nn
+from typing_extensions import override
+
+from .common import (
+    SAE_LENS_PREFIX,
+    LossOutput,
+    SaeReproMixin,
+    l1_penalty,
+    reconstruction_loss,
+)
+
+
+@dataclass
+class BaselineSAEConfig(SAEConfig):
+    """sae-lens config of the paper's baseline SAE (no extra fields)."""
+
+    @override
+    @classmethod
+    def architecture(cls) -> str:
+        return SAE_LENS_PREFIX + "baseline"
+
+
+@dataclass
+class BaselineRescaleShiftSAEConfig(SAEConfig):
+    """sae-lens config of the frozen baseline + learned rescale & shift."""
+
+    @override
+    @classmethod
+    def architecture(cls) -> str:
+        return SAE_LENS_PREFIX + "baseline_rescale_shift"
+
+
+class BaselineSAE(SaeReproMixin, SAE[BaselineSAEConfig]):
+    """ReLU SAE with an L1 penalty and unit-norm decoder (the paper's baseline)."""
+
+    short_name = "baseline"
+    config_class = BaselineSAEConfig
+    loss_term_names = ("recon", "sparsity")
+    coefficient_meaning = "λ (L1 on f)"
+
+    b_enc: nn.Parameter
+
+    def __init__(self, cfg: BaselineSAEConfig, use_error_term: bool = False):
+        super().__init__(cfg, use_error_term)
+        self._check_cfg()
+
+    @override
+    def initialize_weights(self) -> None:
+        self._init_unit_decoder()
+        self.b_enc = nn.Parameter(torch.zeros(self.cfg.d_sae, dtype=self.dtype, device=self.device))
+
+    @override
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        sae_in = self.process_sae_in(x)
+        hidden_pre = self.hook_sae_acts_pre(sae_in @ self.W_enc + self.b_enc)
+        return self.hook_sae_acts_post(torch.relu(hidden_pre))
+
+    @override
+    def decode(self, feature_acts: torch.Tensor) -> torch.Tensor:
+        return self._linear_decode(feature_acts)
+
+    @override
+    def loss_terms(
+        self, x: torch.Tensor, coefficient: float, dead_mask: torch.Tensor | None = None
+    ) -> LossOutput:
+        feature_acts = torch.relu(self._center(x) @ self.W_enc + self.b_enc)
+        x_hat = feature_acts @ self.W_dec + self.b_dec
+        terms = {
+            "recon": reconstruction_loss(x, x_hat),
+            "sparsity": coefficient * l1_penalty(feature_acts),
+        }
+        return LossOutput(
+            total=terms["recon"] + terms["sparsity"],
+            terms=terms,
+            feature_acts=feature_acts,
+            x_hat=x_hat,
+        )
+
+
+class BaselineRescaleShiftSAE(SaeReproMixin, SAE[BaselineRescaleShiftSAEConfig]):
+    """A frozen baseline SAE with learned per-latent rescale exp(r_mag) and shift b_mag."""
+
+    short_name = "baseline_rescale_shift"
+    config_class = BaselineRescaleShiftSAEConfig
+    loss_term_names = ("recon",)
+    unit_norm_decoder = False  # the decoder is frozen (and unit-norm from the baseline)
+    frozen_parameter_names = ("W_enc", "b_enc", "W_dec", "b_dec")
+    coefficient_meaning = "λ of the underlying baseline (label only)"
+
+    b_enc: nn.Parameter
+    r_mag: nn.Parameter
+    b_mag: nn.Parameter
+
+    def __init__(self, cfg: BaselineRescaleShiftSAEConfig, use_error_term: bool = False):
+        super().__init__(cfg, use_error_term)
+        self._check_cfg()
+        self.freeze_frozen_parameters_()
+
+    @override
+    def initialize_weights(self) -> None:
+        self._init_unit_decoder()
+        for name in ("b_enc", "r_mag", "b_mag"):
+            setattr(
+                self,
+                name,
+                nn.Parameter(torch.zeros(self.cfg.d_sae, dtype=self.dtype, device=self.device)),
+            )
+
+    @torch.no_grad()
+    def load_baseline_(self, baseline: BaselineSAE) -> None:
+        """Copy (and freeze) a trained baseline's weights; reset r_mag = b_mag = 0."""
+        if (baseline.cfg.d_in, baseline.cfg.d_sae) != (self.cfg.d_in, self.cfg.d_sae):
+            raise ValueError(
+                f"baseline has d_in={baseline.cfg.d_in}, d_sae={baseline.cfg.d_sae}; this SAE "
+                f"has d_in={self.cfg.d_in}, d_sae={self.cfg.d_sae}"
+            )
+        for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
+            getattr(self, name).data.copy_(getattr(baseline, name).data)
+        self.r_mag.data.zero_()
+        self.b_mag.data.zero_()
+        self.freeze_frozen_parameters_()
+
+    def _acts(self, pi: torch.Tensor) -> torch.Tensor:
+        return (pi > 0).to(pi.dtype) * torch.relu(pi * self.r_mag.exp() + self.b_mag)
+
+    @override
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        sae_in = self.process_sae_in(x)
+        pi = self.hook_sae_acts_pre(sae_in @ self.W_enc + self.b_enc)
+        return self.hook_sae_acts_post(self._acts(pi))
+
+    @override
+    def decode(self, feature_acts: torch.Tensor) -> torch.Tensor:
+        return self._linear_decode(feature_acts)
+
+    @override
+    def loss_terms(
+        self, x: torch.Tensor, coefficient: float, dead_mask: torch.Tensor | None = None
+    ) -> LossOutput:
+        feature_acts = self._acts(self._center(x) @ self.W_enc + self.b_enc)
+        x_hat = feature_acts @ self.W_dec + self.b_dec
+        recon = reconstruction_loss(x, x_hat)
+        return LossOutput(total=recon, terms={"recon": recon}, feature_acts=feature_acts, x_hat=x_hat)
+
+    @override
+    @torch.no_grad()
+    def fold_W_dec_norm(self) -> None:
+        norms = self.fold_and_get_W_dec_norm()  # also scales b_enc
+        self.b_mag.data.mul_(norms)
+
+
+# --------------------------------------------------------------------------- resampling
+
+
+@torch.no_grad()
+def resample_dead_latents(
+    sae: BaselineSAE,
+    optimizer: torch.optim.Optimizer,
+    dead_mask: torch.Tensor,
+    inputs: torch.Tensor,
+    generator: torch.Generator,
+    encoder_scale: float = 0.2,
+    batch_size: int = 4096,
+) -> int:
+    """Resample dead latents as in Bricken et al. (2023), "Towards Monosemanticity".
+
+    For each dead latent: draw an input with probability ∝ (its squared reconstruction error)²,
+    set the latent's decoder row to that input normalised to unit norm, its encoder column to the
+    same direction times ``encoder_scale`` × the mean encoder norm of the alive latents (all dead:
+    1), its encoder bias to 0, and zero the Adam moments of every modified entry. Returns the
+    number of latents resampled. ``inputs`` are normalised activations [n, d_in] (float32).
+    """
+    dead = torch.nonzero(dead_mask.to(sae.W_dec.device)).flatten()
+    n_dead = int(dead.numel())
+    if n_dead == 0:
+        return 0
+    losses = []
+    for start in range(0, inputs.shape[0], batch_size):
+        x = inputs[start : start + batch_size].to(sae.W_dec.device, sae.dtype)
+        out = sae.loss_terms(x, 0.0)
+        losses.append((x - out.x_hat).pow(2).sum(-1))
+    loss = torch.cat(losses).float()
+    weights = loss.pow(2)
+    if not torch.isfinite(weights).all() or float(weights.sum()) <= 0:
+        weights = torch.ones_like(weights)
+    replace = n_dead > int((weights > 0).sum())
+    pick = torch.multinomial(weights.cpu(), n_dead, replacement=replace, generator=generator)
+    directions = inputs[pick].to(sae.W_dec.device, sae.dtype)
+    directions = directions / directions.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+    alive = ~dead_mask.to(sae.W_dec.device)
+    enc_norm = sae.W_enc.norm(dim=0)[alive].mean() if bool(alive.any()) else torch.tensor(1.0)
+    sae.W_dec.data[dead] = directions
+    sae.W_enc.data[:, dead] = directions.T * (encoder_scale * enc_norm)
+    sae.b_enc.data[dead] = 0.0
+    _zero_adam_state(optimizer, sae.W_dec, lambda t: t.__setitem__(dead, 0.0))
+    _zero_adam_state(optimizer, sae.W_enc, lambda t: t.__setitem__((slice(None), dead), 0.0))
+    _zero_adam_state(optimizer, sae.b_enc, lambda t: t.__setitem__(dead, 0.0))
+    return n_dead
+
+
+def _zero_adam_state(optimizer: torch.optim.Optimizer, param: nn.Parameter, zero: Any) -> None:
+    state = optimizer.state.get(param)
+    if not state:
+        return
+    for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+        if key in state and isinstance(state[key], torch.Tensor):
+            zero(state[key])

@@ -1,0 +1,96 @@
+"""The architectures by saerepro name, their registration with sae-lens, and a factory.
+
+Each architecture ``name`` is registered in sae-lens' ``SAE_CLASS_REGISTRY`` as
+``"saerepro_" + name`` (sae-lens' own ``gated``/``topk``/``jumprelu``/``standard`` are different
+implementations and keep their names). A saved SAE's ``cfg.json`` carries that architecture, so once
+:mod:`saerepro.sae` is imported, ``sae_lens.SAE.load_from_disk(path)`` rebuilds our class.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sae_lens.registry import SAE_CLASS_REGISTRY, register_sae_class
+from sae_lens.saes.sae import SAE, SAEMetadata
+
+from .baseline import BaselineRescaleShiftSAE, BaselineSAE
+from .common import SAE_LENS_PREFIX, SaeReproMixin
+from .gated import GatedNoRmagSAE, GatedSAE, GatedUnfrozenDecoderSAE, GatedUntiedSAE
+from .jumprelu import JumpReLUSAE
+from .topk import TopKSAE
+
+#: saerepro architecture name -> SAE class (its ``config_class`` is the sae-lens config).
+ARCHITECTURES: dict[str, type[Any]] = {
+    cls.short_name: cls
+    for cls in (
+        GatedSAE,
+        BaselineSAE,
+        TopKSAE,
+        JumpReLUSAE,
+        GatedUnfrozenDecoderSAE,
+        GatedNoRmagSAE,
+        GatedUntiedSAE,
+        BaselineRescaleShiftSAE,
+    )
+}
+
+#: The Gated family (the paper's architecture and its ablations).
+GATED_FAMILY: tuple[str, ...] = ("gated", "gated_unfrozen_decoder", "gated_no_rmag", "gated_untied")
+
+
+def sae_lens_architecture(name: str) -> str:
+    """The architecture string sae-lens sees in cfg.json for saerepro architecture ``name``."""
+    check_architecture(name)
+    return SAE_LENS_PREFIX + name
+
+
+def check_architecture(name: str) -> None:
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {name!r}; allowed: {', '.join(ARCHITECTURES)}")
+
+
+def register_with_sae_lens() -> None:
+    """Register every architecture with sae-lens (idempotent; runs on ``import saerepro.sae``)."""
+    for name, cls in ARCHITECTURES.items():
+        key = SAE_LENS_PREFIX + name
+        assert cls.config_class.architecture() == key, (cls, key)
+        existing = SAE_CLASS_REGISTRY.get(key)
+        if existing is None:
+            register_sae_class(key, cls, cls.config_class)
+        elif existing != (cls, cls.config_class):
+            # a re-imported module (e.g. importlib.reload): the newest definition wins
+            SAE_CLASS_REGISTRY[key] = (cls, cls.config_class)
+
+
+def make_sae(
+    architecture: str,
+    d_in: int,
+    d_sae: int,
+    *,
+    dtype: str = "float32",
+    device: str = "cpu",
+    metadata: dict[str, Any] | None = None,
+    **arch_kwargs: Any,
+) -> SaeReproMixin:
+    """A freshly initialised SAE of ``architecture`` (uses torch's global RNG; seed around it).
+
+    ``arch_kwargs`` are the architecture's extra config fields: ``k``, ``k_aux``,
+    ``auxk_coefficient`` (topk); ``bandwidth``, ``init_threshold`` (jumprelu).
+    """
+    check_architecture(architecture)
+    cls = ARCHITECTURES[architecture]
+    cfg = cls.config_class(
+        d_in=d_in,
+        d_sae=d_sae,
+        dtype=dtype,
+        device=device,
+        metadata=SAEMetadata(**(metadata or {})),
+        **arch_kwargs,
+    )
+    return cls(cfg)
+
+
+def load_sae(path: str, device: str = "cpu") -> SAE[Any]:
+    """``sae_lens.SAE.load_from_disk`` after making sure our architectures are registered."""
+    register_with_sae_lens()
+    return SAE.load_from_disk(path, device=device)

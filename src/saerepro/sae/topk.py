@@ -1,0 +1,113 @@
+"""TopK SAE (Gao et al. 2024, arXiv 2406.04093) with the AuxK dead-latent loss.
+
+Conventions are those of :mod:`saerepro.sae.common`. With x̃ = x − b_dec (Gao's b_pre)::
+
+    z = ReLU(TopK_k(x̃ W_enc + b_enc)),   x̂ = z W_dec + b_dec
+    e = sg(x − x̂),   ê = z_aux W_dec,   z_aux = ReLU(TopK_{k_aux}(pre-activations of dead latents))
+    L = ‖x − x̂‖² + α ‖e − ê‖²              (terms ``recon``, ``auxk``)
+
+with k_aux = d_in/2 (Gao et al. App. A.2; configurable), α = 1/32, a latent dead when it has not
+fired for ``dead_tokens_threshold`` tokens (Gao: 10M), unit-norm decoder, encoder initialised to
+the decoder's transpose. The coefficient is k.
+
+Inference reuses sae-lens' ``TopKSAE`` (encode/decode and its ``TopK`` activation: top-k of the
+pre-activations, then ReLU), with ``rescale_acts_by_decoder_norm=False`` since our decoder rows have
+unit norm. Training does not reuse sae-lens' ``TopKTrainingSAE``: [its AuxK hard-codes k_aux =
+d_in/2, multiplies it by min(n_dead/k_aux, 1), omits the ReLU on the aux activations, and its
+trainer does not hold the decoder at unit norm.] [Unlike OpenAI's code, both terms are plain
+(un-normalised) squared errors, as in the paper's formula.]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from sae_lens.saes.topk_sae import TopKSAE as StockTopKSAE
+from sae_lens.saes.topk_sae import TopKSAEConfig as StockTopKSAEConfig
+from torch import nn
+from typing_extensions import override
+
+from .common import SAE_LENS_PREFIX, LossOutput, SaeReproMixin, reconstruction_loss, zero_like_loss
+
+
+def topk_dead_acts(hidden_pre: torch.Tensor, dead_mask: torch.Tensor, k_aux: int) -> torch.Tensor:
+    """ReLU of the ``k_aux`` largest pre-activations among dead latents, zeros elsewhere."""
+    k_aux = min(k_aux, int(dead_mask.sum()))
+    masked = torch.where(dead_mask[None], hidden_pre, torch.full_like(hidden_pre, -torch.inf))
+    top = masked.topk(k_aux, dim=-1, sorted=False)
+    acts = torch.zeros_like(hidden_pre)
+    return acts.scatter(-1, top.indices, torch.relu(top.values))
+
+
+def auxk_loss(residual: torch.Tensor, aux_acts: torch.Tensor, W_dec: torch.Tensor) -> torch.Tensor:
+    """‖e − z_aux W_dec‖² averaged over the batch (unweighted); ``residual`` e = x − x̂, detached."""
+    return reconstruction_loss(residual, aux_acts @ W_dec)
+
+
+@dataclass
+class TopKSAEConfig(StockTopKSAEConfig):
+    """sae-lens TopK config plus the AuxK settings (``k`` is inherited).
+
+    Args:
+        k_aux: dead latents used by AuxK (None: d_in // 2, Gao et al.).
+        auxk_coefficient: α of the AuxK term (Gao et al.: 1/32).
+    """
+
+    k_aux: int | None = None
+    auxk_coefficient: float = 1.0 / 32.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.rescale_acts_by_decoder_norm:
+            raise ValueError("rescale_acts_by_decoder_norm must be False (decoder rows are unit norm)")
+        if self.k < 1 or self.k > self.d_sae:
+            raise ValueError(f"k must be in [1, d_sae={self.d_sae}], got {self.k}")
+
+    @override
+    @classmethod
+    def architecture(cls) -> str:
+        return SAE_LENS_PREFIX + "topk"
+
+
+class TopKSAE(SaeReproMixin, StockTopKSAE):
+    """TopK SAE with AuxK, unit-norm decoder, encoder initialised to W_dec.T."""
+
+    short_name = "topk"
+    config_class = TopKSAEConfig
+    loss_term_names = ("recon", "auxk")
+    needs_dead_mask = True
+    coefficient_meaning = "k (active latents per token)"
+
+    cfg: TopKSAEConfig  # type: ignore[assignment]
+    b_enc: nn.Parameter
+
+    def __init__(self, cfg: TopKSAEConfig, use_error_term: bool = False):
+        super().__init__(cfg, use_error_term)
+        self._check_cfg()
+
+    @override
+    def initialize_weights(self) -> None:
+        self._init_unit_decoder()
+        self.b_enc = nn.Parameter(torch.zeros(self.cfg.d_sae, dtype=self.dtype, device=self.device))
+
+    @property
+    def k_aux(self) -> int:
+        return self.cfg.k_aux if self.cfg.k_aux is not None else self.cfg.d_in // 2
+
+    @override
+    def loss_terms(
+        self, x: torch.Tensor, coefficient: float, dead_mask: torch.Tensor | None = None
+    ) -> LossOutput:
+        hidden_pre = self._center(x) @ self.W_enc + self.b_enc
+        feature_acts = self.activation_fn(hidden_pre)
+        x_hat = feature_acts @ self.W_dec + self.b_dec
+        recon = reconstruction_loss(x, x_hat)
+        if dead_mask is not None and bool(dead_mask.any()):
+            aux_acts = topk_dead_acts(hidden_pre, dead_mask, self.k_aux)
+            residual = (x.to(x_hat.dtype) - x_hat).detach()
+            aux = self.cfg.auxk_coefficient * auxk_loss(residual, aux_acts, self.W_dec)
+        else:
+            aux = zero_like_loss(recon)
+        terms = {"recon": recon, "auxk": aux}
+        return LossOutput(total=recon + aux, terms=terms, feature_acts=feature_acts, x_hat=x_hat)
