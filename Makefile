@@ -13,7 +13,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := Agg
 
-.PHONY: setup repro quick cached test test-fast dryrun report clean-results
+.PHONY: setup repro quick cached test test-fast dryrun report
 
 setup: $(STAMP)
 
@@ -28,8 +28,12 @@ $(STAMP): pyproject.toml
 repro: setup
 	$(BIN)/snakemake --cores all
 
+# A first look (~10 min): its own working directory, so it never mixes with the default run's
+# results/ and figures/; model weights and corpus are shared through resources/.
 quick: setup
-	$(BIN)/snakemake --cores all --configfile config/quick.yaml
+	mkdir -p runs/quick
+	cd runs/quick && ../../$(BIN)/snakemake --snakefile ../../Snakefile --cores all \
+		--configfile ../../config/quick.yaml --config resources_dir=../../resources
 
 cached: setup
 	$(BIN)/snakemake cached --cores all
@@ -38,7 +42,7 @@ dryrun: setup
 	$(BIN)/snakemake -n --cores all
 
 report: setup
-	$(BIN)/snakemake --cores all --report results/report.html
+	$(BIN)/snakemake --report results/report.html
 
 test: setup
 	$(BIN)/python -m pytest

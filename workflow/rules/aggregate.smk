@@ -1,12 +1,6 @@
-FIGURE_NAMES = [
-    "fig1_pareto_headline",
-    "fig12_pareto_grid",
-    "fig6_shrinkage",
-    "fig8_ablations",
-    "fig9_rescale_shift",
-    "delta_lm_loss_all",
-    "half_l0_ratios",
-]
+from saerepro.plotting import FIGURES
+
+FIGURE_NAMES = list(FIGURES)  # one list of figures: saerepro.plotting's
 
 
 rule aggregate:
