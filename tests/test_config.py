@@ -43,6 +43,7 @@ def test_defaults_are_filled_in():
     assert cfg.corpus.context_size == 128
     assert cfg.train.adam_beta1 == 0.0 and cfg.train.adam_beta2 == 0.999
     assert cfg.architectures["gated"].d_sae(640) == 2560
+    assert cfg.train.b_dec_init == "geometric_median"
 
 
 def test_baseline_gets_one_and_a_half_times_the_gated_width_by_default():
@@ -91,6 +92,7 @@ BAD_CASES = [
      None),  # valid: mlp is configured; replaced below
     ("missing required key", "sites", ..., ["sites"]),
     ("unknown cache dtype", "cache.dtype", "int8", ["cache.dtype", "float16, float32"]),
+    ("unknown b_dec init", "train.b_dec_init", "median", ["train.b_dec_init", "geometric_median"]),
     ("rescale-shift without its baseline lambda", "architectures.baseline_rescale_shift",
      {"coefficients": [9.9]}, ["baseline_rescale_shift", "baseline"]),
 ]

@@ -6,3 +6,7 @@ All logic lives here and is testable without Snakemake; ``workflow/`` only wires
 """
 
 __version__ = "0.1.0"
+
+# Registers the saerepro_* architectures with sae-lens, so that after `import saerepro`,
+# sae_lens.SAE.load_from_disk(path) rebuilds any SAE this suite trained.
+from . import sae as sae  # noqa: E402,F401

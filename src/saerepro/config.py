@@ -158,6 +158,10 @@ class TrainDefaults:
     """The paper's Adam(0, 0.999)."""
     checkpoint_every_steps: int = 100
     """Steps between resumable checkpoints."""
+    b_dec_init: str = "geometric_median"
+    """Initial decoder bias: zeros, mean or geometric_median of a sample of the cache. With
+    Adam's per-step moves of ~lr, a zero-initialised b_dec cannot reach a data mean with
+    coordinates of order 10 in a few hundred steps (see README, "What the default run shows")."""
     autocast_bf16: bool = False
     """bf16 autocast for SAE matmuls."""
 

@@ -169,6 +169,7 @@ def train_config(cfg: Config, run, d_in: int, parent_dir: str | Path | None = No
         adam_betas=(cfg.train.adam_beta1, cfg.train.adam_beta2),
         seed=run.seed,
         checkpoint_every_steps=cfg.train.checkpoint_every_steps,
+        b_dec_init=cfg.train.b_dec_init,
         autocast_bf16=cfg.train.autocast_bf16,
         baseline_path=str(parent_dir) if parent_dir is not None else None,
         hook_name=hook_name(run.layer, run.site),
