@@ -32,7 +32,7 @@ repro: setup
 # results/ and figures/; model weights and corpus are shared through resources/.
 quick: setup
 	mkdir -p runs/quick
-	cd runs/quick && ../../$(BIN)/snakemake --snakefile ../../Snakefile --cores all \
+	cd runs/quick && ../../$(BIN)/snakemake --snakefile ../../Snakefile --cores all --rerun-triggers mtime \
 		--configfile ../../config/quick.yaml --config resources_dir=../../resources
 
 cached: setup
