@@ -21,14 +21,14 @@ log = logging.getLogger("saerepro")
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``."""
+    """The config's device as a string (``auto`` resolved by :func:`saerepro.training.resolve_device`)."""
     import torch
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+    from .training import resolve_device as _resolve
+
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("config device is 'cuda' but torch sees no GPU; use device: auto or cpu")
-    return device
+    return str(_resolve(device))
 
 
 def prepare_model(cfg: Config, marker: str | Path) -> dict:
