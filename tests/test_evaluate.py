@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from saerepro.evaluate import evaluate_sae, spliced_ce_and_kl
+from saerepro.evaluate import (clean_distribution_stats, clean_reference, evaluate_sae, spliced_ce_and_kl,
+                               spliced_ce_and_kl_from_stats)
 from saerepro.lm import reference_ce
 
 
@@ -23,6 +24,22 @@ def test_single_pass_ce_and_kl_equal_full_softmax():
     expected_kl = F.kl_div(F.log_softmax(w, -1), F.log_softmax(z, -1), log_target=True, reduction="none").sum(-1)
     assert torch.allclose(ce, F.cross_entropy(w, targets, reduction="none"), atol=1e-4)
     assert torch.allclose(kl, expected_kl, atol=1e-4)
+
+
+def test_kl_from_clean_statistics_equals_full_softmax():
+    g = torch.Generator().manual_seed(1)
+    # logits of size ~30, like an LM's, so the online max-rescaling matters
+    hc, W_U, b_U = 3 * torch.randn(40, 12, generator=g), torch.randn(12, 777, generator=g), torch.randn(777, generator=g)
+    hs = hc + 0.5 * torch.randn(40, 12, generator=g)
+    targets = torch.randint(0, 777, (40,), generator=g)
+    stats = clean_distribution_stats(hc, W_U.T.contiguous(), b_U, targets, vocab_chunk=50)
+    ce, kl = spliced_ce_and_kl_from_stats(hs, stats, W_U.T.contiguous(), b_U, targets, vocab_chunk=64)
+    z, w = hc @ W_U + b_U, hs @ W_U + b_U
+    expected_kl = F.kl_div(F.log_softmax(w, -1), F.log_softmax(z, -1), log_target=True, reduction="none").sum(-1)
+    assert torch.allclose(stats["ce"], F.cross_entropy(z, targets, reduction="none"), atol=1e-4)
+    assert torch.allclose(ce, F.cross_entropy(w, targets, reduction="none"), atol=1e-4)
+    assert torch.allclose(kl, expected_kl, atol=1e-3, rtol=1e-4)
+    assert expected_kl.mean() > 0.1  # the perturbation is not trivially small
 
 
 class ScaledIdentitySAE:
@@ -75,3 +92,31 @@ def test_shrunk_reconstruction_shows_gamma_below_one(tiny_model, tiny_tokens, re
     assert out["gamma"] == pytest.approx(0.8, abs=1e-4)
     assert out["gamma_c"] == pytest.approx(0.8, abs=1e-4)
     assert 0.0 < out["loss_recovered"] < 1.0
+
+
+class NoisySAE(ScaledIdentitySAE):
+    """A lossy reconstruction: shrink, then add a fixed direction (so CE, KL and γ all move)."""
+
+    def decode(self, f):
+        bump = torch.linspace(-1, 1, f.shape[1])
+        return self.factor * f + 0.3 * bump
+
+
+@pytest.mark.parametrize("site", ["resid", "attn"])
+def test_saved_clean_pass_gives_the_same_metrics_as_recomputing_it(tiny_model, tiny_tokens, reference, site):
+    clean = clean_reference(tiny_model, tiny_tokens, [1], batch_size=4, progress=False)
+    sae = NoisySAE(64, factor=0.7)
+    kwargs = dict(scale=2.0, eval_tokens=tiny_tokens, reference=reference[(1, site)], progress=False)
+    recomputed = evaluate_sae(tiny_model, sae, 1, site, batch_size=4, **kwargs)
+    reused = evaluate_sae(tiny_model, sae, 1, site, batch_size=3, clean=clean, **kwargs)
+    assert recomputed["kl"] > 1e-4 and abs(recomputed["delta_lm_loss"]) > 1e-3
+    for key in ("ce_sae", "kl", "loss_recovered", "l0", "gamma", "gamma_c", "nmse"):
+        assert reused[key] == pytest.approx(recomputed[key], rel=1e-4, abs=1e-6), key
+    assert clean["ce"].mean().item() == pytest.approx(reference[(1, site)]["ce_clean"], rel=1e-5)
+
+
+def test_clean_pass_on_other_tokens_is_refused(tiny_model, tiny_tokens, reference):
+    clean = clean_reference(tiny_model, tiny_tokens[:2], [1], batch_size=4, progress=False)
+    with pytest.raises(ValueError, match="clean reference holds"):
+        evaluate_sae(tiny_model, NoisySAE(64), 1, "resid", scale=1.0, eval_tokens=tiny_tokens,
+                     reference=reference[(1, "resid")], batch_size=4, progress=False, clean=clean)

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from .lm import batches, final_hidden
-from .metrics import ReconstructionStats, mean_and_se, delta_lm_loss, loss_recovered, softcap_logits
+from .metrics import (ReconstructionStats, chunked_cross_entropy, delta_lm_loss, loss_recovered,
+                      mean_and_se, softcap_logits)
 from .sites import hook_name
 
 
@@ -65,17 +66,137 @@ def spliced_ce_and_kl(hidden_clean: torch.Tensor, hidden_spliced: torch.Tensor, 
 
 
 @torch.no_grad()
+def clean_distribution_stats(hidden: torch.Tensor, W_U_T: torch.Tensor, b_U: torch.Tensor | None,
+                             targets: torch.Tensor, vocab_chunk: int = 32768) -> dict[str, torch.Tensor]:
+    """What KL(clean ‖ spliced) needs from the clean distribution, so evaluation unembeds once.
+
+    With p = softmax(z), z = W_U h + b the clean logits and w = W_U h' + b the spliced ones,
+
+        KL(p ‖ softmax(w)) = E_p[z] − lse(z) − E_p[w] + lse(w),   E_p[w] = μ·h' + p·b,
+
+    where μ = Σ_v p_v W_U[:, v] is one d-vector per token. So per token we keep ``lse`` = lse(z),
+    ``ez`` = E_p[z], ``mu`` = μ [N, d] and ``pb`` = p·b, plus the clean ``ce``; all accumulated
+    online over vocabulary chunks like the log-sum-exp itself (sums of e^{z−m}, rescaled when the
+    running max m grows). Only valid for models without logit soft-capping (then w is not linear
+    in h'); :func:`evaluate_sae` falls back to the two-matmul path there.
+    """
+    n, vocab = hidden.shape[0], W_U_T.shape[0]
+    dev = hidden.device
+    m = torch.full((n,), -math.inf, device=dev)
+    s = torch.zeros(n, device=dev)
+    a = torch.zeros(n, device=dev)
+    mu = torch.zeros(n, hidden.shape[1], device=dev)
+    pb = torch.zeros(n, device=dev)
+    target_z = torch.empty(n, device=dev)
+    for v0 in range(0, vocab, vocab_chunk):
+        v1 = min(v0 + vocab_chunk, vocab)
+        z = (hidden @ W_U_T[v0:v1].T).float()
+        if b_U is not None:
+            z = z + b_U[v0:v1]
+        m_new = torch.maximum(m, z.max(dim=1).values)
+        rescale = torch.exp(m - m_new)
+        e = torch.exp(z - m_new[:, None])
+        s = s * rescale + e.sum(dim=1)
+        a = a * rescale + (e * z).sum(dim=1)
+        mu = mu * rescale[:, None] + e @ W_U_T[v0:v1].float()
+        if b_U is not None:
+            pb = pb * rescale + e @ b_U[v0:v1].float()
+        m = m_new
+        hit = (targets >= v0) & (targets < v1)
+        if hit.any():
+            rows = hit.nonzero(as_tuple=True)[0]
+            target_z[rows] = z[rows, targets[rows] - v0]
+    lse = m + torch.log(s)
+    return {"ce": lse - target_z, "lse": lse, "ez": a / s, "mu": mu / s[:, None], "pb": pb / s}
+
+
+def spliced_ce_and_kl_from_stats(hidden_spliced: torch.Tensor, clean: dict[str, torch.Tensor],
+                                 W_U_T: torch.Tensor, b_U: torch.Tensor | None, targets: torch.Tensor,
+                                 vocab_chunk: int = 32768) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token CE of the spliced logits and KL(clean ‖ spliced) from the clean distribution's
+    statistics (:func:`clean_distribution_stats`): one unembed matmul per vocabulary chunk."""
+    n, vocab = hidden_spliced.shape[0], W_U_T.shape[0]
+    lse_s = torch.full((n,), -math.inf, device=hidden_spliced.device)
+    target_w = torch.empty(n, device=hidden_spliced.device)
+    for v0 in range(0, vocab, vocab_chunk):
+        v1 = min(v0 + vocab_chunk, vocab)
+        w = (hidden_spliced @ W_U_T[v0:v1].T).float()
+        if b_U is not None:
+            w = w + b_U[v0:v1]
+        lse_s = torch.logaddexp(lse_s, torch.logsumexp(w, dim=1))
+        hit = (targets >= v0) & (targets < v1)
+        if hit.any():
+            rows = hit.nonzero(as_tuple=True)[0]
+            target_w[rows] = w[rows, targets[rows] - v0]
+    e_w = (clean["mu"] * hidden_spliced.float()).sum(dim=1) + clean["pb"]
+    kl = (clean["ez"] - clean["lse"] - e_w + lse_s).clamp_min(0.0)
+    return lse_s - target_w, kl
+
+
+@torch.no_grad()
+def clean_reference(model, eval_tokens: np.ndarray, layers: list[int], batch_size: int = 8,
+                    progress: bool = True) -> dict:
+    """The clean pass over the eval tokens, kept so no SAE evaluation repeats it.
+
+    Returns ``hidden`` [N, d] (final hidden states at every predicted position, sequences in
+    order), ``ce`` [N], ``resid_pre`` {layer: [n_seq, ctx, d]} (the input of each evaluated block,
+    so the spliced pass starts there: ``start_at_layer`` gives bit-identical outputs), and
+    ``stats`` (:func:`clean_distribution_stats`, None for soft-capped logits).
+    """
+    from tqdm.auto import tqdm
+
+    device = next(model.parameters()).device
+    softcap = _softcap(model)
+    W_U_T = model.W_U.T.contiguous()
+    names = [f"blocks.{layer}.hook_resid_pre" for layer in layers]
+    hidden, resid_pre, parts = [], {layer: [] for layer in layers}, []
+    n_batches = (len(eval_tokens) + batch_size - 1) // batch_size
+    for batch in tqdm(batches(eval_tokens, batch_size, device), total=n_batches,
+                      desc="clean reference", disable=not progress):
+        kept: dict[str, torch.Tensor] = {}
+
+        def keep(act, hook):
+            kept[hook.name] = act.detach().clone()
+            return act
+
+        h = final_hidden(model, batch, [(name, keep) for name in names])[:, :-1].flatten(0, 1)
+        targets = batch[:, 1:].reshape(-1)
+        hidden.append(h)
+        for layer, name in zip(layers, names):
+            resid_pre[layer].append(kept[name])
+        if softcap is None:
+            parts.append(clean_distribution_stats(h, W_U_T, model.b_U, targets))
+        else:
+            parts.append({"ce": chunked_cross_entropy(h, model.W_U, model.b_U, targets, softcap=softcap)})
+    out = {"hidden": torch.cat(hidden), "resid_pre": {k: torch.cat(v) for k, v in resid_pre.items()}}
+    out["ce"] = torch.cat([p["ce"] for p in parts])
+    out["stats"] = (None if softcap is not None
+                    else {k: torch.cat([p[k] for p in parts]) for k in ("lse", "ez", "mu", "pb")})
+    return out
+
+
+def _softcap(model) -> float | None:
+    softcap = getattr(model.cfg, "output_logits_soft_cap", -1.0)
+    return softcap if softcap and softcap > 0 else None
+
+
+@torch.no_grad()
 def evaluate_sae(model, sae, layer: int, site: str, scale: float, eval_tokens: np.ndarray,
-                 reference: dict, batch_size: int = 8, progress: bool = True) -> dict:
-    """All metrics of ``sae`` at (layer, site); ``reference`` holds ce_clean and ce_zero."""
+                 reference: dict, batch_size: int = 8, progress: bool = True,
+                 clean: dict | None = None) -> dict:
+    """All metrics of ``sae`` at (layer, site); ``reference`` holds ce_clean and ce_zero.
+
+    ``clean`` (from :func:`clean_reference` on the same tokens) saves the clean forward, the
+    layers below ``layer`` and, without soft-capping, one of the two unembeds. Without it, the
+    clean pass is recomputed per batch; both paths agree to float rounding (tested).
+    """
     from tqdm.auto import tqdm
 
     device = next(model.parameters()).device
     d_in = int(sae.cfg.d_in)
     recon = ReconstructionStats(d_in=d_in, n_latents=int(sae.cfg.d_sae), device=device)
     ce_parts, kl_parts = [], []
-    softcap = getattr(model.cfg, "output_logits_soft_cap", -1.0)
-    softcap = softcap if softcap and softcap > 0 else None
+    softcap = _softcap(model)
 
     def splice(act: torch.Tensor, hook) -> torch.Tensor:
         body = act[:, 1:]
@@ -92,13 +213,32 @@ def evaluate_sae(model, sae, layer: int, site: str, scale: float, eval_tokens: n
         sae.turn_off_forward_pass_hook_z_reshaping()
     W_U_T = model.W_U.T.contiguous()
     name = hook_name(layer, site)
+    hooks = [(name, splice)]
+    n_pred = eval_tokens.shape[1] - 1
+    if clean is not None and clean["hidden"].shape[0] != len(eval_tokens) * n_pred:
+        raise ValueError(f"the clean reference holds {clean['hidden'].shape[0]} positions, "
+                         f"the eval tokens {len(eval_tokens) * n_pred}")
+    resid_pre = None if clean is None else clean["resid_pre"].get(layer)
     n_batches = (len(eval_tokens) + batch_size - 1) // batch_size
-    for batch in tqdm(batches(eval_tokens, batch_size, device), total=n_batches,
-                      desc=f"evaluate {name}", disable=not progress):
-        clean = final_hidden(model, batch)[:, :-1].flatten(0, 1)
-        spliced = final_hidden(model, batch, [(name, splice)])[:, :-1].flatten(0, 1)
-        ce_sae, kl = spliced_ce_and_kl(clean, spliced, W_U_T, model.b_U,
-                                       batch[:, 1:].reshape(-1), softcap=softcap)
+    for i, batch in enumerate(tqdm(batches(eval_tokens, batch_size, device), total=n_batches,
+                                   desc=f"evaluate {name}", disable=not progress)):
+        targets = batch[:, 1:].reshape(-1)
+        if resid_pre is not None:
+            start = resid_pre[i * batch_size:(i + 1) * batch_size].to(device)
+            resid = model.run_with_hooks(start, start_at_layer=layer, stop_at_layer=model.cfg.n_layers,
+                                         fwd_hooks=hooks)
+            spliced = model.ln_final(resid)[:, :-1].flatten(0, 1)
+        else:
+            spliced = final_hidden(model, batch, hooks)[:, :-1].flatten(0, 1)
+        rows = slice(i * batch_size * n_pred, i * batch_size * n_pred + targets.shape[0])
+        if clean is not None and clean["stats"] is not None:
+            stats = {k: v[rows].to(device) for k, v in clean["stats"].items()}
+            ce_sae, kl = spliced_ce_and_kl_from_stats(spliced, stats, W_U_T, model.b_U, targets)
+        else:
+            hidden_clean = (clean["hidden"][rows].to(device) if clean is not None
+                            else final_hidden(model, batch)[:, :-1].flatten(0, 1))
+            ce_sae, kl = spliced_ce_and_kl(hidden_clean, spliced, W_U_T, model.b_U, targets,
+                                           softcap=softcap)
         ce_parts.append(ce_sae)
         kl_parts.append(kl)
     out = recon.compute()

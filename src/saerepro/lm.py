@@ -52,8 +52,10 @@ def batches(tokens: np.ndarray, batch_size: int, device="cpu") -> Iterable[torch
 
 @torch.no_grad()
 def reference_ce(model, eval_tokens: np.ndarray, hook_points: list[tuple[int, str]],
-                 batch_size: int = 8, progress: bool = True) -> dict:
+                 batch_size: int = 8, progress: bool = True, clean_ce: torch.Tensor | None = None) -> dict:
     """Clean CE once, and zero-ablation CE for every (layer, site), on the same tokens.
+
+    ``clean_ce`` (per-token, sequences in order) skips the clean pass when the caller has it.
 
     Returns ``{"ce_clean": .., "ce_clean_se": .., "n_tokens": .., "zero": {(layer, site):
     {"ce_zero": .., "ce_zero_se": ..}}}``.
@@ -61,7 +63,7 @@ def reference_ce(model, eval_tokens: np.ndarray, hook_points: list[tuple[int, st
     from tqdm.auto import tqdm
 
     device = next(model.parameters()).device
-    passes = [None] + list(hook_points)
+    passes = ([None] if clean_ce is None else []) + list(hook_points)
     per_pass: dict = {p: [] for p in passes}
     n_batches = (len(eval_tokens) + batch_size - 1) // batch_size
     bar = tqdm(total=n_batches * len(passes), desc="reference_ce", unit="fwd", disable=not progress)
@@ -71,7 +73,7 @@ def reference_ce(model, eval_tokens: np.ndarray, hook_points: list[tuple[int, st
             per_pass[p].append(token_ce(model, batch, hooks))
             bar.update(1)
     bar.close()
-    clean = torch.cat(per_pass[None])
+    clean = torch.cat(per_pass[None]) if clean_ce is None else clean_ce.reshape(-1)
     ce_clean, se_clean = mean_and_se(clean)
     out = {"ce_clean": ce_clean, "ce_clean_se": se_clean, "n_tokens": int(clean.numel()), "zero": {}}
     for p in hook_points:

@@ -15,12 +15,16 @@ rule cache_activations:
 
 
 rule reference_ce:
-    """Clean CE once, zero-ablation CE per hook point, on the fixed held-out tokens."""
+    """Clean CE once, zero-ablation CE per hook point, on the fixed held-out tokens; the clean pass
+    is saved for every SAE evaluation to reuse."""
     input:
         model=rules.prepare_model.output,
         corpus=rules.prepare_corpus.output.meta,
     output:
         reference_targets(),
+        clean=P.CLEAN_REFERENCE.format(model=CFG.model),
+    params:
+        config_hash=CONFIG_HASH,  # eval tokens or batch settings changed: recompute
     log:
         f"{LOGS}/reference_ce/{CFG.model}.log",
     threads: workflow.cores

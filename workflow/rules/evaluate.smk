@@ -2,7 +2,9 @@ rule evaluate:
     """The paper's metrics for one SAE, spliced into the LM on the fixed held-out tokens."""
     input:
         info=P.TRAIN_INFO,
+        provenance=P.PROVENANCE,
         reference=P.REFERENCE_CE,
+        clean=P.CLEAN_REFERENCE,
         cache=lambda w: f"{P.cache_dir(CFG, w.layer, w.site)}/meta.json",
         corpus=rules.prepare_corpus.output.meta,
     output:

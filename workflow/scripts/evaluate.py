@@ -7,4 +7,5 @@ with job(snakemake) as cfg:
     run = run_from_wildcards(cfg, snakemake.wildcards)
     evaluate_run(cfg, run, run_dir=Path(snakemake.input.info).parent,
                  reference=snakemake.input.reference, cache_dir=Path(snakemake.input.cache).parent,
-                 corpus=Path(snakemake.input.corpus).parent, out_path=snakemake.output[0])
+                 corpus=Path(snakemake.input.corpus).parent, out_path=snakemake.output[0],
+                 clean_path=snakemake.input.clean)

@@ -4,5 +4,5 @@ from saerepro.pipeline import reference_ce
 from saerepro.snake import hook_point_of, job
 
 with job(snakemake) as cfg:
-    out_paths = {hook_point_of(p): p for p in snakemake.output}
-    reference_ce(cfg, Path(snakemake.input.corpus).parent, out_paths)
+    out_paths = {hook_point_of(p): p for p in snakemake.output if p != snakemake.output.clean}
+    reference_ce(cfg, Path(snakemake.input.corpus).parent, out_paths, clean_path=snakemake.output.clean)
