@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from saerepro.activations import (cache_activations, check_free_space, estimate_cache_bytes,
+from saerepro.activations import (CorruptCacheError, cache_activations, check_free_space, estimate_cache_bytes,
                                   open_cache)
 from saerepro.sites import hook_name
 
@@ -68,6 +68,60 @@ def test_meta_disagreeing_with_array_is_detected(written, tmp_path):
     (broken / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="inconsistent"):
         open_cache(broken)
+
+
+def _copy(written, tmp_path, name):
+    import shutil
+
+    dst = tmp_path / name
+    shutil.copytree(written[0][0], dst)
+    return dst
+
+
+def test_truncated_cache_array_is_detected(written, tmp_path):
+    broken = _copy(written, tmp_path, "truncated")
+    array = broken / "activations.npy"
+    array.write_bytes(array.read_bytes()[:-1000])
+    with pytest.raises(CorruptCacheError, match="truncated") as info:
+        open_cache(broken)
+    assert "forcerun cache_activations" in str(info.value)
+
+
+def test_altered_cache_bytes_are_caught_by_the_hash_check(written, tmp_path):
+    broken = _copy(written, tmp_path, "altered")
+    array = broken / "activations.npy"
+    data = bytearray(array.read_bytes())
+    data[-7] ^= 0x40  # one bit of one float16 activation, same size: only the hash can tell
+    array.write_bytes(bytes(data))
+    open_cache(broken)  # shape and dtype still agree
+    with pytest.raises(CorruptCacheError, match="SHA-256"):
+        open_cache(broken, verify=True)
+    assert open_cache(written[0][0], verify=True).n_tokens > 0  # the intact original passes
+
+
+def test_unreadable_cache_metadata_is_detected(written, tmp_path):
+    broken = _copy(written, tmp_path, "badmeta")
+    (broken / "meta.json").write_text('{"shape": [3')
+    with pytest.raises(CorruptCacheError, match="unreadable"):
+        open_cache(broken)
+
+
+def test_training_refuses_a_corrupt_cache(written, tmp_path):
+    from saerepro.config import Run, load_config
+    from saerepro.pipeline import train_run
+
+    broken = _copy(written, tmp_path, "altered_for_training")
+    array = broken / "activations.npy"
+    data = bytearray(array.read_bytes())
+    data[-3] ^= 0x01
+    array.write_bytes(bytes(data))
+    cfg = load_config({"model": "gemma-3-270m", "layers": [1], "sites": ["resid"],
+                       "architectures": {"gated": {"coefficients": [1.0], "width": 16}},
+                       "train": {"tokens": 64, "batch_size": 32}})
+    out = tmp_path / "sae"
+    with pytest.raises(CorruptCacheError):
+        train_run(cfg, Run("gemma-3-270m", 1, "resid", "gated", 1.0, 0), broken, out)
+    assert not (out / "train_info.json").exists()
 
 
 def test_disk_check_names_both_numbers(tmp_path):

@@ -95,6 +95,11 @@ BAD_CASES = [
     ("unknown b_dec init", "train.b_dec_init", "median", ["train.b_dec_init", "geometric_median"]),
     ("rescale-shift without its baseline lambda", "architectures.baseline_rescale_shift",
      {"coefficients": [9.9]}, ["baseline_rescale_shift", "baseline"]),
+    ("jumprelu threshold for gated", "architectures.gated",
+     {"coefficients": [1.0], "init_threshold": 0.3}, ["architectures.gated.init_threshold", "jumprelu"]),
+    ("negative jumprelu bandwidth", "architectures.jumprelu",
+     {"coefficients": [1.0], "bandwidth": -0.1}, ["architectures.jumprelu.bandwidth"]),
+    ("wrong type: allow_mixed_configs", "allow_mixed_configs", "sometimes", ["allow_mixed_configs", "boolean"]),
 ]
 BAD_CASES = [c for c in BAD_CASES if c[3] is not None]
 

@@ -18,10 +18,13 @@ def table():
 
 def test_constants():
     assert T.KEY_COLUMNS == ("model", "layer", "site", "architecture", "coefficient", "seed")
-    assert set(T.RUN_COLUMNS) == {"width", "tokens_trained", "lr", "train_seconds"}
+    assert set(T.RUN_COLUMNS) == {"width", "tokens_trained", "lr"}
+    # wall-clock times would make two identical runs' metrics.csv differ: they live in timings.csv
+    assert not set(T.TIMING_COLUMNS) & set(T.ALL_COLUMNS)
+    assert set(T.PROVENANCE_COLUMNS) == {"config_hash", "git_commit", "package_versions", "cache_sha256"}
     assert set(T.METRIC_COLUMNS) == {"l0", "loss_recovered", "delta_lm_loss", "ce_clean", "ce_sae", "ce_zero",
                                      "gamma", "gamma_c", "alive_frac", "nmse", "kl"}
-    assert T.ALL_COLUMNS == T.KEY_COLUMNS + T.RUN_COLUMNS + T.METRIC_COLUMNS
+    assert T.ALL_COLUMNS == T.KEY_COLUMNS + T.RUN_COLUMNS + T.METRIC_COLUMNS + T.PROVENANCE_COLUMNS
     assert len(set(T.ARCHITECTURES)) == 8
 
 
@@ -128,9 +131,10 @@ def _exact_family():
                 l0 = base_l0 / m  # each architecture hits the same loss-recovered values at L0 / m
                 lr = 1 - 1 / math.sqrt(base_l0)
                 rows.append(dict(model="m", layer=2, site="mlp", architecture=arch, coefficient=float(c), seed=seed,
-                                 width=64, tokens_trained=1000, lr=1e-3, train_seconds=1.0, l0=l0, loss_recovered=lr,
+                                 width=64, tokens_trained=1000, lr=1e-3, l0=l0, loss_recovered=lr,
                                  delta_lm_loss=0.1, ce_clean=3.0, ce_sae=3.1, ce_zero=4.0, gamma=1.0, gamma_c=1.0,
-                                 alive_frac=1.0, nmse=0.1, kl=0.1))
+                                 alive_frac=1.0, nmse=0.1, kl=0.1, config_hash="h", git_commit="c",
+                                 package_versions="v", cache_sha256="s"))
     return pd.DataFrame(rows)
 
 

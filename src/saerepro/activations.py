@@ -51,20 +51,51 @@ class ActivationCache:
         return int(self.array.shape[0])
 
 
-def open_cache(path: str | Path) -> ActivationCache:
-    """Open a cache directory written by :func:`write_cache` (memory-mapped, read-only)."""
+class CorruptCacheError(ValueError):
+    """An activation cache whose array disagrees with its metadata (truncated, altered, mixed)."""
+
+
+_REBUILD = ("delete the folder and rerun (with Snakemake: "
+            "`snakemake --forcerun cache_activations ...`)")
+
+
+def open_cache(path: str | Path, verify: bool = False) -> ActivationCache:
+    """Open a cache directory written by :func:`cache_activations` (memory-mapped, read-only).
+
+    Shape and dtype are always checked against ``meta.json`` (and a truncated file fails here);
+    ``verify=True`` also recomputes the array's SHA-256 and compares it with the recorded one, so
+    a same-size alteration is caught too (~0.5 s per GB). Training verifies; evaluation, which
+    only reads the scale, does not.
+    """
     path = Path(path)
     meta_path, array_path = path / META_FILE, path / ARRAY_FILE
     if not meta_path.exists() or not array_path.exists():
         raise FileNotFoundError(f"{path} is not an activation cache: need {META_FILE} and {ARRAY_FILE}")
-    meta = json.loads(meta_path.read_text())
-    array = np.load(array_path, mmap_mode="r")
-    if list(array.shape) != list(meta["shape"]) or str(array.dtype) != meta["dtype"]:
-        raise ValueError(
-            f"activation cache {path} is inconsistent: meta.json says shape {meta['shape']} "
-            f"dtype {meta['dtype']}, the array has shape {list(array.shape)} dtype {array.dtype}; "
-            "delete it and rerun cache_activations"
+    try:
+        meta = json.loads(meta_path.read_text())
+        shape, dtype = list(meta["shape"]), meta["dtype"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise CorruptCacheError(f"activation cache {path}: unreadable {META_FILE} ({err}); {_REBUILD}") from None
+    try:
+        array = np.load(array_path, mmap_mode="r")
+    except (ValueError, OSError) as err:  # numpy refuses a file shorter than its header says
+        raise CorruptCacheError(f"activation cache {path}: {ARRAY_FILE} is truncated or unreadable "
+                                f"({err}); {_REBUILD}") from None
+    if list(array.shape) != shape or str(array.dtype) != dtype:
+        raise CorruptCacheError(
+            f"activation cache {path} is inconsistent: meta.json says shape {shape} dtype {dtype}, "
+            f"the array has shape {list(array.shape)} dtype {array.dtype}; {_REBUILD}"
         )
+    if verify:
+        from .io import sha256_file
+
+        recorded = meta.get("array_sha256")
+        actual = sha256_file(array_path)
+        if recorded != actual:
+            raise CorruptCacheError(
+                f"activation cache {path} is corrupt: {ARRAY_FILE} has SHA-256 {actual[:16]}..., "
+                f"meta.json recorded {str(recorded)[:16]}...; {_REBUILD}"
+            )
     return ActivationCache(path=path, array=array, meta=meta)
 
 

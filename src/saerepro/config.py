@@ -184,11 +184,19 @@ class ArchitectureConfig:
     """Learning-rate override."""
     tokens: int | None = None
     """Training-token override."""
+    bandwidth: float | None = None
+    """jumprelu: STE kernel bandwidth ε (None: the trainer's default)."""
+    init_threshold: float | None = None
+    """jumprelu: initial threshold θ (None: the trainer's default)."""
 
     def __post_init__(self) -> None:
         if self.name not in ARCHITECTURES:
             raise ConfigError(f"config key 'architectures': unknown architecture {self.name!r}; "
                               f"allowed values: {', '.join(ARCHITECTURES)}")
+        for key in ("bandwidth", "init_threshold"):
+            if getattr(self, key) is not None and self.name != "jumprelu":
+                raise ConfigError(f"config key 'architectures.{self.name}.{key}': only jumprelu "
+                                  "takes it; allowed architectures: jumprelu")
 
     def d_sae(self, d_in: int) -> int:
         return self.width if self.width is not None else int(round(self.expansion * d_in))
@@ -249,6 +257,8 @@ class Config:
     """Evaluation-token settings."""
     train: TrainDefaults = field(default_factory=TrainDefaults)
     """Training defaults."""
+    allow_mixed_configs: bool = False
+    """Let aggregate combine rows with different config hashes (saerepro.provenance)."""
 
     def __post_init__(self) -> None:
         try:
@@ -331,6 +341,8 @@ def _architecture(name: str, raw: dict) -> ArchitectureConfig:
         layers=tuple(raw["layers"]) if "layers" in raw else None,
         lr=raw.get("lr"),
         tokens=raw.get("tokens"),
+        bandwidth=raw.get("bandwidth"),
+        init_threshold=raw.get("init_threshold"),
     )
 
 
@@ -352,4 +364,5 @@ def load_config(raw: dict | str | Path) -> Config:
         cache=CacheConfig(**data["cache"]),
         reference=ReferenceConfig(**data["reference"]),
         train=TrainDefaults(**data["train"]),
+        allow_mixed_configs=data["allow_mixed_configs"],
     )

@@ -16,6 +16,7 @@ import numpy as np
 from . import paths
 from .config import Config
 from .io import atomic_write_json, sha256_file
+from .provenance import PROVENANCE_COLUMNS
 
 log = logging.getLogger("saerepro")
 
@@ -107,8 +108,17 @@ def cache_activations(cfg: Config, corpus: str | Path, out_dirs: dict[tuple[int,
     return metas
 
 
-def reference_ce(cfg: Config, corpus: str | Path, out_paths: dict[tuple[int, str], str]) -> dict:
-    """Clean and zero-ablation CE on the fixed eval tokens, one JSON per hook point."""
+def reference_ce(cfg: Config, corpus: str | Path, out_paths: dict[tuple[int, str], str],
+                 clean_path: str | Path | None = None) -> dict:
+    """Clean and zero-ablation CE on the fixed eval tokens, one JSON per hook point.
+
+    With ``clean_path``, the clean pass is also saved there (:func:`saerepro.evaluate.clean_reference`)
+    for every SAE evaluation to reuse.
+    """
+    import torch
+
+    from .evaluate import clean_reference
+    from .io import atomic_path
     from .lm import eval_token_subset
     from .lm import reference_ce as _reference
     from .models import load_model
@@ -116,8 +126,15 @@ def reference_ce(cfg: Config, corpus: str | Path, out_paths: dict[tuple[int, str
     model = load_model(cfg.spec, cfg.resources_dir, resolve_device(cfg.device))
     eval_tokens = eval_token_subset(np.load(Path(corpus) / "eval.npy"), cfg.reference.eval_tokens)
     start = time.time()
-    result = _reference(model, eval_tokens, list(out_paths), batch_size=cfg.reference.batch_size)
+    clean = clean_reference(model, eval_tokens, sorted({layer for layer, _ in out_paths}),
+                            batch_size=cfg.reference.batch_size)
+    result = _reference(model, eval_tokens, list(out_paths), batch_size=cfg.reference.batch_size,
+                        clean_ce=clean["ce"])
     seconds = time.time() - start
+    if clean_path is not None:
+        clean["eval_tokens_sha256"] = _array_sha256(eval_tokens)
+        with atomic_path(clean_path) as tmp:
+            torch.save(_to_cpu(clean), tmp)
     for (layer, site), path in out_paths.items():
         atomic_write_json(path, {
             "model": cfg.model, "layer": layer, "site": site,
@@ -128,6 +145,22 @@ def reference_ce(cfg: Config, corpus: str | Path, out_paths: dict[tuple[int, str
             "seconds_all_hook_points": round(seconds, 1),
         })
     return result
+
+
+def _to_cpu(obj):
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    return obj.cpu() if hasattr(obj, "cpu") else obj
+
+
+def load_clean_reference(path: str | Path, eval_tokens: np.ndarray) -> dict:
+    """The saved clean pass, refused if it was computed on other eval tokens."""
+    import torch
+
+    clean = torch.load(path, map_location="cpu", weights_only=True)
+    if clean.get("eval_tokens_sha256") != _array_sha256(eval_tokens):
+        raise RuntimeError(f"{path} was computed on other eval tokens; rerun reference_ce")
+    return clean
 
 
 def _array_sha256(array: np.ndarray) -> str:
@@ -152,13 +185,20 @@ def run_from_wildcards(cfg: Config, wildcards) -> "Run":
     raise ValueError(f"no configured run matches {dict(wildcards)}")
 
 
+#: Written beside every trained SAE: see :mod:`saerepro.provenance`.
+PROVENANCE_FILE = "provenance.json"
+
+
 def train_config(cfg: Config, run, d_in: int, parent_dir: str | Path | None = None):
     """The :class:`saerepro.training.TrainConfig` of one run of the sweep."""
     from .sites import hook_name
     from .training import TrainConfig
 
     arch = cfg.architectures[run.architecture]
+    jumprelu = {k: v for k, v in (("bandwidth", arch.bandwidth),
+                                  ("jumprelu_init_threshold", arch.init_threshold)) if v is not None}
     return TrainConfig(
+        **jumprelu,
         architecture=run.architecture,
         coefficient=run.coefficient,
         d_sae=arch.d_sae(d_in),
@@ -181,17 +221,22 @@ def train_run(cfg: Config, run, cache_dir: str | Path, out_dir: str | Path,
               parent_dir: str | Path | None = None) -> dict:
     """Train one SAE of the sweep on its hook point's cache; resumes from a checkpoint."""
     from .activations import open_cache
+    from .provenance import provenance
     from .training import train_sae
 
-    cache = open_cache(cache_dir)
+    cache = open_cache(cache_dir, verify=True)  # never train on a truncated or altered cache
     tcfg = train_config(cfg, run, cache.d_in, parent_dir)
+    atomic_write_json(Path(out_dir) / PROVENANCE_FILE,
+                      {**provenance(cfg, cache.meta.get("array_sha256")), "seed": run.seed,
+                       "tokens_planned": tcfg.total_tokens, "cache": str(cache_dir)})
     info = train_sae(tcfg, cache, out_dir)
     log.info("trained %s: %s", run.run_dir, {k: info[k] for k in sorted(info) if not isinstance(info[k], (dict, list))})
     return info
 
 
 def evaluate_run(cfg: Config, run, run_dir: str | Path, reference: str | Path,
-                 cache_dir: str | Path, corpus: str | Path, out_path: str | Path) -> dict:
+                 cache_dir: str | Path, corpus: str | Path, out_path: str | Path,
+                 clean_path: str | Path | None = None) -> dict:
     """The paper's metrics for one trained SAE, written as one JSON row of the results table."""
     from .activations import open_cache
     from .evaluate import evaluate_sae
@@ -204,13 +249,15 @@ def evaluate_run(cfg: Config, run, run_dir: str | Path, reference: str | Path,
     eval_tokens = eval_token_subset(np.load(Path(corpus) / "eval.npy"), cfg.reference.eval_tokens)
     if _array_sha256(eval_tokens) != ref["eval_tokens_sha256"]:
         raise RuntimeError(f"{reference} was computed on other eval tokens; rerun reference_ce")
+    clean = None if clean_path is None else load_clean_reference(clean_path, eval_tokens)
     cache = open_cache(cache_dir)
     sae = load_sae(str(run_dir), device=device)
     model = load_model(cfg.spec, cfg.resources_dir, device)
     start = time.time()
     metrics = evaluate_sae(model, sae, run.layer, run.site, cache.scale, eval_tokens, ref,
-                           batch_size=cfg.reference.batch_size)
+                           batch_size=cfg.reference.batch_size, clean=clean)
     info = json.loads((Path(run_dir) / "train_info.json").read_text())
+    prov = json.loads((Path(run_dir) / PROVENANCE_FILE).read_text())
     row = {
         "model": run.model, "layer": run.layer, "site": run.site,
         "architecture": run.architecture, "coefficient": run.coefficient, "seed": run.seed,
@@ -220,6 +267,7 @@ def evaluate_run(cfg: Config, run, run_dir: str | Path, reference: str | Path,
         "train_seconds": float(info["seconds"]),
         "eval_seconds": round(time.time() - start, 1),
         **metrics,
+        **{c: prov[c] for c in PROVENANCE_COLUMNS},
     }
     atomic_write_json(out_path, row)
     return row
@@ -228,14 +276,73 @@ def evaluate_run(cfg: Config, run, run_dir: str | Path, reference: str | Path,
 # --------------------------------------------------------------------------- aggregate stages
 
 
-def aggregate(cfg: Config, metric_files: list[str], table_path: Path) -> "pd.DataFrame":
-    """One row per SAE into ``metrics.csv``; paper-style tables and the half-the-L0 table beside it."""
+class MixedConfigError(RuntimeError):
+    """Rows of one table were produced under different shared settings (config hashes)."""
+
+
+def check_config_hashes(rows: "pd.DataFrame", allow: bool = False) -> None:
+    """Refuse rows from more than one config hash unless ``allow`` (config ``allow_mixed_configs``)."""
+    counts = rows["config_hash"].value_counts()
+    if len(counts) > 1:
+        listing = ", ".join(f"{h} ({n} rows)" for h, n in counts.items())
+        message = (f"metrics rows come from {len(counts)} different config hashes: {listing}. They were "
+                   "trained under different shared settings (saerepro.provenance); rerun the stale "
+                   "SAEs (snakemake --forcerun train) or set allow_mixed_configs: true")
+        if not allow:
+            raise MixedConfigError(message)
+        log.warning("%s (allowed by allow_mixed_configs)", message)
+
+
+MISSING_COLUMNS = ["model", "layer", "site", "architecture", "coefficient", "seed", "stage_not_done", "log"]
+
+
+def missing_runs(cfg: Config) -> tuple[list[str], "pd.DataFrame"]:
+    """The metrics files of the sweep that exist, and a table of the runs that have none.
+
+    A missing run is listed with the stage that did not finish (``train`` if it has no
+    train_info.json, else ``evaluate``) and that stage's log file.
+    """
+    import pandas as pd
+
+    found, missing = [], []
+    for run in cfg.runs():
+        path = paths.fill(paths.METRICS, run)
+        if Path(path).exists():
+            found.append(path)
+            continue
+        stage = "evaluate" if Path(paths.fill(paths.TRAIN_INFO, run)).exists() else "train"
+        log_path = f"logs/{stage}/{run.run_dir}.log"
+        missing.append({"model": run.model, "layer": run.layer, "site": run.site,
+                        "architecture": run.architecture, "coefficient": run.coefficient,
+                        "seed": run.seed, "stage_not_done": stage, "log": log_path})
+    return found, pd.DataFrame(missing, columns=MISSING_COLUMNS)
+
+
+def aggregate(cfg: Config, metric_files: list[str], table_path: Path,
+              missing: "pd.DataFrame | None" = None) -> "pd.DataFrame":
+    """One row per SAE into ``metrics.csv``; timings, paper-style and half-the-L0 tables beside it.
+
+    ``missing`` (from :func:`missing_runs`) lists configured SAEs without metrics; they are
+    written to ``missing_runs.csv`` (header only when none are missing) and named in the log.
+    """
     import pandas as pd
 
     from .io import atomic_path
-    from .tables import validate_metrics_table, write_half_l0_table, write_model_tables
+    from .tables import (KEY_COLUMNS, TIMING_COLUMNS, validate_metrics_table, write_half_l0_table,
+                         write_model_tables)
 
+    table_path = Path(table_path)
+    if missing is None:
+        missing = pd.DataFrame(columns=MISSING_COLUMNS)
+    if len(missing):
+        log.warning("%d configured SAE(s) have no metrics and are not in the tables (see %s):\n%s",
+                    len(missing), table_path.parent / "missing_runs.csv", missing.to_string(index=False))
+    with atomic_path(table_path.parent / "missing_runs.csv") as tmp:
+        missing.to_csv(tmp, index=False)
+    if not metric_files:
+        raise RuntimeError("no SAE has metrics yet: nothing to aggregate")
     rows = pd.DataFrame([json.loads(Path(f).read_text()) for f in metric_files])
+    check_config_hashes(rows, allow=cfg.allow_mixed_configs)
     # A fully dead SAE (no latent fires on the eval tokens) has no defined gamma; it is listed,
     # not averaged in. Any other NaN is an error (validate_metrics_table refuses it).
     dead = rows["alive_frac"] == 0
@@ -247,11 +354,37 @@ def aggregate(cfg: Config, metric_files: list[str], table_path: Path) -> "pd.Dat
             rows[dead].to_csv(tmp, index=False)
     elif dead_path.exists():
         dead_path.unlink()
-    df = validate_metrics_table(rows[~dead].reset_index(drop=True))
+    timings = rows[list(KEY_COLUMNS) + [c for c in TIMING_COLUMNS if c in rows.columns]]
+    df = validate_metrics_table(rows[~dead].drop(columns=[c for c in TIMING_COLUMNS if c in rows.columns])
+                                .reset_index(drop=True))
+    df = df.sort_values(list(KEY_COLUMNS), kind="stable").reset_index(drop=True)
     with atomic_path(table_path) as tmp:
         df.to_csv(tmp, index=False)
+    with atomic_path(table_path.parent / "timings.csv") as tmp:
+        timings.sort_values(list(KEY_COLUMNS), kind="stable").to_csv(tmp, index=False)
     write_model_tables(df, table_path.parent)
     write_half_l0_table(df, table_path.parent / "half_l0")
+    return df
+
+
+def aggregate_available(cfg: Config, table_path: Path = Path(paths.METRICS_TABLE),
+                        figures_dir: Path | None = Path(paths.FIGURES)) -> "pd.DataFrame | None":
+    """Aggregate whatever SAEs finished (after a run with failures, e.g. ``--keep-going``).
+
+    Lists the missing runs in ``missing_runs.csv`` and the log, and redraws the figures from the
+    partial table. Returns None (and writes only ``missing_runs.csv``) if no SAE finished.
+    """
+    found, missing = missing_runs(cfg)
+    if not found:
+        log.warning("no SAE of the sweep has metrics; %d missing, nothing to aggregate", len(missing))
+        from .io import atomic_path
+
+        with atomic_path(Path(table_path).parent / "missing_runs.csv") as tmp:
+            missing.to_csv(tmp, index=False)
+        return None
+    df = aggregate(cfg, found, table_path, missing=missing)
+    if figures_dir is not None:
+        make_figures(cfg, table_path, figures_dir)
     return df
 
 

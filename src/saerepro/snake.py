@@ -38,6 +38,27 @@ def job(snakemake):
             root.removeHandler(handler)
 
 
+@contextlib.contextmanager
+def logging_to(log_path: str | Path):
+    """Also send saerepro's log records to ``log_path`` (appending) for the duration."""
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("saerepro")
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    except Exception:
+        logger.exception("partial aggregation failed")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+        handler.close()
+
+
 def hook_point_of(path: str) -> tuple[int, str]:
     """(layer, site) from a path containing ``/L{layer}/{site}/``."""
     parts = Path(path).parts
@@ -47,4 +68,4 @@ def hook_point_of(path: str) -> tuple[int, str]:
     raise ValueError(f"no /L<layer>/<site>/ in {path}")
 
 
-__all__ = ["job", "hook_point_of"]
+__all__ = ["job", "hook_point_of", "logging_to"]

@@ -1,8 +1,11 @@
 """The long results table and the tables derived from it.
 
 ``results/tables/metrics.csv`` has one row per trained SAE, keyed by :data:`KEY_COLUMNS`, with the
-training descriptors :data:`RUN_COLUMNS` and the evaluation metrics :data:`METRIC_COLUMNS`
-(definitions in :mod:`saerepro.metrics`). Everything else is derived from it:
+training descriptors :data:`RUN_COLUMNS`, the evaluation metrics :data:`METRIC_COLUMNS`
+(definitions in :mod:`saerepro.metrics`) and the provenance :data:`PROVENANCE_COLUMNS`
+(:mod:`saerepro.provenance`). Wall-clock times (:data:`TIMING_COLUMNS`) go to ``timings.csv``
+beside it instead: they differ between two otherwise identical runs, and metrics.csv is meant to
+be byte-identical when a run is repeated. Everything else is derived from it:
 
 * :func:`aggregate_seeds` — mean (and SEM) over seeds, the input every figure takes;
 * :func:`paper_table` / :func:`write_model_tables` — per-model tables with the columns of the
@@ -20,12 +23,15 @@ import numpy as np
 import pandas as pd
 
 from .pareto import DEFAULT_LEVELS, half_l0
+from .provenance import PROVENANCE_COLUMNS
 from .sites import SITES
 
 __all__ = [
     "KEY_COLUMNS",
     "RUN_COLUMNS",
     "METRIC_COLUMNS",
+    "PROVENANCE_COLUMNS",
+    "TIMING_COLUMNS",
     "ALL_COLUMNS",
     "ARCHITECTURES",
     "PAPER_COLUMNS",
@@ -48,7 +54,10 @@ __all__ = [
 KEY_COLUMNS: tuple[str, ...] = ("model", "layer", "site", "architecture", "coefficient", "seed")
 
 #: Training descriptors carried by every row (width = number of latents; lr = learning rate).
-RUN_COLUMNS: tuple[str, ...] = ("width", "tokens_trained", "lr", "train_seconds")
+RUN_COLUMNS: tuple[str, ...] = ("width", "tokens_trained", "lr")
+
+#: Wall-clock seconds per SAE: written to timings.csv (same keys), not metrics.csv.
+TIMING_COLUMNS: tuple[str, ...] = ("train_seconds", "eval_seconds")
 
 #: Evaluation metrics carried by every row; formulas in :mod:`saerepro.metrics`.
 #: alive_frac is a fraction in [0, 1]; loss_recovered is a fraction (1 = clean model).
@@ -67,7 +76,7 @@ METRIC_COLUMNS: tuple[str, ...] = (
 )
 
 #: Every column metrics.csv must have, in this order.
-ALL_COLUMNS: tuple[str, ...] = KEY_COLUMNS + RUN_COLUMNS + METRIC_COLUMNS
+ALL_COLUMNS: tuple[str, ...] = KEY_COLUMNS + RUN_COLUMNS + METRIC_COLUMNS + PROVENANCE_COLUMNS
 
 #: Known architectures, in the order tables and legends list them.
 ARCHITECTURES: tuple[str, ...] = (
@@ -82,6 +91,7 @@ ARCHITECTURES: tuple[str, ...] = (
 )
 
 _STRING_KEYS = ("model", "site", "architecture")
+_STRING_COLUMNS = _STRING_KEYS + PROVENANCE_COLUMNS
 _INT_COLUMNS = ("layer", "seed", "width", "tokens_trained")
 
 
@@ -111,7 +121,7 @@ def validate_metrics_table(df: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise MetricsTableError(f"metrics table lacks required column(s): {', '.join(missing)}")
     problems = []
-    for c in _STRING_KEYS:
+    for c in _STRING_COLUMNS:
         s = df[c]
         bad = s.isna().to_numpy() | (s.astype(str).str.strip() == "").to_numpy()
         if bad.any():
@@ -143,7 +153,6 @@ def validate_metrics_table(df: pd.DataFrame) -> pd.DataFrame:
         "nmse": (0.0, np.inf),
         "kl": (0.0, np.inf),
         "tokens_trained": (0.0, np.inf),
-        "train_seconds": (0.0, np.inf),
     }
     for c, (lo, hi) in ranges.items():
         v = df[c].to_numpy(dtype=float)
@@ -158,12 +167,12 @@ def validate_metrics_table(df: pd.DataFrame) -> pd.DataFrame:
 
 def read_metrics_table(path: str | Path) -> pd.DataFrame:
     """Read and validate ``metrics.csv``; integer-valued columns come back as int64."""
-    df = pd.read_csv(path)
+    df = pd.read_csv(path, dtype={c: str for c in PROVENANCE_COLUMNS})
     df = validate_metrics_table(df)
     df = df.copy()
     for c in _INT_COLUMNS:
         df[c] = df[c].astype("int64")
-    for c in _STRING_KEYS:
+    for c in _STRING_COLUMNS:
         df[c] = df[c].astype(str)
     return df
 
@@ -445,13 +454,14 @@ def synthetic_metrics_table(
                                     "model": model, "layer": int(layer), "site": site, "architecture": arch,
                                     "coefficient": float(lam), "seed": int(seed), "width": 8192,
                                     "tokens_trained": 50_000_000, "lr": 3e-4 if arch != "topk" else 2e-4,
-                                    "train_seconds": 600.0 + 10 * l0 ** 0.5,
                                     "l0": float(l0), "loss_recovered": float(lr_),
                                     "delta_lm_loss": float(ce_sae - ce_clean), "ce_clean": float(ce_clean),
                                     "ce_sae": float(ce_sae), "ce_zero": float(ce_clean + gap),
                                     "gamma": float(gamma), "gamma_c": float(gamma_c),
                                     "alive_frac": float(np.clip(0.97 - 0.02 * np.log2(lam), 0, 1)),
                                     "nmse": float(fvu), "kl": float(0.9 * (ce_sae - ce_clean)),
+                                    "config_hash": "0" * 16, "git_commit": "synthetic",
+                                    "package_versions": "synthetic", "cache_sha256": "synthetic",
                                 }
                             )
     return pd.DataFrame(rows, columns=list(ALL_COLUMNS))

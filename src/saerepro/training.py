@@ -31,6 +31,7 @@ used.
 from __future__ import annotations
 
 import csv
+import logging
 import io
 import json
 import math
@@ -635,6 +636,8 @@ class _Run:
         self.resamples = list(state["resamples"])
         self.rows = list(state["rows"])
         self.elapsed = float(state["elapsed"])
+        logging.getLogger("saerepro").info("resumed %s from its checkpoint at step %d of %d",
+                                           self.out_dir, self.step, self.cfg.total_steps)
 
     # -- outputs
 

@@ -9,10 +9,23 @@ rule aggregate:
         [P.fill(P.METRICS, run) for run in RUNS],
     output:
         table=report(P.METRICS_TABLE, caption="../report/metrics_table.rst", category="Tables"),
+        timings=P.TABLES + "/timings.csv",
+        missing=report(P.TABLES + "/missing_runs.csv", caption="../report/missing_runs.rst",
+                       category="Tables"),
     log:
         LOGS + "/aggregate.log",
     script:
         "../scripts/aggregate.py"
+
+
+onerror:
+    # With --keep-going, every SAE that could finish has; tabulate those and list the rest
+    # (results/tables/missing_runs.csv, logs/aggregate.log) instead of leaving no table at all.
+    from saerepro.pipeline import aggregate_available
+    from saerepro.snake import logging_to
+
+    with logging_to(LOGS + "/aggregate.log"):
+        aggregate_available(CFG)
 
 
 rule figures:

@@ -1,5 +1,8 @@
 # Paths and target lists derived from the validated config (saerepro.paths holds the patterns).
 from saerepro import paths as P
+from saerepro.provenance import config_hash
+
+CONFIG_HASH = config_hash(CFG)
 
 MODEL_DIR = P.model_dir(CFG)
 CORPUS_DIR = P.corpus_dir(CFG)

@@ -15,6 +15,11 @@ rule train:
         unpack(_train_inputs),
     output:
         info=P.TRAIN_INFO,
+        provenance=P.PROVENANCE,
+    params:
+        # A change to a shared setting (train.tokens, corpus, ...) changes the hash, and
+        # Snakemake's params trigger then retrains instead of keeping stale SAEs.
+        config_hash=CONFIG_HASH,
     log:
         LOGS + "/train/{model}/L{layer}/{site}/{architecture}/c{coefficient}/s{seed}.log",
     threads: 1
