@@ -12,7 +12,7 @@ from saerepro.activations import (CorruptCacheError, cache_activations, check_fr
                                   open_cache)
 from saerepro.sites import hook_name
 
-HOOKS = [(0, "resid"), (1, "mlp"), (1, "attn")]
+HOOKS = [(0, "resid"), (1, "mlp"), (1, "attn"), (0, "mlp_post")]
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +34,7 @@ def test_cache_is_normalised_and_skips_bos(written, tiny_tokens):
         assert mean_sq == pytest.approx(cache.d_in, rel=1e-4)
         assert meta["bos_skipped"] is True
     assert open_cache(dirs[2]).d_in == 4 * 16  # attn = n_heads * d_head
+    assert open_cache(dirs[3]).d_in == 256  # mlp_post = d_mlp (the MLP neurons)
 
 
 def test_cached_values_equal_the_model_activations(written, tiny_model, tiny_tokens):

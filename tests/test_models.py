@@ -62,3 +62,68 @@ def test_hub_unreachable_without_offline_flag_still_fails_fast(monkeypatch, tmp_
 def test_missing_prepared_weights_point_to_the_rule(tmp_path):
     with pytest.raises(FileNotFoundError, match="prepare_model"):
         load_model(get_spec("gemma-3-270m"), resources=tmp_path)
+
+
+@pytest.fixture(scope="module")
+def tiny_tl_checkpoint(tmp_path_factory):
+    """A one-layer GELU model saved the way Neel Nanda's toy models (GELU-1L) are published: a
+    TransformerLens-layout config.json plus model_final.pth, the tokenizer in another folder."""
+    import json
+
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    from tests.conftest import build_tiny_tokenizer
+
+    root = tmp_path_factory.mktemp("tiny-gelu-1l")
+    tokenizer = build_tiny_tokenizer(root / "tokenizer")
+    cfg_json = {"d_model": 32, "n_layers": 1, "d_mlp": 128, "d_head": 8, "n_heads": 4, "n_ctx": 64,
+                "d_vocab": len(tokenizer), "act_fn": "gelu", "attn_only": False,
+                "normalization": "LN", "shortformer_pos": False, "tokenizer_name": "unused"}
+    torch.manual_seed(0)
+    cfg = HookedTransformerConfig(**{k: v for k, v in cfg_json.items()
+                                     if k not in ("normalization", "shortformer_pos", "tokenizer_name")},
+                                  normalization_type="LN")
+    model = HookedTransformer(cfg)
+    weights = root / "weights"
+    weights.mkdir()
+    (weights / "config.json").write_text(json.dumps(cfg_json))
+    torch.save(model.state_dict(), weights / "model_final.pth")
+    return weights, root / "tokenizer", model
+
+
+def test_transformer_lens_checkpoint_loads_offline_with_identical_logits(tiny_tl_checkpoint):
+    from saerepro.sites import hook_name, site_dim
+
+    weights, tokenizer, original = tiny_tl_checkpoint
+    spec = ModelSpec(name="tiny-gelu-1l", source="local", location=str(weights), tl_name="gelu-1l",
+                     n_layers=1, d_model=32, n_heads=4, d_head=8, max_context=64, d_mlp=128,
+                     weights_format="transformer_lens", tokenizer=str(tokenizer))
+    model = load_model(spec)
+    tokens = torch.tensor([[model.tokenizer.bos_token_id, 5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        ours, cache = model.run_with_cache(tokens, names_filter=[hook_name(0, "mlp_post")])
+        theirs = original(tokens)
+    assert torch.allclose(ours, theirs, atol=1e-5)
+    # The GELU-1L site of the paper's ablations: the MLP neurons, d_mlp wide.
+    assert cache[hook_name(0, "mlp_post")].shape[-1] == site_dim("mlp_post", 32, 4, 8, spec.d_mlp) == 128
+
+
+def test_gelu_1l_hub_checkpoint_fails_fast_offline(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    spec = get_spec("gelu-1l")
+    assert spec.weights_format == "transformer_lens" and spec.d_mlp == 2048
+    start = time.time()
+    with pytest.raises(HubUnreachableError) as info:
+        load_model(spec)
+    assert time.time() - start < 30
+    assert "NeelNanda/" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_registry_shapes_give_the_paper_widths():
+    from saerepro.sites import site_dim
+
+    pythia, gemma = get_spec("pythia-2.8b"), get_spec("gemma-7b")
+    assert site_dim("attn", pythia.d_model, pythia.n_heads, pythia.d_head) == 2560
+    assert site_dim("attn", gemma.d_model, gemma.n_heads, gemma.d_head) == 4096
+    assert site_dim("mlp_post", 512, 8, 64, get_spec("gelu-1l").d_mlp) == 2048

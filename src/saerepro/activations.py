@@ -147,7 +147,7 @@ def cache_activations(
     from tqdm.auto import tqdm
 
     from .io import atomic_write_json, sha256_file
-    from .sites import hook_name
+    from .sites import hook_name, site_dim
 
     if len(hook_points) != len(out_dirs):
         raise ValueError("need one output directory per hook point")
@@ -160,7 +160,7 @@ def cache_activations(
     sq_sums = [0.0] * len(names)
     provisional = [None] * len(names)
     cfg = model.cfg
-    dims = [cfg.n_heads * cfg.d_head if site == "attn" else cfg.d_model for _, site in hook_points]
+    dims = [site_dim(site, cfg.d_model, cfg.n_heads, cfg.d_head, cfg.d_mlp) for _, site in hook_points]
     for out_dir, dim in zip(out_dirs, dims):
         out_dir.mkdir(parents=True, exist_ok=True)
         tmp = out_dir / f".{ARRAY_FILE}.partial"

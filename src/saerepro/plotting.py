@@ -99,6 +99,7 @@ SITE_LABELS: dict[str, str] = {
     "resid": "Residual stream",
     "mlp": "MLP output",
     "attn": "Attention output (pre-W_O)",
+    "mlp_post": "MLP neurons (post-nonlinearity)",
 }
 
 _LABELS = {
