@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
+import pytest
 
 from saerepro.corpus import Document, in_eval_split, pack_sequences, prepare_corpus
 
@@ -60,3 +62,106 @@ def test_wiki_documents_from_the_real_wheel():
     assert len(docs) > 10_000 - 100
     assert len({d.doc_id for d in docs}) == len(docs)
     assert sum(len(d.text.split()) for d in docs) > 700_000  # ~1M Gemma tokens
+
+
+# --------------------------------------------------------------------------- hub datasets
+
+
+def _sentences():
+    from tests.conftest import TINY_TEXT
+
+    return [s.strip() + "." for s in TINY_TEXT.split(".") if s.strip()]
+
+
+def _rows(n: int = 120) -> dict:
+    sentences = _sentences()
+    return {"text": [" ".join(sentences[i % len(sentences):] * 2) for i in range(n)],
+            "meta": [{"pile_set_name": "Pile-CC"}] * n}
+
+
+def test_hub_dataset_without_network_fails_fast_with_one_sentence(monkeypatch):
+    from saerepro.corpus import hf_documents
+    from saerepro.models import HubUnreachableError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.time()
+    with pytest.raises(HubUnreachableError) as info:
+        next(hf_documents("monology/pile-uncopyrighted"))
+    assert time.time() - start < 30
+    message = str(info.value)
+    assert "monology/pile-uncopyrighted" in message and "Hugging Face Hub" in message
+    assert "\n" not in message and message.count(". ") == 0, "one sentence"
+
+
+def test_hub_probe_not_the_datasets_retry_loop_decides(monkeypatch):
+    """Without HF_HUB_OFFLINE the socket probe fails fast (here: forced unreachable)."""
+    import saerepro.models as models
+    from saerepro.corpus import hf_documents
+    from saerepro.models import HubUnreachableError
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: False)
+    with pytest.raises(HubUnreachableError, match="HuggingFaceFW/fineweb"):
+        next(hf_documents("HuggingFaceFW/fineweb", config_name="sample-10BT"))
+
+
+@pytest.mark.parametrize("layout", ["save_to_disk", "save_to_disk_dict", "jsonl", "parquet_folder"])
+def test_local_dataset_copy_goes_through_the_hub_code_path(tmp_path, tiny_model, layout):
+    import datasets
+
+    from saerepro.corpus import hf_documents
+
+    rows = _rows()
+    data = datasets.Dataset.from_dict(rows)
+    if layout == "save_to_disk":
+        source = tmp_path / "ds"
+        data.save_to_disk(str(source))
+    elif layout == "save_to_disk_dict":
+        source = tmp_path / "ds"
+        datasets.DatasetDict({"train": data, "validation": data.select(range(3))}).save_to_disk(str(source))
+    elif layout == "jsonl":
+        source = tmp_path / "pile.jsonl"
+        data.to_json(str(source), lines=True)
+    else:
+        source = tmp_path / "parquet"
+        source.mkdir()
+        data.to_parquet(str(source / "train-00000.parquet"))
+    docs = list(hf_documents(str(source)))
+    assert [d.text for d in docs] == rows["text"]
+    # No id column: the id is the text's hash, so the split does not depend on stream order.
+    assert docs[0].doc_id.startswith("sha256:") and len({d.doc_id for d in docs}) == len(set(rows["text"]))
+    meta = prepare_corpus(tiny_model.tokenizer, tmp_path / "out", context_size=16,
+                          docs=hf_documents(str(source)), eval_fraction=0.2, source=str(source))
+    assert meta["splits"]["train"]["sequences"] > 0 and meta["splits"]["eval"]["sequences"] > 0
+    assert meta["splits"]["train"]["documents"] + meta["splits"]["eval"]["documents"] == len(rows["text"])
+
+
+def test_missing_text_column_names_the_config_key(tmp_path):
+    import datasets
+
+    from saerepro.corpus import hf_documents
+
+    source = tmp_path / "ds"
+    datasets.Dataset.from_dict({"content": ["a b c"]}).save_to_disk(str(source))
+    with pytest.raises(KeyError, match="corpus.text_field.*content"):
+        next(hf_documents(str(source)))
+
+
+def test_a_stream_is_read_only_until_both_splits_are_full(tmp_path, tiny_model):
+    """The Pile is ~10^11 tokens: prepare_corpus must stop reading once both budgets are met."""
+    import itertools
+
+    sentences = _sentences()
+    read = []
+
+    def endless():
+        for i in itertools.count():
+            if i > 100_000:
+                raise AssertionError("read far past both budgets")
+            read.append(i)
+            yield Document(doc_id=f"d{i}", text=" ".join(sentences * 2))
+
+    meta = prepare_corpus(tiny_model.tokenizer, tmp_path, context_size=16, docs=endless(),
+                          eval_fraction=0.2, max_train_tokens=16 * 50, max_eval_tokens=16 * 10, batch=8)
+    assert meta["splits"]["train"]["sequences"] == 50 and meta["splits"]["eval"]["sequences"] == 10
+    assert len(read) < 200

