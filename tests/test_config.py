@@ -100,6 +100,25 @@ BAD_CASES = [
     ("negative jumprelu bandwidth", "architectures.jumprelu",
      {"coefficients": [1.0], "bandwidth": -0.1}, ["architectures.jumprelu.bandwidth"]),
     ("wrong type: allow_mixed_configs", "allow_mixed_configs", "sometimes", ["allow_mixed_configs", "boolean"]),
+    # Keys the paper configs need (config/paper/).
+    ("per-site width at an unknown site", "architectures.gated.widths", {"embed": 128},
+     ["architectures.gated.widths", "embed", "resid, mlp, attn, mlp_post"]),
+    ("per-site width not an integer", "architectures.gated.widths", {"resid": 12.5},
+     ["architectures.gated.widths.resid", "integer"]),
+    ("per-site width zero", "architectures.gated.widths", {"mlp": 0},
+     ["architectures.gated.widths.mlp", "minimum"]),
+    ("per-site width at a site the architecture skips", "architectures.topk",
+     {"k": [8], "sites": ["resid"], "widths": {"mlp": 64}}, ["architectures.topk.widths.mlp", "resid"]),
+    ("resampling for gated", "architectures.gated.resample", {}, ["architectures.gated.resample", "baseline"]),
+    ("resampling: unknown key", "architectures.baseline.resample", {"every": 5},
+     ["every", "architectures.baseline.resample", "every_steps"]),
+    ("resampling: zero interval", "architectures.baseline.resample", {"every_steps": 0},
+     ["architectures.baseline.resample.every_steps", "minimum"]),
+    ("resampling: not a mapping", "architectures.baseline.resample", True,
+     ["architectures.baseline.resample", "object"]),
+    ("zero shuffle buffer", "train.shuffle_buffer_tokens", 0, ["train.shuffle_buffer_tokens", "minimum"]),
+    ("dataset config not a string", "corpus.dataset_config", 3, ["corpus.dataset_config", "string"]),
+    ("dataset split not a string", "corpus.split", ["train"], ["corpus.split", "string"]),
 ]
 BAD_CASES = [c for c in BAD_CASES if c[3] is not None]
 
@@ -124,3 +143,49 @@ def test_site_restriction_must_name_a_configured_site():
 def test_headline_layer_must_be_configured():
     with pytest.raises(ConfigError, match="headline_layer"):
         load_config(with_change("headline_layer", 3))
+
+
+def test_per_site_widths_override_width_and_expansion():
+    raw = with_change("architectures.gated", {"coefficients": [1.0], "width": 1000,
+                                              "widths": {"mlp": 4096}})
+    gated = load_config(raw).architectures["gated"]
+    assert gated.d_sae(640, "mlp") == 4096
+    assert gated.d_sae(640, "resid") == gated.d_sae(640) == 1000
+
+
+def test_resampling_and_shuffle_buffer_reach_the_trainer():
+    from saerepro.pipeline import train_config
+
+    raw = with_change("architectures.baseline.resample", {"every_steps": 500})
+    raw = with_change("train.shuffle_buffer_tokens", 65536, base=raw)
+    raw = with_change("architectures.baseline.widths", {"mlp": 5000}, base=raw)
+    cfg = load_config(raw)
+    assert cfg.architectures["baseline"].resample.max_count == 4  # schema default filled in
+    runs = {(r.architecture, r.site): r for r in cfg.runs()}
+    base = train_config(cfg, runs["baseline", "mlp"], d_in=640)
+    assert base.resample and base.resample_every_steps == 500 and base.resample_n_inputs == 819_200
+    assert base.shuffle_buffer_tokens == 65536 and base.d_sae == 5000
+    gated = train_config(cfg, runs["gated", "mlp"], d_in=640)
+    assert not gated.resample and gated.d_sae == 2560
+
+
+def test_mlp_post_needs_a_known_mlp_width(monkeypatch):
+    import dataclasses
+
+    import saerepro.models as models
+
+    spec = dataclasses.replace(models.MODEL_REGISTRY["gemma-3-270m"], d_mlp=None)
+    monkeypatch.setitem(models.MODEL_REGISTRY, "gemma-3-270m", spec)
+    raw = with_change("sites", ["resid", "mlp_post"])
+    raw["architectures"] = {"gated": {"coefficients": [1.0]}}
+    with pytest.raises(ConfigError, match=r"config key 'sites'.*mlp_post"):
+        load_config(raw)
+
+
+def test_corpus_tag_names_the_dataset_configuration_only_when_set():
+    from saerepro.paths import corpus_tag
+
+    assert corpus_tag(load_config(DEFAULT)) == "wiki-offline-ctx128-n524288-e0.05"  # unchanged
+    raw = with_change("corpus.source", "HuggingFaceFW/fineweb")
+    raw = with_change("corpus.dataset_config", "sample-10BT", base=raw)
+    assert corpus_tag(load_config(raw)).startswith("HuggingFaceFW-fineweb-sample-10BT-ctx128")

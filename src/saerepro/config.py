@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from .models import ModelSpec, get_spec
-from .sites import SITES
+from .sites import ALL_SITES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -115,7 +115,11 @@ def validate_against_schema(raw: dict) -> dict:
 @dataclass(frozen=True)
 class CorpusConfig:
     source: str = "wiki-offline"
-    """``wiki-offline`` or a Hugging Face dataset id (streamed)."""
+    """``wiki-offline``, a Hugging Face dataset id (streamed), or a local copy of one."""
+    dataset_config: str | None = None
+    """The HF dataset's configuration name (``en`` for ``allenai/c4``), None for its default."""
+    split: str = "train"
+    """Split of the HF dataset the documents come from (both our splits are cut from it)."""
     text_field: str = "text"
     """Column holding the text in a HF dataset."""
     context_size: int = 128
@@ -158,12 +162,34 @@ class TrainDefaults:
     """The paper's Adam(0, 0.999)."""
     checkpoint_every_steps: int = 100
     """Steps between resumable checkpoints."""
+    shuffle_buffer_tokens: int = 1_000_000
+    """Activations shuffled together before batching (the paper's buffer holds 10^6)."""
     b_dec_init: str = "geometric_median"
     """Initial decoder bias: zeros, mean or geometric_median of a sample of the cache. With
     Adam's per-step moves of ~lr, a zero-initialised b_dec cannot reach a data mean with
     coordinates of order 10 in a few hundred steps (see README, "What the default run shows")."""
     autocast_bf16: bool = False
     """bf16 autocast for SAE matmuls."""
+
+
+@dataclass(frozen=True)
+class ResampleConfig:
+    """Dead-latent resampling of the baseline (Bricken et al. 2023, "Towards Monosemanticity"),
+    which the paper applies to its baseline SAEs. Defaults are Bricken et al.'s: resample at steps
+    25k, 50k, 75k and 100k, scoring 819,200 training activations."""
+
+    every_steps: int = 25_000
+    """Steps between resampling events."""
+    max_count: int = 4
+    """At most this many resampling events."""
+    n_inputs: int = 819_200
+    """Training activations scored (squared reconstruction loss) to pick the new directions."""
+
+    def __post_init__(self) -> None:
+        for name in ("every_steps", "max_count", "n_inputs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"config key 'resample.{name}': expected an integer >= 1, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -176,6 +202,10 @@ class ArchitectureConfig:
     """Width as a multiple of d_in (ignored when width is set)."""
     width: int | None = None
     """Absolute number of latents."""
+    widths: dict[str, int] | None = None
+    """Absolute number of latents per site; overrides ``width`` and ``expansion`` at those sites."""
+    resample: ResampleConfig | None = None
+    """Dead-latent resampling (baseline only); None: no resampling."""
     sites: tuple[str, ...] | None = None
     """Restrict to these sites (None: all config sites)."""
     layers: tuple[int, ...] | None = None
@@ -197,8 +227,19 @@ class ArchitectureConfig:
             if getattr(self, key) is not None and self.name != "jumprelu":
                 raise ConfigError(f"config key 'architectures.{self.name}.{key}': only jumprelu "
                                   "takes it; allowed architectures: jumprelu")
+        # The trainer resamples only the baseline (saerepro.training.TrainConfig.resample).
+        if self.resample is not None and self.name != "baseline":
+            raise ConfigError(f"config key 'architectures.{self.name}.resample': only baseline "
+                              "resamples dead latents")
+        for site in self.widths or {}:
+            if site not in ALL_SITES:
+                raise ConfigError(f"config key 'architectures.{self.name}.widths': unknown site "
+                                  f"{site!r}; allowed values: {', '.join(ALL_SITES)}")
 
-    def d_sae(self, d_in: int) -> int:
+    def d_sae(self, d_in: int, site: str | None = None) -> int:
+        """Latents at ``site``: its ``widths`` entry, else ``width``, else ``expansion`` × d_in."""
+        if site is not None and self.widths and site in self.widths:
+            return self.widths[site]
         return self.width if self.width is not None else int(round(self.expansion * d_in))
 
 
@@ -273,8 +314,11 @@ class Config:
             raise ConfigError(f"config key 'headline_layer': {self.headline_layer} is not one of "
                               f"the configured layers {list(self.layers)}")
         for site in self.sites:
-            if site not in SITES:
-                raise ConfigError(f"config key 'sites': unknown site {site!r}; allowed values: {', '.join(SITES)}")
+            if site not in ALL_SITES:
+                raise ConfigError(f"config key 'sites': unknown site {site!r}; allowed values: {', '.join(ALL_SITES)}")
+            if site == "mlp_post" and spec.d_mlp is None:
+                raise ConfigError(f"config key 'sites': {self.model} has no known MLP width "
+                                  "(ModelSpec.d_mlp), so it has no 'mlp_post' site")
         if self.corpus.context_size > spec.max_context:
             raise ConfigError(f"config key 'corpus.context_size': {self.corpus.context_size} exceeds "
                               f"{self.model}'s context of {spec.max_context}")
@@ -290,6 +334,10 @@ class Config:
                 if layer not in self.layers:
                     raise ConfigError(f"config key 'architectures.{name}.layers': {layer} is not one "
                                       f"of the configured layers {list(self.layers)}")
+            for site in arch.widths or {}:
+                if site not in (arch.sites or self.sites):
+                    raise ConfigError(f"config key 'architectures.{name}.widths.{site}': {site!r} is "
+                                      f"not one of the sites {name} trains at {list(arch.sites or self.sites)}")
             parent = DERIVED_ARCHITECTURES.get(name)
             if parent is not None:
                 parent_cfg = self.architectures.get(parent)
@@ -337,6 +385,8 @@ def _architecture(name: str, raw: dict) -> ArchitectureConfig:
         grid=tuple(raw[key]),
         expansion=float(raw.get("expansion", DEFAULT_EXPANSION.get(name, DEFAULT_EXPANSION_OTHERS))),
         width=raw.get("width"),
+        widths=dict(raw["widths"]) if "widths" in raw else None,
+        resample=ResampleConfig(**raw["resample"]) if "resample" in raw else None,
         sites=tuple(raw["sites"]) if "sites" in raw else None,
         layers=tuple(raw["layers"]) if "layers" in raw else None,
         lr=raw.get("lr"),

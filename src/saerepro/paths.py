@@ -14,7 +14,13 @@ from .config import Config, Run, format_coefficient
 
 def corpus_tag(cfg: Config) -> str:
     """Names the corpus variant: every setting that changes the token arrays."""
-    source = re.sub(r"[^A-Za-z0-9]+", "-", cfg.corpus.source).strip("-")
+    source = cfg.corpus.source
+    # Only when set: the tags of existing offline corpora stay what they were.
+    if cfg.corpus.dataset_config is not None:
+        source += f"-{cfg.corpus.dataset_config}"
+    if cfg.corpus.split != "train":
+        source += f"-{cfg.corpus.split}"
+    source = re.sub(r"[^A-Za-z0-9]+", "-", source).strip("-")
     return (f"{source}-ctx{cfg.corpus.context_size}-n{cfg.corpus.train_tokens}"
             f"-e{cfg.corpus.eval_fraction:g}")
 

