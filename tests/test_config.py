@@ -116,6 +116,15 @@ BAD_CASES = [
      ["architectures.baseline.resample.every_steps", "minimum"]),
     ("resampling: not a mapping", "architectures.baseline.resample", True,
      ["architectures.baseline.resample", "object"]),
+    ("per-site coefficients at a site the architecture skips", "architectures.jumprelu.site_coefficients",
+     {"mlp": [1.0]}, ["architectures.jumprelu.site_coefficients.mlp", "resid"]),
+    ("per-site coefficients for topk", "architectures.topk.site_coefficients", {"resid": [1.0]},
+     ["architectures.topk.site_coefficients", "'k'"]),
+    ("per-site coefficient negative", "architectures.gated.site_coefficients", {"attn": [-1.0]},
+     ["architectures.gated.site_coefficients.attn.0"]),
+    ("rescale-shift without its baseline lambda at one site", "architectures.baseline_rescale_shift",
+     {"coefficients": [0.35], "sites": ["resid"], "site_coefficients": {"resid": [0.36]}},
+     ["architectures.baseline_rescale_shift.site_coefficients", "at resid"]),
     ("zero shuffle buffer", "train.shuffle_buffer_tokens", 0, ["train.shuffle_buffer_tokens", "minimum"]),
     ("dataset config not a string", "corpus.dataset_config", 3, ["corpus.dataset_config", "string"]),
     ("dataset split not a string", "corpus.split", ["train"], ["corpus.split", "string"]),
@@ -189,3 +198,11 @@ def test_corpus_tag_names_the_dataset_configuration_only_when_set():
     raw = with_change("corpus.source", "HuggingFaceFW/fineweb")
     raw = with_change("corpus.dataset_config", "sample-10BT", base=raw)
     assert corpus_tag(load_config(raw)).startswith("HuggingFaceFW-fineweb-sample-10BT-ctx128")
+
+
+def test_site_coefficients_replace_the_grid_at_their_site():
+    raw = with_change("architectures.gated.site_coefficients", {"attn": [0.5, 5.0]})
+    cfg = load_config(raw)
+    gated = {(r.site, r.coefficient) for r in cfg.runs() if r.architecture == "gated"}
+    assert {c for s, c in gated if s == "attn"} == {0.5, 5.0}
+    assert {c for s, c in gated if s == "resid"} == set(DEFAULT["architectures"]["gated"]["coefficients"])

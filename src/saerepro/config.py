@@ -202,6 +202,8 @@ class ArchitectureConfig:
     """Width as a multiple of d_in (ignored when width is set)."""
     width: int | None = None
     """Absolute number of latents."""
+    site_grids: dict[str, tuple[float, ...]] | None = None
+    """Coefficients per site, replacing ``grid`` at those sites (None: ``grid`` everywhere)."""
     widths: dict[str, int] | None = None
     """Absolute number of latents per site; overrides ``width`` and ``expansion`` at those sites."""
     resample: ResampleConfig | None = None
@@ -231,10 +233,19 @@ class ArchitectureConfig:
         if self.resample is not None and self.name != "baseline":
             raise ConfigError(f"config key 'architectures.{self.name}.resample': only baseline "
                               "resamples dead latents")
+        if self.site_grids is not None and self.name in K_ARCHITECTURES:
+            raise ConfigError(f"config key 'architectures.{self.name}.site_coefficients': {self.name} "
+                              "takes 'k', not coefficients")
         for site in self.widths or {}:
             if site not in ALL_SITES:
                 raise ConfigError(f"config key 'architectures.{self.name}.widths': unknown site "
                                   f"{site!r}; allowed values: {', '.join(ALL_SITES)}")
+
+    def grid_at(self, site: str) -> tuple[float, ...]:
+        """The coefficients (or k) trained at ``site``."""
+        if self.site_grids and site in self.site_grids:
+            return self.site_grids[site]
+        return self.grid
 
     def d_sae(self, d_in: int, site: str | None = None) -> int:
         """Latents at ``site``: its ``widths`` entry, else ``width``, else ``expansion`` × d_in."""
@@ -334,16 +345,19 @@ class Config:
                 if layer not in self.layers:
                     raise ConfigError(f"config key 'architectures.{name}.layers': {layer} is not one "
                                       f"of the configured layers {list(self.layers)}")
-            for site in arch.widths or {}:
-                if site not in (arch.sites or self.sites):
-                    raise ConfigError(f"config key 'architectures.{name}.widths.{site}': {site!r} is "
-                                      f"not one of the sites {name} trains at {list(arch.sites or self.sites)}")
+            for key, per_site in (("widths", arch.widths), ("site_coefficients", arch.site_grids)):
+                for site in per_site or {}:
+                    if site not in (arch.sites or self.sites):
+                        raise ConfigError(f"config key 'architectures.{name}.{key}.{site}': {site!r} is "
+                                          f"not one of the sites {name} trains at {list(arch.sites or self.sites)}")
             parent = DERIVED_ARCHITECTURES.get(name)
             if parent is not None:
                 parent_cfg = self.architectures.get(parent)
-                if parent_cfg is None or not set(arch.grid) <= set(parent_cfg.grid):
-                    raise ConfigError(f"config key 'architectures.{name}.coefficients': each must also "
-                                      f"be a coefficient of '{parent}', whose trained SAEs it builds on")
+                for site in arch.sites or self.sites:
+                    if parent_cfg is None or not set(arch.grid_at(site)) <= set(parent_cfg.grid_at(site)):
+                        key = "site_coefficients" if arch.site_grids and site in arch.site_grids else "coefficients"
+                        raise ConfigError(f"config key 'architectures.{name}.{key}': each must also "
+                                          f"be a coefficient of '{parent}' at {site}, whose trained SAEs it builds on")
 
     @property
     def spec(self) -> ModelSpec:
@@ -363,7 +377,7 @@ class Config:
         for name, arch in self.architectures.items():
             for layer in arch.layers or self.layers:
                 for site in arch.sites or self.sites:
-                    for coef in arch.grid:
+                    for coef in arch.grid_at(site):
                         for seed in self.seeds:
                             out.append(Run(self.model, layer, site, name, coef, seed))
         return out
@@ -380,9 +394,11 @@ def _architecture(name: str, raw: dict) -> ArchitectureConfig:
     key = "k" if takes_k else "coefficients"
     if key not in raw:
         raise ConfigError(f"config key 'architectures.{name}.{key}' is required")
+    site_grids = raw.get("site_coefficients")
     return ArchitectureConfig(
         name=name,
         grid=tuple(raw[key]),
+        site_grids={s: tuple(g) for s, g in site_grids.items()} if site_grids is not None else None,
         expansion=float(raw.get("expansion", DEFAULT_EXPANSION.get(name, DEFAULT_EXPANSION_OTHERS))),
         width=raw.get("width"),
         widths=dict(raw["widths"]) if "widths" in raw else None,

@@ -1,0 +1,107 @@
+"""config/paper/: the paper's facts (App. D), and lambda grids that follow saerepro.paper's formula."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from saerepro.config import load_config
+from saerepro.paper import (log_grid, paper_config_grid, round_significant, to_our_lambda,
+                            translated_grid)
+from saerepro.sites import site_dim
+
+REPO = Path(__file__).resolve().parents[1]
+PAPER = REPO / "config" / "paper"
+FAMILY = {"gated": "gated", "gated_unfrozen_decoder": "gated", "gated_no_rmag": "gated",
+          "gated_untied": "gated", "baseline": "baseline", "baseline_rescale_shift": "baseline"}
+
+
+def test_lambda_translation_is_sqrt_d_in_under_unit_mean_square_inputs():
+    assert to_our_lambda(1e-3, 2560) == pytest.approx(math.sqrt(2560) * 1e-3)
+    # General form: sqrt(d_in / M_p) * N_p * lambda_p, N_p = M_p when the recon was divided by it.
+    assert to_our_lambda(1e-3, 100, paper_mean_sq_norm=4.0) == pytest.approx(5 * 1e-3)
+    assert to_our_lambda(1e-3, 100, paper_mean_sq_norm=4.0, recon_divided_by_mean_sq=True) == pytest.approx(20e-3)
+
+
+def test_translation_gives_the_same_minimiser():
+    """The defining property: the two losses differ by a constant factor after x -> c x, f -> c f."""
+    import torch
+
+    torch.manual_seed(0)
+    d, m = 16, 32
+    x_p = torch.randn(64, d) * 0.3            # the paper's units, E||x||^2 = M_p
+    M_p = float(x_p.pow(2).sum(1).mean())
+    W = torch.nn.functional.normalize(torch.randn(m, d), dim=1)   # unit-norm decoder rows
+    f_p = torch.relu(torch.randn(64, m))
+    b = torch.randn(d) * 0.1
+    lam_p = 0.01
+    for divided in (False, True):
+        N_p = M_p if divided else 1.0
+        loss_p = ((x_p - f_p @ W - b).pow(2).sum(1) / N_p + lam_p * f_p.sum(1)).mean()
+        c = math.sqrt(d / M_p)
+        lam_o = to_our_lambda(lam_p, d, paper_mean_sq_norm=M_p, recon_divided_by_mean_sq=divided)
+        loss_o = ((c * x_p - (c * f_p) @ W - c * b).pow(2).sum(1) + lam_o * (c * f_p).sum(1)).mean()
+        assert float(loss_o) == pytest.approx(c * c * N_p * float(loss_p), rel=1e-5)
+
+
+def test_log_grid_keeps_the_paper_end_points():
+    grid = log_grid(7e-6, 4.5e-4, 6)
+    assert grid[0] == 7e-6 and grid[-1] == 4.5e-4 and len(grid) == 6
+    ratios = [b / a for a, b in zip(grid, grid[1:])]
+    assert max(ratios) / min(ratios) < 1.001
+    assert round_significant(0.0202386) == 0.02024
+    assert translated_grid([4e-4], 2560) == [0.02024]
+
+
+@pytest.mark.parametrize("name", ["pythia-2.8b", "gemma-7b", "gelu-1l"])
+def test_paper_config_lambdas_follow_the_formula(name):
+    cfg = load_config(PAPER / f"{name}.yaml")
+    spec = cfg.spec
+    for arch_name, arch in cfg.architectures.items():
+        for site in arch.sites or cfg.sites:
+            d_in = site_dim(site, spec.d_model, spec.n_heads, spec.d_head, spec.d_mlp)
+            expected = paper_config_grid(name, FAMILY[arch_name], d_in)
+            assert list(arch.grid_at(site)) == expected, (arch_name, site)
+
+
+def test_pythia_config_holds_the_papers_facts():
+    cfg = load_config(PAPER / "pythia-2.8b.yaml")
+    assert cfg.layers == (4, 12, 16, 20, 28) and cfg.sites == ("resid", "mlp", "attn")
+    assert cfg.corpus.context_size == 2048 and cfg.corpus.source == "monology/pile-uncopyrighted"
+    assert cfg.train.batch_size == 4096 and cfg.train.tokens == 400_000 * 4096
+    gated, base = cfg.architectures["gated"], cfg.architectures["baseline"]
+    assert (gated.lr, base.lr) == (3e-4, 1e-3)
+    assert [gated.d_sae(2560, s) for s in ("resid", "mlp", "attn")] == [32768, 2**17, 2**17]
+    assert [base.d_sae(2560, s) for s in ("resid", "mlp", "attn")] == [49152, 3 * 2**16, 3 * 2**16]
+    assert base.resample is not None and gated.resample is None
+    assert len(cfg.runs()) == 5 * 3 * 12
+
+
+def test_gemma_config_holds_the_papers_facts():
+    cfg = load_config(PAPER / "gemma-7b.yaml")
+    assert cfg.layers == (6, 13, 20, 27) and cfg.corpus.context_size == 1024
+    assert cfg.train.tokens == 300_000 * cfg.train.batch_size
+    assert (cfg.architectures["gated"].lr, cfg.architectures["baseline"].lr) == (3e-4, 7.5e-4)
+    assert len(cfg.runs()) == 4 * 3 * 12
+
+
+def test_gelu_config_trains_every_ablation_on_the_mlp_neurons():
+    cfg = load_config(PAPER / "gelu-1l.yaml")
+    assert cfg.sites == ("mlp_post",) and cfg.spec.d_mlp == 2048
+    assert set(cfg.architectures) == set(FAMILY)
+    assert all((a.lr or cfg.train.lr) == 3e-4 for a in cfg.architectures.values())
+    # The rescale & shift freezes a trained baseline: same width, same lambdas.
+    assert cfg.architectures["baseline_rescale_shift"].width == cfg.architectures["baseline"].width
+
+
+@pytest.mark.parametrize("path", sorted(PAPER.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_paper_config_uses_the_papers_optimiser_and_buffer(path):
+    cfg = load_config(path)
+    assert (cfg.train.adam_beta1, cfg.train.adam_beta2) == (0.0, 0.999)
+    assert cfg.train.shuffle_buffer_tokens == 10**6
+    # Cached mode reads each training token once: the corpus holds one SAE's budget.
+    cached = cfg.corpus.train_tokens // cfg.corpus.context_size * (cfg.corpus.context_size - 1)
+    assert cached >= cfg.train.tokens
+    assert cfg.corpus.train_tokens % cfg.corpus.context_size == 0
