@@ -111,3 +111,13 @@ def test_slurm_dry_run_gives_every_job_resources_and_runs_no_slurm_command(tmp_p
     train_minutes = min(int(res["runtime"]) for rule, res in submitted if rule == "train")
     longest = estimate(cfg).gpu_hours_by_stage["cached"]["train"] * 60 / len(cfg.runs())
     assert train_minutes > longest
+
+
+def test_workstation_profile_serialises_gpu_jobs(tmp_path):
+    profile = REPO / "workflow" / "profiles" / "workstation"
+    assert yaml.safe_load((profile / "config.yaml").read_text())["resources"] == ["gpu=1"]
+    output = dry_run(REPO / "config" / "paper" / "gelu-1l.yaml", tmp_path, "--profile", str(profile))
+    jobs = [(rule, res) for rule, res in jobs_with_resources(output) if rule not in TARGET_RULES]
+    assert {rule for rule, _ in jobs} >= GPU_RULES
+    for rule, res in jobs:
+        assert (res.get("gpu") == "1") == (rule in GPU_RULES), (rule, res)
