@@ -30,6 +30,8 @@ mem_mb="$(awk '/^MemTotal:/ {printf "%d", $2 / 1024 * 0.85}' /proc/meminfo)"
 mkdir -p "$(dirname "$CONF")" "$STATE"/{ctld,d,log}
 sed -e "s|@HOST@|$host|g" -e "s|@CPUS@|$cpus|g" -e "s|@MEM_MB@|$mem_mb|g" -e "s|@STATE@|$STATE|g" \
     "$HERE/slurm.conf.in" > "$CONF.new"
+changed=1
+if cmp -s "$CONF.new" "$CONF"; then changed=0; fi
 mv "$CONF.new" "$CONF"
 echo "wrote $CONF (node $host, $cpus CPUs, $mem_mb MB)"
 
@@ -48,8 +50,12 @@ fi
 munge -n </dev/null | unmunge >/dev/null || { echo "start.sh: munged is not answering" >&2; exit 1; }
 
 running() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+if running "$STATE/slurmctld.pid" && running "$STATE/slurmd.pid"; then
+    # Already up: a changed config needs the daemons to reread it.
+    if [ "$changed" -eq 1 ]; then SLURM_CONF="$CONF" scontrol reconfigure; fi
+fi
 if ! running "$STATE/slurmctld.pid"; then
-    SLURM_CONF="$CONF" slurmctld   # daemonises; -c would forget saved state, not needed
+    SLURM_CONF="$CONF" slurmctld   # daemonises, keeping the state it saved in $STATE/ctld
 fi
 if ! running "$STATE/slurmd.pid"; then
     SLURM_CONF="$CONF" nice -n 19 slurmd
