@@ -3,7 +3,7 @@ rule evaluate:
     input:
         info=P.TRAIN_INFO,
         reference=P.REFERENCE_CE,
-        cache=lambda w: f"{P.cache_dir(CFG, w.layer, w.site)}/meta.json",
+        cache=scale_source,
         corpus=rules.prepare_corpus.output.meta,
     output:
         P.METRICS,
