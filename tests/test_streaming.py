@@ -103,12 +103,16 @@ def test_partial_normalisation_block(caches, tiny_model, tokens):
 
 
 def test_lm_runs_each_batch_once_per_read_and_counts_its_cost(tiny_model, tokens):
-    src = source(tiny_model, tokens)
+    src = source(tiny_model, tokens, norm_tokens=100)
+    assert src.array.lm_tokens == 2 * LM_BATCH * CTX  # the normalisation block: 2 LM batches
     src.array.lm_tokens = 0
     src.array.read_chunks(np.array([0, 1, 5]), 60)  # chunks = LM batches 0, 1, 5
     assert src.array.lm_tokens == 3 * LM_BATCH * CTX
     src.array.lm_tokens = 0
-    src.array[np.array([3, 61, 4, 62, 719])]  # LM batches 0, 1, 11
+    sample = src.array[np.array([3, 61, 4, 62, 719])]  # LM batches 0, 1, 11
+    assert src.array.lm_tokens == 3 * LM_BATCH * CTX
+    # the same sample again (another SAE of the seed initialising b_dec) costs nothing
+    assert np.array_equal(src.array[np.array([3, 61, 4, 62, 719])], sample)
     assert src.array.lm_tokens == 3 * LM_BATCH * CTX
     with pytest.raises(IndexError):
         src.array[np.array([ROWS])]

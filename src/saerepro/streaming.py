@@ -31,13 +31,15 @@ provisional first-batch scale, then rescaled in place), so with the same scale, 
 an on-the-fly run equals a cached one bit for bit (``tests/test_streaming.py``).
 
 Samples (b_dec initialisation, resampling inputs) are drawn from the first ``norm_tokens`` rows
-(``LMActivations.sample_limit``) so they cost at most that many tokens of LM forward.
+(``LMActivations.sample_limit``) so they cost at most that many tokens of LM forward; SAEs of one
+seed share their b_dec sample.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -119,6 +121,7 @@ class LMActivations:
         """Tokens (BOS included) the LM has been run on: the cost, for logs and benchmarks."""
         self.lm_seconds = 0.0
         self._device = next(model.parameters()).device
+        self._last_sample: tuple[bytes, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -127,8 +130,6 @@ class LMActivations:
 
     def lm_batch(self, b: int) -> np.ndarray:
         """Normalised rows of LM batch ``b`` as ``dtype`` (float32 math, then the rounding)."""
-        import time
-
         seqs = self.tokens[b * self.batch_size:(b + 1) * self.batch_size]
         start = time.perf_counter()
         with lm_autocast(self._device, self.autocast_bf16):
@@ -178,7 +179,19 @@ class LMActivations:
             return self.rows(np.arange(start, stop, step))
         if isinstance(key, (int, np.integer)):
             return self.rows(np.array([int(key) % self.shape[0]]))[0]
-        return self.rows(np.asarray(key))
+        return self._sample(np.asarray(key))
+
+    def _sample(self, idx: np.ndarray) -> np.ndarray:
+        """Rows ``idx``, remembering the last answer: the SAEs of one seed initialise b_dec from the
+        same sample (training._sample_rows), which then costs one LM pass, not one per SAE."""
+        import hashlib
+
+        key = hashlib.sha256(np.ascontiguousarray(idx, dtype=np.int64).tobytes()).digest()
+        if self._last_sample is not None and self._last_sample[0] == key:
+            return self._last_sample[1].copy()
+        out = self.rows(idx)
+        self._last_sample = (key, out.copy())
+        return out
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         out = self.rows(np.arange(self.shape[0]))
@@ -194,7 +207,7 @@ def estimate_scale(model, tokens: np.ndarray, layer: int, site: str, *, batch_si
     at least ``norm_tokens`` non-BOS tokens (or the whole split) and accumulates ‖x‖² in float64
     per batch, as the cache does. Returns ``scale`` = sqrt(d_in / E‖x‖²), ``provisional`` (the
     cache's first-batch scale, for ``match_cache_rounding``), ``mean_sq_norm_model_units`` and
-    ``norm_rows`` (the rows used).
+    ``norm_rows`` (the rows used), and the LM cost (``lm_tokens``, ``lm_seconds``).
     """
     from tqdm.auto import tqdm
 
@@ -204,6 +217,7 @@ def estimate_scale(model, tokens: np.ndarray, layer: int, site: str, *, batch_si
     d_in = site_width(model, site)
     device = next(model.parameters()).device
     sq_sum, n_rows, provisional = 0.0, 0, None
+    start = time.perf_counter()
     for b in tqdm(range(n_batches), desc=f"norm {name}", unit="batch", disable=not progress, mininterval=2.0):
         with lm_autocast(device, autocast_bf16):
             act = capture(model, tokens[b * batch_size:(b + 1) * batch_size], name, layer + 1)
@@ -214,7 +228,9 @@ def estimate_scale(model, tokens: np.ndarray, layer: int, site: str, *, batch_si
             provisional = float(np.sqrt(d_in / float(sq.mean())))
     mean_sq = sq_sum / n_rows
     return {"scale": float(np.sqrt(d_in / mean_sq)), "provisional": provisional,
-            "mean_sq_norm_model_units": mean_sq, "norm_rows": n_rows}
+            "mean_sq_norm_model_units": mean_sq, "norm_rows": n_rows,
+            "lm_tokens": int(min(len(tokens), n_batches * batch_size) * tokens.shape[1]),
+            "lm_seconds": time.perf_counter() - start}
 
 
 def open_lm_source(model, tokens: np.ndarray, layer: int, site: str, *, batch_size: int,
@@ -234,6 +250,7 @@ def open_lm_source(model, tokens: np.ndarray, layer: int, site: str, *, batch_si
     array = LMActivations(model, tokens, layer, site, batch_size=batch_size, scale=norm["scale"],
                           dtype=dtype, provisional=norm["provisional"] if match_cache_rounding else None,
                           sample_limit=norm["norm_rows"], autocast_bf16=autocast_bf16, progress=progress)
+    array.lm_tokens, array.lm_seconds = norm["lm_tokens"], norm["lm_seconds"]  # count the norm pass too
     n_rows, d_in = array.shape
     meta = {
         "mode": MODE,
