@@ -78,9 +78,10 @@ def test_tiny_config_on_the_fly_metrics_equal_cached_metrics(tmp_path):
     for mode, extra in (("cached", {}), ("on_the_fly", {"match_cache_rounding": True})):
         workdir = tmp_path / mode
         workdir.mkdir()
-        config = tiny_config(tmp_path, mode, sites=["resid"], activations={"mode": mode, **extra})
-        result = snakemake("--cores", "2", "--configfile", str(config), "--config",
-                           f"resources_dir={resources}", *metrics, cwd=workdir, timeout=1800)
+        config = tiny_config(tmp_path, mode, sites=["resid"], resources_dir=str(resources),
+                             activations={"mode": mode, **extra})
+        # targets first: --configfile takes every argument after it
+        result = snakemake(*metrics, "--cores", "2", "--configfile", str(config), cwd=workdir, timeout=1800)
         assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-5000:])
         rows[mode] = [json.loads((workdir / m).read_text()) for m in metrics]
     log = (tmp_path / "on_the_fly/logs/train_on_the_fly/gemma-3-270m/L2/resid.log").read_text()

@@ -118,6 +118,17 @@ def test_lm_runs_each_batch_once_per_read_and_counts_its_cost(tiny_model, tokens
         src.array[np.array([ROWS])]
 
 
+def test_lm_bf16_autocast_is_applied_and_close(tiny_model, tokens):
+    fp32 = source(tiny_model, tokens)
+    bf16 = source(tiny_model, tokens, autocast_bf16=True)
+    assert bf16.meta["lm_autocast_bf16"] and not fp32.meta["lm_autocast_bf16"]
+    a = np.asarray(fp32.array[:240], dtype=np.float64)
+    b = np.asarray(bf16.array[:240], dtype=np.float64)
+    rel = np.linalg.norm(a - b) / np.linalg.norm(a)
+    assert 1e-4 < rel < 3e-2  # bf16 matmuls: visibly not fp32, still the same activations
+    assert bf16.scale == pytest.approx(fp32.scale, rel=1e-2)
+
+
 # --------------------------------------------------------------------------- training on it
 
 
