@@ -257,7 +257,7 @@ def main() -> None:
     e2e_d_sae = 8 * model.cfg.d_model if gpu else 4 * model.cfg.d_model
     print(f"\nOn the fly end to end: one gated SAE ({e2e_d_sae} latents, batch {batch}) on {e2e_tokens} tokens:")
     result["end_to_end"] = []
-    for bf16 in ((False, True) if gpu else (False,)):
+    for bf16 in (False, True):
         r = bench_end_to_end(model, layer, device, ctx, lm_batch, e2e_d_sae, batch, e2e_tokens, bf16)
         result["end_to_end"].append(r)
         print(f"  {'bf16' if bf16 else 'fp32'}: on the fly {r['on_the_fly_tokens_per_s']:.0f} tokens/s "
