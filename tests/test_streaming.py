@@ -56,6 +56,27 @@ def same_weights(a: Path, b: Path) -> bool:
     return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+# --------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize(("activations", "key"), [
+    ({"mode": "streaming"}, "activations.mode"),
+    ({"shuffle_buffer_tokens": 0}, "activations.shuffle_buffer_tokens"),
+    ({"shuffle_chunk_tokens": 1.5}, "activations.shuffle_chunk_tokens"),
+    ({"match_cache_rounding": True}, "activations.match_cache_rounding"),  # cached mode
+    ({"mode": "on_the_fly", "bogus": 1}, "bogus"),
+])
+def test_activations_config_errors_name_the_key(activations, key):
+    import yaml
+
+    from saerepro.config import ConfigError, load_config
+
+    raw = yaml.safe_load((Path(__file__).parents[1] / "config/test/tiny.yaml").read_text())
+    assert load_config(raw).activations.mode == "cached"  # the default
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config({**raw, "activations": activations})
+
+
 # --------------------------------------------------------------------------- the stream itself
 
 

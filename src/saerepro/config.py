@@ -193,7 +193,8 @@ class ActivationsConfig:
     to ``cache.dtype``."""
     lm_autocast_bf16: bool = False
     """bf16 autocast for every LM forward: caching, on-the-fly, reference CE, evaluation (weights
-    stay in the model's dtype). Fast on GPUs, slow on most CPUs."""
+    stay in the model's dtype). Changes activations by ~1% relative; 2.6x faster on the
+    development CPU (bf16 matrix units), slower on CPUs without them (benchmarks/bench_gpu.py)."""
 
     def __post_init__(self) -> None:
         if self.mode not in ACTIVATION_MODES:
