@@ -125,7 +125,7 @@ BAD_CASES = [
     ("rescale-shift without its baseline lambda at one site", "architectures.baseline_rescale_shift",
      {"coefficients": [0.35], "sites": ["resid"], "site_coefficients": {"resid": [0.36]}},
      ["architectures.baseline_rescale_shift.site_coefficients", "at resid"]),
-    ("zero shuffle buffer", "train.shuffle_buffer_tokens", 0, ["train.shuffle_buffer_tokens", "minimum"]),
+    ("zero shuffle buffer", "activations.shuffle_buffer_tokens", 0, ["activations.shuffle_buffer_tokens"]),
     ("dataset config not a string", "corpus.dataset_config", 3, ["corpus.dataset_config", "string"]),
     ("dataset split not a string", "corpus.split", ["train"], ["corpus.split", "string"]),
 ]
@@ -144,7 +144,7 @@ def test_bad_config_is_rejected_with_one_error_naming_the_key(key, value, words)
 
 def test_site_restriction_must_name_a_configured_site():
     raw = with_change("sites", ["resid"])
-    raw["architectures"]["topk"] = {"k": [8], "sites": ["mlp"]}
+    raw["architectures"] = {"gated": {"coefficients": [1.0]}, "topk": {"k": [8], "sites": ["mlp"]}}
     with pytest.raises(ConfigError, match=r"architectures\.topk\.sites"):
         load_config(raw)
 
@@ -166,7 +166,7 @@ def test_resampling_and_shuffle_buffer_reach_the_trainer():
     from saerepro.pipeline import train_config
 
     raw = with_change("architectures.baseline.resample", {"every_steps": 500})
-    raw = with_change("train.shuffle_buffer_tokens", 65536, base=raw)
+    raw = with_change("activations.shuffle_buffer_tokens", 65536, base=raw)
     raw = with_change("architectures.baseline.widths", {"mlp": 5000}, base=raw)
     cfg = load_config(raw)
     assert cfg.architectures["baseline"].resample.max_count == 4  # schema default filled in

@@ -100,7 +100,7 @@ def test_gelu_config_trains_every_ablation_on_the_mlp_neurons():
 def test_every_paper_config_uses_the_papers_optimiser_and_buffer(path):
     cfg = load_config(path)
     assert (cfg.train.adam_beta1, cfg.train.adam_beta2) == (0.0, 0.999)
-    assert cfg.train.shuffle_buffer_tokens == 10**6
+    assert cfg.activations.shuffle_buffer_tokens == 10**6
     # Cached mode reads each training token once: the corpus holds one SAE's budget.
     cached = cfg.corpus.train_tokens // cfg.corpus.context_size * (cfg.corpus.context_size - 1)
     assert cached >= cfg.train.tokens

@@ -20,7 +20,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -30,9 +29,10 @@ import yaml
 
 from saerepro.activations import open_cache
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--cores", "2"]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "MPLBACKEND": "Agg"}
+from snakemake_cli import ENV, REPO
+from snakemake_cli import SNAKEMAKE as _SNAKEMAKE
+
+SNAKEMAKE = [*_SNAKEMAKE, "--cores", "2"]
 
 pytestmark = pytest.mark.slow
 
@@ -40,8 +40,8 @@ pytestmark = pytest.mark.slow
 def _prepared_resources() -> Path:
     """The shared resources/ with Gemma and the tiny config's corpus prepared (as the e2e test does)."""
     resources = REPO / "resources"
-    subprocess.run([*SNAKEMAKE, "--configfile", str(REPO / "config/test/tiny.yaml"), "--config",
-                    f"resources_dir={resources}", "--rerun-triggers", "mtime", "prepare_corpus"],
+    subprocess.run([*SNAKEMAKE, "prepare_corpus", "--configfile", str(REPO / "config/test/tiny.yaml"),
+                    "--config", f"resources_dir={resources}", "--rerun-triggers", "mtime"],
                    cwd=REPO, env=ENV, check=True, capture_output=True, timeout=1800)
     return resources
 

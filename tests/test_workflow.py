@@ -8,22 +8,12 @@ prepared on first use under the repository's resources/ (shared with `make repro
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
-
-
-def snakemake(*args, cwd: Path, timeout: int = 1800) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "MPLBACKEND": "Agg"}
-    return subprocess.run([*SNAKEMAKE, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+from snakemake_cli import REPO, snakemake
 
 
 def test_dry_run_lists_the_whole_dag_for_the_default_config(tmp_path):

@@ -162,14 +162,59 @@ class TrainDefaults:
     """The paper's Adam(0, 0.999)."""
     checkpoint_every_steps: int = 100
     """Steps between resumable checkpoints."""
-    shuffle_buffer_tokens: int = 1_000_000
-    """Activations shuffled together before batching (the paper's buffer holds 10^6)."""
     b_dec_init: str = "geometric_median"
     """Initial decoder bias: zeros, mean or geometric_median of a sample of the cache. With
     Adam's per-step moves of ~lr, a zero-initialised b_dec cannot reach a data mean with
     coordinates of order 10 in a few hundred steps (see README, "What the default run shows")."""
     autocast_bf16: bool = False
     """bf16 autocast for SAE matmuls."""
+
+
+ACTIVATION_MODES = ("cached", "on_the_fly")
+
+
+@dataclass(frozen=True)
+class ActivationsConfig:
+    """Where training activations come from, how they are shuffled, and the LM's precision."""
+
+    mode: str = "cached"
+    """``cached``: one ``cache_activations`` job writes every hook point to disk, one ``train`` job
+    per SAE reads it. ``on_the_fly``: one job per hook point runs the LM and trains every SAE of
+    that hook point on the stream, nothing is cached (see :mod:`saerepro.streaming`)."""
+    shuffle_buffer_tokens: int = 1_000_000
+    """Activations shuffled together token-wise (the paper: 10^6), in both modes."""
+    shuffle_chunk_tokens: int | None = None
+    """Contiguous activations (in corpus order) that fill the buffer one at a time. None: 4096 when
+    cached; one LM batch (``cache.batch_size`` sequences) when on_the_fly. Set it to the same value
+    in both modes for the same data order."""
+    norm_tokens: int = 1_000_000
+    """on_the_fly: E‖x‖² (hence the normalisation scale) is estimated on the first this many training
+    tokens, in corpus order. Cached mode uses every cached token; the two scales are identical when
+    this is at least the training split."""
+    match_cache_rounding: bool = False
+    """on_the_fly: round every activation exactly as a float16 cache stores it (two roundings, see
+    saerepro.activations) so training equals cached mode bit for bit; for tests. Off: one rounding
+    to ``cache.dtype``."""
+    lm_autocast_bf16: bool = False
+    """bf16 autocast for every LM forward: caching, on-the-fly, reference CE, evaluation (weights
+    stay in the model's dtype). Changes activations by ~1% relative; 2.6x faster on the
+    development CPU (bf16 matrix units), slower on CPUs without them (benchmarks/bench_gpu.py)."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in ACTIVATION_MODES:
+            raise ConfigError(f"config key 'activations.mode': {self.mode!r} is not allowed; "
+                              f"allowed values: {', '.join(ACTIVATION_MODES)}")
+        for key in ("shuffle_buffer_tokens", "norm_tokens"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"config key 'activations.{key}': expected an integer >= 1, got {value!r}")
+        chunk = self.shuffle_chunk_tokens
+        if chunk is not None and (not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1):
+            raise ConfigError(f"config key 'activations.shuffle_chunk_tokens': expected null or an "
+                              f"integer >= 1, got {chunk!r}")
+        if self.match_cache_rounding and self.mode != "on_the_fly":
+            raise ConfigError("config key 'activations.match_cache_rounding': only meaningful with "
+                              "activations.mode: on_the_fly")
 
 
 @dataclass(frozen=True)
@@ -311,6 +356,8 @@ class Config:
     """Training defaults."""
     allow_mixed_configs: bool = False
     """Let aggregate combine rows with different config hashes (saerepro.provenance)."""
+    activations: ActivationsConfig = field(default_factory=ActivationsConfig)
+    """Cached or on-the-fly activations, shuffling, LM precision."""
 
     def __post_init__(self) -> None:
         try:
@@ -431,4 +478,5 @@ def load_config(raw: dict | str | Path) -> Config:
         reference=ReferenceConfig(**data["reference"]),
         train=TrainDefaults(**data["train"]),
         allow_mixed_configs=data["allow_mixed_configs"],
+        activations=ActivationsConfig(**data["activations"]),
     )

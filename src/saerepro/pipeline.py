@@ -100,9 +100,10 @@ def cache_activations(cfg: Config, corpus: str | Path, out_dirs: dict[tuple[int,
     hashes = {"train_tokens_sha256": corpus_meta["splits"]["train"]["sha256"],
               "model": spec.name, "model_source": spec.location}
     start = time.time()
-    metas = _cache(model, np.asarray(tokens), hook_points, [out_dirs[h] for h in hook_points],
-                   batch_size=cfg.cache.batch_size, dtype=cfg.cache.dtype,
-                   input_hashes=hashes, model_name=spec.name)
+    with lm_autocast(cfg):
+        metas = _cache(model, np.asarray(tokens), hook_points, [out_dirs[h] for h in hook_points],
+                       batch_size=cfg.cache.batch_size, dtype=cfg.cache.dtype,
+                       input_hashes=hashes, model_name=spec.name)
     seconds = time.time() - start
     log.info("cached %d tokens x %d hook points in %.1f s (%.0f tokens/s)",
              n_tok, len(hook_points), seconds, n_tok / seconds)
@@ -210,7 +211,8 @@ def train_config(cfg: Config, run, d_in: int, parent_dir: str | Path | None = No
         adam_betas=(cfg.train.adam_beta1, cfg.train.adam_beta2),
         seed=run.seed,
         checkpoint_every_steps=cfg.train.checkpoint_every_steps,
-        shuffle_buffer_tokens=cfg.train.shuffle_buffer_tokens,
+        shuffle_buffer_tokens=cfg.activations.shuffle_buffer_tokens,
+        shuffle_chunk_tokens=shuffle_chunk_tokens(cfg),
         **({} if arch.resample is None else {
             "resample": True, "resample_every_steps": arch.resample.every_steps,
             "resample_max_count": arch.resample.max_count, "resample_n_inputs": arch.resample.n_inputs}),
@@ -243,7 +245,6 @@ def evaluate_run(cfg: Config, run, run_dir: str | Path, reference: str | Path,
                  cache_dir: str | Path, corpus: str | Path, out_path: str | Path,
                  clean_path: str | Path | None = None) -> dict:
     """The paper's metrics for one trained SAE, written as one JSON row of the results table."""
-    from .activations import open_cache
     from .evaluate import evaluate_sae
     from .lm import eval_token_subset
     from .models import load_model
@@ -255,11 +256,11 @@ def evaluate_run(cfg: Config, run, run_dir: str | Path, reference: str | Path,
     if _array_sha256(eval_tokens) != ref["eval_tokens_sha256"]:
         raise RuntimeError(f"{reference} was computed on other eval tokens; rerun reference_ce")
     clean = None if clean_path is None else load_clean_reference(clean_path, eval_tokens)
-    cache = open_cache(cache_dir)
+    scale = activation_scale(cache_dir)  # the cache's, or (on_the_fly) the run's train_info.json
     sae = load_sae(str(run_dir), device=device)
     model = load_model(cfg.spec, cfg.resources_dir, device)
     start = time.time()
-    metrics = evaluate_sae(model, sae, run.layer, run.site, cache.scale, eval_tokens, ref,
+    metrics = evaluate_sae(model, sae, run.layer, run.site, scale, eval_tokens, ref,
                            batch_size=cfg.reference.batch_size, clean=clean)
     info = json.loads((Path(run_dir) / "train_info.json").read_text())
     prov = json.loads((Path(run_dir) / PROVENANCE_FILE).read_text())
@@ -399,3 +400,123 @@ def make_figures(cfg: Config, table_path: Path, out_dir: Path) -> list[Path]:
     from .tables import read_metrics_table
 
     return make_all_figures(read_metrics_table(table_path), out_dir, headline_layer=cfg.headline)
+
+
+# --------------------------------------------------------------------------- on-the-fly activations
+
+
+def shuffle_chunk_tokens(cfg: Config) -> int:
+    """Contiguous activations per shuffle chunk: the config's, else 4096 (cached) or one LM batch
+    (on_the_fly, so that no LM batch is computed for two chunks)."""
+    if cfg.activations.shuffle_chunk_tokens is not None:
+        return cfg.activations.shuffle_chunk_tokens
+    if cfg.activations.mode == "on_the_fly":
+        return cfg.cache.batch_size * (cfg.corpus.context_size - 1)
+    return 4096
+
+
+def lm_autocast(cfg: Config):
+    """The config's LM precision (``activations.lm_autocast_bf16``) as a context for LM forwards."""
+    from .streaming import lm_autocast as _autocast
+
+    return _autocast(resolve_device(cfg.device), cfg.activations.lm_autocast_bf16)
+
+
+def activation_scale(folder: str | Path) -> float:
+    """The normalisation an SAE was trained at: from a cache folder's ``meta.json`` (cached mode),
+    else from a run folder's ``train_info.json`` (on_the_fly mode records it there)."""
+    folder = Path(folder)
+    if (folder / "meta.json").exists():
+        return float(json.loads((folder / "meta.json").read_text())["scale"])
+    info_path = folder / "train_info.json"
+    if info_path.exists():
+        info = json.loads(info_path.read_text())
+        if "activation_scale" in info:
+            return float(info["activation_scale"])
+    raise FileNotFoundError(f"{folder} holds neither an activation cache's meta.json nor a "
+                            "train_info.json with activation_scale")
+
+
+def hook_point_runs(cfg: Config, layer: int, site: str) -> list:
+    """Every SAE of the sweep at (layer, site), in the sweep's order."""
+    return [run for run in cfg.runs() if run.layer == int(layer) and run.site == site]
+
+
+def train_on_the_fly(cfg: Config, layer: int, site: str, corpus: str | Path,
+                     out_dirs: list[str | Path] | None = None, progress: bool = True) -> list[dict]:
+    """Train every SAE of one hook point on LM activations computed as they are read (no cache).
+
+    One process, one LM. The SAEs are trained in passes over the stream (each pass one
+    :func:`saerepro.training.train_saes`): one per seed, since each seed has its own data order as
+    in cached mode, and, when ``baseline_rescale_shift`` is configured, a second one per seed for
+    it, on the baselines the first pass just trained. ``out_dirs`` (default: the sweep's run folders
+    under ``results/``) are in the order of :func:`hook_point_runs`.
+
+    Resuming: every SAE checkpoints as in cached mode and keeps a checkpoint of its final state
+    until the whole hook point is done, so a rerun after an interruption skips finished SAEs,
+    resumes the others at their last checkpoint (recomputing only the shuffle buffer it falls in
+    and the normalisation block) and ends with the same weights as an uninterrupted run.
+    """
+    from .config import DERIVED_ARCHITECTURES
+    from .models import load_model
+    from .provenance import provenance
+    from .streaming import open_lm_source
+    from .training import CHECKPOINT_FILE, train_saes
+
+    runs = hook_point_runs(cfg, layer, site)
+    if not runs:
+        raise ValueError(f"no SAE of the sweep is configured at layer {layer}, site {site!r}")
+    if out_dirs is None:
+        out_dirs = [Path(paths.fill(paths.TRAIN_INFO, run)).parent for run in runs]
+    if len(out_dirs) != len(runs):
+        raise ValueError(f"{len(runs)} SAEs at layer {layer}, site {site!r} but {len(out_dirs)} out_dirs")
+    dirs = {run: Path(d) for run, d in zip(runs, out_dirs)}
+    corpus = Path(corpus)
+    tokens = np.load(corpus / "train.npy", mmap_mode="r")
+    corpus_meta = json.loads((corpus / "meta.json").read_text())
+    device = resolve_device(cfg.device)
+    model = load_model(cfg.spec, cfg.resources_dir, device)
+    start = time.time()
+    source = open_lm_source(
+        model, tokens, int(layer), site, batch_size=cfg.cache.batch_size,
+        norm_tokens=cfg.activations.norm_tokens, dtype=cfg.cache.dtype,
+        match_cache_rounding=cfg.activations.match_cache_rounding,
+        autocast_bf16=cfg.activations.lm_autocast_bf16, model_name=cfg.spec.name,
+        input_hashes={"train_tokens_sha256": corpus_meta["splits"]["train"]["sha256"],
+                      "model": cfg.spec.name, "model_source": cfg.spec.location},
+        path=corpus / "train.npy", progress=progress)
+    log.info("on-the-fly L%s/%s: scale %.6g from %d tokens (%s of the split)", layer, site,
+             source.scale, source.meta["norm_rows"],
+             "all" if source.meta["norm_covers_all_tokens"] else "part")
+    infos: dict = {}
+    for derived in (False, True):  # baselines before the rescale-shift SAEs built on them
+        stage = [run for run in runs if (run.architecture in DERIVED_ARCHITECTURES) == derived]
+        for seed in sorted({run.seed for run in stage}):
+            group = [run for run in stage if run.seed == seed]
+            tcfgs = []
+            for run in group:
+                parent = DERIVED_ARCHITECTURES.get(run.architecture)
+                parent_dir = None
+                if parent is not None:
+                    twin = next((r for r in runs if r.architecture == parent and r.seed == run.seed
+                                 and r.coefficient == run.coefficient), None)
+                    if twin is None:
+                        raise ValueError(f"{run.run_dir} needs the {parent} SAE of equal coefficient and seed")
+                    parent_dir = dirs[twin]
+                tcfgs.append(train_config(cfg, run, source.d_in, parent_dir))
+                # no cache to hash: the stream is identified by the tokens it is computed from
+                stream = "on-the-fly:" + corpus_meta["splits"]["train"]["sha256"]
+                atomic_write_json(dirs[run] / PROVENANCE_FILE,
+                                  {**provenance(cfg, stream), "seed": run.seed,
+                                   "tokens_planned": tcfgs[-1].total_tokens, "cache": None})
+            done = train_saes(tcfgs, source, [dirs[r] for r in group], progress=progress,
+                              keep_checkpoint=True)
+            infos.update(zip(group, done))
+    for run in runs:  # the hook point is done: nothing left to resume
+        (dirs[run] / CHECKPOINT_FILE).unlink(missing_ok=True)
+    seconds = time.time() - start
+    array = source.array
+    log.info("on-the-fly L%s/%s: %d SAEs in %.1f s; LM forward %d tokens in %.1f s (%.0f tokens/s)",
+             layer, site, len(runs), seconds, array.lm_tokens, array.lm_seconds,
+             array.lm_tokens / max(array.lm_seconds, 1e-9))
+    return [infos[run] for run in runs]

@@ -212,7 +212,7 @@ def _missing_note(ax: plt.Axes, archs: Sequence[str], panel: pd.DataFrame, fig_d
     if not missing:
         return
     va, ha = loc.split()
-    ax.text(0.97 if ha == "right" else 0.03, 0.04 if va == "lower" else 0.96, "no data: " + ", ".join(missing),
+    ax.text(0.97 if ha == "right" else 0.03, 0.04 if va == "lower" else 0.96, "no data:\n" + "\n".join(missing),
             transform=ax.transAxes, ha=ha, va="bottom" if va == "lower" else "top", fontsize=7.5, color="0.35",
             style="italic", gid="missing_archs", bbox=dict(facecolor="white", edgecolor="none", alpha=0.7, pad=1))
 

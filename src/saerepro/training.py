@@ -1,5 +1,9 @@
 """Train saerepro SAEs on an activation cache, deterministically and resumably.
 
+The "cache" may also be an on-the-fly source (:func:`saerepro.streaming.open_lm_source`): an
+:class:`~saerepro.activations.ActivationCache` whose ``array`` computes its rows with the LM when
+they are read. Everything below (data order, checkpoints, resumption) is the same for both.
+
 One call trains one SAE (:func:`train_sae`) or several SAEs of one hook point over a single read of
 the activations (:func:`train_saes`; same batches in the same order, so each SAE ends bit-identical
 to training it alone). Everything is a function of the :class:`TrainConfig` and the cache.
@@ -26,6 +30,9 @@ at a time are loaded into a buffer, the buffer is shuffled token-wise (seeded) a
 batches. The batch at any token position is a pure function of (seed, position), which is what
 makes resuming exact. The last ``n_tokens % shuffle_chunk_tokens`` tokens of the cache are never
 used.
+
+SAEs trained together (:func:`train_saes`) may differ in ``total_tokens``: they read the same
+stream and each stops at its own step count, which equals training it alone.
 """
 
 from __future__ import annotations
@@ -394,7 +401,10 @@ class ShuffledStream:
         """Buffer ``index`` of ``epoch``: its chunks (read in file order), shuffled token-wise."""
         ids = np.sort(self._chunk_order(epoch)[index * self.chunks_per_buffer : (index + 1) * self.chunks_per_buffer])
         c = self.chunk
-        buf = np.concatenate([np.asarray(self.array[i * c : (i + 1) * c]) for i in ids])
+        if hasattr(self.array, "read_chunks"):  # an on-the-fly source: one LM pass for the whole buffer
+            buf = self.array.read_chunks(ids, c)
+        else:
+            buf = np.concatenate([np.asarray(self.array[i * c : (i + 1) * c]) for i in ids])
         order = np.random.default_rng([self.seed, epoch, index + 1]).permutation(buf.shape[0])
         return np.take(buf, order, axis=0)
 
@@ -429,8 +439,14 @@ def _batch_to_tensor(batch: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 def _sample_rows(array: np.ndarray, n: int, seed: Sequence[int]) -> torch.Tensor:
-    """A seeded sample (with replacement, sorted for locality) of rows as float32."""
-    idx = np.sort(np.random.default_rng(list(seed)).integers(0, array.shape[0], size=n))
+    """A seeded sample (with replacement, sorted for locality) of rows as float32.
+
+    An on-the-fly source limits the sample to its first ``sample_limit`` rows (its normalisation
+    block), so that a sample costs at most that many tokens of LM forward, not one LM batch per
+    row; with the block covering all rows the sample is the cached mode's.
+    """
+    limit = int(getattr(array, "sample_limit", array.shape[0]))
+    idx = np.sort(np.random.default_rng(list(seed)).integers(0, limit, size=n))
     return torch.from_numpy(np.asarray(array[idx], dtype=np.float32))
 
 
@@ -449,7 +465,8 @@ def geometric_median(points: torch.Tensor, max_iter: int = 100, tol: float = 1e-
 # --------------------------------------------------------------------------- one SAE's run
 
 
-def _build_sae(cfg: TrainConfig, cache: ActivationCache, device: torch.device) -> SaeReproMixin:
+def _build_sae(cfg: TrainConfig, cache: ActivationCache, device: torch.device,
+               init_b_dec: bool = True) -> SaeReproMixin:
     d_in = cache.d_in
     hook_name = cfg.hook_name or cache.meta.get("hook_name")
     metadata: dict[str, Any] = {
@@ -500,7 +517,7 @@ def _build_sae(cfg: TrainConfig, cache: ActivationCache, device: torch.device) -
     if baseline is not None:
         assert isinstance(sae, BaselineRescaleShiftSAE)
         sae.load_baseline_(baseline)
-    elif cfg.b_dec_init != "zeros":
+    elif cfg.b_dec_init != "zeros" and init_b_dec:
         sample = _sample_rows(cache.array, min(32768, cache.n_tokens), (cfg.seed, 3))
         init = sample.mean(0) if cfg.b_dec_init == "mean" else geometric_median(sample)
         with torch.no_grad():
@@ -516,7 +533,8 @@ class _Run:
         self.cache = cache
         self.out_dir = Path(out_dir)
         self.device = device
-        self.sae = _build_sae(cfg, cache, device)
+        # A checkpoint overwrites b_dec: skip its sample (LM forwards for an on-the-fly source).
+        self.sae = _build_sae(cfg, cache, device, init_b_dec=not (self.out_dir / CHECKPOINT_FILE).exists())
         self.optimizer = _adam(self.sae.trainable_parameters(), cfg, device)
         self.step = 0
         self.tokens_since_fired = torch.zeros(self.sae.cfg.d_sae, dtype=torch.long, device=device)
@@ -524,6 +542,7 @@ class _Run:
         self.rows: list[dict[str, float]] = []
         self.elapsed = 0.0
         self.in_step = False
+        self.clock_stopped = False  # set by train_saes once this SAE has done its steps
         self.columns = ["step", "tokens", "lr", "coefficient", "loss", *self.sae.loss_term_names, "l0", "dead_fraction"]
         self._maybe_resume()
 
@@ -665,6 +684,8 @@ class _Run:
             "torch_threads": torch.get_num_threads(),
             "torch_version": torch.__version__,
             "cache": str(self.cache.path),
+            "activations": self.cache.meta.get("mode", "cached"),
+            "activation_scale": self.cache.scale,
             "hook_name": self.sae.cfg.metadata.hook_name,
             "train_config": self.cfg.to_dict(),
         }
@@ -710,8 +731,9 @@ def _atomic_write(path: Path, write: Any) -> None:
 
 # --------------------------------------------------------------------------- drivers
 
-#: Fields that must agree between SAEs trained over one read of the activations.
-SHARED_DATA_FIELDS = ("seed", "batch_size", "total_tokens", "shuffle_buffer_tokens", "shuffle_chunk_tokens", "device")
+#: Fields that must agree between SAEs trained over one read of the activations (``total_tokens``
+#: may differ: each SAE stops at its own step count).
+SHARED_DATA_FIELDS = ("seed", "batch_size", "shuffle_buffer_tokens", "shuffle_chunk_tokens", "device")
 
 
 def train_saes(
@@ -728,8 +750,10 @@ def train_saes(
     Every config must agree on :data:`SHARED_DATA_FIELDS` (they see the same batches in the same
     order, so each result equals :func:`train_sae` on its own config). Each SAE resumes from its own
     ``out_dir/checkpoint.pt`` if present. ``stop_at_step`` stops after that many steps as if
-    interrupted (a checkpoint is left; for tests and time-sliced jobs). Returns each SAE's
-    train_info (``completed`` says whether it finished).
+    interrupted (a checkpoint is left; for tests and time-sliced jobs). ``keep_checkpoint`` leaves
+    each SAE's checkpoint of its final state beside its outputs (a later call then only rewrites the
+    outputs; the on-the-fly job uses this until every SAE of its hook point is done). Returns each
+    SAE's train_info (``completed`` says whether it finished).
     """
     if len(cfgs) == 0 or len(cfgs) != len(out_dirs):
         raise ValueError(f"need one out_dir per config, got {len(cfgs)} configs and {len(out_dirs)} out_dirs")
@@ -744,8 +768,9 @@ def train_saes(
     cfg0 = cfgs[0]
     device = resolve_device(cfg0.device)
     runs = [_Run(cfg, cache, Path(d), device) for cfg, d in zip(cfgs, out_dirs)]
-    total_steps = cfg0.total_steps
-    start = min(run.step for run in runs)
+    total_steps = max(cfg.total_steps for cfg in cfgs)
+    # the first step any SAE still has to take (finished SAEs, e.g. resumed ones, read no data)
+    start = min((run.step for run in runs if run.step < run.cfg.total_steps), default=total_steps)
     end = total_steps if stop_at_step is None else min(total_steps, stop_at_step)
     stream = ShuffledStream(cache.array, cfg0.batch_size, cfg0.seed, cfg0.shuffle_buffer_tokens, cfg0.shuffle_chunk_tokens)
     batches = stream.batches(start * cfg0.batch_size)
@@ -757,15 +782,23 @@ def train_saes(
         nonlocal t_last
         now = time.perf_counter()
         for run in runs:
-            run.elapsed += now - t_last
+            if not run.clock_stopped:
+                run.elapsed += now - t_last
         t_last = now
 
+    for run in runs:
+        run.clock_stopped = run.step >= run.cfg.total_steps
     try:
         for step in range(start, end):
             x = _batch_to_tensor(next(batches), device)
             for run in runs:
-                if run.step == step:
+                if run.step == step and step < run.cfg.total_steps:
                     run.train_step(x)
+                    if run.step == run.cfg.total_steps:  # done before the others: stop its clock
+                        account_time()
+                        run.clock_stopped = True
+                        if keep_checkpoint:
+                            run.save_checkpoint()
             if bar is not None:
                 bar.update(cfg0.batch_size)
                 if len(runs) == 1 and runs[0].rows and runs[0].rows[-1]["step"] == step + 1:
@@ -774,7 +807,8 @@ def train_saes(
             if every and (step + 1) % every == 0 and step + 1 < total_steps:
                 account_time()
                 for run in runs:
-                    run.save_checkpoint()
+                    if run.step == step + 1 and run.step < run.cfg.total_steps:
+                        run.save_checkpoint()
     except KeyboardInterrupt:
         account_time()
         for run in runs:

@@ -1,17 +1,19 @@
-rule cache_activations:
-    """One LM pass (stopped after the deepest layer needed) caches every hook point."""
-    input:
-        model=rules.prepare_model.output,
-        corpus=rules.prepare_corpus.output.meta,
-    output:
-        cache_targets(),
-    log:
-        f"{LOGS}/cache_activations/{CFG.model}.log",
-    threads: workflow.cores
-    resources:
-        mem_mb=8000,
-    script:
-        "../scripts/cache_activations.py"
+if not ON_THE_FLY:  # on_the_fly computes activations inside training; nothing is cached
+
+    rule cache_activations:
+        """One LM pass (stopped after the deepest layer needed) caches every hook point."""
+        input:
+            model=rules.prepare_model.output,
+            corpus=rules.prepare_corpus.output.meta,
+        output:
+            cache_targets(),
+        log:
+            f"{LOGS}/cache_activations/{CFG.model}.log",
+        threads: workflow.cores
+        resources:
+            mem_mb=8000,
+        script:
+            "../scripts/cache_activations.py"
 
 
 rule reference_ce:

@@ -8,6 +8,8 @@ MODEL_DIR = P.model_dir(CFG)
 CORPUS_DIR = P.corpus_dir(CFG)
 RUNS = CFG.runs()
 LOGS = "logs"
+# activations.mode: on_the_fly trains from the LM directly; no cache_activations job exists.
+ON_THE_FLY = CFG.activations.mode == "on_the_fly"
 
 wildcard_constraints:
     model=r"[A-Za-z0-9_.\-]+",
@@ -19,6 +21,8 @@ wildcard_constraints:
 
 
 def cache_targets():
+    if ON_THE_FLY:
+        return []
     return [f"{P.cache_dir(CFG, l, s)}/meta.json" for l, s in CFG.hook_points()]
 
 

@@ -5,7 +5,7 @@ rule evaluate:
         provenance=P.PROVENANCE,
         reference=P.REFERENCE_CE,
         clean=P.CLEAN_REFERENCE,
-        cache=lambda w: f"{P.cache_dir(CFG, w.layer, w.site)}/meta.json",
+        cache=scale_source,
         corpus=rules.prepare_corpus.output.meta,
     output:
         P.METRICS,
