@@ -4,9 +4,9 @@ All three tests run the real DAG on config/test/tiny.yaml (real Gemma-3-270M, la
 sites, gated + baseline):
 
 * an uninterrupted run, repeated from scratch, gives a byte-identical metrics.csv;
-* a run SIGKILLed (the whole process group: Snakemake and its jobs) at five points the test picks
-  — during cache_activations, reference_ce, train (after a checkpoint was written), evaluate and
-  the figures — and restarted each time with ``--unlock`` then ``--rerun-incomplete``, completes
+* a run SIGKILLed (the whole process group: Snakemake and its jobs) at five points — during
+  cache_activations, reference_ce, train (after a checkpoint was written), evaluate and the
+  figures, in whatever order Snakemake reaches them — and restarted each time with ``--unlock`` then ``--rerun-incomplete``, completes
   with a metrics.csv byte-identical to the uninterrupted run's, and training resumes from its
   checkpoint instead of from zero;
 * with a NaN injected into one architecture's training (an absurd learning rate), ``--keep-going``
@@ -36,6 +36,10 @@ SNAKEMAKE = [*_SNAKEMAKE, "--cores", "2"]
 
 pytestmark = pytest.mark.slow
 
+#: The tiny config trains 4096 tokens in ~0.2 s, too fast to kill after a checkpoint; 32768 tokens
+#: (128 steps, a checkpoint every 4) take a few seconds per SAE. Every run here uses it.
+LONGER_TRAINING = {"train.tokens": 32768}
+
 
 def _prepared_resources() -> Path:
     """The shared resources/ with Gemma and the tiny config's corpus prepared (as the e2e test does)."""
@@ -56,7 +60,7 @@ def _isolated_config(tmp_path: Path, **overrides) -> Path:
             (resources / name).symlink_to(shared / name)
     raw = yaml.safe_load((REPO / "config/test/tiny.yaml").read_text())
     raw["resources_dir"] = str(resources)
-    for dotted, value in overrides.items():
+    for dotted, value in {**LONGER_TRAINING, **overrides}.items():
         node = raw
         *parents, leaf = dotted.split(".")
         for p in parents:
@@ -73,42 +77,52 @@ def _run(workdir: Path, config: Path, *extra: str, timeout: int = 1800) -> subpr
                           cwd=workdir, env=ENV, capture_output=True, text=True, timeout=timeout)
 
 
-def _run_and_kill(workdir: Path, config: Path, ready, what: str, timeout: float = 900) -> None:
-    """Start the workflow, wait until ``ready(workdir)``, then SIGKILL its whole process group."""
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:  # a checkpoint or partial file renamed away between glob and stat
+        return -1.0
+
+
+class KillPoint:
+    """A moment inside one kind of job *of the current run*: a file matching ``pattern`` (under the
+    test's tmp folder) modified since the run started, ``delay`` seconds after first seen."""
+
+    def __init__(self, name: str, pattern: str, delay: float = 0.0):
+        self.name, self.pattern, self.delay = name, pattern, delay
+        self.first_seen: float | None = None
+
+    def reached(self, root: Path, run_start: float) -> bool:
+        if self.first_seen is None:
+            if any(_mtime(p) >= run_start for p in root.glob(self.pattern)):
+                self.first_seen = time.time()
+            else:
+                return False
+        return time.time() - self.first_seen >= self.delay
+
+
+def _run_until_killed(workdir: Path, config: Path, root: Path, points: list[KillPoint],
+                      timeout: float = 900) -> KillPoint | None:
+    """Start the workflow; SIGKILL its whole process group (Snakemake and every job) as soon as one
+    of ``points`` is reached and return it, or None if the workflow ended first."""
+    for point in points:
+        point.first_seen = None
+    start = time.time() - 0.01
     proc = subprocess.Popen([*SNAKEMAKE, "--configfile", str(config), "--rerun-incomplete"], cwd=workdir,
                             env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    deadline = time.time() + timeout
+    hit = None
     try:
-        while not ready(workdir):
-            if proc.poll() is not None:
-                raise AssertionError(f"the workflow finished (rc {proc.returncode}) before the kill point: {what}")
-            if time.time() > deadline:
-                raise AssertionError(f"kill point never reached: {what}")
-            time.sleep(0.2)
+        while hit is None and proc.poll() is None:
+            if time.time() - start > timeout:
+                raise AssertionError("the workflow neither finished nor reached a kill point")
+            hit = next((p for p in points if p.reached(root, start)), None)
+            time.sleep(0.02)
     finally:
-        try:
+        if hit is not None:
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait()
-    time.sleep(0.5)
-
-
-def _any(pattern: str):
-    return lambda wd: any(wd.glob(pattern))
-
-
-def _after(pattern: str, seconds: float):
-    """Ready ``seconds`` after the first file matching ``pattern`` appeared (mid-job, not at its start)."""
-    first: dict[str, float] = {}
-
-    def ready(wd: Path) -> bool:
-        if any(wd.glob(pattern)):
-            first.setdefault("t", time.time())
-        return "t" in first and time.time() - first["t"] >= seconds
-
-    return ready
+    return hit
 
 
 @pytest.fixture(scope="module")
@@ -137,27 +151,30 @@ def test_killed_at_five_points_resumes_to_identical_metrics(uninterrupted, tmp_p
     work = tmp_path / "work"
     work.mkdir()
     cache = tmp_path / "resources/cache"
-    kill_points = [
-        ("during cache_activations", _after("resources/cache/**/.activations.npy.partial", 1.0)),
-        ("during reference_ce", _after("work/logs/reference_ce/*.log", 3.0)),
-        ("during train, after a checkpoint", _any("work/results/**/checkpoint.pt")),
-        ("during evaluate", _after("work/logs/evaluate/**/*.log", 2.0)),
-        ("during figures", _any("work/logs/figures.log")),
+    # Snakemake's job order is not fixed, so every run is killed at whichever of the remaining
+    # points comes first; each kill reruns the jobs it interrupted, so every point comes up.
+    remaining = [
+        KillPoint("during cache_activations", "resources/cache/**/.activations.npy.partial", 1.0),
+        KillPoint("during reference_ce", "work/logs/reference_ce/*.log", 2.0),
+        KillPoint("during train, after a checkpoint", "work/results/**/checkpoint.pt"),
+        KillPoint("during evaluate", "work/logs/evaluate/**/*.log", 1.0),
+        KillPoint("during figures", "work/logs/figures.log", 0.5),
     ]
     survived = []
-    for what, ready in kill_points:
-        _run_and_kill(work, config, lambda wd, r=ready: r(tmp_path), what)
-        survived.append(what)
+    while remaining:
+        hit = _run_until_killed(work, config, tmp_path, remaining)
+        assert hit is not None, f"the workflow finished before these kill points: {[p.name for p in remaining]}"
+        remaining.remove(hit)
+        survived.append(hit.name)
         unlock = _run(work, config, "--unlock")
         assert unlock.returncode == 0, unlock.stderr[-2000:]
-        if what == "during cache_activations":
-            # a cache is complete only once its meta.json (written last) exists, and then it verifies
-            for array in cache.glob("**/activations.npy"):
-                if (array.parent / "meta.json").exists():
-                    open_cache(array.parent, verify=True)
+        # a cache is complete only once its meta.json (written last) exists, and then it verifies
+        for array in cache.glob("**/activations.npy"):
+            if (array.parent / "meta.json").exists():
+                open_cache(array.parent, verify=True)
     result = _run(work, config)
     assert result.returncode == 0, result.stderr[-4000:]
-    assert len(survived) == 5
+    assert len(survived) == 5, survived
     assert (work / "results/tables/metrics.csv").read_bytes() == uninterrupted
     train_logs = "\n".join(p.read_text() for p in (work / "logs/train").rglob("*.log"))
     assert "resumed " in train_logs and "from its checkpoint at step" in train_logs
