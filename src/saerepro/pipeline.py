@@ -324,6 +324,13 @@ def missing_runs(cfg: Config) -> tuple[list[str], "pd.DataFrame"]:
     return found, pd.DataFrame(missing, columns=MISSING_COLUMNS)
 
 
+def _write_missing(missing: "pd.DataFrame", tables_dir: Path) -> None:
+    from .io import atomic_path
+
+    with atomic_path(Path(tables_dir) / "missing_runs.csv") as tmp:
+        missing.to_csv(tmp, index=False)
+
+
 def aggregate(cfg: Config, metric_files: list[str], table_path: Path,
               missing: "pd.DataFrame | None" = None) -> "pd.DataFrame":
     """One row per SAE into ``metrics.csv``; timings, paper-style and half-the-L0 tables beside it.
@@ -343,8 +350,7 @@ def aggregate(cfg: Config, metric_files: list[str], table_path: Path,
     if len(missing):
         log.warning("%d configured SAE(s) have no metrics and are not in the tables (see %s):\n%s",
                     len(missing), table_path.parent / "missing_runs.csv", missing.to_string(index=False))
-    with atomic_path(table_path.parent / "missing_runs.csv") as tmp:
-        missing.to_csv(tmp, index=False)
+    _write_missing(missing, table_path.parent)
     if not metric_files:
         raise RuntimeError("no SAE has metrics yet: nothing to aggregate")
     rows = pd.DataFrame([json.loads(Path(f).read_text()) for f in metric_files])
@@ -383,10 +389,7 @@ def aggregate_available(cfg: Config, table_path: Path = Path(paths.METRICS_TABLE
     found, missing = missing_runs(cfg)
     if not found:
         log.warning("no SAE of the sweep has metrics; %d missing, nothing to aggregate", len(missing))
-        from .io import atomic_path
-
-        with atomic_path(Path(table_path).parent / "missing_runs.csv") as tmp:
-            missing.to_csv(tmp, index=False)
+        _write_missing(missing, Path(table_path).parent)
         return None
     df = aggregate(cfg, found, table_path, missing=missing)
     if figures_dir is not None:

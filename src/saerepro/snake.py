@@ -8,6 +8,8 @@ from pathlib import Path
 
 from .config import load_config
 
+_LOG_FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
 
 @contextlib.contextmanager
 def job(snakemake):
@@ -25,7 +27,7 @@ def job(snakemake):
     with open(log_path, "a", buffering=1) as fh, \
             contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
         handler = logging.StreamHandler(fh)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(_LOG_FORMAT)
         root = logging.getLogger()
         root.addHandler(handler)
         root.setLevel(logging.INFO)
@@ -44,15 +46,13 @@ def logging_to(log_path: str | Path):
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(log_path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_LOG_FORMAT)
     logger = logging.getLogger("saerepro")
     logger.addHandler(handler)
     old_level = logger.level
     logger.setLevel(logging.INFO)
     try:
         yield
-    except Exception:
-        logger.exception("partial aggregation failed")
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)

@@ -25,7 +25,12 @@ onerror:
     from saerepro.snake import logging_to
 
     with logging_to(LOGS + "/aggregate.log"):
-        aggregate_available(CFG)
+        try:
+            aggregate_available(CFG)
+        except Exception:  # the run has already failed; say why this did too, don't mask it
+            import logging
+
+            logging.getLogger("saerepro").exception("partial aggregation failed")
 
 
 rule figures:
