@@ -59,9 +59,17 @@ def test_cached_mode_dry_run_is_unchanged(tmp_path):
 
 @pytest.mark.slow
 def test_tiny_config_on_the_fly_metrics_equal_cached_metrics(tmp_path):
-    """The tiny config at its resid site, in both modes, to the metrics of each SAE. With
-    match_cache_rounding the on-the-fly stream equals the cache bit for bit, so every metric agrees
-    exactly; the default differences are covered by tests/test_streaming.py."""
+    """The tiny config at its resid site, in both modes, to the metrics of each SAE.
+
+    With match_cache_rounding the on-the-fly stream equals the cache bit for bit
+    (tests/test_streaming.py). The SAEs then see the same batches, but not necessarily the same
+    BLAS rounding: cached mode trains each SAE in its own 1-thread job, on-the-fly mode trains a
+    hook point's SAEs in one job with every core, and on some CPUs (AMX-bf16 ones) matmul results
+    depend on the thread count. 300 steps of Adam amplify that to ~0.1% in the metrics (measured:
+    loss recovered 0.22882 vs 0.22830). So both modes run with one core here, where the metrics
+    agree exactly on the machines we measured; the comparison allows rounding-level differences
+    (0.5%) so that the test checks what it is for, the same data and training in both modes, and
+    not the CPU's kernels."""
     resources = REPO / "resources"
     metrics = [f"results/gemma-3-270m/L2/resid/{arch}/c1/s0/metrics.json" for arch in ("gated", "baseline")]
     rows = {}
@@ -71,7 +79,7 @@ def test_tiny_config_on_the_fly_metrics_equal_cached_metrics(tmp_path):
         config = tiny_config(tmp_path, mode, sites=["resid"], resources_dir=str(resources),
                              activations={"mode": mode, **extra})
         # targets first: --configfile takes every argument after it
-        result = snakemake(*metrics, "--cores", "2", "--configfile", str(config), cwd=workdir, timeout=1800)
+        result = snakemake(*metrics, "--cores", "1", "--configfile", str(config), cwd=workdir, timeout=1800)
         assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-5000:])
         rows[mode] = [json.loads((workdir / m).read_text()) for m in metrics]
     log = (tmp_path / "on_the_fly/logs/train_on_the_fly/gemma-3-270m/L2/resid.log").read_text()
@@ -80,6 +88,10 @@ def test_tiny_config_on_the_fly_metrics_equal_cached_metrics(tmp_path):
         # wall-clock times differ; the mode is a shared setting (config_hash) and an on-the-fly
         # SAE names the token stream instead of a cache file (cache_sha256)
         timing = {"train_seconds", "eval_seconds", "config_hash", "cache_sha256"}
-        assert {k: v for k, v in cached.items() if k not in timing} == \
-               {k: v for k, v in fly.items() if k not in timing}
+        assert set(cached) == set(fly)
+        for key in sorted(set(cached) - timing):
+            if isinstance(cached[key], float):
+                assert fly[key] == pytest.approx(cached[key], rel=5e-3, abs=1e-6), key
+            else:
+                assert fly[key] == cached[key], key
         assert 0 < fly["l0"] and fly["nmse"] < 1
