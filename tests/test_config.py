@@ -206,3 +206,16 @@ def test_site_coefficients_replace_the_grid_at_their_site():
     gated = {(r.site, r.coefficient) for r in cfg.runs() if r.architecture == "gated"}
     assert {c for s, c in gated if s == "attn"} == {0.5, 5.0}
     assert {c for s, c in gated if s == "resid"} == set(DEFAULT["architectures"]["gated"]["coefficients"])
+
+
+def test_architecture_lists_agree_everywhere():
+    """config, schema enum, the SAE registry, tables and the plot styles name the same architectures."""
+    from saerepro import config as C
+    from saerepro.plotting import ARCH_STYLES
+    from saerepro.sae import ARCHITECTURES as SAE_ARCHITECTURES
+    from saerepro.tables import ARCHITECTURES as TABLE_ARCHITECTURES
+
+    schema = yaml.safe_load(C.SCHEMA_PATH.read_text())
+    enum = schema["properties"]["architectures"]["propertyNames"]["enum"]
+    assert "gated_strict_aux" in C.ARCHITECTURES
+    assert set(enum) == set(C.ARCHITECTURES) == set(SAE_ARCHITECTURES) == set(TABLE_ARCHITECTURES) == set(ARCH_STYLES)

@@ -44,6 +44,17 @@ def test_gated_costs_more_than_a_baseline_of_equal_width_and_less_than_a_compute
     assert gated < sae_train_flops_per_token("baseline", d, int(1.5 * m))
 
 
+def test_every_architecture_is_costed_and_strict_aux_costs_what_gated_does():
+    from saerepro.config import ARCHITECTURES
+    from saerepro.costs import ACTIVATION_TENSORS, TRAIN_PRODUCTS, sae_parameters
+
+    assert set(TRAIN_PRODUCTS) == set(ACTIVATION_TENSORS) == set(ARCHITECTURES)
+    d, m = 640, 2560
+    assert sae_train_flops_per_token("gated_strict_aux", d, m) == sae_train_flops_per_token("gated", d, m)
+    assert ACTIVATION_TENSORS["gated_strict_aux"] == ACTIVATION_TENSORS["gated"]
+    assert sae_parameters("gated_strict_aux", d, m) == sae_parameters("gated", d, m)
+
+
 def test_lm_pass_scales_with_the_deepest_layer_and_on_the_fly_pays_it_per_hook_point():
     shallow = estimate(load_config(small()), HW)
     raw = small()

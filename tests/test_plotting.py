@@ -119,7 +119,7 @@ def test_fig6_shrinkage(agg, tmp_path):
 @pytest.mark.parametrize(
     "func,archs",
     [
-        (P.plot_gated_ablations, ["gated", "gated_unfrozen_decoder", "gated_no_rmag", "gated_untied"]),
+        (P.plot_gated_ablations, ["gated", "gated_unfrozen_decoder", "gated_no_rmag", "gated_untied", "gated_strict_aux"]),
         (P.plot_baseline_rescale_shift, ["baseline", "baseline_rescale_shift", "gated"]),
     ],
 )
@@ -140,7 +140,7 @@ def test_delta_lm_loss_all(agg, tmp_path):
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
     lines = _lines(ax, "frontier:")
-    assert len(lines) == 7 and "frontier:topk" in lines
+    assert len(lines) == 8 and "frontier:topk" in lines
     pts = agg[(agg.layer == 5) & (agg.site == "resid") & (agg.architecture == "topk")]
     fr = pareto_frontier(pts, "l0", "delta_lm_loss", maximize_y=False)
     np.testing.assert_allclose(lines["frontier:topk"].get_ydata(), fr["delta_lm_loss"])

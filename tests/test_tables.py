@@ -25,13 +25,13 @@ def test_constants():
     assert set(T.METRIC_COLUMNS) == {"l0", "loss_recovered", "delta_lm_loss", "ce_clean", "ce_sae", "ce_zero",
                                      "gamma", "gamma_c", "alive_frac", "nmse", "kl"}
     assert T.ALL_COLUMNS == T.KEY_COLUMNS + T.RUN_COLUMNS + T.METRIC_COLUMNS + T.PROVENANCE_COLUMNS
-    assert len(set(T.ARCHITECTURES)) == 8
+    assert len(set(T.ARCHITECTURES)) == 9
 
 
 def test_synthetic_table_is_valid(table):
     out = T.validate_metrics_table(table)
     assert list(out.columns) == list(T.ALL_COLUMNS)
-    assert len(out) == 1 * 2 * 3 * 8 * 4 * 2
+    assert len(out) == 1 * 2 * 3 * 9 * 4 * 2
 
 
 def test_missing_columns_are_named(table):
@@ -95,7 +95,7 @@ def test_paper_table(table):
     pt = T.paper_table(table, "gemma-3-270m")
     assert list(pt.columns) == ["Architecture", "Site", "Layer", "λ", "LR", "L0", "% CE recovered", "Clean CE loss",
                                 "SAE CE loss", "0-abl. CE loss", "Width", "% alive", "γ", "γ_c", "Seeds"]
-    assert len(pt) == 2 * 3 * 8 * 4
+    assert len(pt) == 2 * 3 * 9 * 4
     assert pt["Architecture"].iloc[0] == "gated" and pt["Site"].iloc[0] == "resid"
     assert list(pt["Site"].unique()) == ["resid", "mlp", "attn"]  # paper order, not alphabetical
     agg = T.aggregate_seeds(table)

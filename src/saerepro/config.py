@@ -28,7 +28,8 @@ K_ARCHITECTURES = frozenset({"topk"})
 DERIVED_ARCHITECTURES = {"baseline_rescale_shift": "baseline"}
 ARCHITECTURES = (
     "gated", "baseline", "topk", "jumprelu",
-    "gated_unfrozen_decoder", "gated_no_rmag", "gated_untied", "baseline_rescale_shift",
+    "gated_unfrozen_decoder", "gated_no_rmag", "gated_untied", "gated_strict_aux",
+    "baseline_rescale_shift",
 )
 #: Width multiple of d_in when an architecture entry gives neither width nor expansion.
 #: The baseline gets 1.5x the gated latents: the paper's compute match (gated costs ~1.5x a

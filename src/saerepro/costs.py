@@ -9,11 +9,11 @@ Counting rules (per token; d = SAE input width, m = latents; one matmul [d]x[d, 
 
 * SAE training, in products U = 2dm (the count of ``benchmarks/bench_train.py``; the input needs
   no gradient, so the encoder's backward is its weight gradient only): baseline, topk, jumprelu
-  5U (encoder forward + weight grad, decoder forward + both grads); gated and gated_no_rmag 7U
-  (+ the aux term's frozen decoder forward + its input grad), 1.4 × a baseline of equal width
-  (the paper's compute match says ~1.5); gated_unfrozen_decoder 8U (the aux decoder also gets a
-  weight grad); gated_untied 9U (+ W_mag forward and weight grad); baseline_rescale_shift 3U
-  (frozen weights: both forwards + the decoder's input grad).
+  5U (encoder forward + weight grad, decoder forward + both grads); gated, gated_no_rmag and
+  gated_strict_aux 7U (+ the aux term's frozen decoder forward + its input grad), 1.4 × a
+  baseline of equal width (the paper's compute match says ~1.5); gated_unfrozen_decoder 8U (the
+  aux decoder also gets a weight grad); gated_untied 9U (+ W_mag forward and weight grad);
+  baseline_rescale_shift 3U (frozen weights: both forwards + the decoder's input grad).
 * LM forward = 2 × (weights of the blocks run) + attention 2 · ctx · n_heads · d_head per block
   (QKᵀ and AV under a causal mask: ctx/2 keys on average) + the unembedding 2 · d_model · d_vocab
   when logits are needed. Attention uses n_heads for K and V too (no grouped-query saving): an
@@ -41,13 +41,13 @@ GIB = 2**30
 
 #: [B, d] x [d, m]-sized products of one training step, per architecture (module docstring).
 TRAIN_PRODUCTS = {
-    "baseline": 5, "topk": 5, "jumprelu": 5, "gated": 7, "gated_no_rmag": 7,
+    "baseline": 5, "topk": 5, "jumprelu": 5, "gated": 7, "gated_no_rmag": 7, "gated_strict_aux": 7,
     "gated_unfrozen_decoder": 8, "gated_untied": 9, "baseline_rescale_shift": 3,
 }
 #: [batch, m] float32 tensors a training step keeps for the backward pass.
 ACTIVATION_TENSORS = {
     "baseline": 4, "topk": 4, "jumprelu": 5, "gated": 8, "gated_unfrozen_decoder": 8,
-    "gated_no_rmag": 8, "gated_untied": 9, "baseline_rescale_shift": 4,
+    "gated_no_rmag": 8, "gated_untied": 9, "gated_strict_aux": 8, "baseline_rescale_shift": 4,
 }
 #: Per-GPU memory the CUDA context, allocator slack and small tensors take.
 CONTEXT_BYTES = 2 * GIB

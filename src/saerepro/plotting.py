@@ -88,6 +88,7 @@ ARCH_STYLES: dict[str, ArchStyle] = {
     "gated_unfrozen_decoder": ArchStyle("#CC78BC", "v", "Gated, unfrozen decoder", "--"),
     "gated_no_rmag": ArchStyle("#CA9161", "P", "Gated, no r_mag", "--"),
     "gated_untied": ArchStyle("#949494", "X", "Gated, untied encoders", "--"),
+    "gated_strict_aux": ArchStyle("#FBAFE4", "<", "Gated, strict aux", "-."),
     "baseline_rescale_shift": ArchStyle("#56B4E9", "h", "Baseline + rescale & shift", "--"),
 }
 assert set(ARCH_STYLES) == set(ARCHITECTURES)
@@ -441,11 +442,12 @@ def plot_gated_ablations(
     layer: int | None = None,
     sites: Sequence[str] | None = None,
 ) -> plt.Figure:
-    """Fig. 8 analogue: Pareto frontiers of gated vs gated_unfrozen_decoder, gated_no_rmag and
-    gated_untied (L0 vs loss recovered), one panel per site at one layer.
+    """Fig. 8 analogue: Pareto frontiers of gated vs gated_unfrozen_decoder, gated_no_rmag,
+    gated_untied and gated_strict_aux (L0 vs loss recovered), one panel per site at one layer.
     Needs columns model, layer, site, architecture, l0, loss_recovered."""
     return _pareto_row(df, stem, fig_name="fig8_ablations",
-                       archs=("gated", "gated_unfrozen_decoder", "gated_no_rmag", "gated_untied"),
+                       archs=("gated", "gated_unfrozen_decoder", "gated_no_rmag", "gated_untied",
+                              "gated_strict_aux"),
                        title="Gated SAE ablations", model=model, layer=layer, sites=sites)
 
 

@@ -87,6 +87,7 @@ ARCHITECTURES: tuple[str, ...] = (
     "gated_unfrozen_decoder",
     "gated_no_rmag",
     "gated_untied",
+    "gated_strict_aux",
     "baseline_rescale_shift",
 )
 
@@ -428,6 +429,7 @@ def synthetic_metrics_table(
         "gated_unfrozen_decoder": (1.8, 0.01),
         "gated_no_rmag": (1.4, 0.05),
         "gated_untied": (1.9, 0.0),
+        "gated_strict_aux": (1.6, 0.02),
         "baseline_rescale_shift": (1.3, 0.0),
     }
     ce_zero_gap = {"resid": 7.0, "mlp": 0.6, "attn": 0.4}

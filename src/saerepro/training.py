@@ -103,7 +103,7 @@ class TrainConfig:
 
     architecture: str
     """One of :data:`saerepro.sae.ARCHITECTURES`: gated, baseline, topk, jumprelu,
-    gated_unfrozen_decoder, gated_no_rmag, gated_untied, baseline_rescale_shift."""
+    gated_unfrozen_decoder, gated_no_rmag, gated_untied, gated_strict_aux, baseline_rescale_shift."""
 
     coefficient: float
     """Sparsity coefficient: λ on the L1 term (gated family, baseline), k (topk; an integer), λ on

@@ -67,9 +67,10 @@ def test_gated_no_rmag_and_untied_by_hand():
     assert t == pytest.approx({"recon": 1.75, "sparsity": 0.1, "aux": 1.125})
 
 
-def test_gated_unfrozen_decoder_same_values():
+@pytest.mark.parametrize("name", ["gated_unfrozen_decoder", "gated_strict_aux"])
+def test_gated_aux_variants_same_values(name):
     kwargs = dict(W_enc=I2, b_gate=[0.0, -1.0], r_mag=[math.log(2.0), 0.0], b_mag=[0.5, 0.0], W_dec=I2, b_dec=[0.0, 0.0])
-    a = _set(make_sae("gated_unfrozen_decoder", 2, 2, dtype="float64"), **kwargs)
+    a = _set(make_sae(name, 2, 2, dtype="float64"), **kwargs)
     assert _terms(a.loss_terms(X, 0.1)) == pytest.approx({"recon": 1.75, "sparsity": 0.1, "aux": 1.125})
 
 

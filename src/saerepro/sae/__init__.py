@@ -13,6 +13,7 @@ name                       what                                           coeffi
 ``gated_unfrozen_decoder`` ablation: aux term trains W_dec, b_dec        λ
 ``gated_no_rmag``          ablation: r_mag ≡ 0                            λ
 ``gated_untied``           ablation: independent W_mag                    λ
+``gated_strict_aux``       ablation: aux term trains W_gate, b_gate only  λ
 ``baseline_rescale_shift`` ablation: frozen baseline + rescale & shift    λ of the baseline (label)
 =========================  =============================================  ==========================
 
@@ -28,7 +29,13 @@ from .common import (
     l1_penalty,
     reconstruction_loss,
 )
-from .gated import GatedNoRmagSAE, GatedSAE, GatedUnfrozenDecoderSAE, GatedUntiedSAE
+from .gated import (
+    GatedNoRmagSAE,
+    GatedSAE,
+    GatedStrictAuxSAE,
+    GatedUnfrozenDecoderSAE,
+    GatedUntiedSAE,
+)
 from .jumprelu import JumpReLUSAE
 from .registry import (
     ARCHITECTURES,
@@ -51,6 +58,7 @@ __all__ = [
     "BaselineSAE",
     "GatedNoRmagSAE",
     "GatedSAE",
+    "GatedStrictAuxSAE",
     "GatedUnfrozenDecoderSAE",
     "GatedUntiedSAE",
     "JumpReLUSAE",

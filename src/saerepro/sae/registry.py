@@ -15,7 +15,13 @@ from sae_lens.saes.sae import SAE, SAEMetadata
 
 from .baseline import BaselineRescaleShiftSAE, BaselineSAE
 from .common import SAE_LENS_PREFIX, SaeReproMixin
-from .gated import GatedNoRmagSAE, GatedSAE, GatedUnfrozenDecoderSAE, GatedUntiedSAE
+from .gated import (
+    GatedNoRmagSAE,
+    GatedSAE,
+    GatedStrictAuxSAE,
+    GatedUnfrozenDecoderSAE,
+    GatedUntiedSAE,
+)
 from .jumprelu import JumpReLUSAE
 from .topk import TopKSAE
 
@@ -30,12 +36,15 @@ ARCHITECTURES: dict[str, type[Any]] = {
         GatedUnfrozenDecoderSAE,
         GatedNoRmagSAE,
         GatedUntiedSAE,
+        GatedStrictAuxSAE,
         BaselineRescaleShiftSAE,
     )
 }
 
 #: The Gated family (the paper's architecture and its ablations).
-GATED_FAMILY: tuple[str, ...] = ("gated", "gated_unfrozen_decoder", "gated_no_rmag", "gated_untied")
+GATED_FAMILY: tuple[str, ...] = (
+    "gated", "gated_unfrozen_decoder", "gated_no_rmag", "gated_untied", "gated_strict_aux",
+)
 
 
 def sae_lens_architecture(name: str) -> str:
