@@ -1,8 +1,11 @@
 """The committed default-run tables regenerate every figure and table (what CI checks).
 
 `results/tables/metrics.csv` is committed so a reader sees the default reproduction without
-running it; this test fails if a column is missing, a value is NaN, or any figure or derived
-table can no longer be produced from it.
+running it; these tests fail if a column is missing, a value is NaN, or any figure or derived
+table can no longer be produced from it, and (``test_committed_results_are_fresh``) if the table
+is stale: made under another config hash, from uncommitted code or a commit that is not an
+ancestor of HEAD, or before a change to a metric-moving file (saerepro.provenance.stale_reasons).
+Only commits are compared: uncommitted edits in the working tree are not looked at.
 """
 
 from __future__ import annotations
@@ -10,12 +13,38 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
+from saerepro.config import load_config
 from saerepro.plotting import FIGURES, make_all_figures
+from saerepro.provenance import METRIC_MOVING_CODE, METRIC_MOVING_PATHS, git_history_unavailable, stale_reasons
 from saerepro.tables import ALL_COLUMNS, read_metrics_table, write_half_l0_table, write_model_tables
 
 REPO = Path(__file__).resolve().parents[1]
 TABLE = REPO / "results" / "tables" / "metrics.csv"
+
+#: Each committed run: (table, config, metric-moving paths, how to regenerate it).
+COMMITTED_RUNS = [
+    pytest.param("results/tables/metrics.csv", "config/config.yaml", METRIC_MOVING_PATHS,
+                 "run `make repro`, then commit results/tables and figures", id="default"),
+    pytest.param("results/long/tables/metrics.csv", "config/long.yaml", METRIC_MOVING_CODE + ("config/long.yaml",),
+                 "rerun the long run with config/long.yaml, then commit results/long/tables and its figures",
+                 id="long"),
+]
+
+
+@pytest.mark.parametrize("table, config, paths, regenerate", COMMITTED_RUNS)
+def test_committed_results_are_fresh(table, config, paths, regenerate):
+    if not (REPO / table).exists():
+        pytest.skip(f"{table} is not committed yet")
+    unavailable = git_history_unavailable(REPO)
+    if unavailable:
+        pytest.skip(unavailable)
+    rows = pd.read_csv(REPO / table, dtype=str)
+    # what the Snakefile does: CFG = load_config(config); CONFIG_HASH = config_hash(CFG)
+    reasons = stale_reasons(rows, load_config(REPO / config), REPO, paths)
+    assert not reasons, (f"{table} is stale, it is not what the code at HEAD produces from {config}:\n  - "
+                         + "\n  - ".join(reasons) + f"\nTo regenerate: {regenerate}.")
 
 
 def test_committed_metrics_table_has_every_column_and_no_nan():

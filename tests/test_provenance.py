@@ -5,10 +5,12 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
 import torch
 
 from saerepro.config import load_config
-from saerepro.provenance import config_hash, git_commit, package_versions, provenance
+from saerepro.provenance import (METRIC_MOVING_PATHS, config_hash, git_commit, git_history_unavailable,
+                                 package_versions, provenance, stale_reasons)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,3 +63,94 @@ def test_package_versions_and_provenance_fields():
     assert set(versions) >= {"saerepro", "sae-lens", "transformer-lens", "transformers"}
     prov = provenance(_cfg(), "ab" * 32)
     assert prov["cache_sha256"] == "ab" * 32 and prov["config_hash"] == config_hash(_cfg())
+    assert prov["cpu_model"] and "\n" not in prov["cpu_model"]
+    assert prov["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert prov["torch_threads"] == torch.get_num_threads()
+
+
+# --------------------------------------------------------------------------- stale_reasons
+
+
+def _git(repo: Path, *args: str) -> str:
+    out = subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t",
+                          "-c", "commit.gpgsign=false", *args], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def _commit(repo: Path, files: dict[str, str], message: str) -> str:
+    for name, text in files.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(text)
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", message)
+    return _git(repo, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """A tiny git repo; its first commit is where the 'results' were made."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    _git(root, "init", "-q")
+    _commit(root, {"src/saerepro/training.py": "lr = 1\n", "config/config.yaml": "a: 1\n",
+                   "README.md": "hi\n"}, "code")
+    return root
+
+
+def _rows(commit: str, cfg=None, n: int = 2) -> list[dict]:
+    return [{"config_hash": config_hash(cfg or _cfg()), "git_commit": commit}] * n
+
+
+def test_fresh_rows_have_no_stale_reason(repo):
+    made = _git(repo, "rev-parse", "HEAD")
+    assert git_history_unavailable(repo) is None
+    assert stale_reasons(_rows(made), _cfg(), repo) == []
+    # a later commit that touches no metric-moving path keeps them fresh
+    _commit(repo, {"README.md": "more\n", "src/saerepro/plotting.py": "x = 1\n"}, "docs")
+    assert stale_reasons(_rows(made), _cfg(), repo) == []
+    # uncommitted changes are not looked at: only commits are compared
+    (repo / "src/saerepro/training.py").write_text("lr = 2\n")
+    assert stale_reasons(_rows(made), _cfg(), repo) == []
+
+
+def test_a_wrong_config_hash_is_stale(repo):
+    made = _git(repo, "rev-parse", "HEAD")
+    rows = _rows(made) + _rows(made, _cfg(**{"train.lr": 0.001}), n=1)
+    (reason,) = stale_reasons(rows, _cfg(), repo)
+    assert "1 of 3 row(s) have config_hash" in reason and config_hash(_cfg()) in reason
+
+
+def test_a_dirty_commit_is_stale(repo):
+    made = _git(repo, "rev-parse", "HEAD")
+    (reason,) = stale_reasons(_rows(made + "-dirty"), _cfg(), repo)
+    assert "uncommitted code" in reason and made in reason
+
+
+def test_a_commit_that_is_not_an_ancestor_is_stale(repo):
+    # a commit beside HEAD (same tree, no parent), and one the repository does not have
+    side = _git(repo, "commit-tree", "HEAD^{tree}", "-m", "side")
+    (reason,) = stale_reasons(_rows(side), _cfg(), repo)
+    assert "not an ancestor of HEAD" in reason
+    (reason,) = stale_reasons(_rows("0123456789" * 4), _cfg(), repo)
+    assert "not in this repository" in reason
+    (reason,) = stale_reasons(_rows("unknown"), _cfg(), repo)
+    assert "no git commit" in reason
+
+
+@pytest.mark.parametrize("path", ["src/saerepro/training.py", "config/config.yaml",
+                                  "src/saerepro/sae/gated.py", "src/saerepro/training/loop.py"])
+def test_a_metric_moving_change_after_the_commit_is_stale(repo, path):
+    made = _git(repo, "rev-parse", "HEAD")
+    _commit(repo, {path: "changed\n"}, "move a metric")
+    (reason,) = stale_reasons(_rows(made), _cfg(), repo)
+    assert "metric-moving" in reason and path in reason
+    # the paths checked are a parameter: another run's config is not this run's
+    other = tuple(p for p in METRIC_MOVING_PATHS if not path.startswith(p))
+    assert stale_reasons(_rows(made), _cfg(), repo, other) == []
+
+
+def test_history_unavailable_outside_a_checkout(tmp_path, monkeypatch):
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    plain = tmp_path / "sdist"
+    plain.mkdir()
+    assert "not a git checkout" in git_history_unavailable(plain)

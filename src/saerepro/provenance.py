@@ -10,6 +10,16 @@ tokens, training defaults, device), not the sweep axes (layers, sites, seeds, ar
 adding a coefficient to a sweep does not change the hash of the SAEs already trained, whereas
 changing e.g. ``train.tokens`` does, and rows trained before and after such a change are refused
 together.
+
+``provenance.json`` also names the machine that trained the SAE: ``cpu_model``, ``cpu_capability``
+(the SIMD level torch dispatches to, which can move float results in the last bits) and
+``torch_threads``. The first two are carried into metrics rows too (:data:`MACHINE_COLUMNS`, extra
+columns after the required ones); the thread count stays in provenance.json only, since a cached
+and an on-the-fly run of the same SAE train with different thread counts and their metrics rows
+are meant to be equal.
+
+:func:`stale_reasons` says why a committed results table no longer matches the code and config
+that would produce it now (``tests/test_committed_results.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +28,9 @@ import dataclasses
 import functools
 import hashlib
 import json
+import platform
 import subprocess
+from collections import Counter
 from importlib import metadata
 from pathlib import Path
 
@@ -31,6 +43,28 @@ PACKAGES = ("saerepro", "torch", "numpy", "sae-lens", "transformer-lens", "trans
 
 #: The provenance columns of every metrics row, in table order.
 PROVENANCE_COLUMNS = ("config_hash", "git_commit", "package_versions", "cache_sha256")
+
+#: Machine fields of provenance.json also copied into every metrics row (not required columns:
+#: rows evaluated from an older provenance.json carry ``unknown``).
+MACHINE_COLUMNS = ("cpu_model", "cpu_capability")
+
+#: Code whose change can move a number in the metrics table (folders and files, repo-relative).
+#: ``src/saerepro/training`` covers training.py becoming a package.
+METRIC_MOVING_CODE = (
+    "src/saerepro/sae",
+    "src/saerepro/training.py",
+    "src/saerepro/training",
+    "src/saerepro/evaluate.py",
+    "src/saerepro/metrics.py",
+    "src/saerepro/lm.py",
+    "src/saerepro/activations.py",
+    "src/saerepro/streaming.py",
+    "src/saerepro/models.py",
+    "src/saerepro/corpus.py",
+)
+
+#: What the default run's committed table depends on: the code above and its config.
+METRIC_MOVING_PATHS = METRIC_MOVING_CODE + ("config/config.yaml",)
 
 
 def config_hash(cfg) -> str:
@@ -66,14 +100,111 @@ def package_versions() -> str:
     return ";".join(out)
 
 
-def provenance(cfg, cache_sha256: str | None) -> dict[str, str]:
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The CPU's name: ``model name`` of /proc/cpuinfo, else ``platform.processor()``, else ``unknown``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                return " ".join(value.split())
+    except OSError:
+        pass
+    return platform.processor().strip() or "unknown"
+
+
+def cpu_capability() -> str:
+    """The CPU instruction set torch dispatches its kernels to (e.g. ``AVX2``, ``AVX512``)."""
+    import torch
+
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except (AttributeError, RuntimeError):
+        return "unknown"
+
+
+def provenance(cfg, cache_sha256: str | None) -> dict:
     """The provenance fields of one SAE trained now under ``cfg`` on a cache with that hash."""
+    import torch
+
     return {
         "config_hash": config_hash(cfg),
         "git_commit": git_commit(),
         "package_versions": package_versions(),
         "cache_sha256": cache_sha256 or "none",
+        "cpu_model": cpu_model(),
+        "cpu_capability": cpu_capability(),
+        "torch_threads": torch.get_num_threads(),
     }
 
 
-__all__ = ["PROVENANCE_COLUMNS", "SWEEP_FIELDS", "config_hash", "git_commit", "package_versions", "provenance"]
+# --------------------------------------------------------------------------- freshness of results
+
+
+def _git(repo, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=30)
+
+
+def git_history_unavailable(repo) -> str | None:
+    """Why ``repo``'s history cannot be checked (no git, not a checkout, a shallow clone), or None."""
+    try:
+        top = _git(repo, "rev-parse", "--verify", "HEAD")
+        if top.returncode != 0:
+            return f"{repo} is not a git checkout with commits (e.g. an sdist): cannot check provenance"
+        if _git(repo, "rev-parse", "--is-shallow-repository").stdout.strip() == "true":
+            return f"{repo} is a shallow clone: fetch the full history to check provenance"
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"git is not usable here ({e}): cannot check provenance"
+    return None
+
+
+def stale_reasons(rows, cfg, repo, paths=METRIC_MOVING_PATHS) -> list[str]:
+    """Why the metrics ``rows`` (a DataFrame or dicts) are not what the code at ``repo``'s HEAD
+    would produce under ``cfg``; an empty list when they are fresh.
+
+    A row is stale when its ``config_hash`` is not :func:`config_hash` of ``cfg``; when its
+    ``git_commit`` is ``-dirty`` (made from uncommitted code), unknown, not in the repository or
+    not an ancestor of HEAD; or when one of ``paths`` (:data:`METRIC_MOVING_PATHS`) changed
+    between that commit and HEAD. Only commits are compared: uncommitted changes in the working
+    tree are not looked at (they are not yet code anybody else runs).
+    """
+    records = rows.to_dict("records") if hasattr(rows, "to_dict") else [dict(r) for r in rows]
+    if not records:
+        return ["the table has no rows"]
+    reasons = []
+    expected = config_hash(cfg)
+    hashes = Counter(str(r.get("config_hash")) for r in records)
+    for h, n in sorted(hashes.items()):
+        if h != expected:
+            reasons.append(f"{n} of {len(records)} row(s) have config_hash {h}, but the current code "
+                           f"computes {expected} from the config")
+    commits = Counter(str(r.get("git_commit")) for r in records)
+    for commit, n in sorted(commits.items()):
+        where = f"{n} of {len(records)} row(s)"
+        base = commit.removesuffix("-dirty")
+        if commit != base:
+            reasons.append(f"{where} were made from uncommitted code (git_commit {commit}): their "
+                           "numbers cannot be traced to a commit")
+        if base in ("unknown", "none", "nan", ""):
+            reasons.append(f"{where} record no git commit ({commit!r})")
+            continue
+        if _git(repo, "cat-file", "-e", f"{base}^{{commit}}").returncode != 0:
+            reasons.append(f"{where} name commit {base}, which is not in this repository")
+            continue
+        if _git(repo, "merge-base", "--is-ancestor", base, "HEAD").returncode != 0:
+            reasons.append(f"{where} name commit {base}, which is not an ancestor of HEAD")
+            continue
+        diff = _git(repo, "diff", "--name-only", base, "HEAD", "--", *paths)
+        if diff.returncode != 0:
+            reasons.append(f"git diff {base} HEAD failed: {diff.stderr.strip()}")
+            continue
+        changed = diff.stdout.split()
+        if changed:
+            reasons.append(f"{where} were made at commit {base[:12]}; metric-moving file(s) changed "
+                           f"since: {', '.join(changed)}")
+    return reasons
+
+
+__all__ = ["MACHINE_COLUMNS", "METRIC_MOVING_CODE", "METRIC_MOVING_PATHS", "PROVENANCE_COLUMNS",
+           "SWEEP_FIELDS", "config_hash", "cpu_capability", "cpu_model", "git_commit",
+           "git_history_unavailable", "package_versions", "provenance", "stale_reasons"]
