@@ -120,3 +120,62 @@ def test_clean_pass_on_other_tokens_is_refused(tiny_model, tiny_tokens, referenc
     with pytest.raises(ValueError, match="clean reference holds"):
         evaluate_sae(tiny_model, NoisySAE(64), 1, "resid", scale=1.0, eval_tokens=tiny_tokens,
                      reference=reference[(1, "resid")], batch_size=4, progress=False, clean=clean)
+
+
+@pytest.mark.parametrize("site", ["resid", "attn"])
+def test_zero_ablation_from_the_saved_block_input_equals_a_full_forward(tiny_model, tiny_tokens, reference, site):
+    from saerepro.evaluate import zero_ablation_ce
+
+    clean = clean_reference(tiny_model, tiny_tokens, [1], batch_size=4, progress=False)
+    kept_bos = zero_ablation_ce(tiny_model, tiny_tokens, clean, 1, site, batch_size=3, progress=False)
+    full = zero_ablation_ce(tiny_model, tiny_tokens, None, 1, site, batch_size=4, progress=False)
+    assert kept_bos.numel() == clean["ce"].numel()
+    assert torch.allclose(kept_bos, full, atol=1e-5)
+    assert kept_bos.mean().item() == pytest.approx(reference[(1, site)]["ce_zero"], rel=1e-5)
+    bos_zeroed = zero_ablation_ce(tiny_model, tiny_tokens, clean, 1, site, zero_bos=True, progress=False)
+    # zeroing BOS too changes every later position's attention to it
+    assert (bos_zeroed - kept_bos).abs().mean() > 1e-3
+
+
+def test_paired_metrics_carry_both_zero_ablation_conventions_and_sequence_ses(tiny_model, tiny_tokens, reference):
+    from saerepro.evaluate import hook_key, paired_metrics, zero_ablation_ce
+
+    clean = clean_reference(tiny_model, tiny_tokens, [1], batch_size=4, progress=False)
+    key = hook_key(1, "resid")
+    clean["zero_ce"] = {key: zero_ablation_ce(tiny_model, tiny_tokens, clean, 1, "resid", progress=False)}
+    clean["zero_bos_ce"] = {key: zero_ablation_ce(tiny_model, tiny_tokens, clean, 1, "resid", zero_bos=True,
+                                                  progress=False)}
+    out, per_token = evaluate_sae(tiny_model, NoisySAE(64, factor=0.7), 1, "resid", scale=2.0,
+                                  eval_tokens=tiny_tokens, reference=reference[(1, "resid")], batch_size=4,
+                                  progress=False, clean=clean, per_token=True)
+    paired = paired_metrics(per_token, clean, 1, "resid", tiny_tokens.shape[1] - 1)
+    assert paired["loss_recovered"] == pytest.approx(out["loss_recovered"], rel=1e-5)
+    assert paired["n_eval_sequences"] == len(tiny_tokens)
+    for name in ("loss_recovered", "delta_lm_loss", "kl", "loss_recovered_bos_zeroed", "gamma", "gamma_c"):
+        assert paired[f"{name}_se"] > 0, name
+    assert paired["l0_se"] == 0.0  # this SAE's codes are dense: L0 = d_in on every token
+    assert paired["loss_recovered_bos_zeroed"] != pytest.approx(paired["loss_recovered"], abs=1e-6)
+    with pytest.raises(KeyError, match="rerun reference_ce"):
+        paired_metrics(per_token, clean, 1, "attn", tiny_tokens.shape[1] - 1)
+
+
+def test_gamma_standard_errors_match_a_bootstrap_over_sequences():
+    from saerepro.evaluate import _gamma_ses
+    from saerepro.metrics import (bootstrap_sequences, centred_relative_reconstruction_bias,
+                                  relative_reconstruction_bias)
+
+    g = torch.Generator().manual_seed(5)
+    n_seq, n_pred, d = 300, 16, 8
+    offset = 2.0 + torch.randn(n_seq, 1, d, generator=g, dtype=torch.float64)  # sequences differ
+    x = offset + torch.randn(n_seq, n_pred, d, generator=g, dtype=torch.float64)
+    shrink = 0.8 + 0.1 * torch.randn(n_seq, 1, 1, generator=g, dtype=torch.float64)
+    x_hat = shrink * x + 0.3 * torch.randn(n_seq, n_pred, d, generator=g, dtype=torch.float64)
+    per_token = {"sq_hat": (x_hat * x_hat).sum(-1).reshape(-1), "dot": (x * x_hat).sum(-1).reshape(-1),
+                 "sum_x": x.sum(1), "sum_x_hat": x_hat.sum(1)}
+    gamma_se, gamma_c_se = _gamma_ses(per_token, n_pred)
+    draws = bootstrap_sequences(n_seq, n_boot=1000, seed=2)
+    boot = np.array([[relative_reconstruction_bias(x[i].reshape(-1, d), x_hat[i].reshape(-1, d)),
+                      centred_relative_reconstruction_bias(x[i].reshape(-1, d), x_hat[i].reshape(-1, d))]
+                     for i in draws])
+    assert gamma_se == pytest.approx(boot[:, 0].std(), rel=0.15)
+    assert gamma_c_se == pytest.approx(boot[:, 1].std(), rel=0.15)

@@ -278,3 +278,57 @@ def test_degenerate_reconstructions_give_nan_not_garbage():
             assert math.isnan(fn(x, x_hat)) == (key in nan_keys)
         assert out["l0"] == 0.0 and out["alive_frac"] == 0.0 and np.isfinite(out["nmse"])
     assert math.isnan(M.nmse(torch.ones(5, 3), torch.zeros(5, 3)))
+
+
+# --------------------------------------------------------------------------- sequence-aware SEs
+
+
+def _correlated_losses(n_seq=400, n_tok=32, seed=0):
+    """Per-token CEs [S, T] with a per-sequence difficulty shared by clean, SAE and zero-ablated
+    losses (as in real text), and a per-sequence SAE damage: tokens of a sequence are correlated."""
+    g = torch.Generator().manual_seed(seed)
+    hard = 1.5 * torch.randn(n_seq, 1, generator=g, dtype=torch.float64)
+    clean = 3.0 + hard + torch.randn(n_seq, n_tok, generator=g, dtype=torch.float64)
+    damage = 0.3 + 0.2 * torch.randn(n_seq, 1, generator=g, dtype=torch.float64)
+    sae = clean + damage + 0.1 * torch.randn(n_seq, n_tok, generator=g, dtype=torch.float64)
+    zero = clean + 1.0 + 0.3 * torch.randn(n_seq, 1, generator=g, dtype=torch.float64) \
+        + 0.2 * torch.randn(n_seq, n_tok, generator=g, dtype=torch.float64)
+    return clean, sae, zero
+
+
+def test_cluster_ratio_with_one_token_per_cluster_is_the_classic_mean_and_se():
+    x = torch.randn(50, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    assert M.cluster_ratio(x, torch.ones(50, dtype=torch.float64)) == pytest.approx(M.mean_and_se(x), rel=1e-12)
+
+
+def test_sequence_se_matches_a_bootstrap_over_sequences_and_exceeds_the_per_token_se():
+    clean, sae, zero = _correlated_losses()
+    stats = M.paired_loss_stats(clean, sae, zero)
+    draws = M.bootstrap_sequences(clean.shape[0], n_boot=2000, seed=1)
+    boot_lr = [M.loss_recovered(clean[i].mean(), sae[i].mean(), zero[i].mean()) for i in draws]
+    boot_delta = [(sae[i] - clean[i]).mean().item() for i in draws]
+    assert stats["loss_recovered_se"] == pytest.approx(np.std(boot_lr), rel=0.1)
+    assert stats["delta_lm_loss_se"] == pytest.approx(np.std(boot_delta), rel=0.1)
+    # tokens of a sequence share its damage: treating them as independent understates the SE
+    assert stats["delta_lm_loss_se"] > 3 * M.mean_and_se(sae - clean)[1]
+
+
+def test_paired_stats_have_the_plain_means_and_pairing_shrinks_the_se():
+    clean, sae, zero = _correlated_losses(seed=4)
+    stats = M.paired_loss_stats(clean, sae, zero, kl=(sae - clean).abs())
+    assert stats["loss_recovered"] == pytest.approx(
+        M.loss_recovered(clean.mean(), sae.mean(), zero.mean()), rel=1e-12)
+    assert stats["delta_lm_loss"] == pytest.approx(float((sae - clean).mean()), rel=1e-12)
+    assert stats["kl"] == pytest.approx(float((sae - clean).abs().mean()), rel=1e-12)
+    # unpaired: the SE of CE_sae alone carries the shared sequence difficulty (sd 1.5)
+    assert stats["delta_lm_loss_se"] < 0.25 * stats["ce_sae_se"]
+
+
+def test_paired_stats_refuse_mismatched_or_flat_inputs():
+    clean, sae, zero = _correlated_losses(n_seq=4, n_tok=3)
+    with pytest.raises(ValueError, match="shapes differ"):
+        M.paired_loss_stats(clean, sae[:3], zero)
+    with pytest.raises(ValueError, match=r"\[n_sequences, tokens\]"):
+        M.paired_loss_stats(clean.reshape(-1), sae.reshape(-1), zero.reshape(-1))
+    with pytest.raises(ValueError, match="undefined"):
+        M.paired_loss_stats(clean, sae, clean)

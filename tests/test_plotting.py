@@ -197,3 +197,19 @@ def test_make_all_figures(tmp_path):
     paths = P.make_all_figures(two, tmp_path / "two", headline_layer={"a": 4})
     assert (tmp_path / "two" / "b_c" / "fig1_pareto_headline.png").exists()
     assert (tmp_path / "two" / "half_l0_ratios.png").exists() and len(paths) == 26
+
+
+def test_pareto_and_shrinkage_figures_draw_the_tables_standard_errors(agg, tmp_path):
+
+    pareto = P.plot_pareto_headline(agg, tmp_path / "p", layer=5)
+    resid = pareto.axes[0]
+    pts = agg[(agg.layer == 5) & (agg.site == "resid") & (agg.architecture == "gated")]
+    segments = [c for c in resid.collections if (c.get_gid() or "").startswith("errors:gated")]
+    assert segments, "no error bars on the Pareto figure"
+    # vertical bars span loss_recovered ± loss_recovered_se, one per SAE
+    ys = sorted(round(float(abs(s[1][1] - s[0][1])), 6) for c in segments for s in c.get_segments()
+                if s[0][0] == s[1][0])
+    assert ys == sorted([round(2 * float(v), 6) for v in pts["loss_recovered_se"]])
+    shrink = P.plot_shrinkage(agg, tmp_path / "s", layer=5)
+    gids = {c.get_gid() for ax in shrink.axes for c in ax.collections}
+    assert {"errors:gamma:gated", "errors:gamma_c:baseline"} <= gids

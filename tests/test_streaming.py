@@ -303,7 +303,9 @@ def test_pipeline_on_the_fly_equals_cached_metrics(tiny_registered, tiny_model, 
     refs = {hp: tmp_path / "ref" / f"L{hp[0]}_{hp[1]}.json" for hp in cached_cfg.hook_points()}
     refs["ref"] = tmp_path / "ref"
     refs["ref"].mkdir()
-    pipeline.reference_ce(cached_cfg, corpus, {hp: str(p) for hp, p in refs.items() if hp != "ref"})
+    clean_path = tmp_path / "ref" / "clean_reference.pt"
+    pipeline.reference_ce(cached_cfg, corpus, {hp: str(p) for hp, p in refs.items() if hp != "ref"},
+                          clean_path=clean_path)
 
     cache_dirs = {hp: str(tmp_path / "cache" / f"L{hp[0]}" / hp[1]) for hp in cached_cfg.hook_points()}
     pipeline.cache_activations(cached_cfg, corpus, cache_dirs)
@@ -330,7 +332,8 @@ def test_pipeline_on_the_fly_equals_cached_metrics(tiny_registered, tiny_model, 
         assert pipeline.activation_scale(cache_dirs[run.layer, run.site]) == pipeline.activation_scale(b)
         for mode, folder, scale_dir in (("cached", a, cache_dirs[run.layer, run.site]), ("fly", b, b)):
             rows[mode, run] = pipeline.evaluate_run(
-                cached_cfg, run, folder, refs[run.layer, run.site], scale_dir, corpus, folder / "metrics.json")
+                cached_cfg, run, folder, refs[run.layer, run.site], scale_dir, corpus, folder / "metrics.json",
+                clean_path=clean_path)
         # wall-clock times differ; the mode is a shared setting (config_hash) and an on-the-fly
         # SAE names the token stream instead of a cache file (cache_sha256)
         timing = {"train_seconds", "eval_seconds", "config_hash", "cache_sha256"}

@@ -18,13 +18,16 @@ def table():
 
 def test_constants():
     assert T.KEY_COLUMNS == ("model", "layer", "site", "architecture", "coefficient", "seed")
-    assert set(T.RUN_COLUMNS) == {"width", "tokens_trained", "lr"}
+    assert set(T.RUN_COLUMNS) == {"width", "tokens_trained", "epochs", "lr"}
     # wall-clock times would make two identical runs' metrics.csv differ: they live in timings.csv
     assert not set(T.TIMING_COLUMNS) & set(T.ALL_COLUMNS)
     assert set(T.PROVENANCE_COLUMNS) == {"config_hash", "git_commit", "package_versions", "cache_sha256"}
     assert set(T.METRIC_COLUMNS) == {"l0", "loss_recovered", "delta_lm_loss", "ce_clean", "ce_sae", "ce_zero",
-                                     "gamma", "gamma_c", "alive_frac", "nmse", "kl"}
-    assert T.ALL_COLUMNS == T.KEY_COLUMNS + T.RUN_COLUMNS + T.METRIC_COLUMNS + T.PROVENANCE_COLUMNS
+                                     "gamma", "gamma_c", "alive_frac", "nmse", "kl",
+                                     "loss_recovered_bos_zeroed", "ce_zero_bos_zeroed"}
+    assert {c.removesuffix("_se") for c in T.SE_COLUMNS if c.endswith("_se")} <= set(T.METRIC_COLUMNS)
+    assert T.ALL_COLUMNS == (T.KEY_COLUMNS + T.RUN_COLUMNS + T.METRIC_COLUMNS + T.SE_COLUMNS
+                             + T.PROVENANCE_COLUMNS)
     assert len(set(T.ARCHITECTURES)) == 9
 
 
@@ -131,9 +134,12 @@ def _exact_family():
                 l0 = base_l0 / m  # each architecture hits the same loss-recovered values at L0 / m
                 lr = 1 - 1 / math.sqrt(base_l0)
                 rows.append(dict(model="m", layer=2, site="mlp", architecture=arch, coefficient=float(c), seed=seed,
-                                 width=64, tokens_trained=1000, lr=1e-3, l0=l0, loss_recovered=lr,
+                                 width=64, tokens_trained=1000, epochs=1.0, lr=1e-3, l0=l0, loss_recovered=lr,
                                  delta_lm_loss=0.1, ce_clean=3.0, ce_sae=3.1, ce_zero=4.0, gamma=1.0, gamma_c=1.0,
-                                 alive_frac=1.0, nmse=0.1, kl=0.1, config_hash="h", git_commit="c",
+                                 alive_frac=1.0, nmse=0.1, kl=0.1, loss_recovered_bos_zeroed=lr,
+                                 ce_zero_bos_zeroed=4.0, l0_se=0.0, gamma_se=0.0, gamma_c_se=0.0, loss_recovered_se=0.0,
+                                 delta_lm_loss_se=0.0, kl_se=0.0, loss_recovered_bos_zeroed_se=0.0,
+                                 n_eval_sequences=8, config_hash="h", git_commit="c",
                                  package_versions="v", cache_sha256="s"))
     return pd.DataFrame(rows)
 
@@ -142,7 +148,8 @@ def test_half_l0_table(tmp_path):
     df = _exact_family()
     # both frontiers hit loss recovered 0.5, 0.75, 0.875, 0.9375; baseline at L0 4..256, gated at 2..128
     ht = T.half_l0_table(df, levels=[0.4, 0.75, 0.8, 0.875, 0.95])
-    assert list(ht.columns) == ["Model", "Layer", "Site", "Level", "L0 gated", "L0 baseline", "Ratio", "Note"]
+    assert list(ht.columns) == ["Model", "Layer", "Site", "Level", "L0 gated", "L0 baseline", "Ratio",
+                                "Ratio CI low", "Ratio CI high", "Note"]
     h = ht.set_index("Level")
     assert h.loc[0.75, "L0 baseline"] == pytest.approx(16)
     assert h.loc[0.75, "L0 gated"] == pytest.approx(8)
@@ -162,3 +169,16 @@ def test_half_l0_on_synthetic_table_is_about_two(table):
     ht = T.half_l0_table(T.synthetic_metrics_table(seeds=(0,), coefficients=(0.5, 1, 2, 4, 8, 16, 32)))
     ratios = ht["Ratio"].dropna()
     assert len(ratios) > 10 and ratios.between(1.5, 2.6).all()
+
+
+def test_half_l0_ratio_interval_widens_with_the_standard_errors():
+    df = _exact_family()
+    exact = T.half_l0_table(df, levels=[0.75, 0.95]).set_index("Level")
+    assert exact.loc[0.75, "Ratio CI low"] == pytest.approx(2) and exact.loc[0.75, "Ratio CI high"] == pytest.approx(2)
+    assert math.isnan(exact.loc[0.95, "Ratio CI low"])  # outside the frontiers: no interval
+    only_outside = T.half_l0_table(df.assign(loss_recovered_se=0.01, l0_se=0.1), levels=[0.99])
+    assert only_outside[["Ratio CI low", "Ratio CI high"]].isna().all().all()
+    noisy = T.half_l0_table(df.assign(loss_recovered_se=0.02, l0_se=0.5), levels=[0.75]).iloc[0]
+    assert noisy["Ratio CI low"] < 2 < noisy["Ratio CI high"]
+    wider = T.half_l0_table(df.assign(loss_recovered_se=0.05, l0_se=0.5), levels=[0.75]).iloc[0]
+    assert wider["Ratio CI high"] - wider["Ratio CI low"] > noisy["Ratio CI high"] - noisy["Ratio CI low"]

@@ -15,9 +15,10 @@ import math
 import numpy as np
 import torch
 
-from .lm import batches, final_hidden
+from .lm import batches, final_hidden, zero_ablation_hook
 from .metrics import (ReconstructionStats, chunked_cross_entropy, delta_lm_loss, loss_recovered,
-                      mean_and_se, softcap_logits)
+                      cluster_ratio, mean_and_se, paired_loss_stats, sequence_mean_and_se,
+                      softcap_logits)
 from .sites import hook_name
 
 
@@ -180,40 +181,21 @@ def _softcap(model) -> float | None:
     return softcap if softcap and softcap > 0 else None
 
 
-@torch.no_grad()
-def evaluate_sae(model, sae, layer: int, site: str, scale: float, eval_tokens: np.ndarray,
-                 reference: dict, batch_size: int = 8, progress: bool = True,
-                 clean: dict | None = None) -> dict:
-    """All metrics of ``sae`` at (layer, site); ``reference`` holds ce_clean and ce_zero.
+def hook_key(layer: int, site: str) -> str:
+    """Key of a hook point in the clean reference's per-token dicts (``zero_ce``, ``zero_bos_ce``)."""
+    return f"L{layer}/{site}"
 
-    ``clean`` (from :func:`clean_reference` on the same tokens) saves the clean forward, the
-    layers below ``layer`` and, without soft-capping, one of the two unembeds. Without it, the
-    clean pass is recomputed per batch; both paths agree to float rounding (tested).
+
+def _spliced_batches(model, eval_tokens: np.ndarray, layer: int, hooks: list, batch_size: int,
+                     clean: dict | None, desc: str, progress: bool):
+    """(final hidden states [b·(ctx−1), d] with ``hooks`` applied, targets, row slice) per batch.
+
+    With ``clean`` (from :func:`clean_reference`) the pass starts at ``layer`` from the saved
+    block input (``start_at_layer``: the layers below are not recomputed, bit-identical output).
     """
     from tqdm.auto import tqdm
 
     device = next(model.parameters()).device
-    d_in = int(sae.cfg.d_in)
-    recon = ReconstructionStats(d_in=d_in, n_latents=int(sae.cfg.d_sae), device=device)
-    ce_parts, kl_parts = [], []
-    softcap = _softcap(model)
-
-    def splice(act: torch.Tensor, hook) -> torch.Tensor:
-        body = act[:, 1:]
-        x = body.reshape(-1, d_in).float() * scale
-        codes = sae.encode(x)
-        x_hat = sae.decode(codes)
-        recon.update(x, x_hat, codes)
-        out = act.clone()
-        out[:, 1:] = (x_hat / scale).reshape(body.shape).to(act.dtype)
-        return out
-
-    if hasattr(sae, "turn_off_forward_pass_hook_z_reshaping"):
-        # sae-lens flattens [.., n_heads, d_head] itself for hook_z SAEs; we pass [N, d_in].
-        sae.turn_off_forward_pass_hook_z_reshaping()
-    W_U_T = model.W_U.T.contiguous()
-    name = hook_name(layer, site)
-    hooks = [(name, splice)]
     n_pred = eval_tokens.shape[1] - 1
     if clean is not None and clean["hidden"].shape[0] != len(eval_tokens) * n_pred:
         raise ValueError(f"the clean reference holds {clean['hidden'].shape[0]} positions, "
@@ -221,7 +203,7 @@ def evaluate_sae(model, sae, layer: int, site: str, scale: float, eval_tokens: n
     resid_pre = None if clean is None else clean["resid_pre"].get(layer)
     n_batches = (len(eval_tokens) + batch_size - 1) // batch_size
     for i, batch in enumerate(tqdm(batches(eval_tokens, batch_size, device), total=n_batches,
-                                   desc=f"evaluate {name}", disable=not progress)):
+                                   desc=desc, disable=not progress, mininterval=5.0)):
         targets = batch[:, 1:].reshape(-1)
         if resid_pre is not None:
             start = resid_pre[i * batch_size:(i + 1) * batch_size].to(device)
@@ -231,22 +213,146 @@ def evaluate_sae(model, sae, layer: int, site: str, scale: float, eval_tokens: n
         else:
             spliced = final_hidden(model, batch, hooks)[:, :-1].flatten(0, 1)
         rows = slice(i * batch_size * n_pred, i * batch_size * n_pred + targets.shape[0])
-        if clean is not None and clean["stats"] is not None:
-            stats = {k: v[rows].to(device) for k, v in clean["stats"].items()}
-            ce_sae, kl = spliced_ce_and_kl_from_stats(spliced, stats, W_U_T, model.b_U, targets)
-        else:
-            hidden_clean = (clean["hidden"][rows].to(device) if clean is not None
-                            else final_hidden(model, batch)[:, :-1].flatten(0, 1))
-            ce_sae, kl = spliced_ce_and_kl(hidden_clean, spliced, W_U_T, model.b_U, targets,
-                                           softcap=softcap)
+        yield batch, spliced, targets, rows
+
+
+def _ce_and_kl(model, batch, spliced, targets, rows, clean, W_U_T, softcap):
+    device = spliced.device
+    if clean is not None and clean["stats"] is not None:
+        stats = {k: v[rows].to(device) for k, v in clean["stats"].items()}
+        return spliced_ce_and_kl_from_stats(spliced, stats, W_U_T, model.b_U, targets)
+    hidden_clean = (clean["hidden"][rows].to(device) if clean is not None
+                    else final_hidden(model, batch)[:, :-1].flatten(0, 1))
+    return spliced_ce_and_kl(hidden_clean, spliced, W_U_T, model.b_U, targets, softcap=softcap)
+
+
+@torch.no_grad()
+def zero_ablation_ce(model, eval_tokens: np.ndarray, clean: dict | None, layer: int, site: str,
+                     zero_bos: bool = False, batch_size: int = 8, progress: bool = True) -> torch.Tensor:
+    """Per-token CE [N] with the site zero-ablated at every position but BOS (``zero_bos``: at BOS
+    too, as sae-lens' ``ce_loss_score`` does), sequences in order."""
+    hooks = [(hook_name(layer, site), zero_all_hook if zero_bos else zero_ablation_hook)]
+    W_U_T = model.W_U.T.contiguous()
+    parts = []
+    for batch, spliced, targets, rows in _spliced_batches(
+            model, eval_tokens, layer, hooks, batch_size, clean,
+            f"zero-ablate {hook_name(layer, site)}{' (BOS too)' if zero_bos else ''}", progress):
+        parts.append(_ce_and_kl(model, batch, spliced, targets, rows, clean, W_U_T, _softcap(model))[0])
+    return torch.cat(parts)
+
+
+def zero_all_hook(act: torch.Tensor, hook) -> torch.Tensor:
+    """Replace the site with zeros at every position, BOS included (sae-lens' convention)."""
+    return torch.zeros_like(act)
+
+
+@torch.no_grad()
+def evaluate_sae(model, sae, layer: int, site: str, scale: float, eval_tokens: np.ndarray,
+                 reference: dict, batch_size: int = 8, progress: bool = True,
+                 clean: dict | None = None, per_token: bool = False):
+    """All metrics of ``sae`` at (layer, site); ``reference`` holds ce_clean and ce_zero.
+
+    ``clean`` (from :func:`clean_reference` on the same tokens) saves the clean forward, the
+    layers below ``layer`` and, without soft-capping, one of the two unembeds. Without it, the
+    clean pass is recomputed per batch; both paths agree to float rounding (tested).
+
+    With ``per_token``, returns ``(metrics, per_token)`` where ``per_token`` holds the per-token
+    ``ce_sae``, ``kl``, ``l0``, ``sq_hat`` (‖x̂‖²) and ``dot`` (x·x̂) [N] and the per-sequence
+    ``sum_x``, ``sum_x_hat`` [S, d_in] (sequences in order), from which :func:`paired_metrics`
+    computes paired, sequence-aware standard errors.
+    """
+    device = next(model.parameters()).device
+    d_in = int(sae.cfg.d_in)
+    recon = ReconstructionStats(d_in=d_in, n_latents=int(sae.cfg.d_sae), device=device)
+    ce_parts, kl_parts = [], []
+    # per token: L0, ‖x̂‖², x·x̂; per sequence: Σx, Σx̂ (for the SEs of L0, γ and γ_c)
+    seq_parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("l0", "sq_hat", "dot", "sum_x", "sum_x_hat")}
+    softcap = _softcap(model)
+
+    def splice(act: torch.Tensor, hook) -> torch.Tensor:
+        body = act[:, 1:]
+        x = body.reshape(-1, d_in).float() * scale
+        codes = sae.encode(x)
+        x_hat = sae.decode(codes)
+        recon.update(x, x_hat, codes)
+        if per_token:
+            x64, h64 = x.double(), x_hat.double()
+            seq_parts["l0"].append((codes != 0).sum(dim=1).cpu())
+            seq_parts["sq_hat"].append((h64 * h64).sum(dim=1).cpu())
+            seq_parts["dot"].append((x64 * h64).sum(dim=1).cpu())
+            seq_parts["sum_x"].append(x64.reshape(body.shape[0], -1, d_in).sum(dim=1).cpu())
+            seq_parts["sum_x_hat"].append(h64.reshape(body.shape[0], -1, d_in).sum(dim=1).cpu())
+        out = act.clone()
+        out[:, 1:] = (x_hat / scale).reshape(body.shape).to(act.dtype)
+        return out
+
+    if hasattr(sae, "turn_off_forward_pass_hook_z_reshaping"):
+        # sae-lens flattens [.., n_heads, d_head] itself for hook_z SAEs; we pass [N, d_in].
+        sae.turn_off_forward_pass_hook_z_reshaping()
+    W_U_T = model.W_U.T.contiguous()
+    name = hook_name(layer, site)
+    for batch, spliced, targets, rows in _spliced_batches(model, eval_tokens, layer, [(name, splice)],
+                                                          batch_size, clean, f"evaluate {name}", progress):
+        ce_sae, kl = _ce_and_kl(model, batch, spliced, targets, rows, clean, W_U_T, softcap)
         ce_parts.append(ce_sae)
         kl_parts.append(kl)
+    ce_all, kl_all = torch.cat(ce_parts), torch.cat(kl_parts)
     out = recon.compute()
-    out["ce_sae"], out["ce_sae_se"] = mean_and_se(torch.cat(ce_parts))
-    out["kl"], out["kl_se"] = mean_and_se(torch.cat(kl_parts))
-    out["n_eval_tokens"] = int(torch.cat(ce_parts).numel())
+    out["ce_sae"], out["ce_sae_se"] = mean_and_se(ce_all)
+    out["kl"], out["kl_se"] = mean_and_se(kl_all)
+    out["n_eval_tokens"] = int(ce_all.numel())
     out["ce_clean"] = float(reference["ce_clean"])
     out["ce_zero"] = float(reference["ce_zero"])
     out["loss_recovered"] = loss_recovered(out["ce_clean"], out["ce_sae"], out["ce_zero"])
     out["delta_lm_loss"] = delta_lm_loss(out["ce_clean"], out["ce_sae"])
+    if per_token:
+        return out, {"ce_sae": ce_all.cpu(), "kl": kl_all.cpu(),
+                     **{k: torch.cat(v) for k, v in seq_parts.items()}}
     return out
+
+
+def paired_metrics(per_token: dict, clean: dict, layer: int, site: str, n_pred: int) -> dict[str, float]:
+    """CE-based metrics with paired, sequence-aware SEs (:func:`saerepro.metrics.paired_loss_stats`).
+
+    ``per_token`` from :func:`evaluate_sae`; ``clean`` from :func:`clean_reference` with the
+    per-token zero-ablation CEs that :func:`saerepro.pipeline.reference_ce` adds (``zero_ce``: BOS
+    kept, ``zero_bos_ce``: BOS zeroed too). ``n_pred`` = predicted tokens per sequence. Returns
+    loss_recovered, delta_lm_loss, kl, ce_sae with ``_se`` each, loss_recovered_bos_zeroed (+ SE),
+    ce_zero_bos_zeroed, the L0's sequence-aware SE ``l0_se`` and ``n_eval_sequences``.
+    """
+    key = hook_key(layer, site)
+    for name in ("zero_ce", "zero_bos_ce"):
+        if key not in clean.get(name, {}):
+            raise KeyError(f"the clean reference has no per-token {name} for {key}; rerun reference_ce")
+
+    def seqs(v: torch.Tensor) -> torch.Tensor:
+        return v.reshape(-1, n_pred)
+
+    c = seqs(clean["ce"])
+    s = seqs(per_token["ce_sae"])
+    out = paired_loss_stats(c, s, seqs(clean["zero_ce"][key]), kl=seqs(per_token["kl"]))
+    bos = paired_loss_stats(c, s, seqs(clean["zero_bos_ce"][key]))
+    out["loss_recovered_bos_zeroed"] = bos["loss_recovered"]
+    out["loss_recovered_bos_zeroed_se"] = bos["loss_recovered_se"]
+    out["ce_zero_bos_zeroed"] = float(clean["zero_bos_ce"][key].double().mean())
+    out["l0_se"] = sequence_mean_and_se(seqs(per_token["l0"]))[1]
+    out["gamma_se"], out["gamma_c_se"] = _gamma_ses(per_token, n_pred)
+    out["n_eval_sequences"] = int(c.shape[0])
+    return out
+
+
+def _gamma_ses(per_token: dict, n_pred: int) -> tuple[float, float]:
+    """Sequence-aware SEs of γ = Σ‖x̂‖² / Σ x·x̂ and of γ_c (:mod:`saerepro.metrics`).
+
+    Both are ratios of sums over tokens, so each gets :func:`~saerepro.metrics.cluster_ratio` over
+    per-sequence sums. For γ_c the sums are of ‖x̂ − μ̂‖² and (x − μ)·(x̂ − μ̂) with the eval means
+    μ, μ̂ held fixed (their own sampling error is second order).
+    """
+    sq_hat = per_token["sq_hat"].double().reshape(-1, n_pred)
+    dot = per_token["dot"].double().reshape(-1, n_pred)
+    sx, sh = per_token["sum_x"].double(), per_token["sum_x_hat"].double()
+    n = sq_hat.numel()
+    mu, mu_hat = sx.sum(dim=0) / n, sh.sum(dim=0) / n
+    num_c = sq_hat.sum(dim=1) - 2 * (sh @ mu_hat) + n_pred * (mu_hat @ mu_hat)
+    den_c = dot.sum(dim=1) - sh @ mu - sx @ mu_hat + n_pred * (mu @ mu_hat)
+    return cluster_ratio(sq_hat.sum(dim=1), dot.sum(dim=1))[1], cluster_ratio(num_c, den_c)[1]

@@ -59,6 +59,10 @@ __all__ = [
     "centred_relative_reconstruction_bias",
     "nmse",
     "mean_and_se",
+    "cluster_ratio",
+    "sequence_mean_and_se",
+    "paired_loss_stats",
+    "bootstrap_sequences",
     "kl_divergence_from_logits",
     "softcap_logits",
     "chunked_cross_entropy",
@@ -196,6 +200,86 @@ def mean_and_se(values: ArrayLike) -> tuple[float, float]:
     mean = float(v.mean())
     se = float(v.std(correction=1) / math.sqrt(n)) if n > 1 else float("nan")
     return mean, se
+
+
+# --------------------------------------------------------------------------- sequence-aware statistics
+
+
+def cluster_ratio(num: ArrayLike, den: ArrayLike) -> tuple[float, float]:
+    """R = Σ_j num_j / Σ_j den_j and its cluster-robust (delta-method) standard error.
+
+    ``num``, ``den`` [S] are per-cluster totals (here: per eval sequence). The SE treats the S
+    clusters as the independent units, so correlation between the tokens of one sequence is
+    accounted for: SE = √(S/(S−1) · Σ_j (num_j − R·den_j)²) / |Σ_j den_j|. A mean over tokens is
+    the special case den_j = number of tokens of sequence j. NaN SE for a single cluster.
+    """
+    a, b = as_float64(num).reshape(-1), as_float64(den).reshape(-1)
+    if a.shape != b.shape or a.numel() == 0:
+        raise ValueError(f"num and den must be non-empty and of one shape, got {tuple(a.shape)}, {tuple(b.shape)}")
+    total = float(b.sum())
+    if total == 0.0:
+        raise ValueError("cluster_ratio: the denominators sum to 0")
+    r = float(a.sum()) / total
+    s = a.numel()
+    if s < 2:
+        return r, float("nan")
+    resid = a - r * b
+    return r, math.sqrt(s / (s - 1) * float((resid * resid).sum())) / abs(total)
+
+
+def _per_sequence(values: ArrayLike, name: str) -> torch.Tensor:
+    v = as_float64(values)
+    if v.ndim != 2 or v.shape[0] == 0 or v.shape[1] == 0:
+        raise ValueError(f"{name} must be per-token values [n_sequences, tokens], got shape {tuple(v.shape)}")
+    return v
+
+
+def sequence_mean_and_se(values: ArrayLike) -> tuple[float, float]:
+    """Mean of per-token ``values`` [S, T] and its SE with the S sequences as independent units."""
+    v = _per_sequence(values, "values")
+    return cluster_ratio(v.sum(dim=1), torch.full((v.shape[0],), float(v.shape[1]), dtype=torch.float64))
+
+
+def paired_loss_stats(ce_clean: ArrayLike, ce_sae: ArrayLike, ce_zero: ArrayLike,
+                      kl: ArrayLike | None = None) -> dict[str, float]:
+    """CE-based metrics of one SAE with paired, sequence-aware standard errors.
+
+    All inputs are per-token values [S, T] on the same S eval sequences of T predicted tokens,
+    in the same order (``ce_zero``: the zero-ablation CE of the SAE's hook point). Pairing: every
+    SE is computed from per-sequence differences, so the sampling noise shared by the SAE, the
+    clean and the zero-ablated model (which sequences happen to be hard) cancels. Sequences, not
+    tokens, are the independent units (:func:`cluster_ratio`).
+
+    Returns ce_sae, ce_sae_se, delta_lm_loss, delta_lm_loss_se (per-token CE_sae − CE_clean),
+    loss_recovered, loss_recovered_se (the ratio Σ(CE_zero − CE_sae) / Σ(CE_zero − CE_clean)),
+    and, with ``kl``, kl, kl_se.
+    """
+    c, s, z = (_per_sequence(v, n) for v, n in ((ce_clean, "ce_clean"), (ce_sae, "ce_sae"), (ce_zero, "ce_zero")))
+    if not (c.shape == s.shape == z.shape):
+        raise ValueError(f"per-token loss shapes differ: {tuple(c.shape)}, {tuple(s.shape)}, {tuple(z.shape)}")
+    out: dict[str, float] = {}
+    out["ce_sae"], out["ce_sae_se"] = sequence_mean_and_se(s)
+    out["delta_lm_loss"], out["delta_lm_loss_se"] = sequence_mean_and_se(s - c)
+    denom = float((z - c).sum())
+    if denom == 0.0 or not math.isfinite(denom):
+        raise ValueError(f"loss recovered undefined: Σ(CE_zero − CE_clean) = {denom}")
+    out["loss_recovered"], out["loss_recovered_se"] = cluster_ratio((z - s).sum(dim=1), (z - c).sum(dim=1))
+    if kl is not None:
+        k = _per_sequence(kl, "kl")
+        if k.shape != c.shape:
+            raise ValueError(f"kl has shape {tuple(k.shape)}, losses {tuple(c.shape)}")
+        out["kl"], out["kl_se"] = sequence_mean_and_se(k)
+    return out
+
+
+def bootstrap_sequences(n_sequences: int, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
+    """Indices [n_boot, n_sequences] of sequences drawn with replacement (seeded).
+
+    Use the same draws for every SAE of a comparison so that the bootstrap stays paired.
+    """
+    if n_sequences < 1 or n_boot < 1:
+        raise ValueError(f"need n_sequences >= 1 and n_boot >= 1, got {n_sequences}, {n_boot}")
+    return np.random.default_rng(seed).integers(0, n_sequences, size=(n_boot, n_sequences))
 
 
 # --------------------------------------------------------------------------- logits

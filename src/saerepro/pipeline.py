@@ -16,7 +16,7 @@ import numpy as np
 from . import paths
 from .config import Config
 from .io import atomic_write_json, sha256_file
-from .provenance import PROVENANCE_COLUMNS
+from .provenance import MACHINE_COLUMNS, PROVENANCE_COLUMNS
 
 log = logging.getLogger("saerepro")
 
@@ -114,36 +114,53 @@ def reference_ce(cfg: Config, corpus: str | Path, out_paths: dict[tuple[int, str
                  clean_path: str | Path | None = None) -> dict:
     """Clean and zero-ablation CE on the fixed eval tokens, one JSON per hook point.
 
-    With ``clean_path``, the clean pass is also saved there (:func:`saerepro.evaluate.clean_reference`)
-    for every SAE evaluation to reuse.
+    The clean pass (:func:`saerepro.evaluate.clean_reference`) keeps each evaluated layer's block
+    input, so each zero-ablation pass starts at its layer. Two zero-ablation conventions per hook
+    point: ``ce_zero`` zeroes every position but BOS (ours: the SAEs never see BOS), and
+    ``ce_zero_bos_zeroed`` zeroes BOS too (sae-lens' ``ce_loss_score``). Per-token CEs are saved
+    with the clean pass at ``clean_path`` so that every SAE's metrics get paired SEs.
     """
     import torch
 
-    from .evaluate import clean_reference
+    from .evaluate import clean_reference, hook_key, zero_ablation_ce
     from .io import atomic_path
     from .lm import eval_token_subset
-    from .lm import reference_ce as _reference
+    from .metrics import sequence_mean_and_se
     from .models import load_model
 
     model = load_model(cfg.spec, cfg.resources_dir, resolve_device(cfg.device))
     eval_tokens = eval_token_subset(np.load(Path(corpus) / "eval.npy"), cfg.reference.eval_tokens)
+    n_pred = eval_tokens.shape[1] - 1
+    batch_size = cfg.reference.batch_size
     start = time.time()
     clean = clean_reference(model, eval_tokens, sorted({layer for layer, _ in out_paths}),
-                            batch_size=cfg.reference.batch_size)
-    result = _reference(model, eval_tokens, list(out_paths), batch_size=cfg.reference.batch_size,
-                        clean_ce=clean["ce"])
+                            batch_size=batch_size)
+    clean["zero_ce"], clean["zero_bos_ce"] = {}, {}
+    for layer, site in out_paths:
+        for name, zero_bos in (("zero_ce", False), ("zero_bos_ce", True)):
+            clean[name][hook_key(layer, site)] = zero_ablation_ce(
+                model, eval_tokens, clean, layer, site, zero_bos=zero_bos, batch_size=batch_size).cpu()
     seconds = time.time() - start
+    clean["eval_tokens_sha256"] = _array_sha256(eval_tokens)
     if clean_path is not None:
-        clean["eval_tokens_sha256"] = _array_sha256(eval_tokens)
         with atomic_path(clean_path) as tmp:
             torch.save(_to_cpu(clean), tmp)
+    ce_clean, ce_clean_se = sequence_mean_and_se(clean["ce"].reshape(-1, n_pred))
+    result = {"ce_clean": ce_clean, "ce_clean_se": ce_clean_se, "n_tokens": int(clean["ce"].numel()),
+              "zero": {}}
     for (layer, site), path in out_paths.items():
+        key = hook_key(layer, site)
+        ce_zero, ce_zero_se = sequence_mean_and_se(clean["zero_ce"][key].reshape(-1, n_pred))
+        ce_bos, ce_bos_se = sequence_mean_and_se(clean["zero_bos_ce"][key].reshape(-1, n_pred))
+        zero = {"ce_zero": ce_zero, "ce_zero_se": ce_zero_se,
+                "ce_zero_bos_zeroed": ce_bos, "ce_zero_bos_zeroed_se": ce_bos_se}
+        result["zero"][(layer, site)] = zero
         atomic_write_json(path, {
             "model": cfg.model, "layer": layer, "site": site,
-            "ce_clean": result["ce_clean"], "ce_clean_se": result["ce_clean_se"],
-            **result["zero"][(layer, site)],
+            "ce_clean": ce_clean, "ce_clean_se": ce_clean_se, **zero,
+            "se_units": "eval sequences (cluster-robust)",
             "n_tokens": result["n_tokens"], "n_sequences": int(len(eval_tokens)),
-            "eval_tokens_sha256": _array_sha256(eval_tokens),
+            "eval_tokens_sha256": clean["eval_tokens_sha256"],
             "seconds_all_hook_points": round(seconds, 1),
         })
     return result
@@ -245,7 +262,7 @@ def evaluate_run(cfg: Config, run, run_dir: str | Path, reference: str | Path,
                  cache_dir: str | Path, corpus: str | Path, out_path: str | Path,
                  clean_path: str | Path | None = None) -> dict:
     """The paper's metrics for one trained SAE, written as one JSON row of the results table."""
-    from .evaluate import evaluate_sae
+    from .evaluate import evaluate_sae, paired_metrics
     from .lm import eval_token_subset
     from .models import load_model
     from .sae import load_sae
@@ -255,13 +272,18 @@ def evaluate_run(cfg: Config, run, run_dir: str | Path, reference: str | Path,
     eval_tokens = eval_token_subset(np.load(Path(corpus) / "eval.npy"), cfg.reference.eval_tokens)
     if _array_sha256(eval_tokens) != ref["eval_tokens_sha256"]:
         raise RuntimeError(f"{reference} was computed on other eval tokens; rerun reference_ce")
-    clean = None if clean_path is None else load_clean_reference(clean_path, eval_tokens)
+    if clean_path is None:
+        raise ValueError("evaluate_run needs the clean reference (reference_ce's clean_reference.pt): "
+                         "its per-token CEs pair every SAE's standard errors")
+    clean = load_clean_reference(clean_path, eval_tokens)
     scale = activation_scale(cache_dir)  # the cache's, or (on_the_fly) the run's train_info.json
     sae = load_sae(str(run_dir), device=device)
     model = load_model(cfg.spec, cfg.resources_dir, device)
     start = time.time()
-    metrics = evaluate_sae(model, sae, run.layer, run.site, scale, eval_tokens, ref,
-                           batch_size=cfg.reference.batch_size, clean=clean)
+    metrics, per_token = evaluate_sae(model, sae, run.layer, run.site, scale, eval_tokens, ref,
+                                      batch_size=cfg.reference.batch_size, clean=clean, per_token=True)
+    # paired, sequence-aware SEs replace the per-token ones (same means, to float rounding)
+    metrics.update(paired_metrics(per_token, clean, run.layer, run.site, eval_tokens.shape[1] - 1))
     info = json.loads((Path(run_dir) / "train_info.json").read_text())
     prov = json.loads((Path(run_dir) / PROVENANCE_FILE).read_text())
     row = {
@@ -269,11 +291,14 @@ def evaluate_run(cfg: Config, run, run_dir: str | Path, reference: str | Path,
         "architecture": run.architecture, "coefficient": run.coefficient, "seed": run.seed,
         "width": int(sae.cfg.d_sae),
         "tokens_trained": int(info["tokens_trained"]),
+        "epochs": float(info["epochs"]),
         "lr": float(info["lr"]),
         "train_seconds": float(info["seconds"]),
         "eval_seconds": round(time.time() - start, 1),
         **metrics,
         **{c: prov[c] for c in PROVENANCE_COLUMNS},
+        # extra columns; a provenance.json written before they were recorded has none
+        **{c: str(prov.get(c, "unknown")) for c in MACHINE_COLUMNS},
     }
     atomic_write_json(out_path, row)
     return row

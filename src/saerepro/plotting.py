@@ -231,11 +231,22 @@ def _legend(fig: plt.Figure, archs: Sequence[str], present: set[str], extra: Seq
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4), frameon=False)
 
 
+def _error_bars(ax, pts: pd.DataFrame, x: str, y: str, color: str, gid: str, alpha: float = 0.6) -> None:
+    """±1 SE bars from the table's ``<x>_se`` / ``<y>_se`` columns, where it has them."""
+    xerr = pts[f"{x}_se"].to_numpy(dtype=float) if f"{x}_se" in pts else None
+    yerr = pts[f"{y}_se"].to_numpy(dtype=float) if f"{y}_se" in pts else None
+    if xerr is None and yerr is None:
+        return
+    ax.errorbar(pts[x].to_numpy(dtype=float), pts[y].to_numpy(dtype=float), xerr=xerr, yerr=yerr,
+                fmt="none", ecolor=color, elinewidth=1.0, capsize=2, alpha=alpha, gid=gid)
+
+
 def _draw_points_and_frontier(ax, pts: pd.DataFrame, arch: str, y: str, maximize_y: bool) -> None:
-    """Faint markers for every SAE, the (L0, y) Pareto frontier joined by a line on top."""
+    """Markers for every SAE with ±1 SE bars, the (L0, y) Pareto frontier joined by a line on top."""
     st = arch_style(arch)
     ax.scatter(pts["l0"], pts[y], color=st.color, marker=st.marker, s=16, alpha=0.3, linewidths=0,
                gid=f"points:{arch}")
+    _error_bars(ax, pts, "l0", y, st.color, gid=f"errors:{arch}")
     fr = pareto_frontier(pts, "l0", y, minimize_x=True, maximize_y=maximize_y)
     ax.plot(fr["l0"].to_numpy(dtype=float), fr[y].to_numpy(dtype=float), color=st.color, marker=st.marker,
             markersize=5, linestyle=st.linestyle, linewidth=1.6, label=st.label, gid=f"frontier:{arch}")
@@ -421,6 +432,7 @@ def plot_shrinkage(
                 ax.plot(pts["l0"].to_numpy(dtype=float), pts[metric].to_numpy(dtype=float), color=st.color,
                         marker=st.marker, markersize=5, linestyle=st.linestyle, linewidth=1.4, label=st.label,
                         gid=f"{metric}:{arch}")
+                _error_bars(ax, pts, "l0", metric, st.color, gid=f"errors:{metric}:{arch}")
             ax.axhline(1.0, color="0.15", linestyle="--", linewidth=1.3, gid="gamma_one", zorder=1.5)
             _missing_note(ax, architectures, ds, d)
             _log_axis(ax, "x", ds["l0"])
@@ -500,6 +512,8 @@ def plot_half_l0(
     (``gid="ratio:<model>:<layer>"``, viridis by layer). Reference lines: ratio 1 (parity,
     dotted, ``gid="ratio_one"``) and 2 ("half the L0", dashed, ``gid="ratio_two"``). Undefined
     ratios (level outside a frontier) leave gaps; a panel without any defined ratio says so.
+    Optional columns ci_low, ci_high (:func:`saerepro.tables.half_l0_ratio_ci`) are drawn as a
+    shaded 95% band (``gid="ratio_ci:<model>:<layer>"``).
     Needs columns model, layer, site, level, ratio.
     """
     fig_name = "half_l0_ratios"
@@ -530,9 +544,15 @@ def plot_half_l0(
                 used_layers.add(int(layer))
                 ax.plot(g["level"].to_numpy(dtype=float), g["ratio"].to_numpy(dtype=float), marker="o",
                         markersize=5, color=colors[int(layer)], linewidth=1.4, gid=f"ratio:{model}:{int(layer)}")
+                if {"ci_low", "ci_high"} <= set(g.columns) and np.isfinite(g["ci_low"].to_numpy(dtype=float)).any():
+                    ax.fill_between(g["level"].to_numpy(dtype=float), g["ci_low"].to_numpy(dtype=float),
+                                    g["ci_high"].to_numpy(dtype=float), color=colors[int(layer)], alpha=0.18,
+                                    linewidth=0, gid=f"ratio_ci:{model}:{int(layer)}")
             ax.axhline(1.0, color="0.15", linestyle=":", linewidth=1.3, gid="ratio_one", zorder=1.5)
             ax.axhline(2.0, color="0.15", linestyle="--", linewidth=1.3, gid="ratio_two", zorder=1.5)
             top = np.nanmax(ds["ratio"].to_numpy(dtype=float))
+            if "ci_high" in ds and np.isfinite(ds["ci_high"].to_numpy(dtype=float)).any():
+                top = max(top, min(np.nanmax(ds["ci_high"].to_numpy(dtype=float)), 3 * top))
             ax.set_ylim(0, max(2.5, top * 1.1))
             ax.set_xticks(all_levels, [f"{v:g}" for v in all_levels])
             ax.set_xlim(all_levels[0] - pad, all_levels[-1] + pad)
@@ -550,6 +570,66 @@ def plot_half_l0(
                 Line2D([], [], color="0.15", linestyle="--", linewidth=1.3, label="half the L0 (ratio 2)")]
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5), frameon=False)
     fig.suptitle("L0 baseline needs ÷ L0 gated needs, at equal loss recovered")
+    save_figure(fig, stem)
+    return fig
+
+
+@_styled
+def plot_learning_curve(table: pd.DataFrame, stem: str | Path, *, sites: Sequence[str] | None = None) -> plt.Figure:
+    """Loss recovered (±1 SE, top row) and L0 (bottom row) vs training tokens, one column per site.
+
+    ``table`` is :func:`saerepro.learning_curve.run_learning_curve`'s (one row per SAE and budget).
+    One line per (architecture, coefficient) (``gid="curve:<metric>:<arch>:<coefficient>"``). Each
+    top panel states, per architecture, the change of loss recovered over the last budget step
+    and whether it is within 2 SE of zero ("flat").
+    Needs columns site, architecture, coefficient, budget_tokens, loss_recovered, loss_recovered_se, l0.
+    """
+    from .learning_curve import flattening
+
+    fig_name = "learning_curve"
+    _require(table, ["site", "architecture", "coefficient", "budget_tokens", "loss_recovered",
+                     "loss_recovered_se", "l0"], fig_name)
+    site_list = _site_list(table, sites)
+    fig, axes = plt.subplots(2, len(site_list), figsize=(3.8 * len(site_list), 6.0), squeeze=False,
+                             layout="constrained")
+    flat = flattening(table)
+    present: set[str] = set()
+    archs = [a for a in ARCHITECTURES if a in set(table["architecture"])]
+    for j, site in enumerate(site_list):
+        ds = table[table["site"] == site]
+        axes[0, j].set_title(SITE_LABELS.get(site, site))
+        if ds.empty:
+            _no_data(axes[0, j])
+            _no_data(axes[1, j])
+            continue
+        notes = []
+        for (arch, coef), g in ds.groupby(["architecture", "coefficient"], sort=True):
+            g = g.sort_values("budget_tokens")
+            st = arch_style(arch)
+            present.add(arch)
+            x = g["budget_tokens"].to_numpy(dtype=float)
+            for i, metric in enumerate(("loss_recovered", "l0")):
+                ax = axes[i, j]
+                ax.plot(x, g[metric].to_numpy(dtype=float), color=st.color, marker=st.marker, markersize=5,
+                        linestyle=st.linestyle, linewidth=1.4, gid=f"curve:{metric}:{arch}:{coef:g}")
+                _error_bars(ax, g, "budget_tokens", metric, st.color, gid=f"errors:{metric}:{arch}:{coef:g}")
+            f = flat[(flat["site"] == site) & (flat["architecture"] == arch)]
+            if not f.empty:
+                r = f.iloc[0]
+                notes.append(f"{st.label} λ={coef:g}: {r['change']:+.3f} ± {r['change_se']:.3f}"
+                             f"{' (flat)' if r['flat'] else ''}")
+        axes[0, j].text(0.98, 0.03, "last step:\n" + "\n".join(notes), transform=axes[0, j].transAxes,
+                        fontsize=7, ha="right", va="bottom", color="0.25", gid="flattening")
+        for i in range(2):
+            axes[i, j].set_xscale("log")
+            axes[i, j].set_xlabel("Training tokens per SAE (log scale)")
+        axes[1, j].set_yscale("log")
+    axes[0, 0].set_ylabel(_LABELS["loss_recovered"] + " (±1 SE)")
+    axes[1, 0].set_ylabel(_LABELS["l0"])
+    model = str(table["model"].iloc[0]) if "model" in table and len(table) else ""
+    layer = f", layer {int(table['layer'].iloc[0])}" if "layer" in table and table["layer"].nunique() == 1 else ""
+    fig.suptitle(f"Learning curves — {model}{layer}")
+    _legend(fig, archs, present)
     save_figure(fig, stem)
     return fig
 
@@ -603,6 +683,11 @@ def make_all_figures(
                 continue
             kwargs = {"model": model} if name == "fig12_pareto_grid" else {"model": model, "layer": layer}
             _done(func(agg, base / name, **kwargs), base / name)
+    from .tables import half_l0_ratio_ci
+
     stem = out_dir / "half_l0_ratios"
-    _done(plot_half_l0(half_l0(agg, DEFAULT_LEVELS if levels is None else levels), stem), stem)
+    lv = DEFAULT_LEVELS if levels is None else levels
+    ci = half_l0_ratio_ci(agg, lv)
+    half = half_l0(agg, lv).assign(ci_low=ci[:, 0], ci_high=ci[:, 1])
+    _done(plot_half_l0(half, stem), stem)
     return paths

@@ -30,6 +30,7 @@ __all__ = [
     "KEY_COLUMNS",
     "RUN_COLUMNS",
     "METRIC_COLUMNS",
+    "SE_COLUMNS",
     "PROVENANCE_COLUMNS",
     "TIMING_COLUMNS",
     "ALL_COLUMNS",
@@ -45,6 +46,7 @@ __all__ = [
     "table_to_latex",
     "write_model_tables",
     "half_l0_table",
+    "half_l0_ratio_ci",
     "write_half_l0_table",
     "slug",
     "synthetic_metrics_table",
@@ -53,8 +55,9 @@ __all__ = [
 #: One row per SAE is identified by these columns.
 KEY_COLUMNS: tuple[str, ...] = ("model", "layer", "site", "architecture", "coefficient", "seed")
 
-#: Training descriptors carried by every row (width = number of latents; lr = learning rate).
-RUN_COLUMNS: tuple[str, ...] = ("width", "tokens_trained", "lr")
+#: Training descriptors carried by every row (width = number of latents; epochs = passes over the
+#: activation cache; lr = learning rate).
+RUN_COLUMNS: tuple[str, ...] = ("width", "tokens_trained", "epochs", "lr")
 
 #: Wall-clock seconds per SAE: written to timings.csv (same keys), not metrics.csv.
 TIMING_COLUMNS: tuple[str, ...] = ("train_seconds", "eval_seconds")
@@ -73,10 +76,26 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "alive_frac",
     "nmse",
     "kl",
+    "loss_recovered_bos_zeroed",
+    "ce_zero_bos_zeroed",
+)
+
+#: Standard errors of the metrics, paired (per-sequence differences against the clean and
+#: zero-ablated model on the same tokens) and sequence-aware (the eval sequences are the independent
+#: units): :func:`saerepro.metrics.paired_loss_stats`. n_eval_sequences is their number.
+SE_COLUMNS: tuple[str, ...] = (
+    "l0_se",
+    "gamma_se",
+    "gamma_c_se",
+    "loss_recovered_se",
+    "delta_lm_loss_se",
+    "kl_se",
+    "loss_recovered_bos_zeroed_se",
+    "n_eval_sequences",
 )
 
 #: Every column metrics.csv must have, in this order.
-ALL_COLUMNS: tuple[str, ...] = KEY_COLUMNS + RUN_COLUMNS + METRIC_COLUMNS + PROVENANCE_COLUMNS
+ALL_COLUMNS: tuple[str, ...] = KEY_COLUMNS + RUN_COLUMNS + METRIC_COLUMNS + SE_COLUMNS + PROVENANCE_COLUMNS
 
 #: Known architectures, in the order tables and legends list them.
 ARCHITECTURES: tuple[str, ...] = (
@@ -127,7 +146,7 @@ def validate_metrics_table(df: pd.DataFrame) -> pd.DataFrame:
         bad = s.isna().to_numpy() | (s.astype(str).str.strip() == "").to_numpy()
         if bad.any():
             problems.append(f"column {c!r} is empty in {int(bad.sum())} row(s): {_describe_rows(df, bad)}")
-    numeric = ["layer", "coefficient", "seed", *RUN_COLUMNS, *METRIC_COLUMNS]
+    numeric = ["layer", "coefficient", "seed", *RUN_COLUMNS, *METRIC_COLUMNS, *SE_COLUMNS]
     for c in numeric:
         vals = pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float)
         non_num = pd.isna(vals) & ~df[c].isna().to_numpy()
@@ -182,8 +201,10 @@ def aggregate_seeds(df: pd.DataFrame) -> pd.DataFrame:
     """Mean over seeds of every run/metric column, per (model, layer, site, architecture, coefficient).
 
     Adds ``n_seeds`` and ``<column>_sem`` (standard error of the mean over seeds; NaN when there
-    is a single seed). The input is validated first. This seed-averaged table is what every figure
-    function in :mod:`saerepro.plotting` takes.
+    is a single seed), and carries the evaluation SEs (:data:`SE_COLUMNS`) as their root mean
+    square over seeds: the seeds are evaluated on the same sequences, so their evaluation errors
+    are correlated and do not average out. The input is validated first. This seed-averaged table
+    is what every figure function in :mod:`saerepro.plotting` takes.
     """
     df = validate_metrics_table(df)
     keys = [c for c in KEY_COLUMNS if c != "seed"]
@@ -191,8 +212,10 @@ def aggregate_seeds(df: pd.DataFrame) -> pd.DataFrame:
     g = df.groupby(keys, sort=True)
     mean = g[values].mean()
     sem = g[values].sem(ddof=1).add_suffix("_sem")
+    eval_se = [c for c in SE_COLUMNS if c.endswith("_se")]
+    rms = df[keys + eval_se].assign(**{c: df[c] ** 2 for c in eval_se}).groupby(keys, sort=True)[eval_se].mean() ** 0.5
     n = g.size().rename("n_seeds")
-    return pd.concat([mean, n, sem], axis=1).reset_index()
+    return pd.concat([mean, n, sem, rms], axis=1).reset_index()
 
 
 # --------------------------------------------------------------------------- paper tables
@@ -234,6 +257,8 @@ _FORMATS = {
     "L0 gated": "{:.1f}",
     "L0 baseline": "{:.1f}",
     "Ratio": "{:.2f}",
+    "Ratio CI low": "{:.2f}",
+    "Ratio CI high": "{:.2f}",
 }
 
 _LATEX_HEADERS = {
@@ -363,10 +388,13 @@ def half_l0_table(df: pd.DataFrame, levels: Sequence[float] = DEFAULT_LEVELS) ->
 
     Seeds are averaged first (:func:`aggregate_seeds`), then :func:`saerepro.pareto.half_l0` is
     applied per (model, layer, site). Columns: Model, Layer, Site, Level, L0 gated, L0 baseline,
-    Ratio (= L0 baseline / L0 gated; NaN where a level lies outside a frontier), Note.
+    Ratio (= L0 baseline / L0 gated; NaN where a level lies outside a frontier), Ratio CI low /
+    high (:func:`half_l0_ratio_ci`), Note.
     """
     agg = aggregate_seeds(df)
     res = half_l0(agg, levels)
+    ci = half_l0_ratio_ci(agg, levels)
+    res = res.assign(ci_low=ci[:, 0], ci_high=ci[:, 1])
     res = res.assign(_s=res["site"].map(_site_rank)).sort_values(["model", "layer", "_s", "site", "level"])
     out = pd.DataFrame(
         {
@@ -377,10 +405,44 @@ def half_l0_table(df: pd.DataFrame, levels: Sequence[float] = DEFAULT_LEVELS) ->
             "L0 gated": res["l0_gated"].to_numpy(),
             "L0 baseline": res["l0_baseline"].to_numpy(),
             "Ratio": res["ratio"].to_numpy(),
+            "Ratio CI low": res["ci_low"].to_numpy(),
+            "Ratio CI high": res["ci_high"].to_numpy(),
             "Note": res["note"].to_numpy(),
         }
     )
     return out.reset_index(drop=True)
+
+
+def half_l0_ratio_ci(agg: pd.DataFrame, levels: Sequence[float] = DEFAULT_LEVELS, n_boot: int = 300,
+                     seed: int = 0, coverage: float = 0.95) -> np.ndarray:
+    """Bootstrap interval [n_rows, 2] of each ratio of :func:`saerepro.pareto.half_l0` (same row order).
+
+    Parametric bootstrap: each SAE's loss recovered and L0 are redrawn from normals with the
+    table's paired, sequence-aware SEs (``loss_recovered_se``, ``l0_se``), independently across SAEs,
+    and the frontiers and ratios recomputed. The SAEs share their eval sequences, so their errors
+    are positively correlated and independent redraws overstate the noise of a comparison: the
+    interval is conservative. NaN where fewer than half the redraws give a defined ratio, or where
+    the table has no SE columns (e.g. a table from before they existed).
+    """
+    base = half_l0(agg, levels)
+    out = np.full((len(base), 2), np.nan)
+    if not {"loss_recovered_se", "l0_se"} <= set(agg.columns):
+        return out
+    rng = np.random.default_rng(seed)
+    draws = np.empty((n_boot, len(base)))
+    for b in range(n_boot):
+        noisy = agg.assign(
+            loss_recovered=agg["loss_recovered"] + rng.standard_normal(len(agg)) * agg["loss_recovered_se"],
+            l0=np.maximum(agg["l0"] + rng.standard_normal(len(agg)) * agg["l0_se"], 1e-6))
+        draws[b] = half_l0(noisy, levels)["ratio"].to_numpy(dtype=float)
+    ok = np.isfinite(draws).mean(axis=0) >= 0.5
+    if not ok.any():
+        return out
+    tail = 100 * (1 - coverage) / 2
+    with np.errstate(all="ignore"):
+        lo, hi = np.nanpercentile(np.where(np.isfinite(draws), draws, np.nan)[:, ok], [tail, 100 - tail], axis=0)
+    out[ok, 0], out[ok, 1] = lo, hi
+    return out
 
 
 def write_half_l0_table(df: pd.DataFrame, stem: str | Path, levels: Sequence[float] = DEFAULT_LEVELS) -> list[Path]:
@@ -455,13 +517,21 @@ def synthetic_metrics_table(
                                 {
                                     "model": model, "layer": int(layer), "site": site, "architecture": arch,
                                     "coefficient": float(lam), "seed": int(seed), "width": 8192,
-                                    "tokens_trained": 50_000_000, "lr": 3e-4 if arch != "topk" else 2e-4,
+                                    "tokens_trained": 50_000_000, "epochs": 1.0,
+                                    "lr": 3e-4 if arch != "topk" else 2e-4,
                                     "l0": float(l0), "loss_recovered": float(lr_),
                                     "delta_lm_loss": float(ce_sae - ce_clean), "ce_clean": float(ce_clean),
                                     "ce_sae": float(ce_sae), "ce_zero": float(ce_clean + gap),
                                     "gamma": float(gamma), "gamma_c": float(gamma_c),
                                     "alive_frac": float(np.clip(0.97 - 0.02 * np.log2(lam), 0, 1)),
                                     "nmse": float(fvu), "kl": float(0.9 * (ce_sae - ce_clean)),
+                                    "loss_recovered_bos_zeroed": float(lr_ - 0.05),
+                                    "ce_zero_bos_zeroed": float(ce_clean + 1.05 * gap),
+                                    "l0_se": float(0.02 * l0), "loss_recovered_se": 0.01,
+                                    "gamma_se": 0.002, "gamma_c_se": 0.004,
+                                    "delta_lm_loss_se": float(0.03 * (ce_sae - ce_clean)),
+                                    "kl_se": float(0.03 * (ce_sae - ce_clean)),
+                                    "loss_recovered_bos_zeroed_se": 0.01, "n_eval_sequences": 256,
                                     "config_hash": "0" * 16, "git_commit": "synthetic",
                                     "package_versions": "synthetic", "cache_sha256": "synthetic",
                                 }

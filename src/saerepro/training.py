@@ -15,7 +15,8 @@ What ``out_dir`` holds when a run completes (every file written to a temp file, 
                                         model_name, activation_scale, train_config
     loss_curve.csv                      step, tokens, lr, coefficient, loss, <each loss term>, l0,
                                         dead_fraction (every ``log_every_steps`` steps and the last)
-    train_info.json                     tokens_trained, steps, seconds, tokens_per_second, lr,
+    train_info.json                     tokens_trained, epochs (passes over the cache), steps,
+                                        seconds, tokens_per_second, lr,
                                         final_losses (mean of the last 10 curve rows), dead_fraction,
                                         resamples, train_config, ... (written last: the "done" marker)
 
@@ -672,6 +673,7 @@ class _Run:
             "d_sae": self.sae.cfg.d_sae,
             "steps": self.step,
             "tokens_trained": tokens,
+            "epochs": round(tokens / int(self.cache.array.shape[0]), 4),
             "seconds": self.elapsed,
             "lr": self.cfg.lr,
             "tokens_per_second": tokens / self.elapsed if self.elapsed > 0 else None,
