@@ -13,7 +13,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := Agg
 
-.PHONY: setup repro quick cached test test-fast dryrun report
+.PHONY: setup repro repro-long quick cached test test-fast dryrun report
 
 setup: $(STAMP)
 
@@ -27,6 +27,15 @@ $(STAMP): pyproject.toml
 
 repro: setup
 	$(BIN)/snakemake --cores all
+
+# The long reproduction (config/long.yaml): its own working directory, then its tables and figures
+# are copied to results/long/ and figures/long/ (committed, like the default run's).
+repro-long: setup
+	mkdir -p runs/long results/long figures/long
+	cd runs/long && ../../$(BIN)/snakemake --snakefile ../../Snakefile --cores all \
+		--configfile ../../config/long.yaml --config resources_dir=../../resources
+	rm -rf results/long/tables && cp -r runs/long/results/tables results/long/tables
+	cp runs/long/figures/* figures/long/
 
 # A first look (~10 min): its own working directory, so it never mixes with the default run's
 # results/ and figures/; model weights and corpus are shared through resources/.
@@ -42,7 +51,7 @@ dryrun: setup
 	$(BIN)/snakemake -n --cores all
 
 report: setup
-	$(BIN)/snakemake --report results/report.html
+	$(BIN)/snakemake --cores 1 --report results/report.html
 
 test: setup
 	$(BIN)/python -m pytest

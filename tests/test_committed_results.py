@@ -28,7 +28,7 @@ COMMITTED_RUNS = [
     pytest.param("results/tables/metrics.csv", "config/config.yaml", METRIC_MOVING_PATHS,
                  "run `make repro`, then commit results/tables and figures", id="default"),
     pytest.param("results/long/tables/metrics.csv", "config/long.yaml", METRIC_MOVING_CODE + ("config/long.yaml",),
-                 "rerun the long run with config/long.yaml, then commit results/long/tables and its figures",
+                 "run `make repro-long`, then commit results/long/tables and figures/long",
                  id="long"),
 ]
 

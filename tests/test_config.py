@@ -32,7 +32,12 @@ def test_every_shipped_config_is_valid():
     configs = sorted((REPO / "config").rglob("*.yaml"))
     assert configs, "no configs found"
     for path in configs:
-        cfg = load_config(path)
+        if "learning_curve" in yaml.safe_load(path.read_text()):  # an experiment section on top
+            from saerepro.learning_curve import read_config
+
+            cfg = read_config(path)[0]
+        else:
+            cfg = load_config(path)
         assert cfg.runs(), f"{path} defines no SAE"
 
 
@@ -116,9 +121,10 @@ BAD_CASES = [
      ["architectures.baseline.resample.every_steps", "minimum"]),
     ("resampling: not a mapping", "architectures.baseline.resample", True,
      ["architectures.baseline.resample", "object"]),
-    ("per-site coefficients at a site the architecture skips", "architectures.jumprelu.site_coefficients",
-     {"mlp": [1.0]}, ["architectures.jumprelu.site_coefficients.mlp", "resid"]),
-    ("per-site coefficients for topk", "architectures.topk.site_coefficients", {"resid": [1.0]},
+    ("per-site coefficients at a site the architecture skips", "architectures.jumprelu",
+     {"coefficients": [0.1], "sites": ["resid"], "site_coefficients": {"mlp": [1.0]}},
+     ["architectures.jumprelu.site_coefficients.mlp", "resid"]),
+    ("per-site coefficients for topk", "architectures.topk", {"k": [8], "site_coefficients": {"resid": [1.0]}},
      ["architectures.topk.site_coefficients", "'k'"]),
     ("per-site coefficient negative", "architectures.gated.site_coefficients", {"attn": [-1.0]},
      ["architectures.gated.site_coefficients.attn.0"]),
