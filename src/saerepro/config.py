@@ -166,7 +166,7 @@ class TrainDefaults:
     b_dec_init: str = "geometric_median"
     """Initial decoder bias: zeros, mean or geometric_median of a sample of the cache. With
     Adam's per-step moves of ~lr, a zero-initialised b_dec cannot reach a data mean with
-    coordinates of order 10 in a few hundred steps (see README, "What the default run shows")."""
+    coordinates of order 10 in a few hundred steps (see docs/results.md)."""
     autocast_bf16: bool = False
     """bf16 autocast for SAE matmuls."""
 

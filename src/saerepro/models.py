@@ -83,7 +83,7 @@ class ModelSpec:
     """Hub id or folder of the tokenizer when the weights folder holds none (TransformerLens-native
     checkpoints); None: the weights folder's own."""
     notes: str = field(default="", compare=False)
-    """Free text shown in the README's model table."""
+    """Free text shown in the model table of docs/models-and-corpora.md."""
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
