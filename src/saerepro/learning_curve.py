@@ -1,0 +1,165 @@
+"""Learning curves: the paper's metrics of one SAE per (hook point, architecture) at several budgets.
+
+Each SAE is trained once, to the largest budget; at every smaller budget training stops, the SAE
+is evaluated exactly as the DAG's ``evaluate`` rule does (same eval tokens, clean reference and
+paired, sequence-aware SEs), and training resumes from its checkpoint. With a constant LR after
+warm-up (``lr_decay_fraction`` 0) the SAE at budget B is the SAE a run of B tokens would end with,
+so one run gives the whole curve.
+
+Input: a config like the default (its caches and ``reference_ce`` outputs must exist: run
+``snakemake cached --configfile <config>`` first, or the default run) plus a ``learning_curve:``
+section, read here and not part of the validated config::
+
+    learning_curve:
+      budgets: [300000, 600000, 1048576, 2097152, 4194304]   # tokens per SAE
+      out_dir: results/learning_curve
+
+Output: ``<out_dir>/learning_curve.csv`` (one row per SAE and budget: the metrics.csv columns that
+apply, plus ``budget_tokens``) and ``figures/learning_curve.{png,pdf}`` (:func:`plot_learning_curve`).
+
+    .venv/bin/python -m saerepro.learning_curve config/experiments/learning_curve.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from . import paths
+from .config import Config, load_config
+
+log = logging.getLogger("saerepro")
+
+#: Architectures whose SAE can be rebuilt from a checkpoint without extra config fields.
+SUPPORTED = ("gated", "baseline", "gated_strict_aux", "gated_unfrozen_decoder", "gated_no_rmag", "gated_untied")
+
+
+def read_config(path: str | Path) -> tuple[Config, list[int], Path]:
+    """The validated config, the sorted budgets and the output folder of a learning-curve YAML."""
+    raw = yaml.safe_load(Path(path).read_text())
+    section = raw.pop("learning_curve", None)
+    if not section or "budgets" not in section:
+        raise ValueError(f"{path}: needs a 'learning_curve:' section with 'budgets' (tokens per SAE)")
+    budgets = sorted(int(b) for b in section["budgets"])
+    cfg = load_config(raw)
+    if budgets[0] < cfg.train.batch_size:
+        raise ValueError(f"{path}: learning_curve.budgets must be >= train.batch_size ({cfg.train.batch_size})")
+    bad = sorted({r.architecture for r in cfg.runs()} - set(SUPPORTED))
+    if bad:
+        raise ValueError(f"{path}: learning curves support {', '.join(SUPPORTED)}; not {', '.join(bad)}")
+    return cfg, budgets, Path(section.get("out_dir", "results/learning_curve"))
+
+
+def run_learning_curve(cfg: Config, budgets: list[int], out_dir: Path, progress: bool = True) -> pd.DataFrame:
+    """Train and evaluate every SAE of ``cfg`` at each budget; returns (and writes) the table."""
+    import dataclasses
+
+    import torch
+
+    from .activations import open_cache
+    from .evaluate import evaluate_sae, paired_metrics
+    from .lm import eval_token_subset
+    from .models import load_model
+    from .pipeline import _array_sha256, load_clean_reference, resolve_device, train_config
+    from .sae import make_sae
+    from .training import CHECKPOINT_FILE, train_sae
+
+    device = resolve_device(cfg.device)
+    corpus = Path(paths.corpus_dir(cfg))
+    eval_tokens = eval_token_subset(np.load(corpus / "eval.npy"), cfg.reference.eval_tokens)
+    clean_path = Path(paths.CLEAN_REFERENCE.format(model=cfg.model))
+    if not clean_path.exists():
+        raise FileNotFoundError(f"{clean_path} is missing: run the reference_ce stage of this config first "
+                                "(snakemake cached --configfile <config>)")
+    clean = load_clean_reference(clean_path, eval_tokens)
+    model = load_model(cfg.spec, cfg.resources_dir, device)
+    rows = []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for layer, site in cfg.hook_points():
+        ref_path = Path(paths.REFERENCE_CE.format(model=cfg.model, layer=layer, site=site))
+        ref = json.loads(ref_path.read_text())
+        if ref["eval_tokens_sha256"] != _array_sha256(eval_tokens):
+            raise RuntimeError(f"{ref_path} was computed on other eval tokens; rerun reference_ce")
+        cache = open_cache(paths.cache_dir(cfg, layer, site))
+        for run in [r for r in cfg.runs() if r.layer == layer and r.site == site]:
+            tcfg = dataclasses.replace(train_config(cfg, run, cache.d_in), total_tokens=budgets[-1],
+                                       lr_decay_fraction=0.0)
+            run_dir = out_dir / f"L{layer}" / site / run.architecture / f"c{run.coefficient:g}" / f"s{run.seed}"
+            for budget in budgets:
+                start = time.time()
+                info = train_sae(tcfg, cache, run_dir, progress=progress,
+                                 stop_at_step=budget // tcfg.batch_size, keep_checkpoint=True)
+                state = torch.load(run_dir / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
+                sae = make_sae(run.architecture, cache.d_in, tcfg.resolve_d_sae(cache.d_in), device=device)
+                sae.load_state_dict(state["model"])
+                metrics, per_token = evaluate_sae(model, sae, layer, site, cache.scale, eval_tokens, ref,
+                                                  batch_size=cfg.reference.batch_size, clean=clean,
+                                                  per_token=True, progress=progress)
+                metrics.update(paired_metrics(per_token, clean, layer, site, eval_tokens.shape[1] - 1))
+                steps = int(state["step"])
+                rows.append({"model": cfg.model, "layer": layer, "site": site, "architecture": run.architecture,
+                             "coefficient": run.coefficient, "seed": run.seed, "width": int(sae.cfg.d_sae),
+                             "budget_tokens": steps * tcfg.batch_size,
+                             "epochs": steps * tcfg.batch_size / int(cache.array.shape[0]),
+                             "lr": tcfg.lr, **{k: v for k, v in metrics.items() if not isinstance(v, dict)}})
+                log.info("%s L%s/%s %s c%g: %d tokens, L0 %.1f, loss recovered %.3f ± %.3f (%.0f s)",
+                         cfg.model, layer, site, run.architecture, run.coefficient, rows[-1]["budget_tokens"],
+                         metrics["l0"], metrics["loss_recovered"], metrics["loss_recovered_se"],
+                         time.time() - start)
+                del info
+            (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+    table = pd.DataFrame(rows)
+    table.to_csv(out_dir / "learning_curve.csv", index=False)
+    return table
+
+
+def flattening(table: pd.DataFrame, metric: str = "loss_recovered") -> pd.DataFrame:
+    """Per SAE, the change of ``metric`` over the last budget doubling-or-more and its SE.
+
+    Columns: site, architecture, from_tokens, to_tokens, change, change_se (√ of the summed squared
+    SEs: conservative, the two evaluations share their sequences), flat (|change| < 2·change_se).
+    """
+    out = []
+    for (site, arch), g in table.groupby(["site", "architecture"], sort=False):
+        g = g.sort_values("budget_tokens")
+        if len(g) < 2:
+            continue
+        a, b = g.iloc[-2], g.iloc[-1]
+        se = float(np.hypot(a[f"{metric}_se"], b[f"{metric}_se"]))
+        change = float(b[metric] - a[metric])
+        out.append({"site": site, "architecture": arch, "from_tokens": int(a["budget_tokens"]),
+                    "to_tokens": int(b["budget_tokens"]), "change": change, "change_se": se,
+                    "flat": abs(change) < 2 * se})
+    return pd.DataFrame(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", help="a config with a learning_curve: section")
+    parser.add_argument("--figures", default=paths.FIGURES, help="folder for learning_curve.{png,pdf}")
+    parser.add_argument("--plot-only", action="store_true", help="redraw the figure from the saved table")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg, budgets, out_dir = read_config(args.config)
+    if args.plot_only:
+        table = pd.read_csv(out_dir / "learning_curve.csv")
+    else:
+        import torch
+
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+        table = run_learning_curve(cfg, budgets, out_dir)
+    from .plotting import plot_learning_curve
+
+    plot_learning_curve(table, Path(args.figures) / "learning_curve")
+    print(flattening(table).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
