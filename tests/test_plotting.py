@@ -48,7 +48,8 @@ def test_backend_and_style_map():
     assert len({s.marker for s in P.ARCH_STYLES.values()}) == len(P.ARCH_STYLES)
     assert P.arch_style("mystery").label == "mystery"
     assert list(P.FIGURES) == ["fig1_pareto_headline", "fig12_pareto_grid", "fig6_shrinkage", "fig8_ablations",
-                               "fig9_rescale_shift", "delta_lm_loss_all", "half_l0_ratios"]
+                               "fig9_rescale_shift", "delta_lm_loss_all", "nmse_frontier", "dead_latents",
+                               "fig14_gamma_grid", "half_l0_ratios"]
 
 
 def test_fig01_frontier_lines_equal_the_frontier(agg, tmp_path):
@@ -144,7 +145,9 @@ def test_delta_lm_loss_all(agg, tmp_path):
     pts = agg[(agg.layer == 5) & (agg.site == "resid") & (agg.architecture == "topk")]
     fr = pareto_frontier(pts, "l0", "delta_lm_loss", maximize_y=False)
     np.testing.assert_allclose(lines["frontier:topk"].get_ydata(), fr["delta_lm_loss"])
-    assert "JumpReLU (no data)" in [t.get_text() for t in fig.legends[0].get_texts()]
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    # a figure over every architecture lists only those with data
+    assert "TopK" in " ".join(labels) and not any("JumpReLU" in t for t in labels)
 
 
 def test_half_l0_ratios(agg, tmp_path):
@@ -189,14 +192,14 @@ def test_missing_columns_and_ambiguous_model(agg, tmp_path):
 def test_make_all_figures(tmp_path):
     df = synthetic_metrics_table(layers=(4,), sites=("resid",), coefficients=(1, 4, 16), seeds=(0, 1))
     paths = P.make_all_figures(df, tmp_path, headline_layer=4)
-    assert len(paths) == 14 and all(p.exists() for p in paths)
+    assert len(paths) == 2 * len(P.FIGURES) and all(p.exists() for p in paths)
     assert {p.stem for p in paths} == set(P.FIGURES)
     assert (tmp_path / "fig6_shrinkage.png").exists() and (tmp_path / "half_l0_ratios.pdf").exists()
     assert not plt.get_fignums()
     two = synthetic_metrics_table(models=("a", "b/c"), layers=(4,), sites=("resid",), coefficients=(1, 4, 16))
     paths = P.make_all_figures(two, tmp_path / "two", headline_layer={"a": 4})
     assert (tmp_path / "two" / "b_c" / "fig1_pareto_headline.png").exists()
-    assert (tmp_path / "two" / "half_l0_ratios.png").exists() and len(paths) == 26
+    assert (tmp_path / "two" / "half_l0_ratios.png").exists() and len(paths) == 2 * (2 * (len(P.FIGURES) - 1) + 1)
 
 
 def test_pareto_and_shrinkage_figures_draw_the_tables_standard_errors(agg, tmp_path):
@@ -213,3 +216,23 @@ def test_pareto_and_shrinkage_figures_draw_the_tables_standard_errors(agg, tmp_p
     shrink = P.plot_shrinkage(agg, tmp_path / "s", layer=5)
     gids = {c.get_gid() for ax in shrink.axes for c in ax.collections}
     assert {"errors:gamma:gated", "errors:gamma_c:baseline"} <= gids
+
+
+def test_nmse_dead_latent_and_gamma_grid_figures_draw_the_table(agg, tmp_path):
+    fig = P.plot_nmse(agg, tmp_path / "nmse", layer=5)
+    lines = _lines(fig.axes[0], "frontier:")
+    pts = agg[(agg.layer == 5) & (agg.site == "resid") & (agg.architecture == "gated")]
+    fr = pareto_frontier(pts, "l0", "nmse", maximize_y=False)
+    np.testing.assert_allclose(lines["frontier:gated"].get_ydata(), fr["nmse"])
+    assert fig.axes[0].get_yscale() == "log"
+    dead = P.plot_dead_latents(agg, tmp_path / "dead", layer=5)
+    line = _lines(dead.axes[1], "dead:baseline")["dead:baseline"]
+    mlp = agg[(agg.layer == 5) & (agg.site == "mlp") & (agg.architecture == "baseline")].sort_values("l0")
+    np.testing.assert_allclose(line.get_ydata(), 1 - mlp["alive_frac"])
+    grid = P.plot_gamma_grid(agg, tmp_path / "g14")
+    assert len(grid.axes) == 2 * 3  # layers 2, 5 x three sites
+    gamma_c = _lines(grid.axes[3], "gamma_c:gated:5:resid")["gamma_c:gated:5:resid"]
+    res = agg[(agg.layer == 5) & (agg.site == "resid") & (agg.architecture == "gated")].sort_values("l0")
+    np.testing.assert_allclose(gamma_c.get_ydata(), res["gamma_c"])
+    for stem in ("nmse", "dead", "g14"):
+        _assert_written(tmp_path / stem)

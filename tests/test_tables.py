@@ -97,7 +97,8 @@ def test_aggregate_seeds(table):
 def test_paper_table(table):
     pt = T.paper_table(table, "gemma-3-270m")
     assert list(pt.columns) == ["Architecture", "Site", "Layer", "λ", "LR", "L0", "% CE recovered", "Clean CE loss",
-                                "SAE CE loss", "0-abl. CE loss", "Width", "% alive", "γ", "γ_c", "Seeds"]
+                                "SAE CE loss", "0-abl. CE loss", "Width", "% alive", "γ", "γ_c", "Pareto-optimal",
+                                "Seeds"]
     assert len(pt) == 2 * 3 * 9 * 4
     assert pt["Architecture"].iloc[0] == "gated" and pt["Site"].iloc[0] == "resid"
     assert list(pt["Site"].unique()) == ["resid", "mlp", "attn"]  # paper order, not alphabetical
@@ -182,3 +183,19 @@ def test_half_l0_ratio_interval_widens_with_the_standard_errors():
     assert noisy["Ratio CI low"] < 2 < noisy["Ratio CI high"]
     wider = T.half_l0_table(df.assign(loss_recovered_se=0.05, l0_se=0.5), levels=[0.75]).iloc[0]
     assert wider["Ratio CI high"] - wider["Ratio CI low"] > noisy["Ratio CI high"] - noisy["Ratio CI low"]
+
+
+def test_pareto_optimal_saes_are_bold_in_markdown_and_italic_in_latex():
+    df = _exact_family()
+    # a dominated baseline: more L0 than the λ=1 baseline for less loss recovered
+    worse = df[(df.architecture == "baseline") & (df.coefficient == 1.0)].assign(coefficient=9.0, l0=20.0,
+                                                                                   loss_recovered=0.5)
+    pt = T.paper_table(pd.concat([df, worse], ignore_index=True), "m")
+    flags = pt.set_index(["Architecture", "λ"])[T.PARETO_COLUMN]
+    assert not flags[("baseline", 9.0)] and flags[("baseline", 1.0)] and flags[("gated", 3.0)]
+    md = T.table_to_markdown(pt).splitlines()
+    assert T.PARETO_COLUMN not in md[0]
+    row = {float(line.split("|")[4].strip(" *")): line for line in md[2:] if line.startswith("|") and "baseline" in line.split("|")[1]}
+    assert "**" in row[1.0] and "**" not in row[9.0]
+    tex = T.table_to_latex(pt, caption="c")
+    assert r"\textit{baseline}" in tex and "Italic rows: Pareto-optimal" in tex

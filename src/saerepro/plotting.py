@@ -219,7 +219,11 @@ def _missing_note(ax: plt.Axes, archs: Sequence[str], panel: pd.DataFrame, fig_d
 
 
 def _legend(fig: plt.Figure, archs: Sequence[str], present: set[str], extra: Sequence[Line2D] = ()) -> None:
+    """One entry per architecture; absent ones are listed as "(no data)" when the figure is about
+    a fixed set of them (at most 5), and left out of figures over every architecture."""
     handles = []
+    if len(archs) > 5:
+        archs = [a for a in archs if a in present] or list(archs)[:1]
     for a in archs:
         st = arch_style(a)
         has = a in present
@@ -500,6 +504,131 @@ def plot_delta_lm_loss(
 
 
 @_styled
+def plot_nmse(
+    df: pd.DataFrame,
+    stem: str | Path,
+    *,
+    model: str | None = None,
+    layer: int | None = None,
+    sites: Sequence[str] | None = None,
+    architectures: Sequence[str] = ARCHITECTURES,
+) -> plt.Figure:
+    """Beyond the paper (Gao et al.'s main plot): NMSE (log y) vs L0 (log x) for every architecture,
+    each architecture's frontier (min L0, min NMSE) joined. NMSE is the fraction of variance
+    unexplained; on Gemma's residual and MLP outputs a few massive dimensions dominate the variance,
+    so read it beside loss recovered. Needs columns model, layer, site, architecture, l0, nmse."""
+    return _pareto_row(df, stem, fig_name="nmse_frontier", archs=tuple(architectures),
+                       title="NMSE vs L0, all architectures", model=model, layer=layer, sites=sites,
+                       y="nmse", maximize_y=False, log_y=True)
+
+
+@_styled
+def plot_dead_latents(
+    df: pd.DataFrame,
+    stem: str | Path,
+    *,
+    model: str | None = None,
+    layer: int | None = None,
+    sites: Sequence[str] | None = None,
+    architectures: Sequence[str] = ARCHITECTURES,
+) -> plt.Figure:
+    """Beyond the paper (Gao et al.): fraction of latents that never fire on the eval tokens
+    (1 − alive fraction) vs L0, one line per architecture in order of L0
+    (``gid="dead:<arch>"``). Needs columns model, layer, site, architecture, l0, alive_frac."""
+    fig_name = "dead_latents"
+    _require(df, ["model", "layer", "site", "architecture", "l0", "alive_frac"], fig_name)
+    model = _select_model(df, model, fig_name)
+    d = df[df["model"] == model]
+    site_list = _site_list(d, sites)
+    sel = d[d["architecture"].isin(architectures)]
+    layer = _select_layer(sel if not sel.empty else d, layer, fig_name)
+    d = _positive_l0(sel[sel["layer"] == layer])
+    fig, axes = plt.subplots(1, len(site_list), figsize=(3.6 * len(site_list), 3.4), squeeze=False,
+                             layout="constrained")
+    present: set[str] = set()
+    for ax, site in zip(axes[0], site_list):
+        ds = d[d["site"] == site]
+        ax.set_title(SITE_LABELS.get(site, site))
+        if ds.empty:
+            _no_data(ax)
+            continue
+        for arch in architectures:
+            pts = ds[ds["architecture"] == arch].sort_values("l0", kind="stable")
+            if pts.empty:
+                continue
+            present.add(arch)
+            st = arch_style(arch)
+            ax.plot(pts["l0"].to_numpy(dtype=float), 1 - pts["alive_frac"].to_numpy(dtype=float), color=st.color,
+                    marker=st.marker, markersize=5, linestyle=st.linestyle, linewidth=1.4, gid=f"dead:{arch}")
+        _log_axis(ax, "x", ds["l0"])
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_xlabel(_LABELS["l0"])
+        ax.set_ylabel("Dead fraction (never fire on the eval tokens)")
+    fig.suptitle(f"Dead latents vs L0 — {model}, layer {layer}")
+    _legend(fig, architectures, present)
+    save_figure(fig, stem)
+    return fig
+
+
+@_styled
+def plot_gamma_grid(
+    df: pd.DataFrame,
+    stem: str | Path,
+    *,
+    model: str | None = None,
+    sites: Sequence[str] | None = None,
+    architectures: Sequence[str] = ("gated", "baseline"),
+) -> plt.Figure:
+    """Fig. 14 analogue: γ (filled markers, solid) and γ_c (open markers, dotted) vs L0 at every
+    layer (rows) and site (columns) of the table; dashed line at γ = 1 (no shrinkage).
+    ``gid="<metric>:<arch>:<layer>:<site>"``. Needs columns model, layer, site, architecture, l0,
+    gamma, gamma_c."""
+    fig_name = "fig14_gamma_grid"
+    _require(df, ["model", "layer", "site", "architecture", "l0", "gamma", "gamma_c"], fig_name)
+    model = _select_model(df, model, fig_name)
+    d = df[df["model"] == model]
+    site_list = _site_list(d, sites)
+    layers = sorted(int(v) for v in d["layer"].unique())
+    d = _positive_l0(d[d["architecture"].isin(architectures)])
+    fig, axes = plt.subplots(len(layers), len(site_list), figsize=(3.4 * len(site_list), 2.8 * len(layers) + 0.8),
+                             squeeze=False, layout="constrained")
+    present: set[str] = set()
+    for i, layer in enumerate(layers):
+        for j, site in enumerate(site_list):
+            ax = axes[i, j]
+            ds = d[(d["layer"] == layer) & (d["site"] == site)]
+            if i == 0:
+                ax.set_title(SITE_LABELS.get(site, site))
+            if j == 0:
+                ax.set_ylabel(f"Layer {layer}\n" + r"$\gamma$, $\gamma_c$")
+            if ds.empty:
+                _no_data(ax)
+                continue
+            for arch in architectures:
+                pts = ds[ds["architecture"] == arch].sort_values("l0", kind="stable")
+                if pts.empty:
+                    continue
+                present.add(arch)
+                st = arch_style(arch)
+                x = pts["l0"].to_numpy(dtype=float)
+                ax.plot(x, pts["gamma"].to_numpy(dtype=float), color=st.color, marker=st.marker, markersize=5,
+                        linestyle="-", linewidth=1.4, gid=f"gamma:{arch}:{layer}:{site}")
+                ax.plot(x, pts["gamma_c"].to_numpy(dtype=float), color=st.color, marker=st.marker, markersize=5,
+                        markerfacecolor="white", linestyle=":", linewidth=1.4, gid=f"gamma_c:{arch}:{layer}:{site}")
+            ax.axhline(1.0, color="0.15", linestyle="--", linewidth=1.2, zorder=1.5)
+            _log_axis(ax, "x", ds["l0"])
+            if i == len(layers) - 1:
+                ax.set_xlabel(_LABELS["l0"])
+    fig.suptitle(f"Shrinkage at every layer and site — {model}")
+    extra = [Line2D([], [], color="0.3", marker="o", linestyle="-", label=r"$\gamma$"),
+             Line2D([], [], color="0.3", marker="o", markerfacecolor="white", linestyle=":", label=r"$\gamma_c$"),
+             Line2D([], [], color="0.15", linestyle="--", label="no shrinkage")]
+    _legend(fig, architectures, present, extra=extra)
+    save_figure(fig, stem)
+    return fig
+
+
+@_styled
 def plot_half_l0(
     half: pd.DataFrame,
     stem: str | Path,
@@ -643,6 +772,9 @@ FIGURES: dict[str, Callable[..., plt.Figure]] = {
     "fig8_ablations": plot_gated_ablations,
     "fig9_rescale_shift": plot_baseline_rescale_shift,
     "delta_lm_loss_all": plot_delta_lm_loss,
+    "nmse_frontier": plot_nmse,
+    "dead_latents": plot_dead_latents,
+    "fig14_gamma_grid": plot_gamma_grid,
     "half_l0_ratios": plot_half_l0,
 }
 
@@ -681,7 +813,8 @@ def make_all_figures(
         for name, func in FIGURES.items():
             if name == "half_l0_ratios":
                 continue
-            kwargs = {"model": model} if name == "fig12_pareto_grid" else {"model": model, "layer": layer}
+            grid = name in ("fig12_pareto_grid", "fig14_gamma_grid")
+            kwargs = {"model": model} if grid else {"model": model, "layer": layer}
             _done(func(agg, base / name, **kwargs), base / name)
     from .tables import half_l0_ratio_ci
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .pareto import DEFAULT_LEVELS, half_l0
+from .pareto import DEFAULT_LEVELS, half_l0, pareto_frontiers
 from .provenance import PROVENANCE_COLUMNS
 from .sites import SITES
 
@@ -36,6 +36,7 @@ __all__ = [
     "ALL_COLUMNS",
     "ARCHITECTURES",
     "PAPER_COLUMNS",
+    "PARETO_COLUMN",
     "MetricsTableError",
     "validate_metrics_table",
     "read_metrics_table",
@@ -289,7 +290,10 @@ def paper_table(df: pd.DataFrame, model: str, architectures: Sequence[str] | Non
 
     Rows are averaged over seeds (a ``Seeds`` column is added when any row has more than one),
     sorted by architecture, site (resid, mlp, attn), layer, λ. "% CE recovered" and "% alive"
-    are percentages. ``architectures`` restricts and orders the architectures shown.
+    are percentages. ``architectures`` restricts and orders the architectures shown. The boolean
+    column :data:`PARETO_COLUMN` marks the SAEs on their architecture's (L0, loss recovered) Pareto
+    frontier at their site and layer; the Markdown and LaTeX writers show it as the paper does
+    (bold rows in Markdown, italic rows in LaTeX) instead of as a column.
     """
     agg = aggregate_seeds(df)
     agg = agg[agg["model"] == model]
@@ -302,6 +306,8 @@ def paper_table(df: pd.DataFrame, model: str, architectures: Sequence[str] | Non
         _s=agg["site"].map(_site_rank),
     ).sort_values(["_a", "architecture", "_s", "site", "layer", "coefficient"])
     out = pd.DataFrame({name: agg[src].to_numpy() for name, src in PAPER_COLUMNS.items()})
+    on_frontier = pareto_frontiers(agg, "l0", "loss_recovered", by=["architecture", "site", "layer"]).index
+    out[PARETO_COLUMN] = agg.index.isin(on_frontier)
     out["% CE recovered"] *= 100
     out["% alive"] *= 100
     out["Layer"] = out["Layer"].astype("int64")
@@ -309,6 +315,16 @@ def paper_table(df: pd.DataFrame, model: str, architectures: Sequence[str] | Non
     if (agg["n_seeds"] > 1).any():
         out["Seeds"] = agg["n_seeds"].to_numpy().astype("int64")
     return out.reset_index(drop=True)
+
+
+#: Boolean column of :func:`paper_table`: the SAE is on its architecture's Pareto frontier.
+PARETO_COLUMN = "Pareto-optimal"
+
+
+def _split_pareto(table: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    if PARETO_COLUMN not in table.columns:
+        return table, np.zeros(len(table), dtype=bool)
+    return table.drop(columns=[PARETO_COLUMN]), table[PARETO_COLUMN].to_numpy(dtype=bool)
 
 
 def format_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -332,8 +348,14 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
 
 def table_to_markdown(table: pd.DataFrame) -> str:
     """GitHub Markdown of a table from :func:`paper_table` / :func:`half_l0_table`."""
+    table, pareto = _split_pareto(table)
     align = ["right" if pd.api.types.is_numeric_dtype(table[c]) else "left" for c in table.columns]
-    return format_table(table).to_markdown(index=False, disable_numparse=True, colalign=align) + "\n"
+    cells = format_table(table)
+    cells.loc[pareto] = cells.loc[pareto].map(lambda v: f"**{v}**")
+    text = cells.to_markdown(index=False, disable_numparse=True, colalign=align) + "\n"
+    if pareto.any():
+        text += "\nBold rows: Pareto-optimal SAEs (no SAE of the same architecture, site and layer has a lower L0 and a higher loss recovered).\n"
+    return text
 
 
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -350,7 +372,11 @@ def table_to_latex(table: pd.DataFrame, caption: str | None = None, label: str |
 
     Cells are escaped; numeric columns are right-aligned. Written with ``DataFrame.to_latex``.
     """
+    table, pareto = _split_pareto(table)
     f = format_table(table).map(_latex_escape)
+    f.loc[pareto] = f.loc[pareto].map(lambda v: rf"\textit{{{v}}}")
+    if pareto.any() and caption is not None:
+        caption += " Italic rows: Pareto-optimal SAEs."
     f.columns = [_LATEX_HEADERS.get(c, _latex_escape(c)) for c in table.columns]
     align = "".join("r" if pd.api.types.is_numeric_dtype(table[c]) else "l" for c in table.columns)
     return f.to_latex(index=False, escape=False, column_format=align, caption=caption, label=label)
