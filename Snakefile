@@ -1,12 +1,15 @@
 # saerepro: gated vs baseline (and TopK, JumpReLU) SAEs, Rajamanoharan et al. 2024 (arXiv 2404.16014).
 # Thin on purpose: config, includes and targets. Logic lives in src/saerepro/.
+import os
+
 from saerepro.config import load_config
 
 # The default config only when none is given: Snakemake would otherwise deep-merge a
 # --configfile into it, leaking the default sweep's architectures into a test config.
 if not workflow.overwrite_configfiles:
 
-    configfile: "config/config.yaml"
+    # beside this Snakefile, not in the working directory (snakemake -d elsewhere)
+    configfile: os.path.join(workflow.basedir, "config/config.yaml")
 
 
 # Validates against workflow/schemas/config.schema.yaml and the model registry; a bad config

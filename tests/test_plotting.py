@@ -236,3 +236,14 @@ def test_nmse_dead_latent_and_gamma_grid_figures_draw_the_table(agg, tmp_path):
     np.testing.assert_allclose(gamma_c.get_ydata(), res["gamma_c"])
     for stem in ("nmse", "dead", "g14"):
         _assert_written(tmp_path / stem)
+
+
+def test_narrow_log_axis_gets_three_distinct_labels(tmp_path):
+    fig, ax = plt.subplots()
+    values = [48.21, 48.25, 48.29]
+    ax.plot(values, [1, 2, 3])
+    P._log_axis(ax, "x", values)
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert len(labels) == 3 and len(set(labels)) == 3
+    assert all(48.2 <= float(t) <= 48.3 for t in labels)

@@ -67,3 +67,12 @@ def test_tiny_config_runs_end_to_end_on_real_gemma(tmp_path):
         assert png.stat().st_size > 5_000
     assert len(list((tmp_path / "figures").glob("*.png"))) >= 7
     assert len(list((tmp_path / "logs").rglob("*.log"))) >= 10  # every job logged
+
+
+def test_default_config_is_found_beside_the_snakefile_from_any_directory(tmp_path):
+    """`snakemake -d <elsewhere>` with no --configfile plans the default sweep (the config is looked
+    up beside the Snakefile, not in the working directory)."""
+    result = snakemake("-n", "--cores", "1", "-d", str(tmp_path / "wd"),
+                       "--config", f"resources_dir={tmp_path}/resources", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "reference_ce" in result.stdout + result.stderr

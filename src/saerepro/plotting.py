@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator  # noqa: E402
 
 from .pareto import pareto_frontier  # noqa: E402
 from .sites import SITES  # noqa: E402
@@ -189,12 +189,23 @@ def _log_axis(ax: plt.Axes, which: str, values) -> None:
 
     Major ticks at 1, 2, 5 × 10^k, or at every integer multiple of 10^k when the plotted
     ``values`` span less than a factor 4 (so that a narrow axis still gets at least two ticks).
+    When they span less than a factor 1.5 (e.g. 48.2 to 48.3), three ticks at the ends and the
+    middle, rounded to the fewest digits that keep them distinct, so labels cannot collide.
     """
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v) & (v > 0)]
     span = v.max() / v.min() if v.size else 10.0
     axis = ax.xaxis if which == "x" else ax.yaxis
     (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+    if span < 1.5:
+        for digits in range(2, 8):
+            ticks = np.unique([float(f"{t:.{digits}g}") for t in np.geomspace(v.min(), v.max(), 3)])
+            if len(ticks) == 3 or digits == 7:
+                break
+        axis.set_major_locator(FixedLocator(ticks))
+        axis.set_major_formatter(FuncFormatter(lambda t, _: f"{t:.{digits}g}"))
+        axis.set_minor_locator(NullLocator())
+        return
     subs = (1.0, 2.0, 5.0) if span >= 4 else tuple(float(k) for k in range(1, 10))
     axis.set_major_locator(LogLocator(base=10, subs=subs))
     axis.set_major_formatter(FuncFormatter(lambda t, _: f"{t:g}"))

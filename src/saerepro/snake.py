@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from pathlib import Path
 
 from .config import load_config
@@ -19,6 +20,9 @@ def job(snakemake):
     """
     log_path = Path(snakemake.log[0])
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    # before the redirect: the console says where this job's progress bars and messages go
+    print(f"saerepro: {getattr(snakemake, 'rule', 'job')} is logging to {log_path} "
+          f"(tail -f it to follow the progress)", file=sys.stderr, flush=True)
     threads = getattr(snakemake, "threads", None)
     if threads:
         import torch
