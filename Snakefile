@@ -1,6 +1,7 @@
 # saerepro: gated vs baseline (and TopK, JumpReLU) SAEs, Rajamanoharan et al. 2024 (arXiv 2404.16014).
 # Thin on purpose: config, includes and targets. Logic lives in src/saerepro/.
 import os
+import sys
 
 from saerepro.config import load_config
 
@@ -10,6 +11,23 @@ if not workflow.overwrite_configfiles:
 
     # beside this Snakefile, not in the working directory (snakemake -d elsewhere)
     configfile: os.path.join(workflow.basedir, "config/config.yaml")
+
+
+# A non-default config run from the repository root writes to runs/<config stem>/, never over the
+# committed results/ and figures/ (those change only through make repro / make repro-long).
+# Relative resources_dir stays relative to the repository, so weights and corpora are shared.
+if workflow.overwrite_configfiles and os.path.realpath(os.getcwd()) == os.path.realpath(workflow.basedir):
+    _stem = os.path.splitext(os.path.basename(str(workflow.overwrite_configfiles[-1])))[0]
+    if os.path.realpath(str(workflow.overwrite_configfiles[-1])) != os.path.realpath(
+        os.path.join(workflow.basedir, "config/config.yaml")
+    ):
+        _resources = config.get("resources_dir", "resources")
+        if not os.path.isabs(_resources):
+            config["resources_dir"] = os.path.join(workflow.basedir, _resources)
+        print(f"saerepro: config {_stem} writes to runs/{_stem}/ (not the committed results/)",
+              file=sys.stderr)
+
+        workdir: f"runs/{_stem}"
 
 
 # Validates against workflow/schemas/config.schema.yaml and the model registry; a bad config

@@ -76,3 +76,29 @@ def test_default_config_is_found_beside_the_snakefile_from_any_directory(tmp_pat
                        "--config", f"resources_dir={tmp_path}/resources", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "reference_ce" in result.stdout + result.stderr
+
+
+def test_a_non_default_config_run_in_the_repository_root_writes_under_runs(tmp_path):
+    """Run from a copy of the repository's root: the tiny config's jobs are planned under
+    runs/tiny/, so the committed results/ and figures/ cannot be overwritten."""
+    import shutil
+
+    root = tmp_path / "repo"
+    shutil.copytree(REPO, root, ignore=shutil.ignore_patterns(".venv", ".git", "resources", "runs", "results",
+                                                              "figures", ".snakemake", "logs"))
+    result = subprocess_snakemake(root, "-n", "--cores", "1", "--configfile", "config/test/tiny.yaml",
+                                  "--config", f"resources_dir={tmp_path}/resources")
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout + result.stderr
+    assert "writes to runs/tiny/" in out
+    assert not (root / "results").exists() and (root / "runs" / "tiny").is_dir()
+
+
+def subprocess_snakemake(root, *args):
+    import subprocess
+    import sys
+
+    from snakemake_cli import ENV
+
+    return subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(root / "Snakefile"), *args],
+                          cwd=root, env=ENV, capture_output=True, text=True, timeout=600)

@@ -223,10 +223,9 @@ def _missing_note(ax: plt.Axes, archs: Sequence[str], panel: pd.DataFrame, fig_d
     missing = [arch_style(a).label for a in archs if a in in_fig and a not in in_panel]
     if not missing:
         return
-    va, ha = loc.split()
-    ax.text(0.97 if ha == "right" else 0.03, 0.04 if va == "lower" else 0.96, "no data:\n" + "\n".join(missing),
-            transform=ax.transAxes, ha=ha, va="bottom" if va == "lower" else "top", fontsize=7.5, color="0.35",
-            style="italic", gid="missing_archs", bbox=dict(facecolor="white", edgecolor="none", alpha=0.7, pad=1))
+    # in the panel's title, outside the axes: a note inside them could hide points
+    ax.set_title(f"{ax.get_title()}\n(no data: {', '.join(missing)})", fontsize=plt.rcParams["axes.titlesize"],
+                 gid="missing_archs")
 
 
 def _legend(fig: plt.Figure, archs: Sequence[str], present: set[str], extra: Sequence[Line2D] = ()) -> None:
@@ -259,7 +258,7 @@ def _error_bars(ax, pts: pd.DataFrame, x: str, y: str, color: str, gid: str, alp
 def _draw_points_and_frontier(ax, pts: pd.DataFrame, arch: str, y: str, maximize_y: bool) -> None:
     """Markers for every SAE with ±1 SE bars, the (L0, y) Pareto frontier joined by a line on top."""
     st = arch_style(arch)
-    ax.scatter(pts["l0"], pts[y], color=st.color, marker=st.marker, s=16, alpha=0.3, linewidths=0,
+    ax.scatter(pts["l0"], pts[y], color=st.color, marker=st.marker, s=22, alpha=0.6, linewidths=0,
                gid=f"points:{arch}")
     _error_bars(ax, pts, "l0", y, st.color, gid=f"errors:{arch}")
     fr = pareto_frontier(pts, "l0", y, minimize_x=True, maximize_y=maximize_y)
