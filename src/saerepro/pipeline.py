@@ -358,7 +358,8 @@ def _write_missing(missing: "pd.DataFrame", tables_dir: Path) -> None:
 
 def aggregate(cfg: Config, metric_files: list[str], table_path: Path,
               missing: "pd.DataFrame | None" = None) -> "pd.DataFrame":
-    """One row per SAE into ``metrics.csv``; timings, paper-style and half-the-L0 tables beside it.
+    """One row per SAE into ``metrics.csv``; timings, paper-style, half-the-L0 and claim-verdict
+    (:mod:`saerepro.verdicts`) tables beside it.
 
     ``missing`` (from :func:`missing_runs`) lists configured SAEs without metrics; they are
     written to ``missing_runs.csv`` (header only when none are missing) and named in the log.
@@ -368,6 +369,7 @@ def aggregate(cfg: Config, metric_files: list[str], table_path: Path,
     from .io import atomic_path
     from .tables import (KEY_COLUMNS, TIMING_COLUMNS, validate_metrics_table, write_half_l0_table,
                          write_model_tables)
+    from .verdicts import write_verdicts
 
     table_path = Path(table_path)
     if missing is None:
@@ -401,6 +403,7 @@ def aggregate(cfg: Config, metric_files: list[str], table_path: Path,
         timings.sort_values(list(KEY_COLUMNS), kind="stable").to_csv(tmp, index=False)
     write_model_tables(df, table_path.parent)
     write_half_l0_table(df, table_path.parent / "half_l0")
+    write_verdicts(df, table_path.parent / "verdicts")
     return df
 
 

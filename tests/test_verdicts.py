@@ -1,0 +1,56 @@
+"""The claims' verdict table on tables whose truth is known by construction."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from saerepro import verdicts as V
+from saerepro.tables import aggregate_seeds, synthetic_metrics_table
+
+
+@pytest.fixture(scope="module")
+def agg():
+    return aggregate_seeds(synthetic_metrics_table(layers=(6,), coefficients=(1, 2, 4, 8, 16, 32)))
+
+
+def test_synthetic_claims_hold_where_they_were_built_in(agg):
+    table = V.verdict_table(agg)
+    assert list(table["Site"]) == ["resid", "mlp", "attn"]
+    for _, row in table.iterrows():
+        assert row["C1"].startswith("shown"), row["C1"]   # baseline shrinks, gated does not
+        assert row["C2"].startswith("shown"), row["C2"]   # gated frontier above at equal L0
+        assert row["C3"].startswith("shown"), row["C3"]   # ratio CI above 1 (built as 2)
+        ratio = float(row["C3"].split(": ")[1].split(" ")[0])
+        assert ratio == pytest.approx(2, rel=0.25)
+
+
+def test_swapping_the_architectures_reverses_the_verdicts(agg):
+    swapped = agg.assign(architecture=agg["architecture"].replace({"gated": "baseline", "baseline": "gated"}))
+    row = V.verdict_table(swapped).iloc[0]
+    assert row["C2"].startswith("reversed") and row["C3"].startswith("reversed")
+    assert not row["C1"].startswith("shown")
+
+
+def test_noise_larger_than_the_effect_is_not_shown(agg):
+    noisy = agg.assign(loss_recovered_se=1.0, l0_se=agg["l0"] * 0.3, gamma_c_se=1.0)
+    row = V.verdict_table(noisy).iloc[0]
+    assert row["C2"].startswith("not shown") and row["C1"].startswith("not shown")
+    assert row["C3"].startswith("not shown")
+
+
+def test_missing_ablations_and_disjoint_l0_ranges_are_named(agg):
+    only = agg[agg["architecture"].isin(["gated", "baseline"])]
+    row = V.verdict_table(only).iloc[0]
+    assert row["C4"] == "not run" and row["C5"] == "not run"
+    far = only.copy()
+    far.loc[far["architecture"] == "gated", "l0"] *= 1e4
+    assert V.verdict_table(far).iloc[0]["C2"] == "no overlap"
+
+
+def test_write_verdicts(tmp_path):
+    df = synthetic_metrics_table(layers=(6,), sites=("resid",), coefficients=(1, 4, 16))
+    csv, md = V.write_verdicts(df, tmp_path / "verdicts")
+    assert len(pd.read_csv(csv)) == 1
+    text = md.read_text()
+    assert "C3" in text and "shown" in text and "SE" in text
