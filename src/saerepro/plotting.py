@@ -773,6 +773,53 @@ def plot_learning_curve(table: pd.DataFrame, stem: str | Path, *, sites: Sequenc
     return fig
 
 
+@_styled
+def plot_inference_opt(table: pd.DataFrame, stem: str | Path, *, layer: int | None = None,
+                       sites: Sequence[str] | None = None) -> plt.Figure:
+    """Figs. 10–11 analogue: L0 vs loss recovered of the SAEs' own encoders (solid frontiers) and of
+    gradient-pursuit codes on their frozen decoders (dashed frontiers, ``gid="pursuit:<arch>"``),
+    gated vs baseline, one panel per site; ±1 SE bars. A better dictionary shows as a higher dashed
+    frontier. ``table`` is :func:`saerepro.inference_opt.run_inference_opt`'s (k = 0: own encoder).
+    """
+    fig_name = "fig10_inference_opt"
+    _require(table, ["layer", "site", "architecture", "k", "l0", "loss_recovered"], fig_name)
+    layer = _select_layer(table, layer, fig_name)
+    d = _positive_l0(table[table["layer"] == layer])
+    site_list = _site_list(d, sites)
+    archs = ("gated", "baseline")
+    fig, axes = plt.subplots(1, len(site_list), figsize=(3.8 * len(site_list), 3.6), squeeze=False,
+                             layout="constrained")
+    present: set[str] = set()
+    for ax, site in zip(axes[0], site_list):
+        ds = d[d["site"] == site]
+        ax.set_title(SITE_LABELS.get(site, site))
+        if ds.empty:
+            _no_data(ax)
+            continue
+        for arch in archs:
+            st = arch_style(arch)
+            for own, style, gid in ((True, "-", "encoder"), (False, "--", "pursuit")):
+                pts = ds[(ds["architecture"] == arch) & ((ds["k"] == 0) == own)]
+                if pts.empty:
+                    continue
+                present.add(arch)
+                ax.scatter(pts["l0"], pts["loss_recovered"], color=st.color, marker=st.marker, s=18,
+                           alpha=0.6 if own else 0.35, linewidths=0)
+                _error_bars(ax, pts, "l0", "loss_recovered", st.color, gid=f"errors:{gid}:{arch}", alpha=0.4)
+                fr = pareto_frontier(pts, "l0", "loss_recovered")
+                ax.plot(fr["l0"].to_numpy(dtype=float), fr["loss_recovered"].to_numpy(dtype=float), color=st.color,
+                        marker=st.marker, markersize=4, linestyle=style, linewidth=1.5, gid=f"{gid}:{arch}")
+        _log_axis(ax, "x", ds["l0"])
+        ax.set_xlabel(_LABELS["l0"])
+        ax.set_ylabel(_LABELS["loss_recovered"])
+    extra = [Line2D([], [], color="0.3", linestyle="-", label="own encoder"),
+             Line2D([], [], color="0.3", linestyle="--", label="gradient pursuit on the frozen decoder")]
+    fig.suptitle(f"Inference-time optimisation — layer {layer}")
+    _legend(fig, archs, present, extra=extra)
+    save_figure(fig, stem)
+    return fig
+
+
 #: Figure stem -> function. Per-model figures take ``(aggregated_table, stem, model=...)``;
 #: ``half_l0_ratios`` takes the half-L0 table. Captions: ``workflow/report/<stem>.rst``.
 FIGURES: dict[str, Callable[..., plt.Figure]] = {
