@@ -348,6 +348,30 @@ def plot_pareto_headline(
                        title="Gated vs baseline", model=model, layer=layer, sites=sites)
 
 
+def _layer_site_grid(df: pd.DataFrame, fig_name: str, columns: Sequence[str], model: str | None,
+                     sites: Sequence[str] | None, architectures: Sequence[str], row_height: float):
+    """Shared set-up of the layers × sites figures: (model, data, sites, layers, figure, axes, cells)
+    where ``cells`` yields (i, j, layer, site, ax, panel data) with the site titles set."""
+    _require(df, ["model", "layer", "site", "architecture", "l0", *columns], fig_name)
+    model = _select_model(df, model, fig_name)
+    d = df[df["model"] == model]
+    site_list = _site_list(d, sites)
+    layers = sorted(int(v) for v in d["layer"].unique())
+    d = _positive_l0(d[d["architecture"].isin(architectures)])
+    fig, axes = plt.subplots(len(layers), len(site_list), figsize=(3.4 * len(site_list), row_height * len(layers) + 0.7),
+                             squeeze=False, layout="constrained")
+
+    def cells():
+        for i, layer in enumerate(layers):
+            for j, site in enumerate(site_list):
+                ax = axes[i, j]
+                if i == 0:
+                    ax.set_title(SITE_LABELS.get(site, site))
+                yield i, j, layer, site, ax, d[(d["layer"] == layer) & (d["site"] == site)]
+
+    return model, d, layers, fig, axes, cells()
+
+
 @_styled
 def plot_pareto_grid(
     df: pd.DataFrame,
@@ -362,36 +386,24 @@ def plot_pareto_grid(
     One model per figure; every SAE a faint marker, each architecture's frontier joined.
     Needs columns model, layer, site, architecture, l0, loss_recovered.
     """
-    fig_name = "fig12_pareto_grid"
-    _require(df, ["model", "layer", "site", "architecture", "l0", "loss_recovered"], fig_name)
-    model = _select_model(df, model, fig_name)
-    d = df[df["model"] == model]
-    site_list = _site_list(d, sites)
-    layers = sorted(int(v) for v in d["layer"].unique())
-    d = _positive_l0(d[d["architecture"].isin(architectures)])
-    fig, axes = plt.subplots(len(layers), len(site_list), figsize=(3.4 * len(site_list), 2.7 * len(layers) + 0.6),
-                             squeeze=False, layout="constrained")
+    model, d, layers, fig, axes, cells = _layer_site_grid(df, "fig12_pareto_grid", ["loss_recovered"], model, sites,
+                                                          architectures, row_height=2.7)
     present: set[str] = set()
-    for i, layer in enumerate(layers):
-        for j, site in enumerate(site_list):
-            ax = axes[i, j]
-            ds = d[(d["layer"] == layer) & (d["site"] == site)]
-            if i == 0:
-                ax.set_title(SITE_LABELS.get(site, site))
-            if ds.empty:
-                _no_data(ax)
-            else:
-                for arch in architectures:
-                    pts = ds[ds["architecture"] == arch]
-                    if not pts.empty:
-                        present.add(arch)
-                        _draw_points_and_frontier(ax, pts, arch, "loss_recovered", True)
-                _missing_note(ax, architectures, ds, d)
-                _log_axis(ax, "x", ds["l0"])
-            if j == 0:
-                ax.set_ylabel(f"Layer {layer}\n{_LABELS['loss_recovered']}")
-            if i == len(layers) - 1:
-                ax.set_xlabel(_LABELS["l0"])
+    for i, j, layer, site, ax, ds in cells:
+        if ds.empty:
+            _no_data(ax)
+        else:
+            for arch in architectures:
+                pts = ds[ds["architecture"] == arch]
+                if not pts.empty:
+                    present.add(arch)
+                    _draw_points_and_frontier(ax, pts, arch, "loss_recovered", True)
+            _missing_note(ax, architectures, ds, d)
+            _log_axis(ax, "x", ds["l0"])
+        if j == 0:
+            ax.set_ylabel(f"Layer {layer}\n{_LABELS['loss_recovered']}")
+        if i == len(layers) - 1:
+            ax.set_xlabel(_LABELS["l0"])
     fig.suptitle(f"L0 vs loss recovered, all layers and sites — {model}")
     _legend(fig, architectures, present)
     save_figure(fig, stem)
@@ -593,42 +605,30 @@ def plot_gamma_grid(
     layer (rows) and site (columns) of the table; dashed line at γ = 1 (no shrinkage).
     ``gid="<metric>:<arch>:<layer>:<site>"``. Needs columns model, layer, site, architecture, l0,
     gamma, gamma_c."""
-    fig_name = "fig14_gamma_grid"
-    _require(df, ["model", "layer", "site", "architecture", "l0", "gamma", "gamma_c"], fig_name)
-    model = _select_model(df, model, fig_name)
-    d = df[df["model"] == model]
-    site_list = _site_list(d, sites)
-    layers = sorted(int(v) for v in d["layer"].unique())
-    d = _positive_l0(d[d["architecture"].isin(architectures)])
-    fig, axes = plt.subplots(len(layers), len(site_list), figsize=(3.4 * len(site_list), 2.8 * len(layers) + 0.8),
-                             squeeze=False, layout="constrained")
+    model, d, layers, fig, axes, cells = _layer_site_grid(df, "fig14_gamma_grid", ["gamma", "gamma_c"], model, sites,
+                                                          architectures, row_height=2.8)
     present: set[str] = set()
-    for i, layer in enumerate(layers):
-        for j, site in enumerate(site_list):
-            ax = axes[i, j]
-            ds = d[(d["layer"] == layer) & (d["site"] == site)]
-            if i == 0:
-                ax.set_title(SITE_LABELS.get(site, site))
-            if j == 0:
-                ax.set_ylabel(f"Layer {layer}\n" + r"$\gamma$, $\gamma_c$")
-            if ds.empty:
-                _no_data(ax)
+    for i, j, layer, site, ax, ds in cells:
+        if j == 0:
+            ax.set_ylabel(f"Layer {layer}\n" + r"$\gamma$, $\gamma_c$")
+        if ds.empty:
+            _no_data(ax)
+            continue
+        for arch in architectures:
+            pts = ds[ds["architecture"] == arch].sort_values("l0", kind="stable")
+            if pts.empty:
                 continue
-            for arch in architectures:
-                pts = ds[ds["architecture"] == arch].sort_values("l0", kind="stable")
-                if pts.empty:
-                    continue
-                present.add(arch)
-                st = arch_style(arch)
-                x = pts["l0"].to_numpy(dtype=float)
-                ax.plot(x, pts["gamma"].to_numpy(dtype=float), color=st.color, marker=st.marker, markersize=5,
-                        linestyle="-", linewidth=1.4, gid=f"gamma:{arch}:{layer}:{site}")
-                ax.plot(x, pts["gamma_c"].to_numpy(dtype=float), color=st.color, marker=st.marker, markersize=5,
-                        markerfacecolor="white", linestyle=":", linewidth=1.4, gid=f"gamma_c:{arch}:{layer}:{site}")
-            ax.axhline(1.0, color="0.15", linestyle="--", linewidth=1.2, zorder=1.5)
-            _log_axis(ax, "x", ds["l0"])
-            if i == len(layers) - 1:
-                ax.set_xlabel(_LABELS["l0"])
+            present.add(arch)
+            st = arch_style(arch)
+            x = pts["l0"].to_numpy(dtype=float)
+            ax.plot(x, pts["gamma"].to_numpy(dtype=float), color=st.color, marker=st.marker, markersize=5,
+                    linestyle="-", linewidth=1.4, gid=f"gamma:{arch}:{layer}:{site}")
+            ax.plot(x, pts["gamma_c"].to_numpy(dtype=float), color=st.color, marker=st.marker, markersize=5,
+                    markerfacecolor="white", linestyle=":", linewidth=1.4, gid=f"gamma_c:{arch}:{layer}:{site}")
+        ax.axhline(1.0, color="0.15", linestyle="--", linewidth=1.2, zorder=1.5)
+        _log_axis(ax, "x", ds["l0"])
+        if i == len(layers) - 1:
+            ax.set_xlabel(_LABELS["l0"])
     fig.suptitle(f"Shrinkage at every layer and site — {model}")
     extra = [Line2D([], [], color="0.3", marker="o", linestyle="-", label=r"$\gamma$"),
              Line2D([], [], color="0.3", marker="o", markerfacecolor="white", linestyle=":", label=r"$\gamma_c$"),
