@@ -71,3 +71,14 @@ def test_derived_tables_regenerate(tmp_path):
     assert {".md", ".tex", ".csv"} <= suffixes
     for path in written:
         assert path.stat().st_size > 100, path
+
+
+def test_committed_verdicts_are_what_the_committed_table_says(tmp_path):
+    """The captions and the README send readers to verdicts.md for what the data show: it must be
+    the verdict table the current code computes from the committed metrics.csv."""
+    from saerepro.verdicts import write_verdicts
+
+    committed = TABLE.parent / "verdicts.csv"
+    assert committed.exists(), "results/tables/verdicts.csv must be committed with the default run"
+    csv, _ = write_verdicts(read_metrics_table(TABLE), tmp_path / "verdicts")
+    assert pd.read_csv(csv).equals(pd.read_csv(committed))
