@@ -225,3 +225,17 @@ def test_architecture_lists_agree_everywhere():
     enum = schema["properties"]["architectures"]["propertyNames"]["enum"]
     assert "gated_strict_aux" in C.ARCHITECTURES
     assert set(enum) == set(C.ARCHITECTURES) == set(SAE_ARCHITECTURES) == set(TABLE_ARCHITECTURES) == set(ARCH_STYLES)
+
+
+@pytest.mark.parametrize("source", ["mytext.jsnol", "./data/corpus.txt", "~/nowhere/texts", "/no/such/dir"])
+def test_a_corpus_path_that_does_not_exist_is_refused_at_validation(source):
+    with pytest.raises(ConfigError, match=r"config key 'corpus.source'.*looks like a file or folder"):
+        load_config(with_change("corpus.source", source))
+
+
+def test_hub_ids_and_existing_paths_pass_corpus_validation(tmp_path):
+    for source in ("HuggingFaceFW/fineweb", "allenai/c4", "bigcode/the-stack-v1.2", "wiki-offline"):
+        assert load_config(with_change("corpus.source", source)).corpus.source == source
+    text = tmp_path / "mine.jsonl"
+    text.write_text('{"text": "hello"}\n')
+    assert load_config(with_change("corpus.source", str(text))).corpus.source == str(text)

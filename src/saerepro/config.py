@@ -130,6 +130,25 @@ class CorpusConfig:
     train_tokens: int = 600_000
     """Tokens kept in the training split (and cached, minus the BOS positions)."""
 
+    def __post_init__(self) -> None:
+        if _looks_like_path(self.source) and not Path(self.source).expanduser().exists():
+            raise ConfigError(
+                f"config key 'corpus.source': {self.source!r} looks like a file or folder but there is "
+                f"none at {Path(self.source).expanduser().resolve()} (relative paths start at the working "
+                "directory); a Hugging Face dataset id is owner/name, without a file extension")
+
+
+#: A source starting like this, or ending in ".<letters>", is taken for a path, not a Hub id.
+_PATH_PREFIXES = ("/", "./", "../", "~")
+
+
+def _looks_like_path(source: str) -> bool:
+    """A local path rather than a Hub dataset id: starts like a path or ends in a file extension."""
+    if source == "wiki-offline":
+        return False
+    suffix = Path(source).suffix
+    return source.startswith(_PATH_PREFIXES) or (1 < len(suffix) <= 9 and suffix[1:].isalpha())
+
 
 @dataclass(frozen=True)
 class CacheConfig:
