@@ -113,6 +113,8 @@ def run_learning_curve(cfg: Config, budgets: list[int], out_dir: Path, progress:
                          cfg.model, layer, site, run.architecture, run.coefficient, rows[-1]["budget_tokens"],
                          metrics["l0"], metrics["loss_recovered"], metrics["loss_recovered_se"],
                          time.time() - start)
+                # written after every evaluation: a run of hours that is interrupted keeps its rows
+                pd.DataFrame(rows).to_csv(out_dir / "learning_curve.csv", index=False)
                 del info
             (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
     table = pd.DataFrame(rows)
