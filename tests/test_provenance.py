@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from saerepro.config import load_config
-from saerepro.provenance import (METRIC_MOVING_PATHS, config_hash, git_commit, git_history_unavailable,
-                                 package_versions, provenance, stale_reasons)
+from saerepro.provenance import (HASH_NEUTRAL_DEFAULTS, METRIC_MOVING_PATHS, NEUTRAL_LEDGER, config_hash,
+                                 git_commit, git_history_unavailable, package_versions, provenance,
+                                 stale_reasons)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,6 +48,24 @@ def test_config_hash_changes_with_every_shared_setting():
     ]
     hashes = {config_hash(_cfg(**c)) for c in changed}
     assert base not in hashes and len(hashes) == len(changed)
+
+
+def test_a_setting_at_its_hash_neutral_default_leaves_the_hash_as_before_it_existed():
+    import dataclasses
+    import hashlib
+    import json
+
+    from saerepro.provenance import SWEEP_FIELDS
+
+    cfg = _cfg()
+    assert cfg.reference.precision == HASH_NEUTRAL_DEFAULTS["reference.precision"]
+    # the hash as computed before reference.precision existed: the field simply absent
+    data = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in SWEEP_FIELDS}
+    del data["reference"]["precision"]
+    before = hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":"),
+                                       default=str).encode()).hexdigest()[:16]
+    assert config_hash(cfg) == before
+    assert config_hash(_cfg(**{"reference.precision": "bfloat16"})) != before
 
 
 def test_git_commit_names_this_checkout():
@@ -147,6 +166,36 @@ def test_a_metric_moving_change_after_the_commit_is_stale(repo, path):
     # the paths checked are a parameter: another run's config is not this run's
     other = tuple(p for p in METRIC_MOVING_PATHS if not path.startswith(p))
     assert stale_reasons(_rows(made), _cfg(), repo, other) == []
+
+
+def _ledger(repo: Path, *entries: tuple[str, str]) -> None:
+    import json
+
+    (repo / NEUTRAL_LEDGER).parent.mkdir(parents=True, exist_ok=True)
+    (repo / NEUTRAL_LEDGER).write_text(json.dumps([{"base": b, "head": h, "identical": True} for b, h in entries]))
+
+
+def test_metric_moving_commits_the_ledger_records_as_neutral_keep_rows_fresh(repo):
+    made = _git(repo, "rev-parse", "HEAD")
+    refactor = _commit(repo, {"src/saerepro/training.py": "lr = 1  # same\n"}, "refactor")
+    _ledger(repo, (made, refactor))
+    assert stale_reasons(_rows(made), _cfg(), repo) == []
+    # a later metric-moving commit outside every recorded range is stale, and only it is named
+    moved = _commit(repo, {"src/saerepro/evaluate.py": "x = 2\n"}, "move")
+    (reason,) = stale_reasons(_rows(made), _cfg(), repo)
+    assert moved[:12] in reason and refactor[:12] not in reason and "1 commit(s)" in reason
+    # entries chain: (refactor, moved] recorded too -> fresh again
+    _ledger(repo, (made, refactor), (refactor, moved))
+    assert stale_reasons(_rows(made), _cfg(), repo) == []
+
+
+def test_a_ledger_range_that_starts_after_the_change_does_not_cover_it(repo):
+    made = _git(repo, "rev-parse", "HEAD")
+    moved = _commit(repo, {"src/saerepro/training.py": "lr = 2\n"}, "move")
+    later = _commit(repo, {"src/saerepro/training.py": "lr = 2  # same\n"}, "refactor")
+    _ledger(repo, (moved, later))  # checks later against moved, says nothing of made -> moved
+    (reason,) = stale_reasons(_rows(made), _cfg(), repo)
+    assert moved[:12] in reason and later[:12] not in reason
 
 
 def test_history_unavailable_outside_a_checkout(tmp_path, monkeypatch):

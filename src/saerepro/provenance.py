@@ -67,9 +67,36 @@ METRIC_MOVING_CODE = (
 METRIC_MOVING_PATHS = METRIC_MOVING_CODE + ("config/config.yaml",)
 
 
+#: Settings added after results were committed, with the value that keeps the behaviour they had
+#: before the setting existed: at that value a setting is left out of the hash, so adding it does
+#: not change the hash of a config that does not use it (any other value does). Dotted paths.
+HASH_NEUTRAL_DEFAULTS: dict[str, object] = {
+    "reference.precision": "float32",
+}
+
+#: Checked metric-neutral changes (benchmarks/neutral_check.py): commits that touched metric-moving
+#: files but left the tiny default-like config's metrics byte-identical on one machine.
+NEUTRAL_LEDGER = "results/neutral_changes.json"
+
+
+def _drop_neutral_defaults(data: dict) -> dict:
+    for dotted, neutral in HASH_NEUTRAL_DEFAULTS.items():
+        *parents, leaf = dotted.split(".")
+        node = data
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node and node[leaf] == neutral:
+            del node[leaf]
+    return data
+
+
 def config_hash(cfg) -> str:
-    """First 16 hex digits of the SHA-256 of the config's shared settings (canonical JSON)."""
+    """First 16 hex digits of the SHA-256 of the config's shared settings (canonical JSON).
+
+    Sweep axes (:data:`SWEEP_FIELDS`) and settings at their :data:`HASH_NEUTRAL_DEFAULTS` value
+    are left out."""
     data = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in SWEEP_FIELDS}
+    data = _drop_neutral_defaults(data)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -165,12 +192,15 @@ def stale_reasons(rows, cfg, repo, paths=METRIC_MOVING_PATHS) -> list[str]:
     A row is stale when its ``config_hash`` is not :func:`config_hash` of ``cfg``; when its
     ``git_commit`` is ``-dirty`` (made from uncommitted code), unknown, not in the repository or
     not an ancestor of HEAD; or when one of ``paths`` (:data:`METRIC_MOVING_PATHS`) changed
-    between that commit and HEAD. Only commits are compared: uncommitted changes in the working
+    between that commit and HEAD in a commit that :data:`NEUTRAL_LEDGER` does not record as
+    checked metric-neutral (``benchmarks/neutral_check.py``: the tiny default-like config's metrics
+    byte-identical before and after, on one machine). Only commits are compared: uncommitted changes in the working
     tree are not looked at (they are not yet code anybody else runs).
     """
     records = rows.to_dict("records") if hasattr(rows, "to_dict") else [dict(r) for r in rows]
     if not records:
         return ["the table has no rows"]
+    ledger = read_neutral_ledger(repo)
     reasons = []
     expected = config_hash(cfg)
     hashes = Counter(str(r.get("config_hash")) for r in records)
@@ -194,17 +224,44 @@ def stale_reasons(rows, cfg, repo, paths=METRIC_MOVING_PATHS) -> list[str]:
         if _git(repo, "merge-base", "--is-ancestor", base, "HEAD").returncode != 0:
             reasons.append(f"{where} name commit {base}, which is not an ancestor of HEAD")
             continue
-        diff = _git(repo, "diff", "--name-only", base, "HEAD", "--", *paths)
-        if diff.returncode != 0:
-            reasons.append(f"git diff {base} HEAD failed: {diff.stderr.strip()}")
+        moving = _git(repo, "rev-list", f"{base}..HEAD", "--", *paths)
+        if moving.returncode != 0:
+            reasons.append(f"git rev-list {base}..HEAD failed: {moving.stderr.strip()}")
             continue
-        changed = diff.stdout.split()
-        if changed:
+        unchecked = [c for c in moving.stdout.split() if not _checked_neutral(repo, c, ledger)]
+        if unchecked:
+            diff = _git(repo, "diff", "--name-only", base, "HEAD", "--", *paths)
             reasons.append(f"{where} were made at commit {base[:12]}; metric-moving file(s) changed "
-                           f"since: {', '.join(changed)}")
+                           f"since: {', '.join(diff.stdout.split())} (in {len(unchecked)} commit(s) that "
+                           f"{NEUTRAL_LEDGER} does not record as checked metric-neutral: "
+                           f"{', '.join(c[:12] for c in unchecked)})")
     return reasons
 
 
-__all__ = ["MACHINE_COLUMNS", "METRIC_MOVING_CODE", "METRIC_MOVING_PATHS", "PROVENANCE_COLUMNS",
-           "SWEEP_FIELDS", "config_hash", "cpu_capability", "cpu_model", "git_commit",
-           "git_history_unavailable", "package_versions", "provenance", "stale_reasons"]
+def read_neutral_ledger(repo) -> list[dict]:
+    """The entries of :data:`NEUTRAL_LEDGER` at ``repo`` (an empty list if it has none)."""
+    path = Path(repo) / NEUTRAL_LEDGER
+    if not path.exists():
+        return []
+    entries = json.loads(path.read_text())
+    for e in entries:
+        if not e.get("identical") or not e.get("base") or not e.get("head"):
+            raise ValueError(f"{path}: every entry needs base, head and identical: true; got {e}")
+    return entries
+
+
+def _checked_neutral(repo, commit: str, ledger: list[dict]) -> bool:
+    """Whether ``commit`` lies in (base, head] of a ledger entry: checked metric-neutral."""
+    for e in ledger:
+        if commit == e["base"]:
+            continue
+        if (_git(repo, "merge-base", "--is-ancestor", e["base"], commit).returncode == 0
+                and _git(repo, "merge-base", "--is-ancestor", commit, e["head"]).returncode == 0):
+            return True
+    return False
+
+
+__all__ = ["HASH_NEUTRAL_DEFAULTS", "MACHINE_COLUMNS", "METRIC_MOVING_CODE", "METRIC_MOVING_PATHS",
+           "NEUTRAL_LEDGER", "PROVENANCE_COLUMNS", "SWEEP_FIELDS", "config_hash", "cpu_capability", "cpu_model",
+           "git_commit", "git_history_unavailable", "package_versions", "provenance", "read_neutral_ledger",
+           "stale_reasons"]

@@ -1,0 +1,139 @@
+"""Check that commits which touch metric-moving files leave the metrics as they were.
+
+The committed default-run table goes stale (``saerepro.provenance.stale_reasons``) as soon as a
+metric-moving file changes after the commit it was made at, and regenerating it takes hours. A
+refactor, a new option whose default keeps the old behaviour, or dead-code removal does not move
+a metric; this script shows that it does not:
+
+1. it shrinks the default config (config/config.yaml of each commit) to a run of minutes that keeps
+   every setting but the sizes (tokens, eval tokens, one coefficient per architecture and site);
+2. it runs that config through the whole DAG at BASE and at HEAD (git worktrees, same machine,
+   same threads, shared resources/);
+3. it compares the two metrics tables byte for byte, every column but the commit and the timings
+   (the config hash included).
+
+With ``--record`` and identical tables it appends an entry to results/neutral_changes.json; commit
+that file, and the freshness test treats the metric-moving commits in (BASE, HEAD] as checked.
+What it cannot see: code paths the shrunk config does not reach (another architecture, a size
+threshold); bit-identity is only asserted on one machine (BLAS rounding differs across CPUs).
+
+    .venv/bin/python benchmarks/neutral_check.py <base-commit> [<head-commit>] [--record]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+#: Columns that differ between two runs of the same code: where and how long it ran.
+IGNORED_COLUMNS = ("git_commit", "train_seconds", "eval_seconds")
+
+
+def shrink(raw: dict) -> dict:
+    """The default config at minutes' scale: every setting kept but the sizes."""
+    raw = json.loads(json.dumps(raw))
+    raw["corpus"]["train_tokens"] = 8192
+    raw["reference"]["eval_tokens"] = 512
+    raw["reference"]["batch_size"] = 4
+    raw["train"]["tokens"] = 8192
+    raw["train"]["batch_size"] = 256
+    raw["train"]["warmup_steps"] = 4
+    raw["train"]["checkpoint_every_steps"] = 8
+    for arch in raw["architectures"].values():
+        arch["coefficients"] = arch["coefficients"][:1]
+        for site, coefficients in arch.get("site_coefficients", {}).items():
+            arch["site_coefficients"][site] = coefficients[:1]
+    return raw
+
+
+def git(*args: str, cwd: Path = REPO) -> str:
+    return subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def run_at(commit: str, work: Path, resources: Path, cores: int) -> Path:
+    """The shrunk default config run at ``commit``; returns its metrics.csv."""
+    tree = work / commit[:12]
+    if not tree.exists():
+        git("worktree", "add", "--detach", str(tree), commit)
+    raw = yaml.safe_load((tree / "config" / "config.yaml").read_text())
+    config = work / f"{commit[:12]}.yaml"
+    config.write_text(yaml.safe_dump(shrink(raw)))
+    run_dir = tree / "runs" / "neutral"
+    env = dict(os.environ, PYTHONPATH=str(tree / "src"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               MPLBACKEND="Agg")
+    cmd = [str(Path(sys.executable).parent / "snakemake"), "--snakefile", str(tree / "Snakefile"),
+           "-d", str(run_dir), "--configfile", str(config), "--config", f"resources_dir={resources}",
+           "--cores", str(cores)]
+    print(f"[neutral_check] {commit[:12]}: {' '.join(cmd)}", flush=True)
+    subprocess.run(cmd, env=env, check=True)
+    return run_dir / "results" / "tables" / "metrics.csv"
+
+
+def comparable(path: Path) -> tuple[list[str], str]:
+    """The table's columns that must match, and their canonical text (rows sorted)."""
+    import pandas as pd
+
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    cols = [c for c in df.columns if c not in IGNORED_COLUMNS]
+    keys = [c for c in ("model", "layer", "site", "architecture", "coefficient", "seed") if c in cols]
+    return cols, df[cols].sort_values(keys).to_csv(index=False)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("base")
+    parser.add_argument("head", nargs="?", default="HEAD")
+    parser.add_argument("--record", action="store_true", help="append the result to results/neutral_changes.json")
+    parser.add_argument("--resources", default=str(REPO / "resources"), help="shared resources/ (absolute)")
+    parser.add_argument("--cores", type=int, default=2)
+    args = parser.parse_args()
+    base, head = git("rev-parse", args.base), git("rev-parse", args.head)
+    with tempfile.TemporaryDirectory(prefix="neutral-") as tmp:
+        work = Path(tmp)
+        try:
+            tables = [run_at(c, work, Path(args.resources).resolve(), args.cores) for c in (base, head)]
+            (cols_a, text_a), (cols_b, text_b) = comparable(tables[0]), comparable(tables[1])
+        finally:
+            for c in (base, head):
+                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(work / c[:12])],
+                               capture_output=True)
+    identical = cols_a == cols_b and text_a == text_b
+    n_rows = text_b.count("\n") - 1
+    print(f"[neutral_check] {base[:12]} -> {head[:12]}: {n_rows} rows x {len(cols_b)} columns "
+          f"{'IDENTICAL' if identical else 'DIFFER'}")
+    if not identical:
+        import difflib
+
+        sys.stdout.writelines(difflib.unified_diff(text_a.splitlines(True), text_b.splitlines(True),
+                                                   base[:12], head[:12], n=0))
+        return 1
+    if args.record:
+        from saerepro.provenance import NEUTRAL_LEDGER, cpu_model
+
+        ledger = REPO / NEUTRAL_LEDGER
+        entries = json.loads(ledger.read_text()) if ledger.exists() else []
+        entries.append({
+            "base": base, "head": head, "identical": True,
+            "subjects": git("log", "--format=%h %s", f"{base}..{head}").splitlines(),
+            "rows": n_rows, "columns": len(cols_b), "ignored_columns": list(IGNORED_COLUMNS),
+            "table_sha256": hashlib.sha256(text_b.encode()).hexdigest(),
+            "cpu_model": cpu_model(), "cores": args.cores,
+            "checked": datetime.date.today().isoformat(),
+        })
+        ledger.write_text(json.dumps(entries, indent=1) + "\n")
+        print(f"[neutral_check] recorded in {NEUTRAL_LEDGER}: commit it")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
