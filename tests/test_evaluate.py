@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from saerepro.evaluate import (clean_distribution_stats, clean_reference, evaluate_sae, spliced_ce_and_kl,
-                               spliced_ce_and_kl_from_stats)
+from saerepro.evaluate import (LowPrecisionUnembed, clean_distribution_stats, clean_reference, evaluate_sae,
+                               spliced_ce_and_kl, spliced_ce_and_kl_from_stats)
 from saerepro.lm import reference_ce
 
 
@@ -40,6 +40,29 @@ def test_kl_from_clean_statistics_equals_full_softmax():
     assert torch.allclose(ce, F.cross_entropy(w, targets, reduction="none"), atol=1e-4)
     assert torch.allclose(kl, expected_kl, atol=1e-3, rtol=1e-4)
     assert expected_kl.mean() > 0.1  # the perturbation is not trivially small
+
+
+def test_bf16_unembed_centred_on_clean_lse_is_accurate_where_plain_bf16_is_not():
+    g = torch.Generator().manual_seed(2)
+    # LM-like logits: tens of nats (Gemma's top logits are ~20-40), a 5000-token vocabulary
+    n, d, vocab = 400, 64, 5000
+    hc, W_U = 4 * torch.randn(n, d, generator=g), torch.randn(d, vocab, generator=g) / 2
+    b_U = 20 + torch.randn(vocab, generator=g)
+    hs = hc + 0.3 * torch.randn(n, d, generator=g)
+    targets = torch.randint(0, vocab, (n,), generator=g)
+    W_U_T = W_U.T.contiguous()
+    stats = clean_distribution_stats(hc, W_U_T, b_U, targets, vocab_chunk=700)
+    ce32, kl32 = spliced_ce_and_kl_from_stats(hs, stats, W_U_T, b_U, targets, vocab_chunk=700)
+    low = LowPrecisionUnembed(W_U_T, b_U)
+    ce16, kl16 = spliced_ce_and_kl_from_stats(hs, stats, W_U_T, b_U, targets, vocab_chunk=700, low_precision=low)
+    # the uncentred bf16 product rounds logits of ~20 to a 0.125 grid
+    w_naive = (hs.bfloat16() @ W_U.bfloat16()).float() + b_U.bfloat16().float()
+    ce_naive = F.cross_entropy(w_naive, targets, reduction="none")
+    err16, err_naive = (ce16 - ce32).abs().mean(), (ce_naive - ce32).abs().mean()
+    assert err16 < 0.01
+    assert err16 < err_naive / 3
+    assert (kl16 - kl32).abs().mean() < 0.01
+    assert kl32.mean() > 0.1  # a perturbation that moves the distribution
 
 
 class ScaledIdentitySAE:
@@ -113,6 +136,26 @@ def test_saved_clean_pass_gives_the_same_metrics_as_recomputing_it(tiny_model, t
     for key in ("ce_sae", "kl", "loss_recovered", "l0", "gamma", "gamma_c", "nmse"):
         assert reused[key] == pytest.approx(recomputed[key], rel=1e-4, abs=1e-6), key
     assert clean["ce"].mean().item() == pytest.approx(reference[(1, site)]["ce_clean"], rel=1e-5)
+
+
+@pytest.mark.parametrize("site", ["resid", "attn"])
+def test_bf16_evaluation_moves_ce_and_kl_by_far_less_than_their_paired_se(tiny_model, tiny_tokens, reference, site):
+    from saerepro.metrics import sequence_mean_and_se
+
+    clean = clean_reference(tiny_model, tiny_tokens, [1], batch_size=4, progress=False)
+    kwargs = dict(scale=2.0, eval_tokens=tiny_tokens, reference=reference[(1, site)], progress=False,
+                  batch_size=4, clean=clean, per_token=True)
+    m32, p32 = evaluate_sae(tiny_model, NoisySAE(64, factor=0.7), 1, site, **kwargs)
+    m16, p16 = evaluate_sae(tiny_model, NoisySAE(64, factor=0.7), 1, site, precision="bfloat16", **kwargs)
+    n_pred = tiny_tokens.shape[1] - 1
+    for key, spread in (("ce_sae", p32["ce_sae"] - clean["ce"]), ("kl", p32["kl"])):
+        change = float((p16[key] - p32[key]).double().mean())
+        se = sequence_mean_and_se(spread.double().reshape(-1, n_pred))[1]
+        assert abs(change) <= 0.1 * se, (key, change, se)
+    for key in ("l0", "nmse", "gamma", "gamma_c"):  # the SAE and its inputs are float32 either way
+        assert m16[key] == m32[key], key
+    with pytest.raises(ValueError, match="precision"):
+        evaluate_sae(tiny_model, NoisySAE(64), 1, site, precision="float16", **kwargs)
 
 
 def test_clean_pass_on_other_tokens_is_refused(tiny_model, tiny_tokens, reference):

@@ -164,6 +164,11 @@ class ReferenceConfig:
     """Held-out tokens every CE metric uses; rounded down to whole sequences."""
     batch_size: int = 8
     """Sequences per LM forward during evaluation."""
+    precision: str = "float32"
+    """Unembed precision of every spliced pass (SAE and zero-ablation): ``bfloat16`` screens the
+    vocabulary with a bf16 matmul centred on the clean log-sum-exp and recomputes the tokens that
+    carry the log-sum-exp in float32 (``saerepro.evaluate.LowPrecisionUnembed``); all else stays
+    float32. ``benchmarks/bench_eval_precision.py`` measures its speed and what it moves."""
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ from .metrics import (ReconstructionStats, chunked_cross_entropy, delta_lm_loss,
                       softcap_logits)
 from .sites import hook_name
 
+PRECISIONS = ("float32", "bfloat16")
+
 
 def spliced_ce_and_kl(hidden_clean: torch.Tensor, hidden_spliced: torch.Tensor, W_U_T: torch.Tensor,
                       b_U: torch.Tensor | None, targets: torch.Tensor, softcap: float | None = None,
@@ -113,25 +115,85 @@ def clean_distribution_stats(hidden: torch.Tensor, W_U_T: torch.Tensor, b_U: tor
 
 def spliced_ce_and_kl_from_stats(hidden_spliced: torch.Tensor, clean: dict[str, torch.Tensor],
                                  W_U_T: torch.Tensor, b_U: torch.Tensor | None, targets: torch.Tensor,
-                                 vocab_chunk: int = 32768) -> tuple[torch.Tensor, torch.Tensor]:
+                                 vocab_chunk: int = 32768,
+                                 low_precision: "LowPrecisionUnembed | None" = None
+                                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token CE of the spliced logits and KL(clean ‖ spliced) from the clean distribution's
-    statistics (:func:`clean_distribution_stats`): one unembed matmul per vocabulary chunk."""
+    statistics (:func:`clean_distribution_stats`): one unembed matmul per vocabulary chunk.
+
+    With ``low_precision`` the unembed matmul runs in bf16 (:class:`LowPrecisionUnembed`); the
+    target logit and E_p[w] stay float32 products.
+    """
     n, vocab = hidden_spliced.shape[0], W_U_T.shape[0]
-    lse_s = torch.full((n,), -math.inf, device=hidden_spliced.device)
-    target_w = torch.empty(n, device=hidden_spliced.device)
-    for v0 in range(0, vocab, vocab_chunk):
-        v1 = min(v0 + vocab_chunk, vocab)
-        w = (hidden_spliced @ W_U_T[v0:v1].T).float()
+    dev = hidden_spliced.device
+    if low_precision is not None:
+        # Centre every row's logits on the clean log-sum-exp inside the bf16 matmul (fp32
+        # accumulator) so the bf16 rounding of its output acts on w − lse_clean, a few nats, not on
+        # logits of tens: rounding error ∝ magnitude (2^-9 relative).
+        offset = clean["lse"].to(torch.bfloat16).float()
+        h_aug = low_precision.augment(hidden_spliced, offset)
+        h32 = hidden_spliced.float()
+        lse_s = torch.full((n,), -math.inf, device=dev)
+        for v0 in range(0, vocab, vocab_chunk):
+            v1 = min(v0 + vocab_chunk, vocab)
+            w = (h_aug @ low_precision.W_aug[v0:v1].T).float()  # ≈ logit − offset
+            # The tokens that carry the log-sum-exp (within `head_nats` of it for some row) get their
+            # logits again as float32 products: bf16 noise there would bias lse upward (Jensen).
+            head = (w > -low_precision.head_nats).any(dim=0).nonzero(as_tuple=True)[0]
+            if head.numel():
+                exact = h32 @ W_U_T[v0 + head].float().T - offset[:, None]
+                if b_U is not None:
+                    exact = exact + b_U[v0 + head].float()
+                w[:, head] = exact
+                low_precision.exact_columns += int(head.numel())
+            low_precision.columns += v1 - v0
+            lse_s = torch.logaddexp(lse_s, torch.logsumexp(w, dim=1))
+        lse_s = lse_s + offset
+        target_w = (hidden_spliced.float() * W_U_T[targets].float()).sum(dim=1)
         if b_U is not None:
-            w = w + b_U[v0:v1]
-        lse_s = torch.logaddexp(lse_s, torch.logsumexp(w, dim=1))
-        hit = (targets >= v0) & (targets < v1)
-        if hit.any():
-            rows = hit.nonzero(as_tuple=True)[0]
-            target_w[rows] = w[rows, targets[rows] - v0]
+            target_w = target_w + b_U[targets].float()
+    else:
+        lse_s = torch.full((n,), -math.inf, device=dev)
+        target_w = torch.empty(n, device=dev)
+        for v0 in range(0, vocab, vocab_chunk):
+            v1 = min(v0 + vocab_chunk, vocab)
+            w = (hidden_spliced @ W_U_T[v0:v1].T).float()
+            if b_U is not None:
+                w = w + b_U[v0:v1]
+            lse_s = torch.logaddexp(lse_s, torch.logsumexp(w, dim=1))
+            hit = (targets >= v0) & (targets < v1)
+            if hit.any():
+                rows = hit.nonzero(as_tuple=True)[0]
+                target_w[rows] = w[rows, targets[rows] - v0]
     e_w = (clean["mu"] * hidden_spliced.float()).sum(dim=1) + clean["pb"]
     kl = (clean["ez"] - clean["lse"] - e_w + lse_s).clamp_min(0.0)
     return lse_s - target_w, kl
+
+
+class LowPrecisionUnembed:
+    """The unembedding in bf16 for :func:`spliced_ce_and_kl_from_stats`: [W_U^T | b_U | 1], [V, d+2].
+
+    CPU bf16 matmuls accumulate in float32 but round their output to bf16. A row h is augmented
+    to [h, 1, −c] so each logit comes out as W_U h + b − c, already centred on c (the clean
+    log-sum-exp of that token), and the output rounding acts on a number of a few nats. The bf16
+    logits then only screen: every vocabulary column within ``head_nats`` of the log-sum-exp for
+    some row of the batch is recomputed in float32, so what bf16 rounding is left sits in tokens of
+    probability < e^-head_nats each. ``exact_columns / columns`` counts the recomputed share.
+    """
+
+    def __init__(self, W_U_T: torch.Tensor, b_U: torch.Tensor | None, head_nats: float = 10.0):
+        self.head_nats = head_nats
+        self.columns = 0
+        self.exact_columns = 0
+        b = torch.zeros(W_U_T.shape[0], 1, dtype=W_U_T.dtype, device=W_U_T.device) if b_U is None \
+            else b_U.reshape(-1, 1).to(W_U_T.dtype)
+        ones = torch.ones_like(b)
+        self.W_aug = torch.cat([W_U_T, b, ones], dim=1).to(torch.bfloat16).contiguous()
+
+    @staticmethod
+    def augment(hidden: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+        ones = torch.ones(hidden.shape[0], 1, dtype=hidden.dtype, device=hidden.device)
+        return torch.cat([hidden, ones, -offset[:, None].to(hidden.dtype)], dim=1).to(torch.bfloat16)
 
 
 @torch.no_grad()
@@ -193,6 +255,7 @@ def _spliced_batches(model, eval_tokens: np.ndarray, layer: int, hooks: list, ba
     With ``clean`` (from :func:`clean_reference`) the pass starts at ``layer`` from the saved
     block input (``start_at_layer``: the layers below are not recomputed, bit-identical output).
     """
+
     from tqdm.auto import tqdm
 
     device = next(model.parameters()).device
@@ -216,11 +279,13 @@ def _spliced_batches(model, eval_tokens: np.ndarray, layer: int, hooks: list, ba
         yield batch, spliced, targets, rows
 
 
-def _ce_and_kl(model, batch, spliced, targets, rows, clean, W_U_T, softcap):
+def _ce_and_kl(model, batch, spliced, targets, rows, clean, W_U_T, softcap,
+               low_precision: LowPrecisionUnembed | None = None):
     device = spliced.device
     if clean is not None and clean["stats"] is not None:
         stats = {k: v[rows].to(device) for k, v in clean["stats"].items()}
-        return spliced_ce_and_kl_from_stats(spliced, stats, W_U_T, model.b_U, targets)
+        return spliced_ce_and_kl_from_stats(spliced, stats, W_U_T, model.b_U, targets,
+                                            low_precision=low_precision)
     hidden_clean = (clean["hidden"][rows].to(device) if clean is not None
                     else final_hidden(model, batch)[:, :-1].flatten(0, 1))
     return spliced_ce_and_kl(hidden_clean, spliced, W_U_T, model.b_U, targets, softcap=softcap)
@@ -228,17 +293,29 @@ def _ce_and_kl(model, batch, spliced, targets, rows, clean, W_U_T, softcap):
 
 @torch.no_grad()
 def zero_ablation_ce(model, eval_tokens: np.ndarray, clean: dict | None, layer: int, site: str,
-                     zero_bos: bool = False, batch_size: int = 8, progress: bool = True) -> torch.Tensor:
+                     zero_bos: bool = False, batch_size: int = 8, progress: bool = True,
+                     precision: str = "float32") -> torch.Tensor:
     """Per-token CE [N] with the site zero-ablated at every position but BOS (``zero_bos``: at BOS
-    too, as sae-lens' ``ce_loss_score`` does), sequences in order."""
+    too, as sae-lens' ``ce_loss_score`` does), sequences in order. ``precision``: see
+    :func:`evaluate_sae`."""
     hooks = [(hook_name(layer, site), zero_all_hook if zero_bos else zero_ablation_hook)]
     W_U_T = model.W_U.T.contiguous()
+    low = _low_precision_unembed(model, W_U_T, clean, precision)
     parts = []
     for batch, spliced, targets, rows in _spliced_batches(
             model, eval_tokens, layer, hooks, batch_size, clean,
             f"zero-ablate {hook_name(layer, site)}{' (BOS too)' if zero_bos else ''}", progress):
-        parts.append(_ce_and_kl(model, batch, spliced, targets, rows, clean, W_U_T, _softcap(model))[0])
+        parts.append(_ce_and_kl(model, batch, spliced, targets, rows, clean, W_U_T, _softcap(model), low)[0])
     return torch.cat(parts)
+
+
+def _low_precision_unembed(model, W_U_T: torch.Tensor, clean: dict | None,
+                           precision: str) -> LowPrecisionUnembed | None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"evaluation precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "float32" or clean is None or clean["stats"] is None:
+        return None  # the bf16 unembed needs the clean statistics (no soft-capping)
+    return LowPrecisionUnembed(W_U_T, model.b_U)
 
 
 def zero_all_hook(act: torch.Tensor, hook) -> torch.Tensor:
@@ -249,7 +326,7 @@ def zero_all_hook(act: torch.Tensor, hook) -> torch.Tensor:
 @torch.no_grad()
 def evaluate_sae(model, sae, layer: int, site: str, scale: float, eval_tokens: np.ndarray,
                  reference: dict, batch_size: int = 8, progress: bool = True,
-                 clean: dict | None = None, per_token: bool = False):
+                 clean: dict | None = None, per_token: bool = False, precision: str = "float32"):
     """All metrics of ``sae`` at (layer, site); ``reference`` holds ce_clean and ce_zero.
 
     ``clean`` (from :func:`clean_reference` on the same tokens) saves the clean forward, the
@@ -260,6 +337,11 @@ def evaluate_sae(model, sae, layer: int, site: str, scale: float, eval_tokens: n
     ``ce_sae``, ``kl``, ``l0``, ``sq_hat`` (‖x̂‖²) and ``dot`` (x·x̂) [N] and the per-sequence
     ``sum_x``, ``sum_x_hat`` [S, d_in] (sequences in order), from which :func:`paired_metrics`
     computes paired, sequence-aware standard errors.
+
+    ``precision`` "bfloat16": the unembed is a bf16 matmul that screens the vocabulary, with the
+    log-sum-exp's head recomputed in float32 (:class:`LowPrecisionUnembed`; needs ``clean`` and no
+    logit soft-capping). Everything else stays float32: under bf16 autocast the layers above the
+    hook point moved the resid zero-ablation CE by 0.09 nats (docs/performance.md).
     """
     device = next(model.parameters()).device
     d_in = int(sae.cfg.d_in)
@@ -290,10 +372,11 @@ def evaluate_sae(model, sae, layer: int, site: str, scale: float, eval_tokens: n
         # sae-lens flattens [.., n_heads, d_head] itself for hook_z SAEs; we pass [N, d_in].
         sae.turn_off_forward_pass_hook_z_reshaping()
     W_U_T = model.W_U.T.contiguous()
+    low = _low_precision_unembed(model, W_U_T, clean, precision)
     name = hook_name(layer, site)
     for batch, spliced, targets, rows in _spliced_batches(model, eval_tokens, layer, [(name, splice)],
                                                           batch_size, clean, f"evaluate {name}", progress):
-        ce_sae, kl = _ce_and_kl(model, batch, spliced, targets, rows, clean, W_U_T, softcap)
+        ce_sae, kl = _ce_and_kl(model, batch, spliced, targets, rows, clean, W_U_T, softcap, low)
         ce_parts.append(ce_sae)
         kl_parts.append(kl)
     ce_all, kl_all = torch.cat(ce_parts), torch.cat(kl_parts)

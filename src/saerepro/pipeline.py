@@ -139,7 +139,8 @@ def reference_ce(cfg: Config, corpus: str | Path, out_paths: dict[tuple[int, str
     for layer, site in out_paths:
         for name, zero_bos in (("zero_ce", False), ("zero_bos_ce", True)):
             clean[name][hook_key(layer, site)] = zero_ablation_ce(
-                model, eval_tokens, clean, layer, site, zero_bos=zero_bos, batch_size=batch_size).cpu()
+                model, eval_tokens, clean, layer, site, zero_bos=zero_bos, batch_size=batch_size,
+                precision=cfg.reference.precision).cpu()
     seconds = time.time() - start
     clean["eval_tokens_sha256"] = _array_sha256(eval_tokens)
     if clean_path is not None:
@@ -281,7 +282,8 @@ def evaluate_run(cfg: Config, run, run_dir: str | Path, reference: str | Path,
     model = load_model(cfg.spec, cfg.resources_dir, device)
     start = time.time()
     metrics, per_token = evaluate_sae(model, sae, run.layer, run.site, scale, eval_tokens, ref,
-                                      batch_size=cfg.reference.batch_size, clean=clean, per_token=True)
+                                      batch_size=cfg.reference.batch_size, clean=clean, per_token=True,
+                                      precision=cfg.reference.precision)
     # paired, sequence-aware SEs replace the per-token ones (same means, to float rounding)
     metrics.update(paired_metrics(per_token, clean, run.layer, run.site, eval_tokens.shape[1] - 1))
     info = json.loads((Path(run_dir) / "train_info.json").read_text())
