@@ -20,28 +20,39 @@ def _pins(requirements) -> dict[str, str]:
     return pins
 
 
+def _all_pins(project: dict) -> dict[str, str]:
+    """The runtime dependencies and every extra (test, lint)."""
+    pins = _pins(project["dependencies"])
+    for extra in project.get("optional-dependencies", {}).values():
+        pins.update(_pins(extra))
+    return pins
+
+
 def test_environment_yml_pins_agree_with_pyproject():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     env = yaml.safe_load((REPO / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    assert _pins(project["dependencies"]) == _pins(pip_section)
+    assert _all_pins(project) == _pins(pip_section)
 
 
-def test_core_packages_are_pinned():
+def test_core_packages_are_pinned_and_tools_are_extras():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     pins = _pins(project["dependencies"])
     assert pins["torch"] == "2.13.0"
     assert pins["sae-lens"].startswith("6.54.")
     assert pins["snakemake"].startswith("9.")
-    for name in ("transformers", "gguf", "pandas", "matplotlib", "seaborn", "pytest"):
+    for name in ("transformers", "gguf", "pandas", "matplotlib", "seaborn"):
         assert name in pins
+    extras = project["optional-dependencies"]
+    assert "pytest" in _pins(extras["test"]) and "pytest" not in pins
+    assert {"ruff", "snakefmt", "mypy"} <= set(_pins(extras["lint"]))
 
 
 def test_installed_versions_match_the_pins():
     from importlib.metadata import version
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    for name, pinned in _pins(project["dependencies"]).items():
+    for name, pinned in _all_pins(project).items():
         installed = version(name).split("+")[0]  # torch reports 2.13.0+cpu
         assert installed == pinned, f"{name}: installed {installed}, pinned {pinned}"
 
