@@ -40,8 +40,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=str(ROOT / "config/config.yaml"))
     ap.add_argument("--site", default="resid")
-    ap.add_argument("--runs", default="gated:0.6,gated:1.5,baseline:0.35,baseline:0.9",
-                    help="architecture:coefficient pairs")
+    ap.add_argument(
+        "--runs", default="gated:0.6,gated:1.5,baseline:0.35,baseline:0.9", help="architecture:coefficient pairs"
+    )
     ap.add_argument("--tokens", type=int, default=None, help="tokens per SAE (default: the config's)")
     ap.add_argument("--b-dec-init", default="geometric_median")
     args = ap.parse_args()
@@ -60,27 +61,43 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for spec in args.runs.split(","):
             arch, coef = spec.split(":")
-            run = Run(model=cfg.model, layer=layer, site=args.site, architecture=arch,
-                      coefficient=float(coef), seed=0)
+            run = Run(model=cfg.model, layer=layer, site=args.site, architecture=arch, coefficient=float(coef), seed=0)
             rows = {}
             for bf16 in (False, True):
                 tcfg = train_config(cfg, run, cache.d_in)
-                tcfg = dataclasses.replace(tcfg, autocast_bf16=bf16, b_dec_init=args.b_dec_init,
-                                           total_tokens=args.tokens or tcfg.total_tokens)
+                tcfg = dataclasses.replace(
+                    tcfg, autocast_bf16=bf16, b_dec_init=args.b_dec_init, total_tokens=args.tokens or tcfg.total_tokens
+                )
                 out = Path(tmp) / f"{arch}-{coef}-{'bf16' if bf16 else 'fp32'}"
                 start = time.time()
                 info = train_sae(tcfg, cache, out)
                 tps = info["tokens_trained"] / (time.time() - start)
                 sae = load_sae(str(out), device="cpu")
-                m = evaluate_sae(model, sae, layer, args.site, cache.scale, eval_tokens, reference,
-                                 batch_size=cfg.reference.batch_size, progress=False)
+                m = evaluate_sae(
+                    model,
+                    sae,
+                    layer,
+                    args.site,
+                    cache.scale,
+                    eval_tokens,
+                    reference,
+                    batch_size=cfg.reference.batch_size,
+                    progress=False,
+                )
                 rows[bf16] = m
-                print(f"{spec:<18} {'bf16' if bf16 else 'fp32':<9} {tps:7.0f} "
-                      + " ".join(f"{m[c]:14.4f}" for c in cols), flush=True)
-            print(f"{spec:<18} {'bf16-fp32':<9} {'':>7} "
-                  + " ".join(f"{rows[True][c] - rows[False][c]:+14.4f}" for c in cols), flush=True)
-    print("Standard errors for comparison: loss recovered and ΔLM carry the eval-token SE "
-          "(ce_sae_se / (ce_zero − ce_clean)); seed-to-seed spread is larger.")
+                print(
+                    f"{spec:<18} {'bf16' if bf16 else 'fp32':<9} {tps:7.0f} " + " ".join(f"{m[c]:14.4f}" for c in cols),
+                    flush=True,
+                )
+            print(
+                f"{spec:<18} {'bf16-fp32':<9} {'':>7} "
+                + " ".join(f"{rows[True][c] - rows[False][c]:+14.4f}" for c in cols),
+                flush=True,
+            )
+    print(
+        "Standard errors for comparison: loss recovered and ΔLM carry the eval-token SE "
+        "(ce_sae_se / (ce_zero − ce_clean)); seed-to-seed spread is larger."
+    )
 
 
 if __name__ == "__main__":

@@ -40,20 +40,27 @@ def main() -> None:
     model = load_model(cfg.spec, cfg.resources_dir)
     hook_points = cfg.hook_points()
     stop_at = max(layer for layer, _ in hook_points) + 1
-    print(f"model {cfg.model}, hook points {hook_points}, stop_at_layer={stop_at}, "
-          f"{n_tok} tokens, batch {cfg.cache.batch_size} x {ctx}, torch threads {torch.get_num_threads()}")
+    print(
+        f"model {cfg.model}, hook points {hook_points}, stop_at_layer={stop_at}, "
+        f"{n_tok} tokens, batch {cfg.cache.batch_size} x {ctx}, torch threads {torch.get_num_threads()}"
+    )
 
     def bare() -> None:
         with torch.no_grad():
             for s in range(0, len(tokens), cfg.cache.batch_size):
-                model(torch.as_tensor(tokens[s:s + cfg.cache.batch_size], dtype=torch.long),
-                      stop_at_layer=stop_at)
+                model(torch.as_tensor(tokens[s : s + cfg.cache.batch_size], dtype=torch.long), stop_at_layer=stop_at)
 
     def cached() -> None:
         with tempfile.TemporaryDirectory() as tmp:
-            cache_activations(model, tokens, hook_points,
-                              [Path(tmp) / f"L{l}" / s for l, s in hook_points],
-                              batch_size=cfg.cache.batch_size, dtype=cfg.cache.dtype, progress=False)
+            cache_activations(
+                model,
+                tokens,
+                hook_points,
+                [Path(tmp) / f"L{l}" / s for l, s in hook_points],
+                batch_size=cfg.cache.batch_size,
+                dtype=cfg.cache.dtype,
+                progress=False,
+            )
 
     bare()  # warm-up
     results = {"bare stop_at_layer forward": [], "cache_activations": []}

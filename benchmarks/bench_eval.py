@@ -28,15 +28,15 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import matmul_peak  # noqa: E402
+from bench_train import matmul_peak
 
-from saerepro import paths  # noqa: E402
-from saerepro.config import load_config  # noqa: E402
-from saerepro.costs import lm_forward_flops_per_token  # noqa: E402
-from saerepro.evaluate import clean_reference, evaluate_sae  # noqa: E402
-from saerepro.lm import eval_token_subset  # noqa: E402
-from saerepro.models import load_model  # noqa: E402
-from saerepro.sae import load_sae, make_sae  # noqa: E402
+from saerepro import paths
+from saerepro.config import load_config
+from saerepro.costs import lm_forward_flops_per_token
+from saerepro.evaluate import clean_reference, evaluate_sae
+from saerepro.lm import eval_token_subset
+from saerepro.models import load_model
+from saerepro.sae import load_sae, make_sae
 
 
 def main() -> None:
@@ -64,8 +64,10 @@ def main() -> None:
         sae, what = make_sae("gated", d_in, 4 * d_in), "untrained gated SAE (4x)"
     d_sae = int(sae.cfg.d_sae)
     bs = cfg.reference.batch_size
-    print(f"{cfg.model} L{layer} {args.site}: {n_pred} predicted tokens, batch {bs} x {ctx}, {what}, "
-          f"torch threads {torch.get_num_threads()}, CPU capability {torch.backends.cpu.get_cpu_capability()}")
+    print(
+        f"{cfg.model} L{layer} {args.site}: {n_pred} predicted tokens, batch {bs} x {ctx}, {what}, "
+        f"torch threads {torch.get_num_threads()}, CPU capability {torch.backends.cpu.get_cpu_capability()}"
+    )
 
     peak32 = max(matmul_peak(torch.float32, 5).values())
     peak16 = max(matmul_peak(torch.bfloat16, 5).values())
@@ -75,28 +77,44 @@ def main() -> None:
     # per predicted token; the forward runs on every position (BOS too): ctx / (ctx - 1)
     per_pos = ctx / (ctx - 1)
     full = lm_forward_flops_per_token(spec, spec.n_layers, ctx, logits=True) * per_pos
-    spliced = (lm_forward_flops_per_token(spec, spec.n_layers - layer, ctx, logits=False) * per_pos
-               + 2.0 * spec.d_model * spec.d_vocab + 2 * 2.0 * d_in * d_sae)
+    spliced = (
+        lm_forward_flops_per_token(spec, spec.n_layers - layer, ctx, logits=False) * per_pos
+        + 2.0 * spec.d_model * spec.d_vocab
+        + 2 * 2.0 * d_in * d_sae
+    )
     state = {}
 
     def bare():
         with torch.no_grad():
             for s in range(0, len(tokens), bs):
-                model(torch.as_tensor(tokens[s:s + bs], dtype=torch.long), return_type="loss")
+                model(torch.as_tensor(tokens[s : s + bs], dtype=torch.long), return_type="loss")
 
     def clean():
         state["clean"] = clean_reference(model, tokens, [layer], batch_size=bs, progress=False)
 
     def sae_eval():
-        evaluate_sae(model, sae, layer, args.site, 1.0, tokens, {"ce_clean": 3.0, "ce_zero": 4.0},
-                     batch_size=bs, progress=False, clean=state["clean"], per_token=True)
+        evaluate_sae(
+            model,
+            sae,
+            layer,
+            args.site,
+            1.0,
+            tokens,
+            {"ce_clean": 3.0, "ce_zero": 4.0},
+            batch_size=bs,
+            progress=False,
+            clean=state["clean"],
+            per_token=True,
+        )
 
     # the clean pass keeps μ = E_p[W_U] per token: one more [d, V] matmul than a plain forward
     clean_flops = full + 2.0 * spec.d_model * spec.d_vocab
     print(f"{'':>34}  {'tokens/s':>8}  {'GFLOP/token':>11}  {'bound tok/s':>11}  {'% of fp32 bound':>15}")
-    for name, fn, flops in (("bare full forward (TL loss)", bare, full),
-                            ("clean reference pass", clean, clean_flops),
-                            ("SAE evaluation (pipeline path)", sae_eval, spliced)):
+    for name, fn, flops in (
+        ("bare full forward (TL loss)", bare, full),
+        ("clean reference pass", clean, clean_flops),
+        ("SAE evaluation (pipeline path)", sae_eval, spliced),
+    ):
         start = time.perf_counter()
         fn()
         seconds = time.perf_counter() - start

@@ -61,8 +61,9 @@ def main() -> None:
             for name in ("float32", "bfloat16"):
                 low = E.LowPrecisionUnembed(W_U_T, model.b_U) if name == "bfloat16" else None
                 start = time.time()
-                out[name] = E.spliced_ce_and_kl_from_stats(hs, clean["stats"], W_U_T, model.b_U, targets,
-                                                           low_precision=low)
+                out[name] = E.spliced_ce_and_kl_from_stats(
+                    hs, clean["stats"], W_U_T, model.b_U, targets, low_precision=low
+                )
                 seconds = time.time() - start
                 share = f", exact share {low.exact_columns / low.columns:.3f}" if low else ""
                 print(f"noise {rel}: {name} {seconds:.1f} s{share}")
@@ -85,12 +86,15 @@ def main() -> None:
         out = {}
         for name in ("float32", "bfloat16"):
             start = time.time()
-            out[name] = E.evaluate_sae(model, sae, layer, site, scale, tokens, ref, clean=clean, per_token=True,
-                                       progress=False, precision=name)
+            out[name] = E.evaluate_sae(
+                model, sae, layer, site, scale, tokens, ref, clean=clean, per_token=True, progress=False, precision=name
+            )
             print(f"{run_dir}: {name} {time.time() - start:.1f} s")
         (_, p32), (_, p16) = out["float32"], out["bfloat16"]
-        print(f"  CE {_change(p32['ce_sae'], p16['ce_sae'], p32['ce_sae'] - clean['ce'], n_pred)};  "
-              f"KL {_change(p32['kl'], p16['kl'], p32['kl'], n_pred)}")
+        print(
+            f"  CE {_change(p32['ce_sae'], p16['ce_sae'], p32['ce_sae'] - clean['ce'], n_pred)};  "
+            f"KL {_change(p32['kl'], p16['kl'], p32['kl'], n_pred)}"
+        )
 
 
 if __name__ == "__main__":

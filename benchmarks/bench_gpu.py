@@ -90,21 +90,36 @@ def memory_source(n_tokens: int, d_in: int, seed: int = 0):
     x = rng.standard_normal((n_tokens, d_in), dtype=np.float32)
     x[:, :8] += 3.0
     x /= np.sqrt(1 + 8 * 9 / d_in)
-    meta = {"shape": [n_tokens, d_in], "dtype": "float16", "scale": 1.0, "d_in": d_in,
-            "n_tokens": n_tokens, "hook_name": "blocks.0.hook_resid_post", "model": "synthetic"}
+    meta = {
+        "shape": [n_tokens, d_in],
+        "dtype": "float16",
+        "scale": 1.0,
+        "d_in": d_in,
+        "n_tokens": n_tokens,
+        "hook_name": "blocks.0.hook_resid_post",
+        "model": "synthetic",
+    }
     return ActivationCache(path=Path("memory"), array=x.astype(np.float16), meta=meta)
 
 
-def bench_sae(arch: str, d_in: int, d_sae: int, batch: int, device: torch.device, steps: int,
-              bf16: bool) -> dict:
+def bench_sae(arch: str, d_in: int, d_sae: int, batch: int, device: torch.device, steps: int, bf16: bool) -> dict:
     from saerepro.training import TrainConfig, _Run
 
     source = memory_source(4 * batch, d_in)
-    cfg = TrainConfig(arch, 0.01, d_sae=d_sae, batch_size=batch, total_tokens=batch * 10_000,
-                      device=str(device), autocast_bf16=bf16, b_dec_init="zeros", log_every_steps=10**6,
-                      dead_tokens_threshold=10**9)
+    cfg = TrainConfig(
+        arch,
+        0.01,
+        d_sae=d_sae,
+        batch_size=batch,
+        total_tokens=batch * 10_000,
+        device=str(device),
+        autocast_bf16=bf16,
+        b_dec_init="zeros",
+        log_every_steps=10**6,
+        dead_tokens_threshold=10**9,
+    )
     run = _Run(cfg, source, Path(tempfile.mkdtemp(prefix="bench_gpu_")), device)
-    xs = [torch.from_numpy(source.array[i * batch:(i + 1) * batch].astype(np.float32)).to(device) for i in range(4)]
+    xs = [torch.from_numpy(source.array[i * batch : (i + 1) * batch].astype(np.float32)).to(device) for i in range(4)]
     state = {"i": 0}
 
     def step() -> None:
@@ -113,8 +128,16 @@ def bench_sae(arch: str, d_in: int, d_sae: int, batch: int, device: torch.device
 
     dt = timed(step, device, steps)
     flops = FLOP_UNITS[arch] * 2 * batch * d_in * d_sae
-    return {"arch": arch, "d_in": d_in, "d_sae": d_sae, "batch": batch, "bf16": bf16,
-            "s_per_step": dt, "tokens_per_s": batch / dt, "tflops": flops / dt / 1e12}
+    return {
+        "arch": arch,
+        "d_in": d_in,
+        "d_sae": d_sae,
+        "batch": batch,
+        "bf16": bf16,
+        "s_per_step": dt,
+        "tokens_per_s": batch / dt,
+        "tflops": flops / dt / 1e12,
+    }
 
 
 # --------------------------------------------------------------------------- LM activations
@@ -134,9 +157,17 @@ def lm_model(device: torch.device, synthetic: bool):
         shape = dict(n_layers=16, d_model=2048, n_heads=8, d_head=256, d_mlp=8192, d_vocab=50304, n_ctx=2048)
     else:
         shape = dict(n_layers=4, d_model=256, n_heads=4, d_head=64, d_mlp=1024, d_vocab=8192, n_ctx=256)
-    cfg = HookedTransformerConfig(**shape, act_fn="gelu", normalization_type="LN",
-                                  positional_embedding_type="rotary", rotary_dim=shape["d_head"] // 4,
-                                  parallel_attn_mlp=True, device=str(device), dtype=torch.float32, seed=0)
+    cfg = HookedTransformerConfig(
+        **shape,
+        act_fn="gelu",
+        normalization_type="LN",
+        positional_embedding_type="rotary",
+        rotary_dim=shape["d_head"] // 4,
+        parallel_attn_mlp=True,
+        device=str(device),
+        dtype=torch.float32,
+        seed=0,
+    )
     model = HookedTransformer(cfg)
     model.eval()
     layer = shape["n_layers"] // 2
@@ -151,14 +182,16 @@ def lm_flops_per_token(model, n_layers_run: int, ctx: int) -> float:
     return 2 * params + attn
 
 
-def bench_lm(model, n_layers_run: int, layer: int, device: torch.device, ctx: int, batch: int,
-             repeats: int, bf16: bool) -> dict:
+def bench_lm(
+    model, n_layers_run: int, layer: int, device: torch.device, ctx: int, batch: int, repeats: int, bf16: bool
+) -> dict:
     from saerepro.streaming import LMActivations
 
     rng = np.random.default_rng(0)
     tokens = rng.integers(1, model.cfg.d_vocab, size=(batch * 4, ctx)).astype(np.int32)
-    array = LMActivations(model, tokens, layer, "resid", batch_size=batch, scale=1.0, dtype="float16",
-                          autocast_bf16=bf16)
+    array = LMActivations(
+        model, tokens, layer, "resid", batch_size=batch, scale=1.0, dtype="float16", autocast_bf16=bf16
+    )
     state = {"b": 0}
 
     def one() -> None:
@@ -167,12 +200,19 @@ def bench_lm(model, n_layers_run: int, layer: int, device: torch.device, ctx: in
 
     dt = timed(one, device, repeats)
     tokens_per_s = batch * ctx / dt
-    return {"bf16": bf16, "ctx": ctx, "batch": batch, "s_per_batch": dt, "tokens_per_s": tokens_per_s,
-            "tflops": lm_flops_per_token(model, n_layers_run, ctx) * tokens_per_s / 1e12}
+    return {
+        "bf16": bf16,
+        "ctx": ctx,
+        "batch": batch,
+        "s_per_batch": dt,
+        "tokens_per_s": tokens_per_s,
+        "tflops": lm_flops_per_token(model, n_layers_run, ctx) * tokens_per_s / 1e12,
+    }
 
 
-def bench_end_to_end(model, layer: int, device: torch.device, ctx: int, lm_batch: int, d_sae: int,
-                     batch: int, n_tokens: int, bf16: bool) -> dict:
+def bench_end_to_end(
+    model, layer: int, device: torch.device, ctx: int, lm_batch: int, d_sae: int, batch: int, n_tokens: int, bf16: bool
+) -> dict:
     """One gated SAE on LM activations streamed on the fly vs the same activations in memory."""
     from saerepro.activations import ActivationCache
     from saerepro.streaming import open_lm_source
@@ -184,11 +224,29 @@ def bench_end_to_end(model, layer: int, device: torch.device, ctx: int, lm_batch
     tokens = rng.integers(1, model.cfg.d_vocab, size=(n_seq, ctx)).astype(np.int32)
     out = Path(tempfile.mkdtemp(prefix="bench_gpu_e2e_"))
     start = time.perf_counter()
-    source = open_lm_source(model, tokens, layer, "resid", batch_size=lm_batch, norm_tokens=lm_batch * (ctx - 1),
-                            autocast_bf16=bf16, progress=False)
-    cfg = TrainConfig("gated", 0.01, d_sae=d_sae, batch_size=batch, total_tokens=(n_seq * (ctx - 1) // batch) * batch,
-                      device=str(device), autocast_bf16=bf16, b_dec_init="zeros", checkpoint_every_steps=0,
-                      shuffle_buffer_tokens=1_000_000, shuffle_chunk_tokens=lm_batch * (ctx - 1))
+    source = open_lm_source(
+        model,
+        tokens,
+        layer,
+        "resid",
+        batch_size=lm_batch,
+        norm_tokens=lm_batch * (ctx - 1),
+        autocast_bf16=bf16,
+        progress=False,
+    )
+    cfg = TrainConfig(
+        "gated",
+        0.01,
+        d_sae=d_sae,
+        batch_size=batch,
+        total_tokens=(n_seq * (ctx - 1) // batch) * batch,
+        device=str(device),
+        autocast_bf16=bf16,
+        b_dec_init="zeros",
+        checkpoint_every_steps=0,
+        shuffle_buffer_tokens=1_000_000,
+        shuffle_chunk_tokens=lm_batch * (ctx - 1),
+    )
     train_saes([cfg], source, [out / "fly"], progress=False)
     fly_s = time.perf_counter() - start
     lm_tokens, lm_seconds = source.array.lm_tokens, source.array.lm_seconds
@@ -196,9 +254,15 @@ def bench_end_to_end(model, layer: int, device: torch.device, ctx: int, lm_batch
     start = time.perf_counter()
     train_saes([cfg], in_memory, [out / "memory"], progress=False)
     mem_s = time.perf_counter() - start
-    return {"tokens": cfg.total_tokens, "on_the_fly_tokens_per_s": cfg.total_tokens / fly_s,
-            "in_memory_tokens_per_s": cfg.total_tokens / mem_s, "lm_tokens": lm_tokens,
-            "lm_seconds": lm_seconds, "d_sae": d_sae, "bf16": bf16}
+    return {
+        "tokens": cfg.total_tokens,
+        "on_the_fly_tokens_per_s": cfg.total_tokens / fly_s,
+        "in_memory_tokens_per_s": cfg.total_tokens / mem_s,
+        "lm_tokens": lm_tokens,
+        "lm_seconds": lm_seconds,
+        "d_sae": d_sae,
+        "bf16": bf16,
+    }
 
 
 def main() -> None:
@@ -211,25 +275,34 @@ def main() -> None:
     gpu = torch.cuda.is_available()
     device = torch.device("cuda" if gpu else "cpu")
     repeats = 3 if args.quick else 10
-    result: dict = {"torch": torch.__version__, "device": str(device), "gpu": gpu,
-                    "host_threads": torch.get_num_threads()}
+    result: dict = {
+        "torch": torch.__version__,
+        "device": str(device),
+        "gpu": gpu,
+        "host_threads": torch.get_num_threads(),
+    }
     if gpu:
         result["device_name"] = torch.cuda.get_device_name(device)
         print(f"GPU: {result['device_name']}, torch {torch.__version__}")
     else:
         result["device_name"] = "cpu"
-        print(f"No GPU present (torch.cuda.is_available() is False): running the reduced CPU version "
-              f"on {torch.get_num_threads()} threads, torch {torch.__version__}.")
+        print(
+            f"No GPU present (torch.cuda.is_available() is False): running the reduced CPU version "
+            f"on {torch.get_num_threads()} threads, torch {torch.__version__}."
+        )
 
     n = 8192 if gpu else 1024
     peak = matmul_peak(device, torch.bfloat16, n, repeats)
     peak32 = matmul_peak(device, torch.float32, n, repeats)
     result["peak_bf16_tflops"], result["peak_fp32_tflops"] = peak, peak32
-    print(f"\nmatmul peak at {n}^3: bf16 {peak:.2f} TFLOP/s, fp32 {peak32:.2f} TFLOP/s "
-          f"(% of peak below is against bf16 {peak:.2f})")
+    print(
+        f"\nmatmul peak at {n}^3: bf16 {peak:.2f} TFLOP/s, fp32 {peak32:.2f} TFLOP/s "
+        f"(% of peak below is against bf16 {peak:.2f})"
+    )
 
-    d_in, widths, batch = (2560, {"gated": 32768, "baseline": 49152}, 4096) if gpu else \
-        (640, {"gated": 2560, "baseline": 3840}, 1024)
+    d_in, widths, batch = (
+        (2560, {"gated": 32768, "baseline": 49152}, 4096) if gpu else (640, {"gated": 2560, "baseline": 3840}, 1024)
+    )
     steps = (5 if args.quick else 20) if gpu else (3 if args.quick else 6)
     print(f"\nSAE training (our trainer, one full optimiser step; d_in {d_in}, batch {batch}):")
     print(f"  {'arch':9s} {'d_sae':>6s} {'precision':>9s} {'tokens/s':>10s} {'TFLOP/s':>8s} {'% bf16 peak':>11s}")
@@ -238,20 +311,26 @@ def main() -> None:
         for bf16 in (False, True):
             r = bench_sae(arch, d_in, d_sae, batch, device, steps, bf16)
             result["sae"].append(r)
-            print(f"  {arch:9s} {d_sae:6d} {'bf16' if bf16 else 'fp32':>9s} {r['tokens_per_s']:10.0f} "
-                  f"{r['tflops']:8.3f} {100 * r['tflops'] / peak:10.1f}%")
+            print(
+                f"  {arch:9s} {d_sae:6d} {'bf16' if bf16 else 'fp32':>9s} {r['tokens_per_s']:10.0f} "
+                f"{r['tflops']:8.3f} {100 * r['tflops'] / peak:10.1f}%"
+            )
 
     model, what, n_layers_run, layer = lm_model(device, args.synthetic)
     ctx, lm_batch = (1024, 16) if gpu else (128, 8)
     result["lm_model"] = what
-    print(f"\nLM activations (on-the-fly path: stop_at_layer={n_layers_run} forward + hook + float16 to host) "
-          f"of {what}, layer {layer}, batch {lm_batch} x {ctx}:")
+    print(
+        f"\nLM activations (on-the-fly path: stop_at_layer={n_layers_run} forward + hook + float16 to host) "
+        f"of {what}, layer {layer}, batch {lm_batch} x {ctx}:"
+    )
     result["lm"] = []
     for bf16 in (False, True):
         r = bench_lm(model, n_layers_run, layer, device, ctx, lm_batch, max(2, repeats // 2), bf16)
         result["lm"].append(r)
-        print(f"  {'bf16 autocast' if bf16 else 'fp32':13s} {r['tokens_per_s']:10.0f} tokens/s  "
-              f"{r['tflops']:8.3f} TFLOP/s  {100 * r['tflops'] / peak:5.1f}% of bf16 peak")
+        print(
+            f"  {'bf16 autocast' if bf16 else 'fp32':13s} {r['tokens_per_s']:10.0f} tokens/s  "
+            f"{r['tflops']:8.3f} TFLOP/s  {100 * r['tflops'] / peak:5.1f}% of bf16 peak"
+        )
 
     e2e_tokens = (2_000_000 if gpu else 60_000) // (4 if args.quick else 1)
     e2e_d_sae = 8 * model.cfg.d_model if gpu else 4 * model.cfg.d_model
@@ -260,9 +339,11 @@ def main() -> None:
     for bf16 in (False, True):
         r = bench_end_to_end(model, layer, device, ctx, lm_batch, e2e_d_sae, batch, e2e_tokens, bf16)
         result["end_to_end"].append(r)
-        print(f"  {'bf16' if bf16 else 'fp32'}: on the fly {r['on_the_fly_tokens_per_s']:.0f} tokens/s "
-              f"(LM {r['lm_tokens']} tokens in {r['lm_seconds']:.1f} s), same SAE on the activations in memory "
-              f"{r['in_memory_tokens_per_s']:.0f} tokens/s")
+        print(
+            f"  {'bf16' if bf16 else 'fp32'}: on the fly {r['on_the_fly_tokens_per_s']:.0f} tokens/s "
+            f"(LM {r['lm_tokens']} tokens in {r['lm_seconds']:.1f} s), same SAE on the activations in memory "
+            f"{r['in_memory_tokens_per_s']:.0f} tokens/s"
+        )
     if not gpu:
         print("\nNo GPU was present: these are CPU figures at reduced sizes, not GPU measurements.")
     if args.out:

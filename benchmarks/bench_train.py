@@ -39,8 +39,15 @@ D_IN, BATCH = 640, 1024
 WIDTH = {"gated": 2560, "baseline": 3840}
 
 FLOP_UNITS = {
-    "gated": 7, "gated_no_rmag": 7, "gated_unfrozen_decoder": 8, "gated_untied": 9,
-    "baseline": 5, "jumprelu": 5, "topk": 5, "topk+auxk": 8, "baseline_rescale_shift": 2,
+    "gated": 7,
+    "gated_no_rmag": 7,
+    "gated_unfrozen_decoder": 8,
+    "gated_untied": 9,
+    "baseline": 5,
+    "jumprelu": 5,
+    "topk": 5,
+    "topk+auxk": 8,
+    "baseline_rescale_shift": 2,
 }
 
 
@@ -53,8 +60,15 @@ def write_cache(path: Path, n_tokens: int, d_in: int = D_IN, seed: int = 0) -> P
         block[:, :8] += 3.0  # a mean component, like real activations
         arr[s : s + block.shape[0]] = block / np.sqrt(1 + 8 * 9 / d_in)
     arr.flush()
-    meta = {"shape": [n_tokens, d_in], "dtype": "float16", "scale": 1.0, "d_in": d_in, "n_tokens": n_tokens,
-            "hook_name": "blocks.6.hook_resid_post", "model": "synthetic"}
+    meta = {
+        "shape": [n_tokens, d_in],
+        "dtype": "float16",
+        "scale": 1.0,
+        "d_in": d_in,
+        "n_tokens": n_tokens,
+        "hook_name": "blocks.6.hook_resid_post",
+        "model": "synthetic",
+    }
     (path / "meta.json").write_text(json.dumps(meta))
     return path
 
@@ -84,7 +98,7 @@ def matmul_peak(dtype: torch.dtype, repeats: int) -> dict[str, float]:
     out = {}
     for name, (m, k, n) in {"sae_shape": (BATCH, D_IN, WIDTH["gated"]), "square_2048": (2048, 2048, 2048)}.items():
         a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
-        t = best_time(lambda: a @ b, repeats)
+        t = best_time(lambda a=a, b=b: a @ b, repeats)
         out[name] = 2 * m * k * n / t / 1e9
     return out
 
@@ -99,12 +113,25 @@ def bench_ours(arch: str, steps: int, bf16: bool = False, auxk: bool = False) ->
     tmp = Path(tempfile.mkdtemp(prefix="bench_"))
     cache = open_cache(write_cache(tmp / "cache", 4 * BATCH))
     if arch == "baseline_rescale_shift":
-        base = _Run(TrainConfig("baseline", 1.0, d_sae=d_sae, batch_size=BATCH, total_tokens=BATCH, device="cpu"),
-                    cache, tmp / "base", torch.device("cpu"))
+        base = _Run(
+            TrainConfig("baseline", 1.0, d_sae=d_sae, batch_size=BATCH, total_tokens=BATCH, device="cpu"),
+            cache,
+            tmp / "base",
+            torch.device("cpu"),
+        )
         base.sae.save_model(tmp / "base")
         extra["baseline_path"] = str(tmp / "base")
-    cfg = TrainConfig(arch, coefficient, d_sae=d_sae, batch_size=BATCH, total_tokens=BATCH * 10_000,
-                      device="cpu", autocast_bf16=bf16, dead_tokens_threshold=1 if auxk else 10**9, **extra)
+    cfg = TrainConfig(
+        arch,
+        coefficient,
+        d_sae=d_sae,
+        batch_size=BATCH,
+        total_tokens=BATCH * 10_000,
+        device="cpu",
+        autocast_bf16=bf16,
+        dead_tokens_threshold=1 if auxk else 10**9,
+        **extra,
+    )
     run = _Run(cfg, cache, tmp / "run", torch.device("cpu"))
     xs = [torch.from_numpy(np.asarray(cache.array[i * BATCH : (i + 1) * BATCH], dtype=np.float32)) for i in range(4)]
     for i in range(2):
@@ -131,8 +158,15 @@ def bench_sae_lens_stock(arch: str, steps: int) -> dict[str, float]:
         sae = StandardTrainingSAE(StandardTrainingSAEConfig(d_in=D_IN, d_sae=d_sae, l1_coefficient=0.01))
         units = 5
     xs = [torch.randn(BATCH, D_IN) for _ in range(4)]
-    cfg = SAETrainerConfig(total_training_samples=BATCH * 10_000, train_batch_size_samples=BATCH, lr=3e-4,
-                           lr_end=3e-4, adam_beta1=0.0, device="cpu", logger=LoggingConfig(log_to_wandb=False))
+    cfg = SAETrainerConfig(
+        total_training_samples=BATCH * 10_000,
+        train_batch_size_samples=BATCH,
+        lr=3e-4,
+        lr_end=3e-4,
+        adam_beta1=0.0,
+        device="cpu",
+        logger=LoggingConfig(log_to_wandb=False),
+    )
     trainer = SAETrainer(cfg, sae, data_provider=iter(xs))
 
     def one(i: int) -> None:
@@ -142,7 +176,12 @@ def bench_sae_lens_stock(arch: str, steps: int) -> dict[str, float]:
     for i in range(2):
         one(i)
     dt = median_step_time(one, steps)
-    return {"d_sae": d_sae, "s_per_step": dt, "tokens_per_s": BATCH / dt, "gflops": units * 2 * BATCH * D_IN * d_sae / dt / 1e9}
+    return {
+        "d_sae": d_sae,
+        "s_per_step": dt,
+        "tokens_per_s": BATCH / dt,
+        "gflops": units * 2 * BATCH * D_IN * d_sae / dt / 1e9,
+    }
 
 
 def bench_stream(n_batches: int) -> float:
@@ -166,8 +205,19 @@ def _worker(args: argparse.Namespace) -> None:
     from saerepro.training import TrainConfig, train_saes
 
     torch.set_num_threads(args.threads)
-    cfgs = [TrainConfig("gated", 0.01 * (i + 1), d_sae=WIDTH["gated"], batch_size=BATCH, total_tokens=BATCH * args.steps,
-                        device="cpu", checkpoint_every_steps=0, lr_warmup_steps=5) for i in range(args.n_saes)]
+    cfgs = [
+        TrainConfig(
+            "gated",
+            0.01 * (i + 1),
+            d_sae=WIDTH["gated"],
+            batch_size=BATCH,
+            total_tokens=BATCH * args.steps,
+            device="cpu",
+            checkpoint_every_steps=0,
+            lr_warmup_steps=5,
+        )
+        for i in range(args.n_saes)
+    ]
     out = Path(tempfile.mkdtemp(prefix="bench_multi_"))
     t = time.perf_counter()
     train_saes(cfgs, args.cache, [out / str(i) for i in range(args.n_saes)], progress=False)
@@ -183,8 +233,19 @@ def bench_multi(steps: int, n_saes: int = 2) -> dict[str, float]:
     threads = torch.get_num_threads()
 
     def launch(n: int, th: int) -> subprocess.Popen:
-        cmd = [sys.executable, __file__, "--worker", "--cache", str(cache), "--n-saes", str(n), "--threads", str(th),
-               "--steps", str(steps)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            "--cache",
+            str(cache),
+            "--n-saes",
+            str(n),
+            "--threads",
+            str(th),
+            "--steps",
+            str(steps),
+        ]
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": str(th)})
 
     def seconds(p: subprocess.Popen) -> float:
@@ -222,23 +283,39 @@ def main() -> None:
         return
 
     steps = 3 if args.quick else 9
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
-          f"{torch.backends.cpu.get_cpu_capability()}; d_in={D_IN}, batch={BATCH}; "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
+        f"{torch.backends.cpu.get_cpu_capability()}; d_in={D_IN}, batch={BATCH}; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
     peak32 = matmul_peak(torch.float32, 3 if args.quick else 5)
     peak = max(peak32.values())
-    print(f"\nmatmul peak fp32: {peak32['sae_shape']:.1f} GFLOP/s at [1024x640]x[640x2560], "
-          f"{peak32['square_2048']:.1f} GFLOP/s at 2048^3  -> peak = {peak:.1f}")
+    print(
+        f"\nmatmul peak fp32: {peak32['sae_shape']:.1f} GFLOP/s at [1024x640]x[640x2560], "
+        f"{peak32['square_2048']:.1f} GFLOP/s at 2048^3  -> peak = {peak:.1f}"
+    )
     if not args.no_bf16:
         peak16 = matmul_peak(torch.bfloat16, 3)
-        print(f"matmul bf16:      {peak16['sae_shape']:.1f} GFLOP/s at [1024x640]x[640x2560], "
-              f"{peak16['square_2048']:.1f} GFLOP/s at 2048^3")
+        print(
+            f"matmul bf16:      {peak16['sae_shape']:.1f} GFLOP/s at [1024x640]x[640x2560], "
+            f"{peak16['square_2048']:.1f} GFLOP/s at 2048^3"
+        )
 
-    print(f"\nShuffledStream (fp16 cache -> fp32 batch): {bench_stream(20 if not args.quick else 5) / 1e6:.2f} M tokens/s")
+    print(
+        f"\nShuffledStream (fp16 cache -> fp32 batch): {bench_stream(20 if not args.quick else 5) / 1e6:.2f} M tokens/s"
+    )
 
     rows: list[tuple[str, dict[str, float]]] = []
-    for arch in ("gated", "baseline", "topk", "jumprelu", "gated_unfrozen_decoder", "gated_no_rmag", "gated_untied",
-                 "baseline_rescale_shift"):
+    for arch in (
+        "gated",
+        "baseline",
+        "topk",
+        "jumprelu",
+        "gated_unfrozen_decoder",
+        "gated_no_rmag",
+        "gated_untied",
+        "baseline_rescale_shift",
+    ):
         rows.append((arch, bench_ours(arch, steps)))
     rows.append(("topk (AuxK active)", bench_ours("topk", steps, auxk=True)))
     stock = [(f"sae-lens stock {a}", bench_sae_lens_stock(a, steps)) for a in ("gated", "standard")]
@@ -249,16 +326,20 @@ def main() -> None:
         peak = peak_end
     print(f"\n{'architecture':34s} {'d_sae':>6s} {'s/step':>8s} {'tokens/s':>9s} {'GFLOP/s':>8s} {'% peak':>7s}")
     for name, r in rows + stock:
-        print(f"{name:34s} {r['d_sae']:6d} {r['s_per_step']:8.3f} {r['tokens_per_s']:9.0f} {r['gflops']:8.1f} "
-              f"{100 * r['gflops'] / peak:6.1f}%")
+        print(
+            f"{name:34s} {r['d_sae']:6d} {r['s_per_step']:8.3f} {r['tokens_per_s']:9.0f} {r['gflops']:8.1f} "
+            f"{100 * r['gflops'] / peak:6.1f}%"
+        )
 
     if not args.no_bf16:
         print("\nbf16 autocast (weights and Adam in fp32):")
         for arch in ("gated", "baseline"):
             fp32 = dict(rows)[arch]
             b = bench_ours(arch, steps, bf16=True)
-            print(f"  {arch:10s} {b['tokens_per_s']:9.0f} tokens/s  (fp32 {fp32['tokens_per_s']:.0f}; "
-                  f"speed-up x{b['tokens_per_s'] / fp32['tokens_per_s']:.2f})")
+            print(
+                f"  {arch:10s} {b['tokens_per_s']:9.0f} tokens/s  (fp32 {fp32['tokens_per_s']:.0f}; "
+                f"speed-up x{b['tokens_per_s'] / fp32['tokens_per_s']:.2f})"
+            )
 
     if args.multi:
         print("\nseveral SAEs of one hook point (gated, width 2560), SAE-tokens/s, end to end incl. data:")

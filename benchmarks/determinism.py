@@ -66,18 +66,26 @@ def main() -> None:
         for precision in ("fp32", "bf16"):
             for threads in (1, 2):
                 out = tmp / f"{what}-{precision}-{threads}"
-                res = subprocess.run([sys.executable, "-c", WORKER, str(threads), what, precision, str(out), str(config)],
-                                     capture_output=True, text=True, cwd=REPO)
+                res = subprocess.run(
+                    [sys.executable, "-c", WORKER, str(threads), what, precision, str(out), str(config)],
+                    capture_output=True,
+                    text=True,
+                    cwd=REPO,
+                )
                 if res.returncode != 0:
                     raise SystemExit(res.stderr[-3000:])
                 shas[precision, threads] = json.loads(res.stdout.strip().splitlines()[-1])["sha"]
         label = "LM activations (layer 2 resid)" if what == "lm" else f"{what} SAE weights"
         for precision in ("fp32", "bf16"):
             same = shas[precision, 1] == shas[precision, 2]
-            print(f"{label:32s} {precision}: 1 vs 2 threads {'byte-identical' if same else 'DIFFER'} "
-                  f"({shas[precision, 1][:12]} / {shas[precision, 2][:12]})")
-        print(f"{label:32s} fp32 vs bf16 (1 thread): "
-              f"{'identical' if shas['fp32', 1] == shas['bf16', 1] else 'differ (expected)'}")
+            print(
+                f"{label:32s} {precision}: 1 vs 2 threads {'byte-identical' if same else 'DIFFER'} "
+                f"({shas[precision, 1][:12]} / {shas[precision, 2][:12]})"
+            )
+        print(
+            f"{label:32s} fp32 vs bf16 (1 thread): "
+            f"{'identical' if shas['fp32', 1] == shas['bf16', 1] else 'differ (expected)'}"
+        )
 
 
 if __name__ == "__main__":

@@ -25,16 +25,22 @@ from saerepro.costs import Hardware, estimate, format_table  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("configs", nargs="*", type=Path,
-                        default=sorted((REPO / "config" / "paper").glob("*.yaml")))
-    parser.add_argument("--utilisation", type=float, default=Hardware.utilisation,
-                        help="fraction of the GPU's dense peak reached (default %(default)s)")
-    parser.add_argument("--lm-dtype", choices=["float32", "bfloat16"], default=None,
-                        help="run the LM in this dtype instead of its registry dtype")
+    parser.add_argument("configs", nargs="*", type=Path, default=sorted((REPO / "config" / "paper").glob("*.yaml")))
+    parser.add_argument(
+        "--utilisation",
+        type=float,
+        default=Hardware.utilisation,
+        help="fraction of the GPU's dense peak reached (default %(default)s)",
+    )
+    parser.add_argument(
+        "--lm-dtype",
+        choices=["float32", "bfloat16"],
+        default=None,
+        help="run the LM in this dtype instead of its registry dtype",
+    )
     args = parser.parse_args(argv)
     hardware = Hardware(utilisation=args.utilisation)
-    estimates = [estimate(load_config(path), hardware, name=path.stem, lm_dtype=args.lm_dtype)
-                 for path in args.configs]
+    estimates = [estimate(load_config(path), hardware, name=path.stem, lm_dtype=args.lm_dtype) for path in args.configs]
     note = args.lm_dtype or "its registry dtype (saerepro.models: float32 for every paper model)"
     print(format_table(estimates, hardware, lm_note=note))
     return 0

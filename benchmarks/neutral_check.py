@@ -69,11 +69,20 @@ def run_at(commit: str, work: Path, resources: Path, cores: int) -> Path:
     config = work / f"{commit[:12]}.yaml"
     config.write_text(yaml.safe_dump(shrink(raw)))
     run_dir = tree / "runs" / "neutral"
-    env = dict(os.environ, PYTHONPATH=str(tree / "src"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               MPLBACKEND="Agg")
-    cmd = [str(Path(sys.executable).parent / "snakemake"), "--snakefile", str(tree / "Snakefile"),
-           "-d", str(run_dir), "--configfile", str(config), "--config", f"resources_dir={resources}",
-           "--cores", str(cores)]
+    env = dict(os.environ, PYTHONPATH=str(tree / "src"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", MPLBACKEND="Agg")
+    cmd = [
+        str(Path(sys.executable).parent / "snakemake"),
+        "--snakefile",
+        str(tree / "Snakefile"),
+        "-d",
+        str(run_dir),
+        "--configfile",
+        str(config),
+        "--config",
+        f"resources_dir={resources}",
+        "--cores",
+        str(cores),
+    ]
     print(f"[neutral_check] {commit[:12]}: {' '.join(cmd)}", flush=True)
     subprocess.run(cmd, env=env, check=True)
     return run_dir / "results" / "tables" / "metrics.csv"
@@ -105,31 +114,42 @@ def main() -> int:
             (cols_a, text_a), (cols_b, text_b) = comparable(tables[0]), comparable(tables[1])
         finally:
             for c in (base, head):
-                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(work / c[:12])],
-                               capture_output=True)
+                subprocess.run(
+                    ["git", "-C", str(REPO), "worktree", "remove", "--force", str(work / c[:12])], capture_output=True
+                )
     identical = cols_a == cols_b and text_a == text_b
     n_rows = text_b.count("\n") - 1
-    print(f"[neutral_check] {base[:12]} -> {head[:12]}: {n_rows} rows x {len(cols_b)} columns "
-          f"{'IDENTICAL' if identical else 'DIFFER'}")
+    print(
+        f"[neutral_check] {base[:12]} -> {head[:12]}: {n_rows} rows x {len(cols_b)} columns "
+        f"{'IDENTICAL' if identical else 'DIFFER'}"
+    )
     if not identical:
         import difflib
 
-        sys.stdout.writelines(difflib.unified_diff(text_a.splitlines(True), text_b.splitlines(True),
-                                                   base[:12], head[:12], n=0))
+        sys.stdout.writelines(
+            difflib.unified_diff(text_a.splitlines(True), text_b.splitlines(True), base[:12], head[:12], n=0)
+        )
         return 1
     if args.record:
         from saerepro.provenance import NEUTRAL_LEDGER, cpu_model
 
         ledger = REPO / NEUTRAL_LEDGER
         entries = json.loads(ledger.read_text()) if ledger.exists() else []
-        entries.append({
-            "base": base, "head": head, "identical": True,
-            "subjects": git("log", "--format=%h %s", f"{base}..{head}").splitlines(),
-            "rows": n_rows, "columns": len(cols_b), "ignored_columns": list(IGNORED_COLUMNS),
-            "table_sha256": hashlib.sha256(text_b.encode()).hexdigest(),
-            "cpu_model": cpu_model(), "cores": args.cores,
-            "checked": datetime.date.today().isoformat(),
-        })
+        entries.append(
+            {
+                "base": base,
+                "head": head,
+                "identical": True,
+                "subjects": git("log", "--format=%h %s", f"{base}..{head}").splitlines(),
+                "rows": n_rows,
+                "columns": len(cols_b),
+                "ignored_columns": list(IGNORED_COLUMNS),
+                "table_sha256": hashlib.sha256(text_b.encode()).hexdigest(),
+                "cpu_model": cpu_model(),
+                "cores": args.cores,
+                "checked": datetime.date.today().isoformat(),
+            }
+        )
         ledger.write_text(json.dumps(entries, indent=1) + "\n")
         print(f"[neutral_check] recorded in {NEUTRAL_LEDGER}: commit it")
     return 0

@@ -30,8 +30,9 @@ def build_tiny_tokenizer(folder: Path):
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     trainer = trainers.WordLevelTrainer(special_tokens=["<pad>", "<unk>", "<bos>", "<eos>"])
     tok.train_from_iterator([TINY_TEXT], trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>",
-                                   pad_token="<pad>", unk_token="<unk>")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+    )
     fast.save_pretrained(folder)
     return fast
 
@@ -46,10 +47,17 @@ def tiny_neox_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-pythia")
     tokenizer = build_tiny_tokenizer(folder)
     config = GPTNeoXConfig(
-        vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=256, max_position_embeddings=128, rotary_pct=0.25,
-        use_parallel_residual=True, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False,
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=256,
+        max_position_embeddings=128,
+        rotary_pct=0.25,
+        use_parallel_residual=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=False,
     )
     torch.manual_seed(0)
     model = GPTNeoXForCausalLM(config)
@@ -61,8 +69,17 @@ def tiny_neox_dir(tmp_path_factory) -> Path:
 def tiny_spec(tiny_neox_dir):
     from saerepro.models import ModelSpec
 
-    return ModelSpec(name="tiny-pythia", source="local", location=str(tiny_neox_dir), tl_name=None,
-                     n_layers=2, d_model=64, n_heads=4, d_head=16, max_context=128)
+    return ModelSpec(
+        name="tiny-pythia",
+        source="local",
+        location=str(tiny_neox_dir),
+        tl_name=None,
+        n_layers=2,
+        d_model=64,
+        n_heads=4,
+        d_head=16,
+        max_context=128,
+    )
 
 
 @pytest.fixture(scope="session")

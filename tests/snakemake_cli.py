@@ -14,5 +14,4 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "MPLBAC
 
 def snakemake(*args, cwd: Path, timeout: int = 1800) -> subprocess.CompletedProcess:
     """``snakemake <args>`` in ``cwd``, output captured."""
-    return subprocess.run([*SNAKEMAKE, *args], cwd=cwd, env=ENV, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([*SNAKEMAKE, *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)

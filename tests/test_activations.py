@@ -8,8 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from saerepro.activations import (CorruptCacheError, cache_activations, check_free_space, estimate_cache_bytes,
-                                  open_cache)
+from saerepro.activations import (
+    CorruptCacheError,
+    cache_activations,
+    check_free_space,
+    estimate_cache_bytes,
+    open_cache,
+)
 from saerepro.sites import hook_name
 
 HOOKS = [(0, "resid"), (1, "mlp"), (1, "attn"), (0, "mlp_post")]
@@ -19,15 +24,16 @@ HOOKS = [(0, "resid"), (1, "mlp"), (1, "attn"), (0, "mlp_post")]
 def written(tmp_path_factory, tiny_model, tiny_tokens):
     root = tmp_path_factory.mktemp("cache")
     dirs = [root / f"L{l}" / s for l, s in HOOKS]
-    metas = cache_activations(tiny_model, tiny_tokens, HOOKS, dirs, batch_size=3,
-                              dtype="float32", progress=False, model_name="tiny")
+    metas = cache_activations(
+        tiny_model, tiny_tokens, HOOKS, dirs, batch_size=3, dtype="float32", progress=False, model_name="tiny"
+    )
     return dirs, metas
 
 
 def test_cache_is_normalised_and_skips_bos(written, tiny_tokens):
     dirs, metas = written
     n_seq, ctx = tiny_tokens.shape
-    for d, meta in zip(dirs, metas):
+    for d, meta in zip(dirs, metas, strict=False):
         cache = open_cache(d)
         assert cache.n_tokens == n_seq * (ctx - 1)
         mean_sq = np.square(cache.array.astype(np.float64)).sum(1).mean()
@@ -41,7 +47,7 @@ def test_cached_values_equal_the_model_activations(written, tiny_model, tiny_tok
     dirs, _ = written
     tokens = torch.as_tensor(tiny_tokens, dtype=torch.long)
     _, acts = tiny_model.run_with_cache(tokens)
-    for d, (layer, site) in zip(dirs, HOOKS):
+    for d, (layer, site) in zip(dirs, HOOKS, strict=False):
         cache = open_cache(d)
         expected = acts[hook_name(layer, site)][:, 1:].reshape(cache.n_tokens, -1).numpy()
         np.testing.assert_allclose(cache.array / cache.scale, expected, rtol=1e-4, atol=1e-5)
@@ -116,9 +122,15 @@ def test_training_refuses_a_corrupt_cache(written, tmp_path):
     data = bytearray(array.read_bytes())
     data[-3] ^= 0x01
     array.write_bytes(bytes(data))
-    cfg = load_config({"model": "gemma-3-270m", "layers": [1], "sites": ["resid"],
-                       "architectures": {"gated": {"coefficients": [1.0], "width": 16}},
-                       "train": {"tokens": 64, "batch_size": 32}})
+    cfg = load_config(
+        {
+            "model": "gemma-3-270m",
+            "layers": [1],
+            "sites": ["resid"],
+            "architectures": {"gated": {"coefficients": [1.0], "width": 16}},
+            "train": {"tokens": 64, "batch_size": 32},
+        }
+    )
     out = tmp_path / "sae"
     with pytest.raises(CorruptCacheError):
         train_run(cfg, Run("gemma-3-270m", 1, "resid", "gated", 1.0, 0), broken, out)

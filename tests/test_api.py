@@ -20,9 +20,21 @@ def runs(tiny_model, tmp_path_factory):
     cache_activations(tiny_model, tokens, [(1, "resid")], [root / "cache"], progress=False)
     out = []
     for arch, coef in (("gated", 0.1), ("baseline", 0.05)):
-        out.append(api.train(arch, coef, str(root / "cache"), root / arch, threads=1, progress=False,
-                             total_tokens=64 * 15 * 2, batch_size=64, d_sae=128, lr_warmup_steps=2,
-                             hook_name="blocks.1.hook_resid_post"))
+        out.append(
+            api.train(
+                arch,
+                coef,
+                str(root / "cache"),
+                root / arch,
+                threads=1,
+                progress=False,
+                total_tokens=64 * 15 * 2,
+                batch_size=64,
+                d_sae=128,
+                lr_warmup_steps=2,
+                hook_name="blocks.1.hook_resid_post",
+            )
+        )
     return out
 
 
@@ -38,8 +50,9 @@ def test_load_run_reads_what_training_wrote(runs):
 def test_evaluate_many_saes_with_one_lm_gives_the_dags_numbers(runs, tiny_model, tiny_tokens):
     from saerepro.evaluate import clean_reference, evaluate_sae, hook_key, paired_metrics, zero_ablation_ce
 
-    table, per_token = api.evaluate([r.path for r in runs], tiny_tokens, lm=tiny_model, batch_size=4,
-                                    threads=1, progress=False)
+    table, per_token = api.evaluate(
+        [r.path for r in runs], tiny_tokens, lm=tiny_model, batch_size=4, threads=1, progress=False
+    )
     assert torch.get_num_threads() == 1
     assert list(table["architecture"]) == ["gated", "baseline"] and len(per_token) == 2
     n = tiny_tokens.shape[0] * (tiny_tokens.shape[1] - 1)
@@ -48,12 +61,24 @@ def test_evaluate_many_saes_with_one_lm_gives_the_dags_numbers(runs, tiny_model,
     clean = clean_reference(tiny_model, tiny_tokens, [1], batch_size=4, progress=False)
     key = hook_key(1, "resid")
     clean["zero_ce"] = {key: zero_ablation_ce(tiny_model, tiny_tokens, clean, 1, "resid", progress=False)}
-    clean["zero_bos_ce"] = {key: zero_ablation_ce(tiny_model, tiny_tokens, clean, 1, "resid", zero_bos=True,
-                                                  progress=False)}
+    clean["zero_bos_ce"] = {
+        key: zero_ablation_ce(tiny_model, tiny_tokens, clean, 1, "resid", zero_bos=True, progress=False)
+    }
     ref = {"ce_clean": float(clean["ce"].mean()), "ce_zero": float(clean["zero_ce"][key].mean())}
     run = runs[1]
-    metrics, tok = evaluate_sae(tiny_model, run.sae, 1, "resid", run.scale, tiny_tokens, ref, batch_size=4,
-                                clean=clean, per_token=True, progress=False)
+    metrics, tok = evaluate_sae(
+        tiny_model,
+        run.sae,
+        1,
+        "resid",
+        run.scale,
+        tiny_tokens,
+        ref,
+        batch_size=4,
+        clean=clean,
+        per_token=True,
+        progress=False,
+    )
     metrics.update(paired_metrics(tok, clean, 1, "resid", tiny_tokens.shape[1] - 1))
     row = table.iloc[1]
     for name in ("l0", "loss_recovered", "loss_recovered_se", "delta_lm_loss", "kl", "gamma_c", "nmse"):

@@ -25,11 +25,20 @@ TABLE = REPO / "results" / "tables" / "metrics.csv"
 
 #: Each committed run: (table, config, metric-moving paths, how to regenerate it).
 COMMITTED_RUNS = [
-    pytest.param("results/tables/metrics.csv", "config/config.yaml", METRIC_MOVING_PATHS,
-                 "run `make repro`, then commit results/tables and figures", id="default"),
-    pytest.param("results/long/tables/metrics.csv", "config/long.yaml", METRIC_MOVING_CODE + ("config/long.yaml",),
-                 "run `make repro-long`, then commit results/long/tables and figures/long",
-                 id="long"),
+    pytest.param(
+        "results/tables/metrics.csv",
+        "config/config.yaml",
+        METRIC_MOVING_PATHS,
+        "run `make repro`, then commit results/tables and figures",
+        id="default",
+    ),
+    pytest.param(
+        "results/long/tables/metrics.csv",
+        "config/long.yaml",
+        METRIC_MOVING_CODE + ("config/long.yaml",),
+        "run `make repro-long`, then commit results/long/tables and figures/long",
+        id="long",
+    ),
 ]
 
 
@@ -43,8 +52,11 @@ def test_committed_results_are_fresh(table, config, paths, regenerate):
     rows = pd.read_csv(REPO / table, dtype=str)
     # what the Snakefile does: CFG = load_config(config); CONFIG_HASH = config_hash(CFG)
     reasons = stale_reasons(rows, load_config(REPO / config), REPO, paths)
-    assert not reasons, (f"{table} is stale, it is not what the code at HEAD produces from {config}:\n  - "
-                         + "\n  - ".join(reasons) + f"\nTo regenerate: {regenerate}.")
+    assert not reasons, (
+        f"{table} is stale, it is not what the code at HEAD produces from {config}:\n  - "
+        + "\n  - ".join(reasons)
+        + f"\nTo regenerate: {regenerate}."
+    )
 
 
 def test_committed_metrics_table_has_every_column_and_no_nan():

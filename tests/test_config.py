@@ -42,8 +42,14 @@ def test_every_shipped_config_is_valid():
 
 
 def test_defaults_are_filled_in():
-    cfg = load_config({"model": "gemma-3-270m", "layers": [6], "sites": ["resid"],
-                       "architectures": {"gated": {"coefficients": [1.0]}}})
+    cfg = load_config(
+        {
+            "model": "gemma-3-270m",
+            "layers": [6],
+            "sites": ["resid"],
+            "architectures": {"gated": {"coefficients": [1.0]}},
+        }
+    )
     assert cfg.seeds == (0,)
     assert cfg.corpus.context_size == 128
     assert cfg.train.adam_beta1 == 0.0 and cfg.train.adam_beta2 == 0.999
@@ -52,9 +58,14 @@ def test_defaults_are_filled_in():
 
 
 def test_baseline_gets_one_and_a_half_times_the_gated_width_by_default():
-    cfg = load_config({"model": "gemma-3-270m", "layers": [6], "sites": ["resid"],
-                       "architectures": {"gated": {"coefficients": [1.0]},
-                                         "baseline": {"coefficients": [1.0]}}})
+    cfg = load_config(
+        {
+            "model": "gemma-3-270m",
+            "layers": [6],
+            "sites": ["resid"],
+            "architectures": {"gated": {"coefficients": [1.0]}, "baseline": {"coefficients": [1.0]}},
+        }
+    )
     assert cfg.architectures["baseline"].d_sae(640) == 1.5 * cfg.architectures["gated"].d_sae(640)
 
 
@@ -89,48 +100,106 @@ BAD_CASES = [
     ("negative corpus budget", "corpus.train_tokens", -5, ["corpus.train_tokens"]),
     ("zero eval budget", "reference.eval_tokens", 0, ["reference.eval_tokens"]),
     ("zero learning rate", "train.lr", 0, ["train.lr"]),
-    ("coefficients for topk", "architectures.topk", {"coefficients": [0.1]}, ["architectures.topk.coefficients", "'k'"]),
+    (
+        "coefficients for topk",
+        "architectures.topk",
+        {"coefficients": [0.1]},
+        ["architectures.topk.coefficients", "'k'"],
+    ),
     ("k for gated", "architectures.gated", {"k": [32]}, ["architectures.gated.k", "coefficients"]),
     ("context above the model's", "corpus.context_size", 100000, ["corpus.context_size", "32768"]),
     ("eval shorter than a sequence", "reference.eval_tokens", 16, ["reference.eval_tokens", "context_size"]),
-    ("site restriction outside sites", "architectures.topk", {"k": [8], "sites": ["mlp"]},
-     None),  # valid: mlp is configured; replaced below
+    (
+        "site restriction outside sites",
+        "architectures.topk",
+        {"k": [8], "sites": ["mlp"]},
+        None,
+    ),  # valid: mlp is configured; replaced below
     ("missing required key", "sites", ..., ["sites"]),
     ("unknown cache dtype", "cache.dtype", "int8", ["cache.dtype", "float16, float32"]),
     ("unknown b_dec init", "train.b_dec_init", "median", ["train.b_dec_init", "geometric_median"]),
-    ("rescale-shift without its baseline lambda", "architectures.baseline_rescale_shift",
-     {"coefficients": [9.9]}, ["baseline_rescale_shift", "baseline"]),
-    ("jumprelu threshold for gated", "architectures.gated",
-     {"coefficients": [1.0], "init_threshold": 0.3}, ["architectures.gated.init_threshold", "jumprelu"]),
-    ("negative jumprelu bandwidth", "architectures.jumprelu",
-     {"coefficients": [1.0], "bandwidth": -0.1}, ["architectures.jumprelu.bandwidth"]),
+    (
+        "rescale-shift without its baseline lambda",
+        "architectures.baseline_rescale_shift",
+        {"coefficients": [9.9]},
+        ["baseline_rescale_shift", "baseline"],
+    ),
+    (
+        "jumprelu threshold for gated",
+        "architectures.gated",
+        {"coefficients": [1.0], "init_threshold": 0.3},
+        ["architectures.gated.init_threshold", "jumprelu"],
+    ),
+    (
+        "negative jumprelu bandwidth",
+        "architectures.jumprelu",
+        {"coefficients": [1.0], "bandwidth": -0.1},
+        ["architectures.jumprelu.bandwidth"],
+    ),
     ("wrong type: allow_mixed_configs", "allow_mixed_configs", "sometimes", ["allow_mixed_configs", "boolean"]),
     # Keys the paper configs need (config/paper/).
-    ("per-site width at an unknown site", "architectures.gated.widths", {"embed": 128},
-     ["architectures.gated.widths", "embed", "resid, mlp, attn, mlp_post"]),
-    ("per-site width not an integer", "architectures.gated.widths", {"resid": 12.5},
-     ["architectures.gated.widths.resid", "integer"]),
-    ("per-site width zero", "architectures.gated.widths", {"mlp": 0},
-     ["architectures.gated.widths.mlp", "minimum"]),
-    ("per-site width at a site the architecture skips", "architectures.topk",
-     {"k": [8], "sites": ["resid"], "widths": {"mlp": 64}}, ["architectures.topk.widths.mlp", "resid"]),
+    (
+        "per-site width at an unknown site",
+        "architectures.gated.widths",
+        {"embed": 128},
+        ["architectures.gated.widths", "embed", "resid, mlp, attn, mlp_post"],
+    ),
+    (
+        "per-site width not an integer",
+        "architectures.gated.widths",
+        {"resid": 12.5},
+        ["architectures.gated.widths.resid", "integer"],
+    ),
+    ("per-site width zero", "architectures.gated.widths", {"mlp": 0}, ["architectures.gated.widths.mlp", "minimum"]),
+    (
+        "per-site width at a site the architecture skips",
+        "architectures.topk",
+        {"k": [8], "sites": ["resid"], "widths": {"mlp": 64}},
+        ["architectures.topk.widths.mlp", "resid"],
+    ),
     ("resampling for gated", "architectures.gated.resample", {}, ["architectures.gated.resample", "baseline"]),
-    ("resampling: unknown key", "architectures.baseline.resample", {"every": 5},
-     ["every", "architectures.baseline.resample", "every_steps"]),
-    ("resampling: zero interval", "architectures.baseline.resample", {"every_steps": 0},
-     ["architectures.baseline.resample.every_steps", "minimum"]),
-    ("resampling: not a mapping", "architectures.baseline.resample", True,
-     ["architectures.baseline.resample", "object"]),
-    ("per-site coefficients at a site the architecture skips", "architectures.jumprelu",
-     {"coefficients": [0.1], "sites": ["resid"], "site_coefficients": {"mlp": [1.0]}},
-     ["architectures.jumprelu.site_coefficients.mlp", "resid"]),
-    ("per-site coefficients for topk", "architectures.topk", {"k": [8], "site_coefficients": {"resid": [1.0]}},
-     ["architectures.topk.site_coefficients", "'k'"]),
-    ("per-site coefficient negative", "architectures.gated.site_coefficients", {"attn": [-1.0]},
-     ["architectures.gated.site_coefficients.attn.0"]),
-    ("rescale-shift without its baseline lambda at one site", "architectures.baseline_rescale_shift",
-     {"coefficients": [0.35], "sites": ["resid"], "site_coefficients": {"resid": [0.36]}},
-     ["architectures.baseline_rescale_shift.site_coefficients", "at resid"]),
+    (
+        "resampling: unknown key",
+        "architectures.baseline.resample",
+        {"every": 5},
+        ["every", "architectures.baseline.resample", "every_steps"],
+    ),
+    (
+        "resampling: zero interval",
+        "architectures.baseline.resample",
+        {"every_steps": 0},
+        ["architectures.baseline.resample.every_steps", "minimum"],
+    ),
+    (
+        "resampling: not a mapping",
+        "architectures.baseline.resample",
+        True,
+        ["architectures.baseline.resample", "object"],
+    ),
+    (
+        "per-site coefficients at a site the architecture skips",
+        "architectures.jumprelu",
+        {"coefficients": [0.1], "sites": ["resid"], "site_coefficients": {"mlp": [1.0]}},
+        ["architectures.jumprelu.site_coefficients.mlp", "resid"],
+    ),
+    (
+        "per-site coefficients for topk",
+        "architectures.topk",
+        {"k": [8], "site_coefficients": {"resid": [1.0]}},
+        ["architectures.topk.site_coefficients", "'k'"],
+    ),
+    (
+        "per-site coefficient negative",
+        "architectures.gated.site_coefficients",
+        {"attn": [-1.0]},
+        ["architectures.gated.site_coefficients.attn.0"],
+    ),
+    (
+        "rescale-shift without its baseline lambda at one site",
+        "architectures.baseline_rescale_shift",
+        {"coefficients": [0.35], "sites": ["resid"], "site_coefficients": {"resid": [0.36]}},
+        ["architectures.baseline_rescale_shift.site_coefficients", "at resid"],
+    ),
     ("zero shuffle buffer", "activations.shuffle_buffer_tokens", 0, ["activations.shuffle_buffer_tokens"]),
     ("dataset config not a string", "corpus.dataset_config", 3, ["corpus.dataset_config", "string"]),
     ("dataset split not a string", "corpus.split", ["train"], ["corpus.split", "string"]),
@@ -161,8 +230,7 @@ def test_headline_layer_must_be_configured():
 
 
 def test_per_site_widths_override_width_and_expansion():
-    raw = with_change("architectures.gated", {"coefficients": [1.0], "width": 1000,
-                                              "widths": {"mlp": 4096}})
+    raw = with_change("architectures.gated", {"coefficients": [1.0], "width": 1000, "widths": {"mlp": 4096}})
     gated = load_config(raw).architectures["gated"]
     assert gated.d_sae(640, "mlp") == 4096
     assert gated.d_sae(640, "resid") == gated.d_sae(640) == 1000

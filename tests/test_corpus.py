@@ -35,10 +35,8 @@ def test_prepare_corpus_writes_disjoint_splits(tmp_path, tiny_model):
     from tests.conftest import TINY_TEXT
 
     sentences = [s.strip() + "." for s in TINY_TEXT.split(".") if s.strip()]
-    docs = [Document(doc_id=f"d{i}", text=" ".join(sentences[i % len(sentences):] * 3))
-            for i in range(200)]
-    meta = prepare_corpus(tiny_model.tokenizer, tmp_path, context_size=16, docs=docs,
-                          eval_fraction=0.2)
+    docs = [Document(doc_id=f"d{i}", text=" ".join(sentences[i % len(sentences) :] * 3)) for i in range(200)]
+    meta = prepare_corpus(tiny_model.tokenizer, tmp_path, context_size=16, docs=docs, eval_fraction=0.2)
     train, evals = np.load(tmp_path / "train.npy"), np.load(tmp_path / "eval.npy")
     bos = tiny_model.tokenizer.bos_token_id
     assert train.shape[1] == evals.shape[1] == 16
@@ -75,8 +73,10 @@ def _sentences():
 
 def _rows(n: int = 120) -> dict:
     sentences = _sentences()
-    return {"text": [" ".join(sentences[i % len(sentences):] * 2) for i in range(n)],
-            "meta": [{"pile_set_name": "Pile-CC"}] * n}
+    return {
+        "text": [" ".join(sentences[i % len(sentences) :] * 2) for i in range(n)],
+        "meta": [{"pile_set_name": "Pile-CC"}] * n,
+    }
 
 
 def test_hub_dataset_without_network_fails_fast_with_one_sentence(monkeypatch):
@@ -130,8 +130,14 @@ def test_local_dataset_copy_goes_through_the_hub_code_path(tmp_path, tiny_model,
     assert [d.text for d in docs] == rows["text"]
     # No id column: the id is the text's hash, so the split does not depend on stream order.
     assert docs[0].doc_id.startswith("sha256:") and len({d.doc_id for d in docs}) == len(set(rows["text"]))
-    meta = prepare_corpus(tiny_model.tokenizer, tmp_path / "out", context_size=16,
-                          docs=hf_documents(str(source)), eval_fraction=0.2, source=str(source))
+    meta = prepare_corpus(
+        tiny_model.tokenizer,
+        tmp_path / "out",
+        context_size=16,
+        docs=hf_documents(str(source)),
+        eval_fraction=0.2,
+        source=str(source),
+    )
     assert meta["splits"]["train"]["sequences"] > 0 and meta["splits"]["eval"]["sequences"] > 0
     assert meta["splits"]["train"]["documents"] + meta["splits"]["eval"]["documents"] == len(rows["text"])
 
@@ -161,7 +167,15 @@ def test_a_stream_is_read_only_until_both_splits_are_full(tmp_path, tiny_model):
             read.append(i)
             yield Document(doc_id=f"d{i}", text=" ".join(sentences * 2))
 
-    meta = prepare_corpus(tiny_model.tokenizer, tmp_path, context_size=16, docs=endless(),
-                          eval_fraction=0.2, max_train_tokens=16 * 50, max_eval_tokens=16 * 10, batch=8)
+    meta = prepare_corpus(
+        tiny_model.tokenizer,
+        tmp_path,
+        context_size=16,
+        docs=endless(),
+        eval_fraction=0.2,
+        max_train_tokens=16 * 50,
+        max_eval_tokens=16 * 10,
+        batch=8,
+    )
     assert meta["splits"]["train"]["sequences"] == 50 and meta["splits"]["eval"]["sequences"] == 10
     assert len(read) < 200

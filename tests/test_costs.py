@@ -5,8 +5,14 @@ from __future__ import annotations
 import pytest
 
 from saerepro.config import load_config
-from saerepro.costs import (CONTEXT_BYTES, Hardware, estimate, format_table, lm_block_parameters,
-                            sae_train_flops_per_token)
+from saerepro.costs import (
+    CONTEXT_BYTES,
+    Hardware,
+    estimate,
+    format_table,
+    lm_block_parameters,
+    sae_train_flops_per_token,
+)
 from saerepro.models import get_spec
 
 #: 1 PFLOP/s at 50%: 5e14 FLOP/s in either precision, so every time below is FLOPs / 5e14.
@@ -15,7 +21,9 @@ HW = Hardware(name="test", peak_flops={"float32": 1e15, "bfloat16": 1e15}, utili
 
 def small(**arch) -> dict:
     return {
-        "model": "gemma-3-270m", "layers": [0], "sites": ["resid"],
+        "model": "gemma-3-270m",
+        "layers": [0],
+        "sites": ["resid"],
         "corpus": {"context_size": 128, "train_tokens": 128 * 1000},
         "reference": {"eval_tokens": 1280},
         "train": {"tokens": 1_000_000, "batch_size": 1024},
@@ -29,9 +37,9 @@ def test_one_gated_sae_by_hand():
     # 7 products of 2dm FLOPs per token (see saerepro.costs), 10^6 tokens, at 5e14 FLOP/s.
     assert est.gpu_hours_by_stage["cached"]["train"] == pytest.approx(7 * 2 * d * m * 1e6 / 5e14 / 3600)
     assert est.jobs == 9 and est.saes == 1 and est.hook_points == 1
-    corpus = (128_000 + 65_536) * 4                # int32 tokens: train + the kept eval tokens
-    cache = 1000 * 127 * d * 2                     # 1000 sequences minus BOS, float16
-    sae = 4 * (2 * d * m + 3 * m + d)              # float32 W_enc, W_dec, b_gate, b_mag, r_mag, b_dec
+    corpus = (128_000 + 65_536) * 4  # int32 tokens: train + the kept eval tokens
+    cache = 1000 * 127 * d * 2  # 1000 sequences minus BOS, float16
+    sae = 4 * (2 * d * m + 3 * m + d)  # float32 W_enc, W_dec, b_gate, b_mag, r_mag, b_dec
     assert est.disk_bytes == {"cached": corpus + cache + sae, "on_the_fly": corpus + sae}
     params = 2 * d * m + 3 * m + d
     assert est.peak_memory_bytes["cached"] >= CONTEXT_BYTES + 16 * params + 8 * 1024 * m * 4

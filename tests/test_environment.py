@@ -58,10 +58,25 @@ def test_installed_versions_match_the_pins():
 
 
 def test_repository_layout():
-    for path in ["Snakefile", "workflow/rules", "workflow/scripts", "workflow/schemas/config.schema.yaml",
-                 "workflow/report", "workflow/profiles", "src/saerepro", "config/config.yaml",
-                 "results", "figures", "tests", "benchmarks", "environment.yml", "pyproject.toml",
-                 "README.md", ".ci/run", "Makefile"]:
+    for path in [
+        "Snakefile",
+        "workflow/rules",
+        "workflow/scripts",
+        "workflow/schemas/config.schema.yaml",
+        "workflow/report",
+        "workflow/profiles",
+        "src/saerepro",
+        "config/config.yaml",
+        "results",
+        "figures",
+        "tests",
+        "benchmarks",
+        "environment.yml",
+        "pyproject.toml",
+        "README.md",
+        ".ci/run",
+        "Makefile",
+    ]:
         assert (REPO / path).exists(), path
 
 

@@ -9,8 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from saerepro.evaluate import (LowPrecisionUnembed, clean_distribution_stats, clean_reference, evaluate_sae,
-                               spliced_ce_and_kl, spliced_ce_and_kl_from_stats)
+from saerepro.evaluate import (
+    LowPrecisionUnembed,
+    clean_distribution_stats,
+    clean_reference,
+    evaluate_sae,
+    spliced_ce_and_kl,
+    spliced_ce_and_kl_from_stats,
+)
 from saerepro.lm import reference_ce
 
 
@@ -29,7 +35,11 @@ def test_single_pass_ce_and_kl_equal_full_softmax():
 def test_kl_from_clean_statistics_equals_full_softmax():
     g = torch.Generator().manual_seed(1)
     # logits of size ~30, like an LM's, so the online max-rescaling matters
-    hc, W_U, b_U = 3 * torch.randn(40, 12, generator=g), torch.randn(12, 777, generator=g), torch.randn(777, generator=g)
+    hc, W_U, b_U = (
+        3 * torch.randn(40, 12, generator=g),
+        torch.randn(12, 777, generator=g),
+        torch.randn(777, generator=g),
+    )
     hs = hc + 0.5 * torch.randn(40, 12, generator=g)
     targets = torch.randint(0, 777, (40,), generator=g)
     stats = clean_distribution_stats(hc, W_U.T.contiguous(), b_U, targets, vocab_chunk=50)
@@ -93,8 +103,17 @@ def reference(tiny_model, tiny_tokens):
 @pytest.mark.parametrize("site", ["resid", "attn"])
 def test_perfect_reconstruction_recovers_all_the_loss(tiny_model, tiny_tokens, reference, site):
     d_in = 64
-    out = evaluate_sae(tiny_model, ScaledIdentitySAE(d_in), 1, site, scale=3.7, eval_tokens=tiny_tokens,
-                       reference=reference[(1, site)], batch_size=4, progress=False)
+    out = evaluate_sae(
+        tiny_model,
+        ScaledIdentitySAE(d_in),
+        1,
+        site,
+        scale=3.7,
+        eval_tokens=tiny_tokens,
+        reference=reference[(1, site)],
+        batch_size=4,
+        progress=False,
+    )
     assert out["loss_recovered"] == pytest.approx(1.0, abs=1e-4)
     assert out["delta_lm_loss"] == pytest.approx(0.0, abs=1e-4)
     assert out["kl"] == pytest.approx(0.0, abs=1e-5)
@@ -102,16 +121,33 @@ def test_perfect_reconstruction_recovers_all_the_loss(tiny_model, tiny_tokens, r
 
 
 def test_zero_reconstruction_recovers_nothing(tiny_model, tiny_tokens, reference):
-    out = evaluate_sae(tiny_model, ZeroSAE(64), 1, "resid", scale=1.0, eval_tokens=tiny_tokens,
-                       reference=reference[(1, "resid")], batch_size=4, progress=False)
+    out = evaluate_sae(
+        tiny_model,
+        ZeroSAE(64),
+        1,
+        "resid",
+        scale=1.0,
+        eval_tokens=tiny_tokens,
+        reference=reference[(1, "resid")],
+        batch_size=4,
+        progress=False,
+    )
     assert out["loss_recovered"] == pytest.approx(0.0, abs=1e-4)
     assert out["l0"] == 0.0 and out["alive_frac"] == 0.0
 
 
 def test_shrunk_reconstruction_shows_gamma_below_one(tiny_model, tiny_tokens, reference):
-    out = evaluate_sae(tiny_model, ScaledIdentitySAE(64, factor=0.8), 1, "resid", scale=1.0,
-                       eval_tokens=tiny_tokens, reference=reference[(1, "resid")], batch_size=4,
-                       progress=False)
+    out = evaluate_sae(
+        tiny_model,
+        ScaledIdentitySAE(64, factor=0.8),
+        1,
+        "resid",
+        scale=1.0,
+        eval_tokens=tiny_tokens,
+        reference=reference[(1, "resid")],
+        batch_size=4,
+        progress=False,
+    )
     assert out["gamma"] == pytest.approx(0.8, abs=1e-4)
     assert out["gamma_c"] == pytest.approx(0.8, abs=1e-4)
     assert 0.0 < out["loss_recovered"] < 1.0
@@ -143,8 +179,15 @@ def test_bf16_evaluation_moves_ce_and_kl_by_far_less_than_their_paired_se(tiny_m
     from saerepro.metrics import sequence_mean_and_se
 
     clean = clean_reference(tiny_model, tiny_tokens, [1], batch_size=4, progress=False)
-    kwargs = dict(scale=2.0, eval_tokens=tiny_tokens, reference=reference[(1, site)], progress=False,
-                  batch_size=4, clean=clean, per_token=True)
+    kwargs = dict(
+        scale=2.0,
+        eval_tokens=tiny_tokens,
+        reference=reference[(1, site)],
+        progress=False,
+        batch_size=4,
+        clean=clean,
+        per_token=True,
+    )
     m32, p32 = evaluate_sae(tiny_model, NoisySAE(64, factor=0.7), 1, site, **kwargs)
     m16, p16 = evaluate_sae(tiny_model, NoisySAE(64, factor=0.7), 1, site, precision="bfloat16", **kwargs)
     n_pred = tiny_tokens.shape[1] - 1
@@ -161,8 +204,18 @@ def test_bf16_evaluation_moves_ce_and_kl_by_far_less_than_their_paired_se(tiny_m
 def test_clean_pass_on_other_tokens_is_refused(tiny_model, tiny_tokens, reference):
     clean = clean_reference(tiny_model, tiny_tokens[:2], [1], batch_size=4, progress=False)
     with pytest.raises(ValueError, match="clean reference holds"):
-        evaluate_sae(tiny_model, NoisySAE(64), 1, "resid", scale=1.0, eval_tokens=tiny_tokens,
-                     reference=reference[(1, "resid")], batch_size=4, progress=False, clean=clean)
+        evaluate_sae(
+            tiny_model,
+            NoisySAE(64),
+            1,
+            "resid",
+            scale=1.0,
+            eval_tokens=tiny_tokens,
+            reference=reference[(1, "resid")],
+            batch_size=4,
+            progress=False,
+            clean=clean,
+        )
 
 
 @pytest.mark.parametrize("site", ["resid", "attn"])
@@ -186,11 +239,22 @@ def test_paired_metrics_carry_both_zero_ablation_conventions_and_sequence_ses(ti
     clean = clean_reference(tiny_model, tiny_tokens, [1], batch_size=4, progress=False)
     key = hook_key(1, "resid")
     clean["zero_ce"] = {key: zero_ablation_ce(tiny_model, tiny_tokens, clean, 1, "resid", progress=False)}
-    clean["zero_bos_ce"] = {key: zero_ablation_ce(tiny_model, tiny_tokens, clean, 1, "resid", zero_bos=True,
-                                                  progress=False)}
-    out, per_token = evaluate_sae(tiny_model, NoisySAE(64, factor=0.7), 1, "resid", scale=2.0,
-                                  eval_tokens=tiny_tokens, reference=reference[(1, "resid")], batch_size=4,
-                                  progress=False, clean=clean, per_token=True)
+    clean["zero_bos_ce"] = {
+        key: zero_ablation_ce(tiny_model, tiny_tokens, clean, 1, "resid", zero_bos=True, progress=False)
+    }
+    out, per_token = evaluate_sae(
+        tiny_model,
+        NoisySAE(64, factor=0.7),
+        1,
+        "resid",
+        scale=2.0,
+        eval_tokens=tiny_tokens,
+        reference=reference[(1, "resid")],
+        batch_size=4,
+        progress=False,
+        clean=clean,
+        per_token=True,
+    )
     paired = paired_metrics(per_token, clean, 1, "resid", tiny_tokens.shape[1] - 1)
     assert paired["loss_recovered"] == pytest.approx(out["loss_recovered"], rel=1e-5)
     assert paired["n_eval_sequences"] == len(tiny_tokens)
@@ -204,8 +268,7 @@ def test_paired_metrics_carry_both_zero_ablation_conventions_and_sequence_ses(ti
 
 def test_gamma_standard_errors_match_a_bootstrap_over_sequences():
     from saerepro.evaluate import _gamma_ses
-    from saerepro.metrics import (bootstrap_sequences, centred_relative_reconstruction_bias,
-                                  relative_reconstruction_bias)
+    from saerepro.metrics import bootstrap_sequences, centred_relative_reconstruction_bias, relative_reconstruction_bias
 
     g = torch.Generator().manual_seed(5)
     n_seq, n_pred, d = 300, 16, 8
@@ -213,12 +276,22 @@ def test_gamma_standard_errors_match_a_bootstrap_over_sequences():
     x = offset + torch.randn(n_seq, n_pred, d, generator=g, dtype=torch.float64)
     shrink = 0.8 + 0.1 * torch.randn(n_seq, 1, 1, generator=g, dtype=torch.float64)
     x_hat = shrink * x + 0.3 * torch.randn(n_seq, n_pred, d, generator=g, dtype=torch.float64)
-    per_token = {"sq_hat": (x_hat * x_hat).sum(-1).reshape(-1), "dot": (x * x_hat).sum(-1).reshape(-1),
-                 "sum_x": x.sum(1), "sum_x_hat": x_hat.sum(1)}
+    per_token = {
+        "sq_hat": (x_hat * x_hat).sum(-1).reshape(-1),
+        "dot": (x * x_hat).sum(-1).reshape(-1),
+        "sum_x": x.sum(1),
+        "sum_x_hat": x_hat.sum(1),
+    }
     gamma_se, gamma_c_se = _gamma_ses(per_token, n_pred)
     draws = bootstrap_sequences(n_seq, n_boot=1000, seed=2)
-    boot = np.array([[relative_reconstruction_bias(x[i].reshape(-1, d), x_hat[i].reshape(-1, d)),
-                      centred_relative_reconstruction_bias(x[i].reshape(-1, d), x_hat[i].reshape(-1, d))]
-                     for i in draws])
+    boot = np.array(
+        [
+            [
+                relative_reconstruction_bias(x[i].reshape(-1, d), x_hat[i].reshape(-1, d)),
+                centred_relative_reconstruction_bias(x[i].reshape(-1, d), x_hat[i].reshape(-1, d)),
+            ]
+            for i in draws
+        ]
+    )
     assert gamma_se == pytest.approx(boot[:, 0].std(), rel=0.15)
     assert gamma_c_se == pytest.approx(boot[:, 1].std(), rel=0.15)

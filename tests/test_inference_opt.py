@@ -25,6 +25,7 @@ def test_pursuit_recovers_planted_supports_and_codes():
     assert ((found != 0).sum(dim=1) <= 4).all() and (found >= 0).all()
     same_support = ((found != 0) == (true != 0)).all(dim=1).float().mean()
     assert same_support > 0.95
+
     def fvu(codes):
         return float(((codes @ D - x) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
 
@@ -43,7 +44,7 @@ def test_more_atoms_never_reconstruct_worse_and_too_few_cannot_be_exact():
 def test_signed_pursuit_and_bad_arguments():
     x, D, _ = _planted(seed=2)
     signed = gradient_pursuit(-x, D, k=4, nonnegative=False)
-    assert float(((signed @ D + x) ** 2).sum()) < 1e-2 * float((x ** 2).sum())
+    assert float(((signed @ D + x) ** 2).sum()) < 1e-2 * float((x**2).sum())
     with pytest.raises(ValueError, match="k must be"):
         gradient_pursuit(x, D, k=0)
     with pytest.raises(ValueError, match="share d"):
@@ -74,11 +75,33 @@ def test_inference_opt_figure_draws_both_frontiers_per_architecture(tmp_path):
     rows = []
     for arch, shift in (("gated", 0.05), ("baseline", 0.0)):
         for coef, l0 in ((1, 20.0), (2, 10.0)):
-            rows.append(dict(layer=6, site="resid", architecture=arch, coefficient=coef, k=0, l0=l0,
-                             loss_recovered=0.7 + shift + 0.01 * l0, loss_recovered_se=0.01, l0_se=0.5))
+            rows.append(
+                dict(
+                    layer=6,
+                    site="resid",
+                    architecture=arch,
+                    coefficient=coef,
+                    k=0,
+                    l0=l0,
+                    loss_recovered=0.7 + shift + 0.01 * l0,
+                    loss_recovered_se=0.01,
+                    l0_se=0.5,
+                )
+            )
             for k in (4, 8, 16):
-                rows.append(dict(layer=6, site="resid", architecture=arch, coefficient=coef, k=k, l0=k - 0.5,
-                                 loss_recovered=0.6 + shift + 0.015 * k, loss_recovered_se=0.01, l0_se=0.1))
+                rows.append(
+                    dict(
+                        layer=6,
+                        site="resid",
+                        architecture=arch,
+                        coefficient=coef,
+                        k=k,
+                        l0=k - 0.5,
+                        loss_recovered=0.6 + shift + 0.015 * k,
+                        loss_recovered_se=0.01,
+                        l0_se=0.1,
+                    )
+                )
     fig = plot_inference_opt(pd.DataFrame(rows), tmp_path / "ito", layer=6)
     gids = {ln.get_gid() for ln in fig.axes[0].get_lines()}
     assert {"encoder:gated", "pursuit:gated", "encoder:baseline", "pursuit:baseline"} <= gids
@@ -90,8 +113,14 @@ def test_inference_opt_figure_draws_both_frontiers_per_architecture(tmp_path):
 def test_inference_opt_is_planned_only_on_request(tmp_path):
     from snakemake_cli import REPO, snakemake
 
-    args = ("--cores", "2", "--configfile", str(REPO / "config/test/tiny.yaml"),
-            "--config", f"resources_dir={tmp_path}/resources")
+    args = (
+        "--cores",
+        "2",
+        "--configfile",
+        str(REPO / "config/test/tiny.yaml"),
+        "--config",
+        f"resources_dir={tmp_path}/resources",
+    )
     default = snakemake("-n", *args, cwd=tmp_path)
     assert default.returncode == 0 and "rule inference_opt" not in default.stdout + default.stderr
     asked = snakemake("-n", "inference_opt", *args, cwd=tmp_path)
@@ -106,7 +135,6 @@ def test_tiny_inference_opt_end_to_end(tmp_path):
     at least as much loss as zero-ablation; the figure is written."""
     import pandas as pd
     import yaml
-
     from snakemake_cli import REPO, snakemake
 
     raw = yaml.safe_load((REPO / "config/test/tiny.yaml").read_text())

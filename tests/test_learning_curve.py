@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from snakemake_cli import REPO, snakemake
 
 from saerepro.learning_curve import flattening, main, read_config
 from saerepro.plotting import plot_learning_curve
-from snakemake_cli import REPO, snakemake
 
 
 def _curve(change_last: float, se: float = 0.01) -> pd.DataFrame:
@@ -21,9 +21,20 @@ def _curve(change_last: float, se: float = 0.01) -> pd.DataFrame:
         for arch, coef in (("gated", 0.6), ("baseline", 0.9)):
             for i, budget in enumerate([300_000, 600_000, 1_000_000]):
                 lr = 0.5 + 0.1 * i + (change_last if i == 2 else 0) - (0.1 if i == 2 else 0)
-                rows.append(dict(model="m", layer=6, site=site, architecture=arch, coefficient=coef,
-                                 budget_tokens=budget, loss_recovered=lr, loss_recovered_se=se,
-                                 l0=100 / (i + 1), l0_se=1.0))
+                rows.append(
+                    dict(
+                        model="m",
+                        layer=6,
+                        site=site,
+                        architecture=arch,
+                        coefficient=coef,
+                        budget_tokens=budget,
+                        loss_recovered=lr,
+                        loss_recovered_se=se,
+                        l0=100 / (i + 1),
+                        l0_se=1.0,
+                    )
+                )
     return pd.DataFrame(rows)
 
 

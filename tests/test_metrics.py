@@ -135,8 +135,9 @@ def test_shape_mismatch_raises():
 def test_kl_matches_torch_and_is_stable():
     g = torch.Generator().manual_seed(5)
     a, b = torch.randn(7, 50, generator=g), torch.randn(7, 50, generator=g)
-    want = F.kl_div(torch.log_softmax(b.double(), -1), torch.log_softmax(a.double(), -1), log_target=True,
-                    reduction="none").sum(-1)
+    want = F.kl_div(
+        torch.log_softmax(b.double(), -1), torch.log_softmax(a.double(), -1), log_target=True, reduction="none"
+    ).sum(-1)
     got = M.kl_divergence_from_logits(a, b)
     torch.testing.assert_close(got, want)
     assert torch.all(M.kl_divergence_from_logits(a, a) == 0)
@@ -252,7 +253,13 @@ def test_loss_stats_streaming():
         st.update(clean[lo : lo + 97], sae[lo : lo + 97], zero[lo : lo + 97], kl[lo : lo + 97])
     out = st.compute()
     assert out["n_tokens"] == n
-    for name, v in (("ce_clean", clean), ("ce_sae", sae), ("ce_zero", zero), ("kl", kl), ("delta_lm_loss", sae - clean)):
+    for name, v in (
+        ("ce_clean", clean),
+        ("ce_sae", sae),
+        ("ce_zero", zero),
+        ("kl", kl),
+        ("delta_lm_loss", sae - clean),
+    ):
         m, se = M.mean_and_se(v)
         assert out[name] == pytest.approx(m, rel=1e-12)
         assert out[f"{name}_se"] == pytest.approx(se, rel=1e-7)
@@ -291,8 +298,12 @@ def _correlated_losses(n_seq=400, n_tok=32, seed=0):
     clean = 3.0 + hard + torch.randn(n_seq, n_tok, generator=g, dtype=torch.float64)
     damage = 0.3 + 0.2 * torch.randn(n_seq, 1, generator=g, dtype=torch.float64)
     sae = clean + damage + 0.1 * torch.randn(n_seq, n_tok, generator=g, dtype=torch.float64)
-    zero = clean + 1.0 + 0.3 * torch.randn(n_seq, 1, generator=g, dtype=torch.float64) \
+    zero = (
+        clean
+        + 1.0
+        + 0.3 * torch.randn(n_seq, 1, generator=g, dtype=torch.float64)
         + 0.2 * torch.randn(n_seq, n_tok, generator=g, dtype=torch.float64)
+    )
     return clean, sae, zero
 
 
@@ -316,8 +327,7 @@ def test_sequence_se_matches_a_bootstrap_over_sequences_and_exceeds_the_per_toke
 def test_paired_stats_have_the_plain_means_and_pairing_shrinks_the_se():
     clean, sae, zero = _correlated_losses(seed=4)
     stats = M.paired_loss_stats(clean, sae, zero, kl=(sae - clean).abs())
-    assert stats["loss_recovered"] == pytest.approx(
-        M.loss_recovered(clean.mean(), sae.mean(), zero.mean()), rel=1e-12)
+    assert stats["loss_recovered"] == pytest.approx(M.loss_recovered(clean.mean(), sae.mean(), zero.mean()), rel=1e-12)
     assert stats["delta_lm_loss"] == pytest.approx(float((sae - clean).mean()), rel=1e-12)
     assert stats["kl"] == pytest.approx(float((sae - clean).abs().mean()), rel=1e-12)
     # unpaired: the SE of CE_sae alone carries the shared sequence difficulty (sd 1.5)

@@ -37,8 +37,17 @@ def test_local_gpt_neox_loads_into_transformer_lens_with_identical_logits(tiny_n
 def test_hub_model_without_network_fails_fast_with_one_sentence(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty cache: nothing to fall back on
-    spec = ModelSpec(name="pythia-test", source="hub", location="EleutherAI/pythia-70m-deduped",
-                     tl_name=None, n_layers=6, d_model=512, n_heads=8, d_head=64, max_context=2048)
+    spec = ModelSpec(
+        name="pythia-test",
+        source="hub",
+        location="EleutherAI/pythia-70m-deduped",
+        tl_name=None,
+        n_layers=6,
+        d_model=512,
+        n_heads=8,
+        d_head=64,
+        max_context=2048,
+    )
     start = time.time()
     with pytest.raises(HubUnreachableError) as info:
         load_model(spec)
@@ -76,13 +85,25 @@ def tiny_tl_checkpoint(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("tiny-gelu-1l")
     tokenizer = build_tiny_tokenizer(root / "tokenizer")
-    cfg_json = {"d_model": 32, "n_layers": 1, "d_mlp": 128, "d_head": 8, "n_heads": 4, "n_ctx": 64,
-                "d_vocab": len(tokenizer), "act_fn": "gelu", "attn_only": False,
-                "normalization": "LN", "shortformer_pos": False, "tokenizer_name": "unused"}
+    cfg_json = {
+        "d_model": 32,
+        "n_layers": 1,
+        "d_mlp": 128,
+        "d_head": 8,
+        "n_heads": 4,
+        "n_ctx": 64,
+        "d_vocab": len(tokenizer),
+        "act_fn": "gelu",
+        "attn_only": False,
+        "normalization": "LN",
+        "shortformer_pos": False,
+        "tokenizer_name": "unused",
+    }
     torch.manual_seed(0)
-    cfg = HookedTransformerConfig(**{k: v for k, v in cfg_json.items()
-                                     if k not in ("normalization", "shortformer_pos", "tokenizer_name")},
-                                  normalization_type="LN")
+    cfg = HookedTransformerConfig(
+        **{k: v for k, v in cfg_json.items() if k not in ("normalization", "shortformer_pos", "tokenizer_name")},
+        normalization_type="LN",
+    )
     model = HookedTransformer(cfg)
     weights = root / "weights"
     weights.mkdir()
@@ -95,9 +116,20 @@ def test_transformer_lens_checkpoint_loads_offline_with_identical_logits(tiny_tl
     from saerepro.sites import hook_name, site_dim
 
     weights, tokenizer, original = tiny_tl_checkpoint
-    spec = ModelSpec(name="tiny-gelu-1l", source="local", location=str(weights), tl_name="gelu-1l",
-                     n_layers=1, d_model=32, n_heads=4, d_head=8, max_context=64, d_mlp=128,
-                     weights_format="transformer_lens", tokenizer=str(tokenizer))
+    spec = ModelSpec(
+        name="tiny-gelu-1l",
+        source="local",
+        location=str(weights),
+        tl_name="gelu-1l",
+        n_layers=1,
+        d_model=32,
+        n_heads=4,
+        d_head=8,
+        max_context=64,
+        d_mlp=128,
+        weights_format="transformer_lens",
+        tokenizer=str(tokenizer),
+    )
     model = load_model(spec)
     tokens = torch.tensor([[model.tokenizer.bos_token_id, 5, 6, 7, 8, 9]])
     with torch.no_grad():

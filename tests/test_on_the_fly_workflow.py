@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from snakemake_cli import REPO, snakemake
 
 
@@ -33,13 +32,26 @@ def job_counts(output: str) -> dict[str, int]:
 
 
 def test_dry_run_has_one_training_job_per_hook_point_and_no_cache(tmp_path):
-    config = tiny_config(tmp_path, "otf", activations={"mode": "on_the_fly"},
-                         architectures={"gated": {"coefficients": [1.0, 2.0], "width": 256},
-                                        "baseline": {"coefficients": [1.0], "width": 384, "sites": ["resid"]},
-                                        "baseline_rescale_shift": {"coefficients": [1.0], "width": 384,
-                                                                   "sites": ["resid"]}})
-    result = snakemake("-n", "--cores", "2", "--configfile", str(config),
-                       "--config", f"resources_dir={tmp_path}/resources", cwd=tmp_path)
+    config = tiny_config(
+        tmp_path,
+        "otf",
+        activations={"mode": "on_the_fly"},
+        architectures={
+            "gated": {"coefficients": [1.0, 2.0], "width": 256},
+            "baseline": {"coefficients": [1.0], "width": 384, "sites": ["resid"]},
+            "baseline_rescale_shift": {"coefficients": [1.0], "width": 384, "sites": ["resid"]},
+        },
+    )
+    result = snakemake(
+        "-n",
+        "--cores",
+        "2",
+        "--configfile",
+        str(config),
+        "--config",
+        f"resources_dir={tmp_path}/resources",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     counts = job_counts(result.stdout + result.stderr)
     assert counts["train_on_the_fly_L2_resid"] == counts["train_on_the_fly_L2_mlp"] == 1
@@ -49,8 +61,16 @@ def test_dry_run_has_one_training_job_per_hook_point_and_no_cache(tmp_path):
 
 
 def test_cached_mode_dry_run_is_unchanged(tmp_path):
-    result = snakemake("-n", "--cores", "2", "--configfile", str(REPO / "config/test/tiny.yaml"),
-                       "--config", f"resources_dir={tmp_path}/resources", cwd=tmp_path)
+    result = snakemake(
+        "-n",
+        "--cores",
+        "2",
+        "--configfile",
+        str(REPO / "config/test/tiny.yaml"),
+        "--config",
+        f"resources_dir={tmp_path}/resources",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     counts = job_counts(result.stdout + result.stderr)
     assert counts["cache_activations"] == 1 and counts["train"] == 6
@@ -76,15 +96,16 @@ def test_tiny_config_on_the_fly_metrics_equal_cached_metrics(tmp_path):
     for mode, extra in (("cached", {}), ("on_the_fly", {"match_cache_rounding": True})):
         workdir = tmp_path / mode
         workdir.mkdir()
-        config = tiny_config(tmp_path, mode, sites=["resid"], resources_dir=str(resources),
-                             activations={"mode": mode, **extra})
+        config = tiny_config(
+            tmp_path, mode, sites=["resid"], resources_dir=str(resources), activations={"mode": mode, **extra}
+        )
         # targets first: --configfile takes every argument after it
         result = snakemake(*metrics, "--cores", "1", "--configfile", str(config), cwd=workdir, timeout=1800)
         assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-5000:])
         rows[mode] = [json.loads((workdir / m).read_text()) for m in metrics]
     log = (tmp_path / "on_the_fly/logs/train_on_the_fly/gemma-3-270m/L2/resid.log").read_text()
     assert "from 4032 tokens (all of the split)" in log
-    for cached, fly in zip(rows["cached"], rows["on_the_fly"]):
+    for cached, fly in zip(rows["cached"], rows["on_the_fly"], strict=False):
         # wall-clock times differ; the mode is a shared setting (config_hash) and an on-the-fly
         # SAE names the token stream instead of a cache file (cache_sha256)
         timing = {"train_seconds", "eval_seconds", "config_hash", "cache_sha256"}

@@ -8,14 +8,19 @@ from pathlib import Path
 import pytest
 
 from saerepro.config import load_config
-from saerepro.paper import (log_grid, paper_config_grid, round_significant, to_our_lambda,
-                            translated_grid)
+from saerepro.paper import log_grid, paper_config_grid, round_significant, to_our_lambda, translated_grid
 from saerepro.sites import site_dim
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER = REPO / "config" / "paper"
-FAMILY = {"gated": "gated", "gated_unfrozen_decoder": "gated", "gated_no_rmag": "gated",
-          "gated_untied": "gated", "baseline": "baseline", "baseline_rescale_shift": "baseline"}
+FAMILY = {
+    "gated": "gated",
+    "gated_unfrozen_decoder": "gated",
+    "gated_no_rmag": "gated",
+    "gated_untied": "gated",
+    "baseline": "baseline",
+    "baseline_rescale_shift": "baseline",
+}
 
 
 def test_lambda_translation_is_sqrt_d_in_under_unit_mean_square_inputs():
@@ -31,9 +36,9 @@ def test_translation_gives_the_same_minimiser():
 
     torch.manual_seed(0)
     d, m = 16, 32
-    x_p = torch.randn(64, d) * 0.3            # the paper's units, E||x||^2 = M_p
+    x_p = torch.randn(64, d) * 0.3  # the paper's units, E||x||^2 = M_p
     M_p = float(x_p.pow(2).sum(1).mean())
-    W = torch.nn.functional.normalize(torch.randn(m, d), dim=1)   # unit-norm decoder rows
+    W = torch.nn.functional.normalize(torch.randn(m, d), dim=1)  # unit-norm decoder rows
     f_p = torch.relu(torch.randn(64, m))
     b = torch.randn(d) * 0.1
     lam_p = 0.01
@@ -49,7 +54,7 @@ def test_translation_gives_the_same_minimiser():
 def test_log_grid_keeps_the_paper_end_points():
     grid = log_grid(7e-6, 4.5e-4, 6)
     assert grid[0] == 7e-6 and grid[-1] == 4.5e-4 and len(grid) == 6
-    ratios = [b / a for a, b in zip(grid, grid[1:])]
+    ratios = [b / a for a, b in zip(grid, grid[1:], strict=False)]
     assert max(ratios) / min(ratios) < 1.001
     assert round_significant(0.0202386) == 0.02024
     assert translated_grid([4e-4], 2560) == [0.02024]

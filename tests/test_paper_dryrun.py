@@ -26,8 +26,19 @@ SLURM_COMMANDS = ("sbatch", "srun", "sinfo", "squeue", "sacct", "sacctmgr", "sco
 
 
 def dry_run(config: Path, tmp_path: Path, *extra: str, env: dict | None = None) -> str:
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "-n",
-           "--configfile", str(config), "--config", f"resources_dir={tmp_path}/resources", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "-n",
+        "--configfile",
+        str(config),
+        "--config",
+        f"resources_dir={tmp_path}/resources",
+        *extra,
+    ]
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     result = subprocess.run(cmd, cwd=tmp_path, env=full_env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -82,11 +93,12 @@ def test_slurm_dry_run_gives_every_job_resources_and_runs_no_slurm_command(tmp_p
     calls = tmp_path / "slurm-calls.log"
     for name in SLURM_COMMANDS:
         script = fake_bin / name
-        script.write_text(f"#!/bin/sh\necho {name} \"$@\" >> {calls}\nexit 1\n")
+        script.write_text(f'#!/bin/sh\necho {name} "$@" >> {calls}\nexit 1\n')
         script.chmod(script.stat().st_mode | stat.S_IEXEC)
     config = REPO / "config" / "paper" / "pythia-2.8b.yaml"
-    output = dry_run(config, tmp_path, "--profile", str(SLURM_PROFILE),
-                     env={"PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}"})
+    output = dry_run(
+        config, tmp_path, "--profile", str(SLURM_PROFILE), env={"PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}"}
+    )
     # The plugin probes `scontrol show config` once (MinJobAge, MaxArraySize) and falls back to
     # defaults when that fails, as every stand-in here does; nothing is submitted or queried.
     probes = calls.read_text().splitlines() if calls.exists() else []
@@ -96,8 +108,16 @@ def test_slurm_dry_run_gives_every_job_resources_and_runs_no_slurm_command(tmp_p
     jobs = jobs_with_resources(output)
     assert len(jobs) == job_count(output) == estimate(load_config(config)).jobs
     submitted = [(rule, res) for rule, res in jobs if rule not in TARGET_RULES]
-    assert {rule for rule, _ in submitted} == {"prepare_model", "prepare_corpus", "cache_activations",
-                                              "reference_ce", "train", "evaluate", "aggregate", "figures"}
+    assert {rule for rule, _ in submitted} == {
+        "prepare_model",
+        "prepare_corpus",
+        "cache_activations",
+        "reference_ce",
+        "train",
+        "evaluate",
+        "aggregate",
+        "figures",
+    }
     for rule, res in submitted:
         for key in ("slurm_partition", "runtime", "mem_mb", "cpus_per_task"):
             assert key in res, f"{rule} has no {key}: {res}"

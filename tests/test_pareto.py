@@ -19,7 +19,7 @@ def _pts(xy, **extra):
 
 
 def _xy(df):
-    return list(zip(df["l0"].tolist(), df["loss_recovered"].tolist()))
+    return list(zip(df["l0"].tolist(), df["loss_recovered"].tolist(), strict=False))
 
 
 def test_known_frontier_with_ties_and_duplicates():
@@ -101,8 +101,18 @@ def test_interpolation_is_linear_in_log_l0():
 
 def _family(l0s, arch, lr_of_l0, **keys):
     return pd.DataFrame(
-        [{"model": "m", "layer": 1, "site": "resid", **keys, "architecture": arch, "l0": v, "loss_recovered": lr_of_l0(v)}
-         for v in l0s]
+        [
+            {
+                "model": "m",
+                "layer": 1,
+                "site": "resid",
+                **keys,
+                "architecture": arch,
+                "l0": v,
+                "loss_recovered": lr_of_l0(v),
+            }
+            for v in l0s
+        ]
     )
 
 
@@ -142,11 +152,14 @@ def test_half_l0_groups_and_missing_architecture():
     def f(v):
         return 1 - 1 / v
 
-    df = pd.concat([
-        _family([2, 4, 8], "baseline", f), _family([1, 2, 4], "gated", f),
-        _family([2, 4, 8], "baseline", f, site="mlp"),  # no gated SAEs at mlp
-        _family([2, 4, 8], "topk", f, site="attn"),  # neither architecture: group absent
-    ])
+    df = pd.concat(
+        [
+            _family([2, 4, 8], "baseline", f),
+            _family([1, 2, 4], "gated", f),
+            _family([2, 4, 8], "baseline", f, site="mlp"),  # no gated SAEs at mlp
+            _family([2, 4, 8], "topk", f, site="attn"),  # neither architecture: group absent
+        ]
+    )
     res = half_l0(df, [0.6])
     assert set(res["site"]) == {"resid", "mlp"}
     mlp = res[res.site == "mlp"].iloc[0]

@@ -14,8 +14,12 @@ from saerepro.config import load_config
 from saerepro.pipeline import MixedConfigError, aggregate, aggregate_available, missing_runs
 from saerepro.tables import ALL_COLUMNS, TIMING_COLUMNS, MetricsTableError, synthetic_metrics_table
 
-CONFIG = {"model": "gemma-3-270m", "layers": [2], "sites": ["resid", "mlp"],
-          "architectures": {"gated": {"coefficients": [1.0, 2.0]}, "baseline": {"coefficients": [1.0, 2.0]}}}
+CONFIG = {
+    "model": "gemma-3-270m",
+    "layers": [2],
+    "sites": ["resid", "mlp"],
+    "architectures": {"gated": {"coefficients": [1.0, 2.0]}, "baseline": {"coefficients": [1.0, 2.0]}},
+}
 
 
 @pytest.fixture
@@ -26,14 +30,22 @@ def workdir(tmp_path, monkeypatch):
 
 def _write_metrics(cfg, skip=()):
     """One metrics.json per configured run (values from the synthetic table), except ``skip``."""
-    synth = synthetic_metrics_table(layers=(2,), coefficients=(1.0, 2.0), seeds=(0,),
-                                    sites=("resid", "mlp"), architectures=("gated", "baseline"))
+    synth = synthetic_metrics_table(
+        layers=(2,), coefficients=(1.0, 2.0), seeds=(0,), sites=("resid", "mlp"), architectures=("gated", "baseline")
+    )
     files = []
     for run in cfg.runs():
         if (run.site, run.architecture, run.coefficient) in skip:
             continue
-        row = synth[(synth.site == run.site) & (synth.architecture == run.architecture)
-                    & (synth.coefficient == run.coefficient)].iloc[0].to_dict()
+        row = (
+            synth[
+                (synth.site == run.site)
+                & (synth.architecture == run.architecture)
+                & (synth.coefficient == run.coefficient)
+            ]
+            .iloc[0]
+            .to_dict()
+        )
         row.update(model=run.model, layer=run.layer, train_seconds=12.3, eval_seconds=4.5)
         path = Path(paths.fill(paths.METRICS, run))
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,7 +94,9 @@ def test_a_nan_metric_never_reaches_the_table(workdir):
 def test_failed_runs_are_listed_not_dropped(workdir):
     cfg = load_config(CONFIG)
     _write_metrics(cfg, skip={("mlp", "baseline", 2.0), ("resid", "gated", 1.0)})
-    trained_not_evaluated = [r for r in cfg.runs() if (r.site, r.architecture, r.coefficient) == ("resid", "gated", 1.0)][0]
+    trained_not_evaluated = [
+        r for r in cfg.runs() if (r.site, r.architecture, r.coefficient) == ("resid", "gated", 1.0)
+    ][0]
     info = Path(paths.fill(paths.TRAIN_INFO, trained_not_evaluated))
     info.parent.mkdir(parents=True, exist_ok=True)
     info.write_text("{}")

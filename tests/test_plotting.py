@@ -47,9 +47,18 @@ def test_backend_and_style_map():
     assert len(set(colours)) == len(colours)
     assert len({s.marker for s in P.ARCH_STYLES.values()}) == len(P.ARCH_STYLES)
     assert P.arch_style("mystery").label == "mystery"
-    assert list(P.FIGURES) == ["fig1_pareto_headline", "fig12_pareto_grid", "fig6_shrinkage", "fig8_ablations",
-                               "fig9_rescale_shift", "delta_lm_loss_all", "nmse_frontier", "dead_latents",
-                               "fig14_gamma_grid", "half_l0_ratios"]
+    assert list(P.FIGURES) == [
+        "fig1_pareto_headline",
+        "fig12_pareto_grid",
+        "fig6_shrinkage",
+        "fig8_ablations",
+        "fig9_rescale_shift",
+        "delta_lm_loss_all",
+        "nmse_frontier",
+        "dead_latents",
+        "fig14_gamma_grid",
+        "half_l0_ratios",
+    ]
 
 
 def test_fig01_frontier_lines_equal_the_frontier(agg, tmp_path):
@@ -57,7 +66,7 @@ def test_fig01_frontier_lines_equal_the_frontier(agg, tmp_path):
     fig = P.plot_pareto_headline(agg, stem, layer=5)
     _assert_written(stem)
     assert len(fig.axes) == 3
-    for ax, site in zip(fig.axes, ["resid", "mlp", "attn"]):
+    for ax, site in zip(fig.axes, ["resid", "mlp", "attn"], strict=False):
         assert ax.get_xscale() == "log"
         lines = _lines(ax, "frontier:")
         assert set(lines) == {"frontier:gated", "frontier:baseline"}
@@ -92,10 +101,12 @@ def test_fig02_grid(agg, tmp_path):
     axes = np.array(fig.axes).reshape(2, 3)
     assert _texts(axes[0, 1]) == ["no data"]
     ax = axes[1, 2]  # layer 5, attn
-    fr = pareto_frontier(agg[(agg.layer == 5) & (agg.site == "attn") & (agg.architecture == "gated")], "l0",
-                         "loss_recovered")
-    np.testing.assert_allclose(_lines(ax, "frontier:")["frontier:gated"].get_xydata(),
-                               fr[["l0", "loss_recovered"]].to_numpy())
+    fr = pareto_frontier(
+        agg[(agg.layer == 5) & (agg.site == "attn") & (agg.architecture == "gated")], "l0", "loss_recovered"
+    )
+    np.testing.assert_allclose(
+        _lines(ax, "frontier:")["frontier:gated"].get_xydata(), fr[["l0", "loss_recovered"]].to_numpy()
+    )
     assert "Layer 5" in ax.get_ylabel() or "Layer 5" in axes[1, 0].get_ylabel()
 
 
@@ -120,7 +131,10 @@ def test_fig6_shrinkage(agg, tmp_path):
 @pytest.mark.parametrize(
     "func,archs",
     [
-        (P.plot_gated_ablations, ["gated", "gated_unfrozen_decoder", "gated_no_rmag", "gated_untied", "gated_strict_aux"]),
+        (
+            P.plot_gated_ablations,
+            ["gated", "gated_unfrozen_decoder", "gated_no_rmag", "gated_untied", "gated_strict_aux"],
+        ),
         (P.plot_baseline_rescale_shift, ["baseline", "baseline_rescale_shift", "gated"]),
     ],
 )
@@ -210,8 +224,9 @@ def test_pareto_and_shrinkage_figures_draw_the_tables_standard_errors(agg, tmp_p
     segments = [c for c in resid.collections if (c.get_gid() or "").startswith("errors:gated")]
     assert segments, "no error bars on the Pareto figure"
     # vertical bars span loss_recovered ± loss_recovered_se, one per SAE
-    ys = sorted(round(float(abs(s[1][1] - s[0][1])), 6) for c in segments for s in c.get_segments()
-                if s[0][0] == s[1][0])
+    ys = sorted(
+        round(float(abs(s[1][1] - s[0][1])), 6) for c in segments for s in c.get_segments() if s[0][0] == s[1][0]
+    )
     assert ys == sorted([round(2 * float(v), 6) for v in pts["loss_recovered_se"]])
     shrink = P.plot_shrinkage(agg, tmp_path / "s", layer=5)
     gids = {c.get_gid() for ax in shrink.axes for c in ax.collections}

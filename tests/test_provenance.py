@@ -9,9 +9,17 @@ import pytest
 import torch
 
 from saerepro.config import load_config
-from saerepro.provenance import (HASH_NEUTRAL_DEFAULTS, METRIC_MOVING_PATHS, NEUTRAL_LEDGER, config_hash,
-                                 git_commit, git_history_unavailable, package_versions, provenance,
-                                 stale_reasons)
+from saerepro.provenance import (
+    HASH_NEUTRAL_DEFAULTS,
+    METRIC_MOVING_PATHS,
+    NEUTRAL_LEDGER,
+    config_hash,
+    git_commit,
+    git_history_unavailable,
+    package_versions,
+    provenance,
+    stale_reasons,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,9 +50,14 @@ def test_config_hash_is_stable_and_ignores_sweep_axes():
 def test_config_hash_changes_with_every_shared_setting():
     base = config_hash(_cfg())
     changed = [
-        {"train.tokens": 8192}, {"train.lr": 0.001}, {"train.b_dec_init": "mean"},
-        {"train.autocast_bf16": True}, {"corpus.context_size": 32}, {"reference.eval_tokens": 512},
-        {"cache.dtype": "float32"}, {"device": "cpu"},
+        {"train.tokens": 8192},
+        {"train.lr": 0.001},
+        {"train.b_dec_init": "mean"},
+        {"train.autocast_bf16": True},
+        {"corpus.context_size": 32},
+        {"reference.eval_tokens": 512},
+        {"cache.dtype": "float32"},
+        {"device": "cpu"},
     ]
     hashes = {config_hash(_cfg(**c)) for c in changed}
     assert base not in hashes and len(hashes) == len(changed)
@@ -62,8 +75,9 @@ def test_a_setting_at_its_hash_neutral_default_leaves_the_hash_as_before_it_exis
     # the hash as computed before reference.precision existed: the field simply absent
     data = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in SWEEP_FIELDS}
     del data["reference"]["precision"]
-    before = hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":"),
-                                       default=str).encode()).hexdigest()[:16]
+    before = hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()[
+        :16
+    ]
     assert config_hash(cfg) == before
     assert config_hash(_cfg(**{"reference.precision": "bfloat16"})) != before
 
@@ -91,8 +105,12 @@ def test_package_versions_and_provenance_fields():
 
 
 def _git(repo: Path, *args: str) -> str:
-    out = subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t",
-                          "-c", "commit.gpgsign=false", *args], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return out.stdout.strip()
 
 
@@ -111,8 +129,7 @@ def repo(tmp_path):
     root = tmp_path / "repo"
     root.mkdir()
     _git(root, "init", "-q")
-    _commit(root, {"src/saerepro/training.py": "lr = 1\n", "config/config.yaml": "a: 1\n",
-                   "README.md": "hi\n"}, "code")
+    _commit(root, {"src/saerepro/training.py": "lr = 1\n", "config/config.yaml": "a: 1\n", "README.md": "hi\n"}, "code")
     return root
 
 
@@ -156,8 +173,10 @@ def test_a_commit_that_is_not_an_ancestor_is_stale(repo):
     assert "no git commit" in reason
 
 
-@pytest.mark.parametrize("path", ["src/saerepro/training.py", "config/config.yaml",
-                                  "src/saerepro/sae/gated.py", "src/saerepro/training/loop.py"])
+@pytest.mark.parametrize(
+    "path",
+    ["src/saerepro/training.py", "config/config.yaml", "src/saerepro/sae/gated.py", "src/saerepro/training/loop.py"],
+)
 def test_a_metric_moving_change_after_the_commit_is_stale(repo, path):
     made = _git(repo, "rev-parse", "HEAD")
     _commit(repo, {path: "changed\n"}, "move a metric")

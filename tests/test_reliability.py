@@ -17,7 +17,6 @@ sites, gated + baseline):
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -26,11 +25,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
-from saerepro.activations import open_cache
-
 from snakemake_cli import ENV, REPO
 from snakemake_cli import SNAKEMAKE as _SNAKEMAKE
+
+from saerepro.activations import open_cache
 
 SNAKEMAKE = [*_SNAKEMAKE, "--cores", "2"]
 
@@ -44,9 +42,23 @@ LONGER_TRAINING = {"train.tokens": 32768}
 def _prepared_resources() -> Path:
     """The shared resources/ with Gemma and the tiny config's corpus prepared (as the e2e test does)."""
     resources = REPO / "resources"
-    subprocess.run([*SNAKEMAKE, "prepare_corpus", "--configfile", str(REPO / "config/test/tiny.yaml"),
-                    "--config", f"resources_dir={resources}", "--rerun-triggers", "mtime"],
-                   cwd=REPO, env=ENV, check=True, capture_output=True, timeout=1800)
+    subprocess.run(
+        [
+            *SNAKEMAKE,
+            "prepare_corpus",
+            "--configfile",
+            str(REPO / "config/test/tiny.yaml"),
+            "--config",
+            f"resources_dir={resources}",
+            "--rerun-triggers",
+            "mtime",
+        ],
+        cwd=REPO,
+        env=ENV,
+        check=True,
+        capture_output=True,
+        timeout=1800,
+    )
     return resources
 
 
@@ -73,8 +85,14 @@ def _isolated_config(tmp_path: Path, **overrides) -> Path:
 
 def _run(workdir: Path, config: Path, *extra: str, timeout: int = 1800) -> subprocess.CompletedProcess:
     workdir.mkdir(exist_ok=True)
-    return subprocess.run([*SNAKEMAKE, "--configfile", str(config), "--rerun-incomplete", *extra],
-                          cwd=workdir, env=ENV, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [*SNAKEMAKE, "--configfile", str(config), "--rerun-incomplete", *extra],
+        cwd=workdir,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _mtime(path: Path) -> float:
@@ -101,16 +119,22 @@ class KillPoint:
         return time.time() - self.first_seen >= self.delay
 
 
-def _run_until_killed(workdir: Path, config: Path, root: Path, points: list[KillPoint],
-                      timeout: float = 900) -> KillPoint | None:
+def _run_until_killed(
+    workdir: Path, config: Path, root: Path, points: list[KillPoint], timeout: float = 900
+) -> KillPoint | None:
     """Start the workflow; SIGKILL its whole process group (Snakemake and every job) as soon as one
     of ``points`` is reached and return it, or None if the workflow ended first."""
     for point in points:
         point.first_seen = None
     start = time.time() - 0.01
-    proc = subprocess.Popen([*SNAKEMAKE, "--configfile", str(config), "--rerun-incomplete"], cwd=workdir,
-                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [*SNAKEMAKE, "--configfile", str(config), "--rerun-incomplete"],
+        cwd=workdir,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     hit = None
     try:
         while hit is None and proc.poll() is None:

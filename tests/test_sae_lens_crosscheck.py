@@ -71,7 +71,6 @@ import pytest
 import torch
 
 
-
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """One thread for this module only: bit-identical reductions between the two evaluations."""
@@ -79,6 +78,7 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
 
 # sae-lens' ActivationsStore builds each row with torch.tensor(row) from a torch-formatted dataset
 pytestmark = pytest.mark.filterwarnings("ignore:To copy construct from a tensor:UserWarning")
@@ -137,14 +137,24 @@ def trained(tiny_model, tmp_path_factory):
     prompts = rng.integers(N_SPECIAL, tiny_model.cfg.d_vocab, size=(64, 4))
     prompts[:, 0] = tiny_model.tokenizer.bos_token_id
     tokens = sample_continuations(tiny_model, prompts, 16, 0.1, seed=2)
-    cache_activations(tiny_model, tokens, [(LAYER, SITE)], [root / "cache"], dtype="float32",
-                      progress=False)
+    cache_activations(tiny_model, tokens, [(LAYER, SITE)], [root / "cache"], dtype="float32", progress=False)
     cache = open_cache(root / "cache")
     n = cache.n_tokens  # 64 * 15 = 960
-    cfg = TrainConfig(architecture="gated", coefficient=COEFFICIENT, d_sae=256, total_tokens=40 * n,
-                      batch_size=96, lr=3e-3, lr_warmup_steps=20, shuffle_chunk_tokens=96,
-                      shuffle_buffer_tokens=n, hook_name=HOOK, device="cpu", seed=0,
-                      checkpoint_every_steps=0)
+    cfg = TrainConfig(
+        architecture="gated",
+        coefficient=COEFFICIENT,
+        d_sae=256,
+        total_tokens=40 * n,
+        batch_size=96,
+        lr=3e-3,
+        lr_warmup_steps=20,
+        shuffle_chunk_tokens=96,
+        shuffle_buffer_tokens=n,
+        hook_name=HOOK,
+        device="cpu",
+        seed=0,
+        checkpoint_every_steps=0,
+    )
     train_sae(cfg, cache, root / "sae", progress=False)
     sae = load_sae(str(root / "sae"))
     assert sae.cfg.normalize_activations == "none"  # the only normalisation is the scaler (1.)
@@ -167,9 +177,15 @@ def run_sae_lens(model, sae, tokens: np.ndarray, scale: float | None, exclude_sp
     sae.cfg.metadata.prepend_bos = True  # the pre-tokenised rows already start with BOS
     sae.cfg.metadata.context_size = ctx
     dataset = Dataset.from_dict({"input_ids": tokens.astype(np.int64).tolist()})
-    store = ActivationsStore.from_sae(model, sae, dataset=dataset, context_size=ctx,
-                                      streaming=False, store_batch_size_prompts=n_seq,
-                                      total_tokens=n_seq)  # only read by training
+    store = ActivationsStore.from_sae(
+        model,
+        sae,
+        dataset=dataset,
+        context_size=ctx,
+        streaming=False,
+        store_batch_size_prompts=n_seq,
+        total_tokens=n_seq,
+    )  # only read by training
     served: list[np.ndarray] = []
     get_batch_tokens = store.get_batch_tokens
 
@@ -180,16 +196,28 @@ def run_sae_lens(model, sae, tokens: np.ndarray, scale: float | None, exclude_sp
 
     store.get_batch_tokens = recording_get_batch_tokens
     scaler = ActivationScaler(scaling_factor=scale)
-    cfg = EvalConfig(batch_size_prompts=n_seq, n_eval_reconstruction_batches=1,
-                     n_eval_sparsity_variance_batches=1, compute_kl=True, compute_ce_loss=True,
-                     compute_l2_norms=True, compute_sparsity_metrics=True,
-                     compute_variance_metrics=True)
-    metrics, _ = run_evals(sae, store, model, scaler, cfg,
-                           exclude_special_tokens=exclude_special_tokens)
+    cfg = EvalConfig(
+        batch_size_prompts=n_seq,
+        n_eval_reconstruction_batches=1,
+        n_eval_sparsity_variance_batches=1,
+        compute_kl=True,
+        compute_ce_loss=True,
+        compute_l2_norms=True,
+        compute_sparsity_metrics=True,
+        compute_variance_metrics=True,
+    )
+    metrics, _ = run_evals(sae, store, model, scaler, cfg, exclude_special_tokens=exclude_special_tokens)
     # run_evals' own rule for ignore_tokens (True -> the tokenizer's special ids, False -> none)
     ignore = list(get_special_token_ids(model.tokenizer)) if exclude_special_tokens else None
-    per_token = get_recons_loss(sae, model, scaler, torch.as_tensor(tokens, dtype=torch.long),
-                                compute_kl=True, compute_ce_loss=False, ignore_tokens=ignore)
+    per_token = get_recons_loss(
+        sae,
+        model,
+        scaler,
+        torch.as_tensor(tokens, dtype=torch.long),
+        compute_kl=True,
+        compute_ce_loss=False,
+        ignore_tokens=ignore,
+    )
     return metrics, served, per_token["kl_div_with_sae"]
 
 
@@ -205,14 +233,13 @@ def compare(ours: dict, theirs: dict, kl_per_token: torch.Tensor, ctx: int) -> N
     # KL (6.): sae-lens' aggregate is its per-token KL over positions 1..ctx-1 ...
     kl = kl_per_token.double()
     assert theirs["model_behavior_preservation"]["kl_div_with_sae"] == pytest.approx(
-        float(kl[:, 1:].mean()), abs=TOL["kl"])
+        float(kl[:, 1:].mean()), abs=TOL["kl"]
+    )
     # ... ours is the same per-token KL over the predicted positions 0..ctx-2
     assert ours["kl"] == pytest.approx(float(kl[:, :-1].mean()), abs=TOL["kl"])
     assert ours["l0"] == pytest.approx(theirs["sparsity"]["l0"], abs=TOL["l0"])
-    assert ours["gamma"] == pytest.approx(theirs["shrinkage"]["relative_reconstruction_bias"],
-                                          rel=TOL["gamma"])
-    assert 1.0 - ours["nmse"] == pytest.approx(
-        theirs["reconstruction_quality"]["explained_variance"], abs=TOL["fvu"])
+    assert ours["gamma"] == pytest.approx(theirs["shrinkage"]["relative_reconstruction_bias"], rel=TOL["gamma"])
+    assert 1.0 - ours["nmse"] == pytest.approx(theirs["reconstruction_quality"]["explained_variance"], abs=TOL["fvu"])
 
 
 @pytest.fixture(scope="module")
@@ -223,8 +250,7 @@ def ours(tiny_model, eval_tokens, trained):
     sae, scale = trained
     ref = reference_ce(tiny_model, eval_tokens, [(LAYER, SITE)], batch_size=8, progress=False)
     reference = {"ce_clean": ref["ce_clean"], **ref["zero"][(LAYER, SITE)]}
-    return evaluate_sae(tiny_model, sae, LAYER, SITE, scale, eval_tokens, reference, batch_size=8,
-                        progress=False)
+    return evaluate_sae(tiny_model, sae, LAYER, SITE, scale, eval_tokens, reference, batch_size=8, progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,7 @@ def caches(tmp_path_factory, tiny_model, tokens):
     root = tmp_path_factory.mktemp("caches")
     dirs = [root / f"L{layer}" / site for layer, site in HOOKS]
     cache_activations(tiny_model, tokens, HOOKS, dirs, batch_size=LM_BATCH, dtype="float16", progress=False)
-    return {hp: open_cache(d) for hp, d in zip(HOOKS, dirs)}
+    return {hp: open_cache(d) for hp, d in zip(HOOKS, dirs, strict=False)}
 
 
 def source(tiny_model, tokens, layer=1, site="resid", **kw):
@@ -59,13 +59,16 @@ def same_weights(a: Path, b: Path) -> bool:
 # --------------------------------------------------------------------------- config
 
 
-@pytest.mark.parametrize(("activations", "key"), [
-    ({"mode": "streaming"}, "activations.mode"),
-    ({"shuffle_buffer_tokens": 0}, "activations.shuffle_buffer_tokens"),
-    ({"shuffle_chunk_tokens": 1.5}, "activations.shuffle_chunk_tokens"),
-    ({"match_cache_rounding": True}, "activations.match_cache_rounding"),  # cached mode
-    ({"mode": "on_the_fly", "bogus": 1}, "bogus"),
-])
+@pytest.mark.parametrize(
+    ("activations", "key"),
+    [
+        ({"mode": "streaming"}, "activations.mode"),
+        ({"shuffle_buffer_tokens": 0}, "activations.shuffle_buffer_tokens"),
+        ({"shuffle_chunk_tokens": 1.5}, "activations.shuffle_chunk_tokens"),
+        ({"match_cache_rounding": True}, "activations.match_cache_rounding"),  # cached mode
+        ({"mode": "on_the_fly", "bogus": 1}, "bogus"),
+    ],
+)
 def test_activations_config_errors_name_the_key(activations, key):
     import yaml
 
@@ -93,16 +96,20 @@ def test_matched_stream_equals_the_cache_bit_for_bit(caches, tiny_model, tokens,
     # every way of reading gives the same rows: fancy index (unsorted, repeats), chunks, one row
     idx = np.random.default_rng(0).integers(0, ROWS, size=300)
     assert np.array_equal(src.array[idx], cache.array[idx])
-    assert np.array_equal(src.array.read_chunks(np.array([7, 2, 11]), 50),
-                          np.concatenate([cache.array[350:400], cache.array[100:150], cache.array[550:600]]))
+    assert np.array_equal(
+        src.array.read_chunks(np.array([7, 2, 11]), 50),
+        np.concatenate([cache.array[350:400], cache.array[100:150], cache.array[550:600]]),
+    )
     assert np.array_equal(src.array[ROWS - 1], cache.array[ROWS - 1])
 
 
 def test_default_rounding_is_one_float16_rounding_of_the_exact_value(caches, tiny_model, tokens):
     cache = caches[(1, "resid")]
     src = source(tiny_model, tokens)
-    exact = np.asarray(LMActivations(tiny_model, tokens, 1, "resid", batch_size=LM_BATCH, scale=src.scale,
-                                     dtype="float32")[:], dtype=np.float64)
+    exact = np.asarray(
+        LMActivations(tiny_model, tokens, 1, "resid", batch_size=LM_BATCH, scale=src.scale, dtype="float32")[:],
+        dtype=np.float64,
+    )
     one = np.asarray(src.array[:], dtype=np.float64)
     # one rounding: within half a float16 ulp (2^-11 relative) of the exact value
     assert np.all(np.abs(one - exact) <= np.abs(exact) * 2.0**-11 + 2.0**-25)
@@ -154,10 +161,22 @@ def test_lm_bf16_autocast_is_applied_and_close(tiny_model, tokens):
 
 
 def cfg(architecture: str, coefficient: float, **kw) -> TrainConfig:
-    base = dict(architecture=architecture, coefficient=coefficient, d_sae=96, batch_size=64,
-                total_tokens=64 * 30, shuffle_buffer_tokens=240, shuffle_chunk_tokens=60, lr=3e-3,
-                lr_warmup_steps=3, log_every_steps=3, checkpoint_every_steps=0, device="cpu",
-                b_dec_init="geometric_median", dead_tokens_threshold=64 * 200)
+    base = dict(
+        architecture=architecture,
+        coefficient=coefficient,
+        d_sae=96,
+        batch_size=64,
+        total_tokens=64 * 30,
+        shuffle_buffer_tokens=240,
+        shuffle_chunk_tokens=60,
+        lr=3e-3,
+        lr_warmup_steps=3,
+        log_every_steps=3,
+        checkpoint_every_steps=0,
+        device="cpu",
+        b_dec_init="geometric_median",
+        dead_tokens_threshold=64 * 200,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -165,8 +184,15 @@ def cfg(architecture: str, coefficient: float, **kw) -> TrainConfig:
 #: Every architecture family, b_dec from a sample, resampling (samples mid-run) and AuxK active.
 CONFIGS = [
     cfg("gated", 0.05),
-    cfg("baseline", 20.0, lr=3e-2, resample=True, resample_every_steps=10, dead_tokens_threshold=64 * 2,
-        resample_n_inputs=256),
+    cfg(
+        "baseline",
+        20.0,
+        lr=3e-2,
+        resample=True,
+        resample_every_steps=10,
+        dead_tokens_threshold=64 * 2,
+        resample_n_inputs=256,
+    ),
     cfg("topk", 4, dead_tokens_threshold=64 * 3),
     cfg("jumprelu", 0.05, total_tokens=64 * 20),  # fewer steps than the others, same pass
     cfg("gated_untied", 0.05, b_dec_init="zeros"),
@@ -179,10 +205,11 @@ def test_training_on_the_matched_stream_equals_cached_training(caches, tiny_mode
     # 3 buffers per 720-token epoch and 1920 tokens: the chunk order and epochs matter
     cached = train_saes(CONFIGS, cache, [tmp_path / f"cached{i}" for i in range(len(CONFIGS))], progress=False)
     fly = train_saes(CONFIGS, src, [tmp_path / f"fly{i}" for i in range(len(CONFIGS))], progress=False)
-    for i, (a, b) in enumerate(zip(cached, fly)):
+    for i, (a, b) in enumerate(zip(cached, fly, strict=False)):
         assert same_weights(tmp_path / f"cached{i}", tmp_path / f"fly{i}"), CONFIGS[i].architecture
-        assert ((tmp_path / f"cached{i}" / "loss_curve.csv").read_text()
-                == (tmp_path / f"fly{i}" / "loss_curve.csv").read_text())
+        assert (tmp_path / f"cached{i}" / "loss_curve.csv").read_text() == (
+            tmp_path / f"fly{i}" / "loss_curve.csv"
+        ).read_text()
         assert a["final_losses"] == b["final_losses"] and a["resamples"] == b["resamples"]
         assert b["activations"] == "on_the_fly" and a["activations"] == "cached"
         assert b["activation_scale"] == a["activation_scale"] == cache.scale
@@ -197,8 +224,10 @@ def test_training_on_the_matched_stream_equals_cached_training(caches, tiny_mode
 
 def test_on_the_fly_resume_equals_uninterrupted(tiny_model, tokens, tmp_path):
     src = source(tiny_model, tokens)
-    cfgs = [cfg("gated", 0.05, checkpoint_every_steps=7), cfg("topk", 4, checkpoint_every_steps=7,
-                                                               total_tokens=64 * 12)]
+    cfgs = [
+        cfg("gated", 0.05, checkpoint_every_steps=7),
+        cfg("topk", 4, checkpoint_every_steps=7, total_tokens=64 * 12),
+    ]
     dirs_full = [tmp_path / "full0", tmp_path / "full1"]
     dirs_res = [tmp_path / "res0", tmp_path / "res1"]
     train_saes(cfgs, src, dirs_full, progress=False)
@@ -207,16 +236,18 @@ def test_on_the_fly_resume_equals_uninterrupted(tiny_model, tokens, tmp_path):
     # a fresh source (as after a restart): the stream restarts inside the buffer holding step 16
     again = train_saes(cfgs, source(tiny_model, tokens), dirs_res, progress=False, keep_checkpoint=True)
     assert [a["steps"] for a in again] == [30, 12]
-    for a, b in zip(dirs_full, dirs_res):
+    for a, b in zip(dirs_full, dirs_res, strict=False):
         assert same_weights(a, b)
         assert (a / "loss_curve.csv").read_text() == (b / "loss_curve.csv").read_text()
     # keep_checkpoint leaves each SAE's final state: rerunning trains nothing and rewrites the same
-    assert all(torch.load(d / CHECKPOINT_FILE, weights_only=True)["step"] == s
-               for d, s in zip(dirs_res, (30, 12)))
+    assert all(
+        torch.load(d / CHECKPOINT_FILE, weights_only=True)["step"] == s
+        for d, s in zip(dirs_res, (30, 12), strict=False)
+    )
     before = src.array.lm_tokens
     train_saes(cfgs, src, dirs_res, progress=False)
     assert src.array.lm_tokens == before
-    assert all(same_weights(a, b) for a, b in zip(dirs_full, dirs_res))
+    assert all(same_weights(a, b) for a, b in zip(dirs_full, dirs_res, strict=False))
     assert not any((d / CHECKPOINT_FILE).exists() for d in dirs_res)
 
 
@@ -269,7 +300,10 @@ def write_corpus(folder: Path, tokens: np.ndarray, eval_tokens: np.ndarray) -> P
 
 def sweep(mode: str, **activations) -> dict:
     return {
-        "model": "tiny-pythia", "layers": [1], "sites": ["resid", "attn"], "seeds": [0, 1],
+        "model": "tiny-pythia",
+        "layers": [1],
+        "sites": ["resid", "attn"],
+        "seeds": [0, 1],
         "device": "cpu",
         "corpus": {"context_size": CTX},
         "cache": {"batch_size": LM_BATCH},
@@ -304,8 +338,9 @@ def test_pipeline_on_the_fly_equals_cached_metrics(tiny_registered, tiny_model, 
     refs["ref"] = tmp_path / "ref"
     refs["ref"].mkdir()
     clean_path = tmp_path / "ref" / "clean_reference.pt"
-    pipeline.reference_ce(cached_cfg, corpus, {hp: str(p) for hp, p in refs.items() if hp != "ref"},
-                          clean_path=clean_path)
+    pipeline.reference_ce(
+        cached_cfg, corpus, {hp: str(p) for hp, p in refs.items() if hp != "ref"}, clean_path=clean_path
+    )
 
     cache_dirs = {hp: str(tmp_path / "cache" / f"L{hp[0]}" / hp[1]) for hp in cached_cfg.hook_points()}
     pipeline.cache_activations(cached_cfg, corpus, cache_dirs)
@@ -321,8 +356,9 @@ def test_pipeline_on_the_fly_equals_cached_metrics(tiny_registered, tiny_model, 
         pipeline.train_run(cached_cfg, run, cache_dirs[run.layer, run.site], run_dir("cached", run), parent)
     for layer, site in fly_cfg.hook_points():  # on_the_fly: one job per hook point, no cache
         hp_runs = pipeline.hook_point_runs(fly_cfg, layer, site)
-        infos = pipeline.train_on_the_fly(fly_cfg, layer, site, corpus,
-                                          [run_dir("fly", r) for r in hp_runs], progress=False)
+        infos = pipeline.train_on_the_fly(
+            fly_cfg, layer, site, corpus, [run_dir("fly", r) for r in hp_runs], progress=False
+        )
         assert [i["activations"] for i in infos] == ["on_the_fly"] * len(hp_runs)
     for run in runs:
         a, b = run_dir("cached", run), run_dir("fly", run)
@@ -332,8 +368,15 @@ def test_pipeline_on_the_fly_equals_cached_metrics(tiny_registered, tiny_model, 
         assert pipeline.activation_scale(cache_dirs[run.layer, run.site]) == pipeline.activation_scale(b)
         for mode, folder, scale_dir in (("cached", a, cache_dirs[run.layer, run.site]), ("fly", b, b)):
             rows[mode, run] = pipeline.evaluate_run(
-                cached_cfg, run, folder, refs[run.layer, run.site], scale_dir, corpus, folder / "metrics.json",
-                clean_path=clean_path)
+                cached_cfg,
+                run,
+                folder,
+                refs[run.layer, run.site],
+                scale_dir,
+                corpus,
+                folder / "metrics.json",
+                clean_path=clean_path,
+            )
         # wall-clock times differ; the mode is a shared setting (config_hash) and an on-the-fly
         # SAE names the token stream instead of a cache file (cache_sha256)
         timing = {"train_seconds", "eval_seconds", "config_hash", "cache_sha256"}
@@ -346,8 +389,9 @@ def test_pipeline_on_the_fly_equals_cached_metrics(tiny_registered, tiny_model, 
     assert not same_weights(run_dir("fly", s0), run_dir("fly", s1))
 
 
-def test_on_the_fly_job_resumes_after_a_crash_in_its_second_pass(tiny_registered, tiny_model, tokens, tmp_path,
-                                                                  monkeypatch):
+def test_on_the_fly_job_resumes_after_a_crash_in_its_second_pass(
+    tiny_registered, tiny_model, tokens, tmp_path, monkeypatch
+):
     """A crash while training baseline_rescale_shift (the second pass): the rerun finds the first
     pass's SAEs finished (final checkpoints kept), trains no step of them again, and ends with the
     same SAEs as an uninterrupted job."""
@@ -374,11 +418,12 @@ def test_on_the_fly_job_resumes_after_a_crash_in_its_second_pass(tiny_registered
     resumed = [tmp_path / "resumed" / r.run_dir for r in runs]
     with pytest.raises(KeyboardInterrupt):
         pipeline.train_on_the_fly(cfg_, 1, "resid", corpus, resumed, progress=False)
-    monkeypatch.setattr(training._Run, "train_step", lambda self, x: (steps_taken.append(self.cfg.architecture),
-                                                                      original(self, x)))
+    monkeypatch.setattr(
+        training._Run, "train_step", lambda self, x: (steps_taken.append(self.cfg.architecture), original(self, x))
+    )
     steps_taken.clear()
     pipeline.train_on_the_fly(cfg_, 1, "resid", corpus, resumed, progress=False)
     assert set(steps_taken) == {"baseline_rescale_shift"}  # nothing of the first pass retrained
-    for a, b in zip(full, resumed):
+    for a, b in zip(full, resumed, strict=False):
         assert same_weights(a, b)
         assert not (b / CHECKPOINT_FILE).exists()

@@ -22,12 +22,23 @@ def test_constants():
     # wall-clock times would make two identical runs' metrics.csv differ: they live in timings.csv
     assert not set(T.TIMING_COLUMNS) & set(T.ALL_COLUMNS)
     assert set(T.PROVENANCE_COLUMNS) == {"config_hash", "git_commit", "package_versions", "cache_sha256"}
-    assert set(T.METRIC_COLUMNS) == {"l0", "loss_recovered", "delta_lm_loss", "ce_clean", "ce_sae", "ce_zero",
-                                     "gamma", "gamma_c", "alive_frac", "nmse", "kl",
-                                     "loss_recovered_bos_zeroed", "ce_zero_bos_zeroed"}
+    assert set(T.METRIC_COLUMNS) == {
+        "l0",
+        "loss_recovered",
+        "delta_lm_loss",
+        "ce_clean",
+        "ce_sae",
+        "ce_zero",
+        "gamma",
+        "gamma_c",
+        "alive_frac",
+        "nmse",
+        "kl",
+        "loss_recovered_bos_zeroed",
+        "ce_zero_bos_zeroed",
+    }
     assert {c.removesuffix("_se") for c in T.SE_COLUMNS if c.endswith("_se")} <= set(T.METRIC_COLUMNS)
-    assert T.ALL_COLUMNS == (T.KEY_COLUMNS + T.RUN_COLUMNS + T.METRIC_COLUMNS + T.SE_COLUMNS
-                             + T.PROVENANCE_COLUMNS)
+    assert T.ALL_COLUMNS == (T.KEY_COLUMNS + T.RUN_COLUMNS + T.METRIC_COLUMNS + T.SE_COLUMNS + T.PROVENANCE_COLUMNS)
     assert len(set(T.ARCHITECTURES)) == 9
 
 
@@ -96,9 +107,24 @@ def test_aggregate_seeds(table):
 
 def test_paper_table(table):
     pt = T.paper_table(table, "gemma-3-270m")
-    assert list(pt.columns) == ["Architecture", "Site", "Layer", "λ", "LR", "L0", "% CE recovered", "Clean CE loss",
-                                "SAE CE loss", "0-abl. CE loss", "Width", "% alive", "γ", "γ_c", "Pareto-optimal",
-                                "Seeds"]
+    assert list(pt.columns) == [
+        "Architecture",
+        "Site",
+        "Layer",
+        "λ",
+        "LR",
+        "L0",
+        "% CE recovered",
+        "Clean CE loss",
+        "SAE CE loss",
+        "0-abl. CE loss",
+        "Width",
+        "% alive",
+        "γ",
+        "γ_c",
+        "Pareto-optimal",
+        "Seeds",
+    ]
     assert len(pt) == 2 * 3 * 9 * 4
     assert pt["Architecture"].iloc[0] == "gated" and pt["Site"].iloc[0] == "resid"
     assert list(pt["Site"].unique()) == ["resid", "mlp", "attn"]  # paper order, not alphabetical
@@ -134,14 +160,45 @@ def _exact_family():
             for c, base_l0 in enumerate([4.0, 16.0, 64.0, 256.0]):
                 l0 = base_l0 / m  # each architecture hits the same loss-recovered values at L0 / m
                 lr = 1 - 1 / math.sqrt(base_l0)
-                rows.append(dict(model="m", layer=2, site="mlp", architecture=arch, coefficient=float(c), seed=seed,
-                                 width=64, tokens_trained=1000, epochs=1.0, lr=1e-3, l0=l0, loss_recovered=lr,
-                                 delta_lm_loss=0.1, ce_clean=3.0, ce_sae=3.1, ce_zero=4.0, gamma=1.0, gamma_c=1.0,
-                                 alive_frac=1.0, nmse=0.1, kl=0.1, loss_recovered_bos_zeroed=lr,
-                                 ce_zero_bos_zeroed=4.0, l0_se=0.0, gamma_se=0.0, gamma_c_se=0.0, loss_recovered_se=0.0,
-                                 delta_lm_loss_se=0.0, kl_se=0.0, loss_recovered_bos_zeroed_se=0.0,
-                                 n_eval_sequences=8, config_hash="h", git_commit="c",
-                                 package_versions="v", cache_sha256="s"))
+                rows.append(
+                    dict(
+                        model="m",
+                        layer=2,
+                        site="mlp",
+                        architecture=arch,
+                        coefficient=float(c),
+                        seed=seed,
+                        width=64,
+                        tokens_trained=1000,
+                        epochs=1.0,
+                        lr=1e-3,
+                        l0=l0,
+                        loss_recovered=lr,
+                        delta_lm_loss=0.1,
+                        ce_clean=3.0,
+                        ce_sae=3.1,
+                        ce_zero=4.0,
+                        gamma=1.0,
+                        gamma_c=1.0,
+                        alive_frac=1.0,
+                        nmse=0.1,
+                        kl=0.1,
+                        loss_recovered_bos_zeroed=lr,
+                        ce_zero_bos_zeroed=4.0,
+                        l0_se=0.0,
+                        gamma_se=0.0,
+                        gamma_c_se=0.0,
+                        loss_recovered_se=0.0,
+                        delta_lm_loss_se=0.0,
+                        kl_se=0.0,
+                        loss_recovered_bos_zeroed_se=0.0,
+                        n_eval_sequences=8,
+                        config_hash="h",
+                        git_commit="c",
+                        package_versions="v",
+                        cache_sha256="s",
+                    )
+                )
     return pd.DataFrame(rows)
 
 
@@ -149,8 +206,18 @@ def test_half_l0_table(tmp_path):
     df = _exact_family()
     # both frontiers hit loss recovered 0.5, 0.75, 0.875, 0.9375; baseline at L0 4..256, gated at 2..128
     ht = T.half_l0_table(df, levels=[0.4, 0.75, 0.8, 0.875, 0.95])
-    assert list(ht.columns) == ["Model", "Layer", "Site", "Level", "L0 gated", "L0 baseline", "Ratio",
-                                "Ratio CI low", "Ratio CI high", "Note"]
+    assert list(ht.columns) == [
+        "Model",
+        "Layer",
+        "Site",
+        "Level",
+        "L0 gated",
+        "L0 baseline",
+        "Ratio",
+        "Ratio CI low",
+        "Ratio CI high",
+        "Note",
+    ]
     h = ht.set_index("Level")
     assert h.loc[0.75, "L0 baseline"] == pytest.approx(16)
     assert h.loc[0.75, "L0 gated"] == pytest.approx(8)
@@ -188,14 +255,19 @@ def test_half_l0_ratio_interval_widens_with_the_standard_errors():
 def test_pareto_optimal_saes_are_bold_in_markdown_and_italic_in_latex():
     df = _exact_family()
     # a dominated baseline: more L0 than the λ=1 baseline for less loss recovered
-    worse = df[(df.architecture == "baseline") & (df.coefficient == 1.0)].assign(coefficient=9.0, l0=20.0,
-                                                                                   loss_recovered=0.5)
+    worse = df[(df.architecture == "baseline") & (df.coefficient == 1.0)].assign(
+        coefficient=9.0, l0=20.0, loss_recovered=0.5
+    )
     pt = T.paper_table(pd.concat([df, worse], ignore_index=True), "m")
     flags = pt.set_index(["Architecture", "λ"])[T.PARETO_COLUMN]
     assert not flags[("baseline", 9.0)] and flags[("baseline", 1.0)] and flags[("gated", 3.0)]
     md = T.table_to_markdown(pt).splitlines()
     assert T.PARETO_COLUMN not in md[0]
-    row = {float(line.split("|")[4].strip(" *")): line for line in md[2:] if line.startswith("|") and "baseline" in line.split("|")[1]}
+    row = {
+        float(line.split("|")[4].strip(" *")): line
+        for line in md[2:]
+        if line.startswith("|") and "baseline" in line.split("|")[1]
+    }
     assert "**" in row[1.0] and "**" not in row[9.0]
     tex = T.table_to_latex(pt, caption="c")
     assert r"\textit{baseline}" in tex and "Italic rows: Pareto-optimal" in tex

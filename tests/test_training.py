@@ -28,8 +28,16 @@ from saerepro.training import (
 D_IN = 16
 
 
-def write_fake_cache(path: Path, n: int = 16384, d: int = D_IN, n_feat: int = 48, k: int = 3, seed: int = 0,
-                     hook_name: str = "blocks.0.hook_resid_post", mean_offset: float = 0.0) -> Path:
+def write_fake_cache(
+    path: Path,
+    n: int = 16384,
+    d: int = D_IN,
+    n_feat: int = 48,
+    k: int = 3,
+    seed: int = 0,
+    hook_name: str = "blocks.0.hook_resid_post",
+    mean_offset: float = 0.0,
+) -> Path:
     """A cache of synthetic sparse activations: each token is k random unit features with
     exponential magnitudes plus a little noise (plus ``mean_offset`` times a fixed unit vector,
     like the large mean of residual-stream activations), normalised to E‖x‖² = d."""
@@ -45,8 +53,17 @@ def write_fake_cache(path: Path, n: int = 16384, d: int = D_IN, n_feat: int = 48
     arr = np.lib.format.open_memmap(path / "activations.npy", mode="w+", dtype=np.float16, shape=(n, d))
     arr[:] = x * scale
     arr.flush()
-    meta = {"shape": [n, d], "dtype": "float16", "scale": scale, "d_in": d, "n_tokens": n,
-            "hook_name": hook_name, "model": "fake-model", "layer": 0, "site": "resid"}
+    meta = {
+        "shape": [n, d],
+        "dtype": "float16",
+        "scale": scale,
+        "d_in": d,
+        "n_tokens": n,
+        "hook_name": hook_name,
+        "model": "fake-model",
+        "layer": 0,
+        "site": "resid",
+    }
     (path / "meta.json").write_text(json.dumps(meta))
     return path
 
@@ -64,9 +81,18 @@ def offset_cache(tmp_path_factory):
 
 def small_cfg(architecture: str = "gated", coefficient: float = 0.05, **overrides) -> TrainConfig:
     base = dict(
-        architecture=architecture, coefficient=coefficient, d_sae=48, batch_size=128,
-        total_tokens=128 * 120, shuffle_buffer_tokens=2048, shuffle_chunk_tokens=256,
-        lr=3e-3, lr_warmup_steps=10, log_every_steps=5, checkpoint_every_steps=0, device="cpu",
+        architecture=architecture,
+        coefficient=coefficient,
+        d_sae=48,
+        batch_size=128,
+        total_tokens=128 * 120,
+        shuffle_buffer_tokens=2048,
+        shuffle_chunk_tokens=256,
+        lr=3e-3,
+        lr_warmup_steps=10,
+        log_every_steps=5,
+        checkpoint_every_steps=0,
+        device="cpu",
         dead_tokens_threshold=128 * 200,
     )
     base.update(overrides)
@@ -155,8 +181,17 @@ def test_compute_matched_widths():
 
 
 def test_learning_rate_schedule():
-    cfg = TrainConfig(architecture="baseline", coefficient=0.1, lr=1e-3, lr_warmup_steps=10, batch_size=1,
-                      total_tokens=100, lr_decay_fraction=0.2, lr_end=1e-4, resample_rewarm_steps=4)
+    cfg = TrainConfig(
+        architecture="baseline",
+        coefficient=0.1,
+        lr=1e-3,
+        lr_warmup_steps=10,
+        batch_size=1,
+        total_tokens=100,
+        lr_decay_fraction=0.2,
+        lr_end=1e-4,
+        resample_rewarm_steps=4,
+    )
     assert learning_rate(cfg, 0) == pytest.approx(1e-4)
     assert learning_rate(cfg, 9) == pytest.approx(1e-3)
     assert learning_rate(cfg, 50) == pytest.approx(1e-3)
@@ -196,7 +231,10 @@ def test_outputs_metadata_and_no_leftovers(cache, tmp_path):
     out = tmp_path / "run"
     info = train_sae(small_cfg("gated"), cache, out, progress=False)
     assert sorted(p.name for p in out.iterdir()) == [
-        "cfg.json", "loss_curve.csv", "sae_weights.safetensors", "train_info.json"
+        "cfg.json",
+        "loss_curve.csv",
+        "sae_weights.safetensors",
+        "train_info.json",
     ]
     saved = json.loads((out / "train_info.json").read_text())
     assert saved == json.loads(json.dumps(info))
@@ -204,7 +242,18 @@ def test_outputs_metadata_and_no_leftovers(cache, tmp_path):
     assert saved["seconds"] > 0 and saved["tokens_per_second"] > 0
     assert set(saved["final_losses"]) == {"loss", "recon", "sparsity", "aux", "l0"}
     rows = read_curve(out)
-    assert list(rows[0]) == ["step", "tokens", "lr", "coefficient", "loss", "recon", "sparsity", "aux", "l0", "dead_fraction"]
+    assert list(rows[0]) == [
+        "step",
+        "tokens",
+        "lr",
+        "coefficient",
+        "loss",
+        "recon",
+        "sparsity",
+        "aux",
+        "l0",
+        "dead_fraction",
+    ]
     assert [int(r["step"]) for r in rows] == list(range(5, 121, 5))
     assert float(rows[0]["lr"]) == pytest.approx(3e-3 * 5 / 10)
     for r in rows:
@@ -216,7 +265,9 @@ def test_outputs_metadata_and_no_leftovers(cache, tmp_path):
     assert sae.cfg.metadata.train_config["coefficient"] == 0.05
 
 
-@pytest.mark.parametrize(("architecture", "coefficient"), [("gated", 0.05), ("baseline", 0.05), ("topk", 3), ("jumprelu", 0.05)])
+@pytest.mark.parametrize(
+    ("architecture", "coefficient"), [("gated", 0.05), ("baseline", 0.05), ("topk", 3), ("jumprelu", 0.05)]
+)
 def test_training_reduces_loss_on_sparse_data(cache, tmp_path, architecture, coefficient):
     info = train_sae(small_cfg(architecture, coefficient, total_tokens=128 * 250), cache, tmp_path, progress=False)
     rows = read_curve(tmp_path)
@@ -230,7 +281,11 @@ def test_training_reduces_loss_on_sparse_data(cache, tmp_path, architecture, coe
 @pytest.mark.parametrize("architecture", [a for a, c in ARCHITECTURES.items() if c.unit_norm_decoder])
 def test_decoder_rows_unit_norm_after_training(cache, tmp_path, architecture):
     coefficient = 4 if architecture == "topk" else 0.05
-    extra = dict(resample=True, resample_every_steps=10, dead_tokens_threshold=128 * 5) if architecture == "baseline" else {}
+    extra = (
+        dict(resample=True, resample_every_steps=10, dead_tokens_threshold=128 * 5)
+        if architecture == "baseline"
+        else {}
+    )
     cfg = small_cfg(architecture, coefficient, total_tokens=128 * 30, lr=1e-2, **extra)
     train_sae(cfg, cache, tmp_path, progress=False)
     w_dec = weights(tmp_path)["W_dec"].double()
@@ -254,8 +309,11 @@ def test_same_seed_same_weights_other_seed_differs(cache, tmp_path):
         # AuxK active: latents count as dead after 3 idle steps
         ("topk", 2, {"dead_tokens_threshold": 128 * 3, "d_sae": 256}),
         # resampling at steps 10, 20, 30 (before and after the interruption) with LR re-warm-up
-        ("baseline", 0.3, {"resample": True, "resample_every_steps": 10, "dead_tokens_threshold": 128 * 4,
-                           "resample_n_inputs": 512}),
+        (
+            "baseline",
+            0.3,
+            {"resample": True, "resample_every_steps": 10, "dead_tokens_threshold": 128 * 4, "resample_n_inputs": 512},
+        ),
     ],
 )
 def test_resume_equals_uninterrupted(cache, offset_cache, tmp_path, architecture, coefficient, extra):
@@ -303,8 +361,11 @@ def test_resampling_revives_dead_latents_and_rewarms_lr(offset_cache, tmp_path):
 
 
 def test_several_saes_in_one_pass_equal_separate_runs(cache, tmp_path):
-    cfgs = [small_cfg("gated", 0.02, total_tokens=128 * 30), small_cfg("gated", 0.2, total_tokens=128 * 30),
-            small_cfg("baseline", 0.05, total_tokens=128 * 30)]
+    cfgs = [
+        small_cfg("gated", 0.02, total_tokens=128 * 30),
+        small_cfg("gated", 0.2, total_tokens=128 * 30),
+        small_cfg("baseline", 0.05, total_tokens=128 * 30),
+    ]
     group = train_saes(cfgs, cache, [tmp_path / f"g{i}" for i in range(3)], progress=False)
     assert all(info["group_size"] == 3 for info in group)
     for i, cfg in enumerate(cfgs):
@@ -325,8 +386,9 @@ def test_non_finite_loss_names_step_and_term(cache, tmp_path):
 def test_baseline_rescale_shift_keeps_active_set_and_improves_recon(cache, tmp_path):
     base_cfg = small_cfg("baseline", 0.3, total_tokens=128 * 100)
     train_sae(base_cfg, cache, tmp_path / "base", progress=False)
-    cfg = small_cfg("baseline_rescale_shift", 0.3, d_sae=None, total_tokens=128 * 100, lr=1e-2,
-                    baseline_path=str(tmp_path / "base"))
+    cfg = small_cfg(
+        "baseline_rescale_shift", 0.3, d_sae=None, total_tokens=128 * 100, lr=1e-2, baseline_path=str(tmp_path / "base")
+    )
     train_sae(cfg, cache, tmp_path / "rs", progress=False)
     base, rs = load_sae(str(tmp_path / "base")), load_sae(str(tmp_path / "rs"))
     assert rs.cfg.d_sae == 48
@@ -343,8 +405,12 @@ def test_baseline_rescale_shift_keeps_active_set_and_improves_recon(cache, tmp_p
         assert err_rs < 0.9 * err_base
         assert float(rs.b_mag.detach().mean()) > 0
     with pytest.raises(ValueError, match="baseline's λ"):
-        train_sae(small_cfg("baseline_rescale_shift", 0.1, d_sae=None, baseline_path=str(tmp_path / "base")),
-                  cache, tmp_path / "rs2", progress=False)
+        train_sae(
+            small_cfg("baseline_rescale_shift", 0.1, d_sae=None, baseline_path=str(tmp_path / "base")),
+            cache,
+            tmp_path / "rs2",
+            progress=False,
+        )
 
 
 def test_bf16_autocast_trains(cache, tmp_path):
@@ -359,9 +425,11 @@ def test_b_dec_init_geometric_median(cache, tmp_path):
     train_sae(cfg, cache, tmp_path, progress=False)
     b_dec = weights(tmp_path)["b_dec"]
     sample = torch.from_numpy(np.asarray(cache.array[:], dtype=np.float32))
+
     # the geometric median minimises the summed distance: lower than at the mean, and not the mean
     def cost(y):
         return float((sample - y).norm(dim=1).sum())
+
     assert cost(b_dec) < cost(sample.mean(0))
     assert float((b_dec - sample.mean(0)).norm()) > 1e-3
 

@@ -18,9 +18,9 @@ def test_synthetic_claims_hold_where_they_were_built_in(agg):
     table = V.verdict_table(agg)
     assert list(table["Site"]) == ["resid", "mlp", "attn"]
     for _, row in table.iterrows():
-        assert row["C1"].startswith("shown"), row["C1"]   # baseline shrinks, gated does not
-        assert row["C2"].startswith("shown"), row["C2"]   # gated frontier above at equal L0
-        assert row["C3"].startswith("shown"), row["C3"]   # ratio CI above 1 (built as 2)
+        assert row["C1"].startswith("shown"), row["C1"]  # baseline shrinks, gated does not
+        assert row["C2"].startswith("shown"), row["C2"]  # gated frontier above at equal L0
+        assert row["C3"].startswith("shown"), row["C3"]  # ratio CI above 1 (built as 2)
         ratio = float(row["C3"].split(": ")[1].split(" ")[0])
         assert ratio == pytest.approx(2, rel=0.25)
 

@@ -8,30 +8,47 @@ prepared on first use under the repository's resources/ (shared with `make repro
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from snakemake_cli import REPO, snakemake
 
 
 def test_dry_run_lists_the_whole_dag_for_the_default_config(tmp_path):
-    result = snakemake("-n", "--cores", "2", "--configfile", str(REPO / "config/config.yaml"),
-                       "--config", f"resources_dir={tmp_path}/resources", cwd=tmp_path)
+    result = snakemake(
+        "-n",
+        "--cores",
+        "2",
+        "--configfile",
+        str(REPO / "config/config.yaml"),
+        "--config",
+        f"resources_dir={tmp_path}/resources",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout + result.stderr
-    for rule in ("prepare_model", "prepare_corpus", "cache_activations", "reference_ce",
-                 "train", "evaluate", "aggregate", "figures"):
+    for rule in (
+        "prepare_model",
+        "prepare_corpus",
+        "cache_activations",
+        "reference_ce",
+        "train",
+        "evaluate",
+        "aggregate",
+        "figures",
+    ):
         assert rule in out, f"{rule} missing from the dry run"
 
 
-@pytest.mark.parametrize("change,key", [
-    ({"layers": [40]}, "layers[0]"),
-    ({"sites": ["resid", "embed"]}, "sites.1"),
-    ({"bogus_key": 1}, "bogus_key"),
-    ({"train": {"tokens": 0}}, "train.tokens"),
-])
+@pytest.mark.parametrize(
+    "change,key",
+    [
+        ({"layers": [40]}, "layers[0]"),
+        ({"sites": ["resid", "embed"]}, "sites.1"),
+        ({"bogus_key": 1}, "bogus_key"),
+        ({"train": {"tokens": 0}}, "train.tokens"),
+    ],
+)
 def test_bad_config_stops_snakemake_before_any_job(tmp_path, change, key):
     import yaml
 
@@ -48,8 +65,16 @@ def test_bad_config_stops_snakemake_before_any_job(tmp_path, change, key):
 @pytest.mark.slow
 def test_tiny_config_runs_end_to_end_on_real_gemma(tmp_path):
     resources = REPO / "resources"
-    result = snakemake("--cores", "2", "--configfile", str(REPO / "config/test/tiny.yaml"),
-                       "--config", f"resources_dir={resources}", cwd=tmp_path, timeout=1800)
+    result = snakemake(
+        "--cores",
+        "2",
+        "--configfile",
+        str(REPO / "config/test/tiny.yaml"),
+        "--config",
+        f"resources_dir={resources}",
+        cwd=tmp_path,
+        timeout=1800,
+    )
     assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-5000:])
 
     # The reference CE of a real model on real text: far below ln(262144) = 12.5.
@@ -72,8 +97,16 @@ def test_tiny_config_runs_end_to_end_on_real_gemma(tmp_path):
 def test_default_config_is_found_beside_the_snakefile_from_any_directory(tmp_path):
     """`snakemake -d <elsewhere>` with no --configfile plans the default sweep (the config is looked
     up beside the Snakefile, not in the working directory)."""
-    result = snakemake("-n", "--cores", "1", "-d", str(tmp_path / "wd"),
-                       "--config", f"resources_dir={tmp_path}/resources", cwd=tmp_path)
+    result = snakemake(
+        "-n",
+        "--cores",
+        "1",
+        "-d",
+        str(tmp_path / "wd"),
+        "--config",
+        f"resources_dir={tmp_path}/resources",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "reference_ce" in result.stdout + result.stderr
 
@@ -84,10 +117,21 @@ def test_a_non_default_config_run_in_the_repository_root_writes_under_runs(tmp_p
     import shutil
 
     root = tmp_path / "repo"
-    shutil.copytree(REPO, root, ignore=shutil.ignore_patterns(".venv", ".git", "resources", "runs", "results",
-                                                              "figures", ".snakemake", "logs"))
-    result = subprocess_snakemake(root, "-n", "--cores", "1", "--configfile", "config/test/tiny.yaml",
-                                  "--config", f"resources_dir={tmp_path}/resources")
+    shutil.copytree(
+        REPO,
+        root,
+        ignore=shutil.ignore_patterns(".venv", ".git", "resources", "runs", "results", "figures", ".snakemake", "logs"),
+    )
+    result = subprocess_snakemake(
+        root,
+        "-n",
+        "--cores",
+        "1",
+        "--configfile",
+        "config/test/tiny.yaml",
+        "--config",
+        f"resources_dir={tmp_path}/resources",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout + result.stderr
     assert "writes to runs/tiny/" in out
@@ -100,5 +144,11 @@ def subprocess_snakemake(root, *args):
 
     from snakemake_cli import ENV
 
-    return subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(root / "Snakefile"), *args],
-                          cwd=root, env=ENV, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(root / "Snakefile"), *args],
+        cwd=root,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )

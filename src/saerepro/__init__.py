@@ -9,4 +9,4 @@ __version__ = "0.1.0"
 
 # Registers the saerepro_* architectures with sae-lens, so that after `import saerepro`,
 # sae_lens.SAE.load_from_disk(path) rebuilds any SAE this suite trained.
-from . import sae as sae  # noqa: E402,F401
+from . import sae as sae

@@ -55,8 +55,7 @@ class CorruptCacheError(ValueError):
     """An activation cache whose array disagrees with its metadata (truncated, altered, mixed)."""
 
 
-_REBUILD = ("delete the folder and rerun (with Snakemake: "
-            "`snakemake --forcerun cache_activations ...`)")
+_REBUILD = "delete the folder and rerun (with Snakemake: `snakemake --forcerun cache_activations ...`)"
 
 
 def open_cache(path: str | Path, verify: bool = False) -> ActivationCache:
@@ -79,8 +78,9 @@ def open_cache(path: str | Path, verify: bool = False) -> ActivationCache:
     try:
         array = np.load(array_path, mmap_mode="r")
     except (ValueError, OSError) as err:  # numpy refuses a file shorter than its header says
-        raise CorruptCacheError(f"activation cache {path}: {ARRAY_FILE} is truncated or unreadable "
-                                f"({err}); {_REBUILD}") from None
+        raise CorruptCacheError(
+            f"activation cache {path}: {ARRAY_FILE} is truncated or unreadable ({err}); {_REBUILD}"
+        ) from None
     if list(array.shape) != shape or str(array.dtype) != dtype:
         raise CorruptCacheError(
             f"activation cache {path} is inconsistent: meta.json says shape {shape} dtype {dtype}, "
@@ -161,7 +161,7 @@ def cache_activations(
     provisional = [None] * len(names)
     cfg = model.cfg
     dims = [site_dim(site, cfg.d_model, cfg.n_heads, cfg.d_head, cfg.d_mlp) for _, site in hook_points]
-    for out_dir, dim in zip(out_dirs, dims):
+    for out_dir, dim in zip(out_dirs, dims, strict=False):
         out_dir.mkdir(parents=True, exist_ok=True)
         tmp = out_dir / f".{ARRAY_FILE}.partial"
         tmp_paths.append(tmp)
@@ -178,10 +178,9 @@ def cache_activations(
     bar = tqdm(total=n_tok, unit="tok", unit_scale=True, desc="cache_activations", disable=not progress)
     with torch.no_grad():
         for start in range(0, n_seq, batch_size):
-            batch = torch.as_tensor(tokens[start:start + batch_size], dtype=torch.long, device=device)
+            batch = torch.as_tensor(tokens[start : start + batch_size], dtype=torch.long, device=device)
             captured.clear()
-            model.run_with_hooks(batch, stop_at_layer=stop_at,
-                                 fwd_hooks=[(n, grab) for n in names])
+            model.run_with_hooks(batch, stop_at_layer=stop_at, fwd_hooks=[(n, grab) for n in names])
             n_rows = batch.shape[0] * (ctx - 1)
             for i, name in enumerate(names):
                 act = captured[name][:, 1:].reshape(n_rows, -1).float()
@@ -189,13 +188,13 @@ def cache_activations(
                 sq_sums[i] += float(sq.sum())
                 if provisional[i] is None:
                     provisional[i] = float(np.sqrt(dims[i] / float(sq.mean())))
-                arrays[i][row:row + n_rows] = (act * provisional[i]).cpu().numpy().astype(dtype)
+                arrays[i][row : row + n_rows] = (act * provisional[i]).cpu().numpy().astype(dtype)
             row += n_rows
             bar.update(n_rows)
     bar.close()
 
     metas = []
-    for i, (name, (layer, site)) in enumerate(zip(names, hook_points)):
+    for i, (name, (layer, site)) in enumerate(zip(names, hook_points, strict=False)):
         mean_sq = sq_sums[i] / n_tok
         scale = float(np.sqrt(dims[i] / mean_sq))
         ratio = scale / provisional[i]
@@ -203,9 +202,9 @@ def cache_activations(
         chunk = 1 << 16
         stored_sq = 0.0
         for s in range(0, n_tok, chunk):
-            block = arr[s:s + chunk].astype(np.float32) * ratio
-            arr[s:s + chunk] = block.astype(dtype)
-            stored_sq += float(np.square(arr[s:s + chunk], dtype=np.float64).sum())
+            block = arr[s : s + chunk].astype(np.float32) * ratio
+            arr[s : s + chunk] = block.astype(dtype)
+            stored_sq += float(np.square(arr[s : s + chunk], dtype=np.float64).sum())
         arr.flush()
         del arr
         arrays[i] = None

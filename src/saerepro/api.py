@@ -97,12 +97,21 @@ def load_run(path: str | Path, device: str = "cpu") -> LoadedRun:
         f = path / name
         return json.loads(f.read_text()) if f.exists() else None
 
-    return LoadedRun(path=path, sae=load_sae(str(path), device=device), train_info=read("train_info.json") or {},
-                     metrics=read("metrics.json"), provenance=read("provenance.json") or {})
+    return LoadedRun(
+        path=path,
+        sae=load_sae(str(path), device=device),
+        train_info=read("train_info.json") or {},
+        metrics=read("metrics.json"),
+        provenance=read("provenance.json") or {},
+    )
 
 
-def load_lm(model: str = "gemma-3-270m", resources_dir: str | Path = "resources", device: str = "cpu",
-            threads: int | None = None):
+def load_lm(
+    model: str = "gemma-3-270m",
+    resources_dir: str | Path = "resources",
+    device: str = "cpu",
+    threads: int | None = None,
+):
     """The HookedTransformer of a registry model (prepared under ``resources_dir``, e.g. by the DAG)."""
     from .models import get_spec, load_model
 
@@ -117,8 +126,15 @@ def eval_tokens(corpus_dir: str | Path, n_tokens: int) -> np.ndarray:
     return eval_token_subset(np.load(Path(corpus_dir) / "eval.npy"), n_tokens)
 
 
-def evaluate(runs: Sequence[LoadedRun | str | Path], tokens: np.ndarray, *, lm, batch_size: int = 8,
-             threads: int | None = None, progress: bool = True) -> tuple[pd.DataFrame, list[dict]]:
+def evaluate(
+    runs: Sequence[LoadedRun | str | Path],
+    tokens: np.ndarray,
+    *,
+    lm,
+    batch_size: int = 8,
+    threads: int | None = None,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, list[dict]]:
     """Metrics of every SAE on ``tokens`` [n_seq, ctx] with one LM; returns (table, per_token).
 
     The clean pass and both zero-ablation CEs are computed once per hook point. ``table`` has one
@@ -137,34 +153,71 @@ def evaluate(runs: Sequence[LoadedRun | str | Path], tokens: np.ndarray, *, lm, 
     n_pred = tokens.shape[1] - 1
     for layer, site in sorted({(r.layer, r.site) for r in loaded}):
         for name, bos in (("zero_ce", False), ("zero_bos_ce", True)):
-            clean[name][hook_key(layer, site)] = zero_ablation_ce(lm, tokens, clean, layer, site, zero_bos=bos,
-                                                                  batch_size=batch_size, progress=progress)
+            clean[name][hook_key(layer, site)] = zero_ablation_ce(
+                lm, tokens, clean, layer, site, zero_bos=bos, batch_size=batch_size, progress=progress
+            )
     ce_clean = sequence_mean_and_se(clean["ce"].reshape(-1, n_pred))[0]
     rows, per_token = [], []
     for run in loaded:
         key = hook_key(run.layer, run.site)
         reference = {"ce_clean": ce_clean, "ce_zero": float(clean["zero_ce"][key].double().mean())}
-        metrics, tok = evaluate_sae(lm, run.sae, run.layer, run.site, run.scale, tokens, reference,
-                                    batch_size=batch_size, progress=progress, clean=clean, per_token=True)
+        metrics, tok = evaluate_sae(
+            lm,
+            run.sae,
+            run.layer,
+            run.site,
+            run.scale,
+            tokens,
+            reference,
+            batch_size=batch_size,
+            progress=progress,
+            clean=clean,
+            per_token=True,
+        )
         metrics.update(paired_metrics(tok, clean, run.layer, run.site, n_pred))
-        rows.append({"path": str(run.path), "architecture": run.train_info.get("architecture"),
-                     "coefficient": run.train_info.get("coefficient"), "layer": run.layer, "site": run.site,
-                     **metrics})
-        per_token.append({**tok, "ce_clean": clean["ce"], "ce_zero": clean["zero_ce"][key],
-                          "ce_zero_bos_zeroed": clean["zero_bos_ce"][key]})
+        rows.append(
+            {
+                "path": str(run.path),
+                "architecture": run.train_info.get("architecture"),
+                "coefficient": run.train_info.get("coefficient"),
+                "layer": run.layer,
+                "site": run.site,
+                **metrics,
+            }
+        )
+        per_token.append(
+            {
+                **tok,
+                "ce_clean": clean["ce"],
+                "ce_zero": clean["zero_ce"][key],
+                "ce_zero_bos_zeroed": clean["zero_bos_ce"][key],
+            }
+        )
     return pd.DataFrame(rows), per_token
 
 
-def train(architecture: str, coefficient: float, activations, out_dir: str | Path, *, threads: int | None = None,
-          progress: bool = True, **settings) -> LoadedRun:
+def train(
+    architecture: str,
+    coefficient: float,
+    activations,
+    out_dir: str | Path,
+    *,
+    threads: int | None = None,
+    progress: bool = True,
+    **settings,
+) -> LoadedRun:
     """Train one SAE on ``activations`` (a cache folder, an ActivationCache, or an on-the-fly source)
     with :class:`saerepro.training.TrainConfig` ``settings`` (e.g. total_tokens, batch_size, lr);
     returns the loaded run."""
     from .training import TrainConfig, train_sae
 
     set_threads(threads)
-    train_sae(TrainConfig(architecture=architecture, coefficient=coefficient, **settings), activations, out_dir,
-              progress=progress)
+    train_sae(
+        TrainConfig(architecture=architecture, coefficient=coefficient, **settings),
+        activations,
+        out_dir,
+        progress=progress,
+    )
     return load_run(out_dir)
 
 

@@ -27,8 +27,14 @@ K_ARCHITECTURES = frozenset({"topk"})
 #: Architectures trained on top of an already trained baseline of the same coefficient.
 DERIVED_ARCHITECTURES = {"baseline_rescale_shift": "baseline"}
 ARCHITECTURES = (
-    "gated", "baseline", "topk", "jumprelu",
-    "gated_unfrozen_decoder", "gated_no_rmag", "gated_untied", "gated_strict_aux",
+    "gated",
+    "baseline",
+    "topk",
+    "jumprelu",
+    "gated_unfrozen_decoder",
+    "gated_no_rmag",
+    "gated_untied",
+    "gated_strict_aux",
     "baseline_rescale_shift",
 )
 #: Width multiple of d_in when an architecture entry gives neither width nor expansion.
@@ -73,18 +79,20 @@ def _describe(error, schema: dict) -> str:
         allowed = sorted(error.schema.get("properties", {}))
         unexpected = sorted(set(error.instance) - set(allowed))
         where = "" if path == "<top level>" else f" under '{path}'"
-        return (f"unknown key(s) {', '.join(repr(u) for u in unexpected)}{where}; "
-                f"allowed keys: {', '.join(allowed)}")
+        return f"unknown key(s) {', '.join(repr(u) for u in unexpected)}{where}; allowed keys: {', '.join(allowed)}"
     if validator == "enum":
-        return (f"config key '{path}': {error.instance!r} is not allowed; "
-                f"allowed values: {', '.join(map(str, error.validator_value))}")
+        return (
+            f"config key '{path}': {error.instance!r} is not allowed; "
+            f"allowed values: {', '.join(map(str, error.validator_value))}"
+        )
     if validator == "propertyNames":
         allowed = error.schema.get("propertyNames", {}).get("enum", [])
-        return (f"config key '{path}': unknown name {error.instance!r}; "
-                f"allowed values: {', '.join(allowed)}")
+        return f"config key '{path}': unknown name {error.instance!r}; allowed values: {', '.join(allowed)}"
     if validator == "type":
-        return (f"config key '{path}': expected {error.validator_value}, "
-                f"got {type(error.instance).__name__} {error.instance!r}")
+        return (
+            f"config key '{path}': expected {error.validator_value}, "
+            f"got {type(error.instance).__name__} {error.instance!r}"
+        )
     if validator == "required":
         return f"config is missing required key {error.message.split()[0]} (at '{path}')"
     return f"config key '{path}': {error.message}"
@@ -135,7 +143,8 @@ class CorpusConfig:
             raise ConfigError(
                 f"config key 'corpus.source': {self.source!r} looks like a file or folder but there is "
                 f"none at {Path(self.source).expanduser().resolve()} (relative paths start at the working "
-                "directory); a Hugging Face dataset id is owner/name, without a file extension")
+                "directory); a Hugging Face dataset id is owner/name, without a file extension"
+            )
 
 
 #: A source starting like this, or ending in ".<letters>", is taken for a path, not a Hub id.
@@ -227,19 +236,23 @@ class ActivationsConfig:
 
     def __post_init__(self) -> None:
         if self.mode not in ACTIVATION_MODES:
-            raise ConfigError(f"config key 'activations.mode': {self.mode!r} is not allowed; "
-                              f"allowed values: {', '.join(ACTIVATION_MODES)}")
+            raise ConfigError(
+                f"config key 'activations.mode': {self.mode!r} is not allowed; "
+                f"allowed values: {', '.join(ACTIVATION_MODES)}"
+            )
         for key in ("shuffle_buffer_tokens", "norm_tokens"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"config key 'activations.{key}': expected an integer >= 1, got {value!r}")
         chunk = self.shuffle_chunk_tokens
         if chunk is not None and (not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1):
-            raise ConfigError(f"config key 'activations.shuffle_chunk_tokens': expected null or an "
-                              f"integer >= 1, got {chunk!r}")
+            raise ConfigError(
+                f"config key 'activations.shuffle_chunk_tokens': expected null or an integer >= 1, got {chunk!r}"
+            )
         if self.match_cache_rounding and self.mode != "on_the_fly":
-            raise ConfigError("config key 'activations.match_cache_rounding': only meaningful with "
-                              "activations.mode: on_the_fly")
+            raise ConfigError(
+                "config key 'activations.match_cache_rounding': only meaningful with activations.mode: on_the_fly"
+            )
 
 
 @dataclass(frozen=True)
@@ -293,23 +306,29 @@ class ArchitectureConfig:
 
     def __post_init__(self) -> None:
         if self.name not in ARCHITECTURES:
-            raise ConfigError(f"config key 'architectures': unknown architecture {self.name!r}; "
-                              f"allowed values: {', '.join(ARCHITECTURES)}")
+            raise ConfigError(
+                f"config key 'architectures': unknown architecture {self.name!r}; "
+                f"allowed values: {', '.join(ARCHITECTURES)}"
+            )
         for key in ("bandwidth", "init_threshold"):
             if getattr(self, key) is not None and self.name != "jumprelu":
-                raise ConfigError(f"config key 'architectures.{self.name}.{key}': only jumprelu "
-                                  "takes it; allowed architectures: jumprelu")
+                raise ConfigError(
+                    f"config key 'architectures.{self.name}.{key}': only jumprelu "
+                    "takes it; allowed architectures: jumprelu"
+                )
         # The trainer resamples only the baseline (saerepro.training.TrainConfig.resample).
         if self.resample is not None and self.name != "baseline":
-            raise ConfigError(f"config key 'architectures.{self.name}.resample': only baseline "
-                              "resamples dead latents")
+            raise ConfigError(f"config key 'architectures.{self.name}.resample': only baseline resamples dead latents")
         if self.site_grids is not None and self.name in K_ARCHITECTURES:
-            raise ConfigError(f"config key 'architectures.{self.name}.site_coefficients': {self.name} "
-                              "takes 'k', not coefficients")
+            raise ConfigError(
+                f"config key 'architectures.{self.name}.site_coefficients': {self.name} takes 'k', not coefficients"
+            )
         for site in self.widths or {}:
             if site not in ALL_SITES:
-                raise ConfigError(f"config key 'architectures.{self.name}.widths': unknown site "
-                                  f"{site!r}; allowed values: {', '.join(ALL_SITES)}")
+                raise ConfigError(
+                    f"config key 'architectures.{self.name}.widths': unknown site "
+                    f"{site!r}; allowed values: {', '.join(ALL_SITES)}"
+                )
 
     def grid_at(self, site: str) -> tuple[float, ...]:
         """The coefficients (or k) trained at ``site``."""
@@ -342,8 +361,7 @@ class Run:
     @property
     def run_dir(self) -> str:
         """Path fragment under results/ (mirrors the Snakemake wildcards)."""
-        return (f"{self.model}/L{self.layer}/{self.site}/{self.architecture}/"
-                f"c{self.coefficient_str}/s{self.seed}")
+        return f"{self.model}/L{self.layer}/{self.site}/{self.architecture}/c{self.coefficient_str}/s{self.seed}"
 
 
 def format_coefficient(value: float) -> str:
@@ -391,45 +409,63 @@ class Config:
             raise ConfigError(f"config key 'model': {err}") from None
         for i, layer in enumerate(self.layers):
             if not 0 <= layer < spec.n_layers:
-                raise ConfigError(f"config key 'layers[{i}]': layer {layer} is out of range for "
-                                  f"{self.model}; allowed values: 0..{spec.n_layers - 1}")
+                raise ConfigError(
+                    f"config key 'layers[{i}]': layer {layer} is out of range for "
+                    f"{self.model}; allowed values: 0..{spec.n_layers - 1}"
+                )
         if self.headline_layer is not None and self.headline_layer not in self.layers:
-            raise ConfigError(f"config key 'headline_layer': {self.headline_layer} is not one of "
-                              f"the configured layers {list(self.layers)}")
+            raise ConfigError(
+                f"config key 'headline_layer': {self.headline_layer} is not one of "
+                f"the configured layers {list(self.layers)}"
+            )
         for site in self.sites:
             if site not in ALL_SITES:
                 raise ConfigError(f"config key 'sites': unknown site {site!r}; allowed values: {', '.join(ALL_SITES)}")
             if site == "mlp_post" and spec.d_mlp is None:
-                raise ConfigError(f"config key 'sites': {self.model} has no known MLP width "
-                                  "(ModelSpec.d_mlp), so it has no 'mlp_post' site")
+                raise ConfigError(
+                    f"config key 'sites': {self.model} has no known MLP width "
+                    "(ModelSpec.d_mlp), so it has no 'mlp_post' site"
+                )
         if self.corpus.context_size > spec.max_context:
-            raise ConfigError(f"config key 'corpus.context_size': {self.corpus.context_size} exceeds "
-                              f"{self.model}'s context of {spec.max_context}")
+            raise ConfigError(
+                f"config key 'corpus.context_size': {self.corpus.context_size} exceeds "
+                f"{self.model}'s context of {spec.max_context}"
+            )
         if self.reference.eval_tokens < self.corpus.context_size:
-            raise ConfigError(f"config key 'reference.eval_tokens': {self.reference.eval_tokens} is "
-                              f"less than one sequence of corpus.context_size={self.corpus.context_size}")
+            raise ConfigError(
+                f"config key 'reference.eval_tokens': {self.reference.eval_tokens} is "
+                f"less than one sequence of corpus.context_size={self.corpus.context_size}"
+            )
         for name, arch in self.architectures.items():
             for site in arch.sites or ():
                 if site not in self.sites:
-                    raise ConfigError(f"config key 'architectures.{name}.sites': {site!r} is not one "
-                                      f"of the configured sites {list(self.sites)}")
+                    raise ConfigError(
+                        f"config key 'architectures.{name}.sites': {site!r} is not one "
+                        f"of the configured sites {list(self.sites)}"
+                    )
             for layer in arch.layers or ():
                 if layer not in self.layers:
-                    raise ConfigError(f"config key 'architectures.{name}.layers': {layer} is not one "
-                                      f"of the configured layers {list(self.layers)}")
+                    raise ConfigError(
+                        f"config key 'architectures.{name}.layers': {layer} is not one "
+                        f"of the configured layers {list(self.layers)}"
+                    )
             for key, per_site in (("widths", arch.widths), ("site_coefficients", arch.site_grids)):
                 for site in per_site or {}:
                     if site not in (arch.sites or self.sites):
-                        raise ConfigError(f"config key 'architectures.{name}.{key}.{site}': {site!r} is "
-                                          f"not one of the sites {name} trains at {list(arch.sites or self.sites)}")
+                        raise ConfigError(
+                            f"config key 'architectures.{name}.{key}.{site}': {site!r} is "
+                            f"not one of the sites {name} trains at {list(arch.sites or self.sites)}"
+                        )
             parent = DERIVED_ARCHITECTURES.get(name)
             if parent is not None:
                 parent_cfg = self.architectures.get(parent)
                 for site in arch.sites or self.sites:
                     if parent_cfg is None or not set(arch.grid_at(site)) <= set(parent_cfg.grid_at(site)):
                         key = "site_coefficients" if arch.site_grids and site in arch.site_grids else "coefficients"
-                        raise ConfigError(f"config key 'architectures.{name}.{key}': each must also "
-                                          f"be a coefficient of '{parent}' at {site}, whose trained SAEs it builds on")
+                        raise ConfigError(
+                            f"config key 'architectures.{name}.{key}': each must also "
+                            f"be a coefficient of '{parent}' at {site}, whose trained SAEs it builds on"
+                        )
 
     @property
     def spec(self) -> ModelSpec:
@@ -458,11 +494,15 @@ class Config:
 def _architecture(name: str, raw: dict) -> ArchitectureConfig:
     takes_k = name in K_ARCHITECTURES
     if takes_k and "coefficients" in raw:
-        raise ConfigError(f"config key 'architectures.{name}.coefficients': {name} takes 'k' "
-                          "(active latents per token), not a coefficient grid")
+        raise ConfigError(
+            f"config key 'architectures.{name}.coefficients': {name} takes 'k' "
+            "(active latents per token), not a coefficient grid"
+        )
     if not takes_k and "k" in raw:
-        raise ConfigError(f"config key 'architectures.{name}.k': only {', '.join(sorted(K_ARCHITECTURES))} "
-                          "takes 'k'; give 'coefficients' instead")
+        raise ConfigError(
+            f"config key 'architectures.{name}.k': only {', '.join(sorted(K_ARCHITECTURES))} "
+            "takes 'k'; give 'coefficients' instead"
+        )
     key = "k" if takes_k else "coefficients"
     if key not in raw:
         raise ConfigError(f"config key 'architectures.{name}.{key}' is required")

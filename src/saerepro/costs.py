@@ -41,13 +41,27 @@ GIB = 2**30
 
 #: [B, d] x [d, m]-sized products of one training step, per architecture (module docstring).
 TRAIN_PRODUCTS = {
-    "baseline": 5, "topk": 5, "jumprelu": 5, "gated": 7, "gated_no_rmag": 7, "gated_strict_aux": 7,
-    "gated_unfrozen_decoder": 8, "gated_untied": 9, "baseline_rescale_shift": 3,
+    "baseline": 5,
+    "topk": 5,
+    "jumprelu": 5,
+    "gated": 7,
+    "gated_no_rmag": 7,
+    "gated_strict_aux": 7,
+    "gated_unfrozen_decoder": 8,
+    "gated_untied": 9,
+    "baseline_rescale_shift": 3,
 }
 #: [batch, m] float32 tensors a training step keeps for the backward pass.
 ACTIVATION_TENSORS = {
-    "baseline": 4, "topk": 4, "jumprelu": 5, "gated": 8, "gated_unfrozen_decoder": 8,
-    "gated_no_rmag": 8, "gated_untied": 9, "gated_strict_aux": 8, "baseline_rescale_shift": 4,
+    "baseline": 4,
+    "topk": 4,
+    "jumprelu": 5,
+    "gated": 8,
+    "gated_unfrozen_decoder": 8,
+    "gated_no_rmag": 8,
+    "gated_untied": 9,
+    "gated_strict_aux": 8,
+    "baseline_rescale_shift": 4,
 }
 #: Per-GPU memory the CUDA context, allocator slack and small tensors take.
 CONTEXT_BYTES = 2 * GIB
@@ -146,8 +160,7 @@ class Estimate:
     """Mode -> bytes on disk when the sweep is done (corpus, caches, SAE weights)."""
 
 
-def estimate(cfg: Config, hardware: Hardware = Hardware(), name: str = "",
-             lm_dtype: str | None = None) -> Estimate:
+def estimate(cfg: Config, hardware: Hardware = Hardware(), name: str = "", lm_dtype: str | None = None) -> Estimate:
     """The analytic costs of ``cfg`` on ``hardware`` (see the module docstring); ``lm_dtype``
     overrides the LM's registry dtype (``bfloat16`` to see what running it in bf16 would save)."""
     spec = cfg.spec
@@ -155,8 +168,7 @@ def estimate(cfg: Config, hardware: Hardware = Hardware(), name: str = "",
     lm_dtype = lm_dtype or spec.dtype
     sae_dtype = "bfloat16" if cfg.train.autocast_bf16 else "float32"
     hooks = cfg.hook_points()
-    dims = {(layer, site): site_dim(site, spec.d_model, spec.n_heads, spec.d_head, spec.d_mlp)
-            for layer, site in hooks}
+    dims = {(layer, site): site_dim(site, spec.d_model, spec.n_heads, spec.d_head, spec.d_mlp) for layer, site in hooks}
     runs = cfg.runs()
 
     # Tokens: what the cache holds (BOS positions skipped) and what each SAE reads.
@@ -192,12 +204,16 @@ def estimate(cfg: Config, hardware: Hardware = Hardware(), name: str = "",
 
     deepest = max(layer for layer, _ in hooks) + 1
     ref_s = hardware.seconds(full_lm * eval_tokens * (1 + len(hooks)), lm_dtype)
-    cache_s = hardware.seconds(lm_forward_flops_per_token(spec, deepest, ctx, False) * cfg.corpus.train_tokens,
-                               lm_dtype)
+    cache_s = hardware.seconds(
+        lm_forward_flops_per_token(spec, deepest, ctx, False) * cfg.corpus.train_tokens, lm_dtype
+    )
     tokens_per_sae = max((cfg.architectures[r.architecture].tokens or cfg.train.tokens) for r in runs)
-    otf_lm_s = sum(hardware.seconds(lm_forward_flops_per_token(spec, layer + 1, ctx, False)
-                                    * tokens_per_sae * ctx / (ctx - 1), lm_dtype)
-                   for layer, _ in hooks)
+    otf_lm_s = sum(
+        hardware.seconds(
+            lm_forward_flops_per_token(spec, layer + 1, ctx, False) * tokens_per_sae * ctx / (ctx - 1), lm_dtype
+        )
+        for layer, _ in hooks
+    )
     lm_batch_bytes = cfg.cache.batch_size * ctx * max(spec.d_model, spec.d_mlp or 0) * 4 * 4
     lm_job_mem = CONTEXT_BYTES + lm_weight_bytes + lm_batch_bytes
     ref_mem = CONTEXT_BYTES + lm_weight_bytes + logits_bytes
@@ -211,15 +227,24 @@ def estimate(cfg: Config, hardware: Hardware = Hardware(), name: str = "",
         job = max(candidates, key=candidates.get)
         return candidates[job], job
 
-    cached_peak = peak({"train": train_mem, "evaluate": eval_mem, "cache_activations": lm_job_mem,
-                        "reference_ce": ref_mem})
-    otf_peak = peak({f"train (all SAEs of L{worst_hook[0]}/{worst_hook[1]} + LM)": otf_job[worst_hook],
-                     "evaluate": eval_mem, "reference_ce": ref_mem})
+    cached_peak = peak(
+        {"train": train_mem, "evaluate": eval_mem, "cache_activations": lm_job_mem, "reference_ce": ref_mem}
+    )
+    otf_peak = peak(
+        {
+            f"train (all SAEs of L{worst_hook[0]}/{worst_hook[1]} + LM)": otf_job[worst_hook],
+            "evaluate": eval_mem,
+            "reference_ce": ref_mem,
+        }
+    )
     stages = {
-        "cached": {"lm": cache_s / 3600, "train": train_s / 3600, "reference": ref_s / 3600,
-                   "evaluate": eval_s / 3600},
-        "on_the_fly": {"lm": otf_lm_s / 3600, "train": train_s / 3600, "reference": ref_s / 3600,
-                       "evaluate": eval_s / 3600},
+        "cached": {"lm": cache_s / 3600, "train": train_s / 3600, "reference": ref_s / 3600, "evaluate": eval_s / 3600},
+        "on_the_fly": {
+            "lm": otf_lm_s / 3600,
+            "train": train_s / 3600,
+            "reference": ref_s / 3600,
+            "evaluate": eval_s / 3600,
+        },
     }
     # prepare_model, prepare_corpus, cache_activations, reference_ce, aggregate, figures, all.
     jobs = 2 * len(runs) + 7
@@ -232,8 +257,7 @@ def estimate(cfg: Config, hardware: Hardware = Hardware(), name: str = "",
         gpu_hours_by_stage=stages,
         peak_memory_bytes={"cached": cached_peak[0], "on_the_fly": otf_peak[0]},
         peak_memory_job={"cached": cached_peak[1], "on_the_fly": otf_peak[1]},
-        disk_bytes={"cached": corpus_bytes + cache_bytes + sae_bytes,
-                    "on_the_fly": corpus_bytes + sae_bytes},
+        disk_bytes={"cached": corpus_bytes + cache_bytes + sae_bytes, "on_the_fly": corpus_bytes + sae_bytes},
     )
 
 
@@ -245,29 +269,44 @@ def human_bytes(n: float) -> str:
     return f"{n:.0f} B"
 
 
-def format_table(estimates: list[Estimate], hardware: Hardware,
-                 lm_note: str = "its registry dtype (saerepro.models)") -> str:
+def format_table(
+    estimates: list[Estimate], hardware: Hardware, lm_note: str = "its registry dtype (saerepro.models)"
+) -> str:
     """A plain-text table of ``estimates`` and the assumptions behind them."""
-    header = ("config", "jobs", "SAEs", "GPU-h cached", "GPU-h on-the-fly", "peak GPU mem/job cached",
-              "peak GPU mem/job on-the-fly", "disk cached", "disk on-the-fly")
+    header = (
+        "config",
+        "jobs",
+        "SAEs",
+        "GPU-h cached",
+        "GPU-h on-the-fly",
+        "peak GPU mem/job cached",
+        "peak GPU mem/job on-the-fly",
+        "disk cached",
+        "disk on-the-fly",
+    )
     rows = [header]
     for e in estimates:
-        rows.append((
-            e.config_name, str(e.jobs), str(e.saes),
-            f"{e.gpu_hours['cached']:,.0f}", f"{e.gpu_hours['on_the_fly']:,.0f}",
-            f"{e.peak_memory_bytes['cached'] / GIB:.0f} GiB ({e.peak_memory_job['cached']})",
-            f"{e.peak_memory_bytes['on_the_fly'] / GIB:.0f} GiB",
-            human_bytes(e.disk_bytes["cached"]), human_bytes(e.disk_bytes["on_the_fly"]),
-        ))
+        rows.append(
+            (
+                e.config_name,
+                str(e.jobs),
+                str(e.saes),
+                f"{e.gpu_hours['cached']:,.0f}",
+                f"{e.gpu_hours['on_the_fly']:,.0f}",
+                f"{e.peak_memory_bytes['cached'] / GIB:.0f} GiB ({e.peak_memory_job['cached']})",
+                f"{e.peak_memory_bytes['on_the_fly'] / GIB:.0f} GiB",
+                human_bytes(e.disk_bytes["cached"]),
+                human_bytes(e.disk_bytes["on_the_fly"]),
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     peaks = ", ".join(f"{k} {v / 1e12:,.0f} TFLOP/s" for k, v in hardware.peak_flops.items())
     notes = [
         "",
         f"Assumed GPU: {hardware.name}, dense peak {peaks}, at {hardware.utilisation:.0%} utilisation.",
-        "SAE matmuls in bf16 where the config sets train.autocast_bf16, else fp32; the LM in "
-        f"{lm_note}.",
+        f"SAE matmuls in bf16 where the config sets train.autocast_bf16, else fp32; the LM in {lm_note}.",
         "Analytic FLOP counts (saerepro.costs), not measurements; CPU-only stages (tokenising the "
         "corpus, aggregate, figures) are not counted.",
         "on-the-fly: planned mode, one LM pass per hook point feeding all its SAEs in one job "
@@ -279,6 +318,8 @@ def format_table(estimates: list[Estimate], hardware: Hardware,
         notes.append(f"{e.config_name}: cached GPU-h by stage: {parts}; on-the-fly LM passes {otf_lm:,.0f}.")
     over = [e.config_name for e in estimates if e.peak_memory_bytes["on_the_fly"] > hardware.memory_bytes]
     if over:
-        notes.append(f"On-the-fly jobs above {hardware.memory_bytes / 1e9:.0f} GB of GPU memory: "
-                     f"{', '.join(over)} (split a hook point's SAEs over several GPUs or jobs).")
+        notes.append(
+            f"On-the-fly jobs above {hardware.memory_bytes / 1e9:.0f} GB of GPU memory: "
+            f"{', '.join(over)} (split a hook point's SAEs over several GPUs or jobs)."
+        )
     return "\n".join(lines + notes)

@@ -16,17 +16,31 @@ import numpy as np
 import torch
 
 from .lm import batches, final_hidden, zero_ablation_hook
-from .metrics import (ReconstructionStats, chunked_cross_entropy, delta_lm_loss, loss_recovered,
-                      cluster_ratio, mean_and_se, paired_loss_stats, sequence_mean_and_se,
-                      softcap_logits)
+from .metrics import (
+    ReconstructionStats,
+    chunked_cross_entropy,
+    cluster_ratio,
+    delta_lm_loss,
+    loss_recovered,
+    mean_and_se,
+    paired_loss_stats,
+    sequence_mean_and_se,
+    softcap_logits,
+)
 from .sites import hook_name
 
 PRECISIONS = ("float32", "bfloat16")
 
 
-def spliced_ce_and_kl(hidden_clean: torch.Tensor, hidden_spliced: torch.Tensor, W_U_T: torch.Tensor,
-                      b_U: torch.Tensor | None, targets: torch.Tensor, softcap: float | None = None,
-                      vocab_chunk: int = 32768) -> tuple[torch.Tensor, torch.Tensor]:
+def spliced_ce_and_kl(
+    hidden_clean: torch.Tensor,
+    hidden_spliced: torch.Tensor,
+    W_U_T: torch.Tensor,
+    b_U: torch.Tensor | None,
+    targets: torch.Tensor,
+    softcap: float | None = None,
+    vocab_chunk: int = 32768,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token CE of the spliced logits and KL(clean ‖ spliced), in ONE pass over the vocab.
 
     With z the clean and w the spliced logits, KL = E_{softmax(z)}[z − w] − lse(z) + lse(w).
@@ -69,8 +83,9 @@ def spliced_ce_and_kl(hidden_clean: torch.Tensor, hidden_spliced: torch.Tensor, 
 
 
 @torch.no_grad()
-def clean_distribution_stats(hidden: torch.Tensor, W_U_T: torch.Tensor, b_U: torch.Tensor | None,
-                             targets: torch.Tensor, vocab_chunk: int = 32768) -> dict[str, torch.Tensor]:
+def clean_distribution_stats(
+    hidden: torch.Tensor, W_U_T: torch.Tensor, b_U: torch.Tensor | None, targets: torch.Tensor, vocab_chunk: int = 32768
+) -> dict[str, torch.Tensor]:
     """What KL(clean ‖ spliced) needs from the clean distribution, so evaluation unembeds once.
 
     With p = softmax(z), z = W_U h + b the clean logits and w = W_U h' + b the spliced ones,
@@ -113,11 +128,15 @@ def clean_distribution_stats(hidden: torch.Tensor, W_U_T: torch.Tensor, b_U: tor
     return {"ce": lse - target_z, "lse": lse, "ez": a / s, "mu": mu / s[:, None], "pb": pb / s}
 
 
-def spliced_ce_and_kl_from_stats(hidden_spliced: torch.Tensor, clean: dict[str, torch.Tensor],
-                                 W_U_T: torch.Tensor, b_U: torch.Tensor | None, targets: torch.Tensor,
-                                 vocab_chunk: int = 32768,
-                                 low_precision: "LowPrecisionUnembed | None" = None
-                                 ) -> tuple[torch.Tensor, torch.Tensor]:
+def spliced_ce_and_kl_from_stats(
+    hidden_spliced: torch.Tensor,
+    clean: dict[str, torch.Tensor],
+    W_U_T: torch.Tensor,
+    b_U: torch.Tensor | None,
+    targets: torch.Tensor,
+    vocab_chunk: int = 32768,
+    low_precision: LowPrecisionUnembed | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token CE of the spliced logits and KL(clean ‖ spliced) from the clean distribution's
     statistics (:func:`clean_distribution_stats`): one unembed matmul per vocabulary chunk.
 
@@ -185,8 +204,11 @@ class LowPrecisionUnembed:
         self.head_nats = head_nats
         self.columns = 0
         self.exact_columns = 0
-        b = torch.zeros(W_U_T.shape[0], 1, dtype=W_U_T.dtype, device=W_U_T.device) if b_U is None \
+        b = (
+            torch.zeros(W_U_T.shape[0], 1, dtype=W_U_T.dtype, device=W_U_T.device)
+            if b_U is None
             else b_U.reshape(-1, 1).to(W_U_T.dtype)
+        )
         ones = torch.ones_like(b)
         self.W_aug = torch.cat([W_U_T, b, ones], dim=1).to(torch.bfloat16).contiguous()
 
@@ -197,8 +219,9 @@ class LowPrecisionUnembed:
 
 
 @torch.no_grad()
-def clean_reference(model, eval_tokens: np.ndarray, layers: list[int], batch_size: int = 8,
-                    progress: bool = True) -> dict:
+def clean_reference(
+    model, eval_tokens: np.ndarray, layers: list[int], batch_size: int = 8, progress: bool = True
+) -> dict:
     """The clean pass over the eval tokens, kept so no SAE evaluation repeats it.
 
     Returns ``hidden`` [N, d] (final hidden states at every predicted position, sequences in
@@ -214,18 +237,19 @@ def clean_reference(model, eval_tokens: np.ndarray, layers: list[int], batch_siz
     names = [f"blocks.{layer}.hook_resid_pre" for layer in layers]
     hidden, resid_pre, parts = [], {layer: [] for layer in layers}, []
     n_batches = (len(eval_tokens) + batch_size - 1) // batch_size
-    for batch in tqdm(batches(eval_tokens, batch_size, device), total=n_batches,
-                      desc="clean reference", disable=not progress):
+    for batch in tqdm(
+        batches(eval_tokens, batch_size, device), total=n_batches, desc="clean reference", disable=not progress
+    ):
         kept: dict[str, torch.Tensor] = {}
 
-        def keep(act, hook):
+        def keep(act, hook, kept=kept):  # called within this iteration
             kept[hook.name] = act.detach().clone()
             return act
 
         h = final_hidden(model, batch, [(name, keep) for name in names])[:, :-1].flatten(0, 1)
         targets = batch[:, 1:].reshape(-1)
         hidden.append(h)
-        for layer, name in zip(layers, names):
+        for layer, name in zip(layers, names, strict=False):
             resid_pre[layer].append(kept[name])
         if softcap is None:
             parts.append(clean_distribution_stats(h, W_U_T, model.b_U, targets))
@@ -233,8 +257,9 @@ def clean_reference(model, eval_tokens: np.ndarray, layers: list[int], batch_siz
             parts.append({"ce": chunked_cross_entropy(h, model.W_U, model.b_U, targets, softcap=softcap)})
     out = {"hidden": torch.cat(hidden), "resid_pre": {k: torch.cat(v) for k, v in resid_pre.items()}}
     out["ce"] = torch.cat([p["ce"] for p in parts])
-    out["stats"] = (None if softcap is not None
-                    else {k: torch.cat([p[k] for p in parts]) for k in ("lse", "ez", "mu", "pb")})
+    out["stats"] = (
+        None if softcap is not None else {k: torch.cat([p[k] for p in parts]) for k in ("lse", "ez", "mu", "pb")}
+    )
     return out
 
 
@@ -248,8 +273,16 @@ def hook_key(layer: int, site: str) -> str:
     return f"L{layer}/{site}"
 
 
-def _spliced_batches(model, eval_tokens: np.ndarray, layer: int, hooks: list, batch_size: int,
-                     clean: dict | None, desc: str, progress: bool):
+def _spliced_batches(
+    model,
+    eval_tokens: np.ndarray,
+    layer: int,
+    hooks: list,
+    batch_size: int,
+    clean: dict | None,
+    desc: str,
+    progress: bool,
+):
     """(final hidden states [b·(ctx−1), d] with ``hooks`` applied, targets, row slice) per batch.
 
     With ``clean`` (from :func:`clean_reference`) the pass starts at ``layer`` from the saved
@@ -261,17 +294,21 @@ def _spliced_batches(model, eval_tokens: np.ndarray, layer: int, hooks: list, ba
     device = next(model.parameters()).device
     n_pred = eval_tokens.shape[1] - 1
     if clean is not None and clean["hidden"].shape[0] != len(eval_tokens) * n_pred:
-        raise ValueError(f"the clean reference holds {clean['hidden'].shape[0]} positions, "
-                         f"the eval tokens {len(eval_tokens) * n_pred}")
+        raise ValueError(
+            f"the clean reference holds {clean['hidden'].shape[0]} positions, "
+            f"the eval tokens {len(eval_tokens) * n_pred}"
+        )
     resid_pre = None if clean is None else clean["resid_pre"].get(layer)
     n_batches = (len(eval_tokens) + batch_size - 1) // batch_size
-    for i, batch in enumerate(tqdm(batches(eval_tokens, batch_size, device), total=n_batches,
-                                   desc=desc, disable=not progress, mininterval=5.0)):
+    for i, batch in enumerate(
+        tqdm(
+            batches(eval_tokens, batch_size, device), total=n_batches, desc=desc, disable=not progress, mininterval=5.0
+        )
+    ):
         targets = batch[:, 1:].reshape(-1)
         if resid_pre is not None:
-            start = resid_pre[i * batch_size:(i + 1) * batch_size].to(device)
-            resid = model.run_with_hooks(start, start_at_layer=layer, stop_at_layer=model.cfg.n_layers,
-                                         fwd_hooks=hooks)
+            start = resid_pre[i * batch_size : (i + 1) * batch_size].to(device)
+            resid = model.run_with_hooks(start, start_at_layer=layer, stop_at_layer=model.cfg.n_layers, fwd_hooks=hooks)
             spliced = model.ln_final(resid)[:, :-1].flatten(0, 1)
         else:
             spliced = final_hidden(model, batch, hooks)[:, :-1].flatten(0, 1)
@@ -279,22 +316,31 @@ def _spliced_batches(model, eval_tokens: np.ndarray, layer: int, hooks: list, ba
         yield batch, spliced, targets, rows
 
 
-def _ce_and_kl(model, batch, spliced, targets, rows, clean, W_U_T, softcap,
-               low_precision: LowPrecisionUnembed | None = None):
+def _ce_and_kl(
+    model, batch, spliced, targets, rows, clean, W_U_T, softcap, low_precision: LowPrecisionUnembed | None = None
+):
     device = spliced.device
     if clean is not None and clean["stats"] is not None:
         stats = {k: v[rows].to(device) for k, v in clean["stats"].items()}
-        return spliced_ce_and_kl_from_stats(spliced, stats, W_U_T, model.b_U, targets,
-                                            low_precision=low_precision)
-    hidden_clean = (clean["hidden"][rows].to(device) if clean is not None
-                    else final_hidden(model, batch)[:, :-1].flatten(0, 1))
+        return spliced_ce_and_kl_from_stats(spliced, stats, W_U_T, model.b_U, targets, low_precision=low_precision)
+    hidden_clean = (
+        clean["hidden"][rows].to(device) if clean is not None else final_hidden(model, batch)[:, :-1].flatten(0, 1)
+    )
     return spliced_ce_and_kl(hidden_clean, spliced, W_U_T, model.b_U, targets, softcap=softcap)
 
 
 @torch.no_grad()
-def zero_ablation_ce(model, eval_tokens: np.ndarray, clean: dict | None, layer: int, site: str,
-                     zero_bos: bool = False, batch_size: int = 8, progress: bool = True,
-                     precision: str = "float32") -> torch.Tensor:
+def zero_ablation_ce(
+    model,
+    eval_tokens: np.ndarray,
+    clean: dict | None,
+    layer: int,
+    site: str,
+    zero_bos: bool = False,
+    batch_size: int = 8,
+    progress: bool = True,
+    precision: str = "float32",
+) -> torch.Tensor:
     """Per-token CE [N] with the site zero-ablated at every position but BOS (``zero_bos``: at BOS
     too, as sae-lens' ``ce_loss_score`` does), sequences in order. ``precision``: see
     :func:`evaluate_sae`."""
@@ -303,14 +349,22 @@ def zero_ablation_ce(model, eval_tokens: np.ndarray, clean: dict | None, layer: 
     low = _low_precision_unembed(model, W_U_T, clean, precision)
     parts = []
     for batch, spliced, targets, rows in _spliced_batches(
-            model, eval_tokens, layer, hooks, batch_size, clean,
-            f"zero-ablate {hook_name(layer, site)}{' (BOS too)' if zero_bos else ''}", progress):
+        model,
+        eval_tokens,
+        layer,
+        hooks,
+        batch_size,
+        clean,
+        f"zero-ablate {hook_name(layer, site)}{' (BOS too)' if zero_bos else ''}",
+        progress,
+    ):
         parts.append(_ce_and_kl(model, batch, spliced, targets, rows, clean, W_U_T, _softcap(model), low)[0])
     return torch.cat(parts)
 
 
-def _low_precision_unembed(model, W_U_T: torch.Tensor, clean: dict | None,
-                           precision: str) -> LowPrecisionUnembed | None:
+def _low_precision_unembed(
+    model, W_U_T: torch.Tensor, clean: dict | None, precision: str
+) -> LowPrecisionUnembed | None:
     if precision not in PRECISIONS:
         raise ValueError(f"evaluation precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "float32" or clean is None or clean["stats"] is None:
@@ -324,9 +378,20 @@ def zero_all_hook(act: torch.Tensor, hook) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate_sae(model, sae, layer: int, site: str, scale: float, eval_tokens: np.ndarray,
-                 reference: dict, batch_size: int = 8, progress: bool = True,
-                 clean: dict | None = None, per_token: bool = False, precision: str = "float32"):
+def evaluate_sae(
+    model,
+    sae,
+    layer: int,
+    site: str,
+    scale: float,
+    eval_tokens: np.ndarray,
+    reference: dict,
+    batch_size: int = 8,
+    progress: bool = True,
+    clean: dict | None = None,
+    per_token: bool = False,
+    precision: str = "float32",
+):
     """All metrics of ``sae`` at (layer, site); ``reference`` holds ce_clean and ce_zero.
 
     ``clean`` (from :func:`clean_reference` on the same tokens) saves the clean forward, the
@@ -374,8 +439,9 @@ def evaluate_sae(model, sae, layer: int, site: str, scale: float, eval_tokens: n
     W_U_T = model.W_U.T.contiguous()
     low = _low_precision_unembed(model, W_U_T, clean, precision)
     name = hook_name(layer, site)
-    for batch, spliced, targets, rows in _spliced_batches(model, eval_tokens, layer, [(name, splice)],
-                                                          batch_size, clean, f"evaluate {name}", progress):
+    for batch, spliced, targets, rows in _spliced_batches(
+        model, eval_tokens, layer, [(name, splice)], batch_size, clean, f"evaluate {name}", progress
+    ):
         ce_sae, kl = _ce_and_kl(model, batch, spliced, targets, rows, clean, W_U_T, softcap, low)
         ce_parts.append(ce_sae)
         kl_parts.append(kl)
@@ -389,8 +455,7 @@ def evaluate_sae(model, sae, layer: int, site: str, scale: float, eval_tokens: n
     out["loss_recovered"] = loss_recovered(out["ce_clean"], out["ce_sae"], out["ce_zero"])
     out["delta_lm_loss"] = delta_lm_loss(out["ce_clean"], out["ce_sae"])
     if per_token:
-        return out, {"ce_sae": ce_all.cpu(), "kl": kl_all.cpu(),
-                     **{k: torch.cat(v) for k, v in seq_parts.items()}}
+        return out, {"ce_sae": ce_all.cpu(), "kl": kl_all.cpu(), **{k: torch.cat(v) for k, v in seq_parts.items()}}
     return out
 
 

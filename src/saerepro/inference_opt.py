@@ -22,8 +22,9 @@ import torch
 
 
 @torch.no_grad()
-def gradient_pursuit(x: torch.Tensor, dictionary: torch.Tensor, k: int, nonnegative: bool = True,
-                     refine: int = 0) -> torch.Tensor:
+def gradient_pursuit(
+    x: torch.Tensor, dictionary: torch.Tensor, k: int, nonnegative: bool = True, refine: int = 0
+) -> torch.Tensor:
     """Codes [N, F] with at most ``k`` non-zeros per row such that codes @ dictionary ≈ x.
 
     ``x`` [N, d] (already centred by the decoder bias), ``dictionary`` [F, d] (rows are atoms; any
@@ -37,7 +38,9 @@ def gradient_pursuit(x: torch.Tensor, dictionary: torch.Tensor, k: int, nonnegat
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     if x.ndim != 2 or dictionary.ndim != 2 or x.shape[1] != dictionary.shape[1]:
-        raise ValueError(f"x [N, d] and dictionary [F, d] must share d; got {tuple(x.shape)}, {tuple(dictionary.shape)}")
+        raise ValueError(
+            f"x [N, d] and dictionary [F, d] must share d; got {tuple(x.shape)}, {tuple(dictionary.shape)}"
+        )
     dtype = torch.promote_types(x.dtype, torch.float32)
     x, D = x.to(dtype), dictionary.to(dtype)
     n, f = x.shape[0], D.shape[0]
@@ -55,8 +58,11 @@ def gradient_pursuit(x: torch.Tensor, dictionary: torch.Tensor, k: int, nonnegat
         g = torch.where(support, corr, torch.zeros((), dtype=dtype, device=x.device))
         gd = g @ D
         denom = (gd * gd).sum(dim=1)
-        step = torch.where(denom > 0, (resid * gd).sum(dim=1) / denom.clamp_min(torch.finfo(dtype).tiny),
-                           torch.zeros((), dtype=dtype, device=x.device))
+        step = torch.where(
+            denom > 0,
+            (resid * gd).sum(dim=1) / denom.clamp_min(torch.finfo(dtype).tiny),
+            torch.zeros((), dtype=dtype, device=x.device),
+        )
         codes += step[:, None] * g
         if nonnegative:
             codes.clamp_(min=0)
@@ -103,16 +109,29 @@ def subset_clean(clean: dict, n_seq: int, n_pred: int) -> dict:
     """The clean reference (:func:`saerepro.evaluate.clean_reference` + zero-ablation CEs) of its
     first ``n_seq`` sequences."""
     rows = n_seq * n_pred
-    out = {"hidden": clean["hidden"][:rows], "ce": clean["ce"][:rows],
-           "resid_pre": {k: v[:n_seq] for k, v in clean["resid_pre"].items()},
-           "stats": None if clean["stats"] is None else {k: v[:rows] for k, v in clean["stats"].items()}}
+    out = {
+        "hidden": clean["hidden"][:rows],
+        "ce": clean["ce"][:rows],
+        "resid_pre": {k: v[:n_seq] for k, v in clean["resid_pre"].items()},
+        "stats": None if clean["stats"] is None else {k: v[:rows] for k, v in clean["stats"].items()},
+    }
     for name in ("zero_ce", "zero_bos_ce"):
         out[name] = {k: v[:rows] for k, v in clean.get(name, {}).items()}
     return out
 
 
-def run_inference_opt(cfg, layer: int, site: str, corpus, clean_path, out_csv, ks=DEFAULT_KS,
-                      n_tokens: int = EVAL_TOKENS, architectures=("gated", "baseline"), progress: bool = True):
+def run_inference_opt(
+    cfg,
+    layer: int,
+    site: str,
+    corpus,
+    clean_path,
+    out_csv,
+    ks=DEFAULT_KS,
+    n_tokens: int = EVAL_TOKENS,
+    architectures=("gated", "baseline"),
+    progress: bool = True,
+):
     """Pursuit codes on every trained SAE of (layer, site) in ``architectures``, at each k.
 
     One row per (SAE, k): the SAE's key, ``k``, and the metrics of :func:`saerepro.evaluate.evaluate_sae`
@@ -149,13 +168,33 @@ def run_inference_opt(cfg, layer: int, site: str, corpus, clean_path, out_csv, k
         scale = activation_scale(paths.cache_dir(cfg, layer, site) if cfg.activations.mode != "on_the_fly" else run_dir)
         for k in (0, *ks):
             encoder = sae if k == 0 else PursuitSAE(sae, k)
-            metrics, per_token = evaluate_sae(model, encoder, layer, site, scale, tokens, ref,
-                                              batch_size=cfg.reference.batch_size, clean=clean, per_token=True,
-                                              progress=progress)
+            metrics, per_token = evaluate_sae(
+                model,
+                encoder,
+                layer,
+                site,
+                scale,
+                tokens,
+                ref,
+                batch_size=cfg.reference.batch_size,
+                clean=clean,
+                per_token=True,
+                progress=progress,
+            )
             metrics.update(paired_metrics(per_token, clean, layer, site, n_pred))
-            rows.append({"model": run.model, "layer": layer, "site": site, "architecture": run.architecture,
-                         "coefficient": run.coefficient, "seed": run.seed, "k": k,
-                         "encoder": "sae" if k == 0 else "gradient_pursuit", **metrics})
+            rows.append(
+                {
+                    "model": run.model,
+                    "layer": layer,
+                    "site": site,
+                    "architecture": run.architecture,
+                    "coefficient": run.coefficient,
+                    "seed": run.seed,
+                    "k": k,
+                    "encoder": "sae" if k == 0 else "gradient_pursuit",
+                    **metrics,
+                }
+            )
     table = pd.DataFrame(rows)
     Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_csv, index=False)

@@ -76,8 +76,10 @@ def run_learning_curve(cfg: Config, budgets: list[int], out_dir: Path, progress:
     eval_tokens = eval_token_subset(np.load(corpus / "eval.npy"), cfg.reference.eval_tokens)
     clean_path = Path(paths.CLEAN_REFERENCE.format(model=cfg.model))
     if not clean_path.exists():
-        raise FileNotFoundError(f"{clean_path} is missing: run the reference_ce stage of this config first "
-                                "(snakemake cached --configfile <config>)")
+        raise FileNotFoundError(
+            f"{clean_path} is missing: run the reference_ce stage of this config first "
+            "(snakemake cached --configfile <config>)"
+        )
     clean = load_clean_reference(clean_path, eval_tokens)
     model = load_model(cfg.spec, cfg.resources_dir, device)
     rows = []
@@ -89,30 +91,66 @@ def run_learning_curve(cfg: Config, budgets: list[int], out_dir: Path, progress:
             raise RuntimeError(f"{ref_path} was computed on other eval tokens; rerun reference_ce")
         cache = open_cache(paths.cache_dir(cfg, layer, site))
         for run in [r for r in cfg.runs() if r.layer == layer and r.site == site]:
-            tcfg = dataclasses.replace(train_config(cfg, run, cache.d_in), total_tokens=budgets[-1],
-                                       lr_decay_fraction=0.0)
+            tcfg = dataclasses.replace(
+                train_config(cfg, run, cache.d_in), total_tokens=budgets[-1], lr_decay_fraction=0.0
+            )
             run_dir = out_dir / f"L{layer}" / site / run.architecture / f"c{run.coefficient:g}" / f"s{run.seed}"
             for budget in budgets:
                 start = time.time()
-                info = train_sae(tcfg, cache, run_dir, progress=progress,
-                                 stop_at_step=budget // tcfg.batch_size, keep_checkpoint=True)
+                info = train_sae(
+                    tcfg,
+                    cache,
+                    run_dir,
+                    progress=progress,
+                    stop_at_step=budget // tcfg.batch_size,
+                    keep_checkpoint=True,
+                )
                 state = torch.load(run_dir / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
                 sae = make_sae(run.architecture, cache.d_in, tcfg.resolve_d_sae(cache.d_in), device=device)
                 sae.load_state_dict(state["model"])
-                metrics, per_token = evaluate_sae(model, sae, layer, site, cache.scale, eval_tokens, ref,
-                                                  batch_size=cfg.reference.batch_size, clean=clean,
-                                                  per_token=True, progress=progress)
+                metrics, per_token = evaluate_sae(
+                    model,
+                    sae,
+                    layer,
+                    site,
+                    cache.scale,
+                    eval_tokens,
+                    ref,
+                    batch_size=cfg.reference.batch_size,
+                    clean=clean,
+                    per_token=True,
+                    progress=progress,
+                )
                 metrics.update(paired_metrics(per_token, clean, layer, site, eval_tokens.shape[1] - 1))
                 steps = int(state["step"])
-                rows.append({"model": cfg.model, "layer": layer, "site": site, "architecture": run.architecture,
-                             "coefficient": run.coefficient, "seed": run.seed, "width": int(sae.cfg.d_sae),
-                             "budget_tokens": steps * tcfg.batch_size,
-                             "epochs": steps * tcfg.batch_size / int(cache.array.shape[0]),
-                             "lr": tcfg.lr, **{k: v for k, v in metrics.items() if not isinstance(v, dict)}})
-                log.info("%s L%s/%s %s c%g: %d tokens, L0 %.1f, loss recovered %.3f ± %.3f (%.0f s)",
-                         cfg.model, layer, site, run.architecture, run.coefficient, rows[-1]["budget_tokens"],
-                         metrics["l0"], metrics["loss_recovered"], metrics["loss_recovered_se"],
-                         time.time() - start)
+                rows.append(
+                    {
+                        "model": cfg.model,
+                        "layer": layer,
+                        "site": site,
+                        "architecture": run.architecture,
+                        "coefficient": run.coefficient,
+                        "seed": run.seed,
+                        "width": int(sae.cfg.d_sae),
+                        "budget_tokens": steps * tcfg.batch_size,
+                        "epochs": steps * tcfg.batch_size / int(cache.array.shape[0]),
+                        "lr": tcfg.lr,
+                        **{k: v for k, v in metrics.items() if not isinstance(v, dict)},
+                    }
+                )
+                log.info(
+                    "%s L%s/%s %s c%g: %d tokens, L0 %.1f, loss recovered %.3f ± %.3f (%.0f s)",
+                    cfg.model,
+                    layer,
+                    site,
+                    run.architecture,
+                    run.coefficient,
+                    rows[-1]["budget_tokens"],
+                    metrics["l0"],
+                    metrics["loss_recovered"],
+                    metrics["loss_recovered_se"],
+                    time.time() - start,
+                )
                 # written after every evaluation: a run of hours that is interrupted keeps its rows
                 pd.DataFrame(rows).to_csv(out_dir / "learning_curve.csv", index=False)
                 del info
@@ -136,9 +174,17 @@ def flattening(table: pd.DataFrame, metric: str = "loss_recovered") -> pd.DataFr
         a, b = g.iloc[-2], g.iloc[-1]
         se = float(np.hypot(a[f"{metric}_se"], b[f"{metric}_se"]))
         change = float(b[metric] - a[metric])
-        out.append({"site": site, "architecture": arch, "from_tokens": int(a["budget_tokens"]),
-                    "to_tokens": int(b["budget_tokens"]), "change": change, "change_se": se,
-                    "flat": abs(change) < 2 * se})
+        out.append(
+            {
+                "site": site,
+                "architecture": arch,
+                "from_tokens": int(a["budget_tokens"]),
+                "to_tokens": int(b["budget_tokens"]),
+                "change": change,
+                "change_se": se,
+                "flat": abs(change) < 2 * se,
+            }
+        )
     return pd.DataFrame(out)
 
 

@@ -11,7 +11,7 @@ running log-sum-exp (:func:`saerepro.metrics.chunked_cross_entropy`).
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -33,8 +33,13 @@ def token_ce(model, tokens: torch.Tensor, fwd_hooks: Sequence[Hook] = ()) -> tor
     hidden = final_hidden(model, tokens, fwd_hooks)[:, :-1]
     b, p, d = hidden.shape
     softcap = getattr(model.cfg, "output_logits_soft_cap", -1.0)
-    ce = chunked_cross_entropy(hidden.reshape(b * p, d), model.W_U, model.b_U,
-                               tokens[:, 1:].reshape(-1), softcap=softcap if softcap > 0 else None)
+    ce = chunked_cross_entropy(
+        hidden.reshape(b * p, d),
+        model.W_U,
+        model.b_U,
+        tokens[:, 1:].reshape(-1),
+        softcap=softcap if softcap > 0 else None,
+    )
     return ce.reshape(b, p)
 
 
@@ -47,12 +52,18 @@ def zero_ablation_hook(act: torch.Tensor, hook) -> torch.Tensor:
 
 def batches(tokens: np.ndarray, batch_size: int, device="cpu") -> Iterable[torch.Tensor]:
     for start in range(0, len(tokens), batch_size):
-        yield torch.as_tensor(tokens[start:start + batch_size], dtype=torch.long, device=device)
+        yield torch.as_tensor(tokens[start : start + batch_size], dtype=torch.long, device=device)
 
 
 @torch.no_grad()
-def reference_ce(model, eval_tokens: np.ndarray, hook_points: list[tuple[int, str]],
-                 batch_size: int = 8, progress: bool = True, clean_ce: torch.Tensor | None = None) -> dict:
+def reference_ce(
+    model,
+    eval_tokens: np.ndarray,
+    hook_points: list[tuple[int, str]],
+    batch_size: int = 8,
+    progress: bool = True,
+    clean_ce: torch.Tensor | None = None,
+) -> dict:
     """Clean CE once, and zero-ablation CE for every (layer, site), on the same tokens.
 
     ``clean_ce`` (per-token, sequences in order) skips the clean pass when the caller has it.

@@ -41,7 +41,6 @@ equal the one-shot functions (tested).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,26 +48,26 @@ import torch
 
 __all__ = [
     "DEGENERATE_COSINE",
-    "as_float64",
-    "l0",
-    "firing_counts",
+    "LossStats",
+    "ReconstructionStats",
     "alive_fraction",
-    "loss_recovered",
-    "delta_lm_loss",
-    "relative_reconstruction_bias",
-    "centred_relative_reconstruction_bias",
-    "nmse",
-    "mean_and_se",
-    "cluster_ratio",
-    "sequence_mean_and_se",
-    "paired_loss_stats",
+    "as_float64",
     "bootstrap_sequences",
-    "kl_divergence_from_logits",
-    "softcap_logits",
+    "centred_relative_reconstruction_bias",
     "chunked_cross_entropy",
     "chunked_kl_divergence",
-    "ReconstructionStats",
-    "LossStats",
+    "cluster_ratio",
+    "delta_lm_loss",
+    "firing_counts",
+    "kl_divergence_from_logits",
+    "l0",
+    "loss_recovered",
+    "mean_and_se",
+    "nmse",
+    "paired_loss_stats",
+    "relative_reconstruction_bias",
+    "sequence_mean_and_se",
+    "softcap_logits",
 ]
 
 ArrayLike = torch.Tensor | np.ndarray
@@ -240,8 +239,9 @@ def sequence_mean_and_se(values: ArrayLike) -> tuple[float, float]:
     return cluster_ratio(v.sum(dim=1), torch.full((v.shape[0],), float(v.shape[1]), dtype=torch.float64))
 
 
-def paired_loss_stats(ce_clean: ArrayLike, ce_sae: ArrayLike, ce_zero: ArrayLike,
-                      kl: ArrayLike | None = None) -> dict[str, float]:
+def paired_loss_stats(
+    ce_clean: ArrayLike, ce_sae: ArrayLike, ce_zero: ArrayLike, kl: ArrayLike | None = None
+) -> dict[str, float]:
     """CE-based metrics of one SAE with paired, sequence-aware standard errors.
 
     All inputs are per-token values [S, T] on the same S eval sequences of T predicted tokens,
@@ -478,8 +478,16 @@ class ReconstructionStats:
         if other.d_in != self.d_in or other.n_latents != self.n_latents:
             raise ValueError("cannot merge accumulators of different shapes")
         self.n += other.n
-        for name in ("sum_x", "sum_x_hat", "sum_sq_x", "sum_sq_x_hat", "sum_x_dot_x_hat", "sum_sq_err",
-                     "sum_l0", "sum_sq_l0"):
+        for name in (
+            "sum_x",
+            "sum_x_hat",
+            "sum_sq_x",
+            "sum_sq_x_hat",
+            "sum_x_dot_x_hat",
+            "sum_sq_err",
+            "sum_l0",
+            "sum_sq_l0",
+        ):
             getattr(self, name).add_(getattr(other, name).to(self.sum_x.device))
         if self.counts is not None:
             self.counts += other.counts.to(self.counts.device)
@@ -575,8 +583,12 @@ class LossStats:
         if self.n == 0:
             raise ValueError("no tokens accumulated")
         out: dict[str, float] = {"n_tokens": float(self.n)}
-        for name, m in (("ce_clean", self.clean), ("ce_sae", self.sae), ("ce_zero", self.zero),
-                        ("delta_lm_loss", self.delta)):
+        for name, m in (
+            ("ce_clean", self.clean),
+            ("ce_sae", self.sae),
+            ("ce_zero", self.zero),
+            ("delta_lm_loss", self.delta),
+        ):
             out[name], out[f"{name}_se"] = m.mean_se()
         if self.kl.n:
             out["kl"], out["kl_se"] = self.kl.mean_se()
@@ -591,4 +603,3 @@ class LossStats:
         else:
             out["loss_recovered_se"] = float("nan")
         return out
-

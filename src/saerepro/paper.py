@@ -44,8 +44,13 @@ def round_significant(value: float, digits: int = SIGNIFICANT_DIGITS) -> float:
     return round(value, digits - 1 - math.floor(math.log10(abs(value))))
 
 
-def to_our_lambda(lam_paper: float, d_in: int, *, paper_mean_sq_norm: float = PAPER_MEAN_SQ_NORM,
-                  recon_divided_by_mean_sq: bool = False) -> float:
+def to_our_lambda(
+    lam_paper: float,
+    d_in: int,
+    *,
+    paper_mean_sq_norm: float = PAPER_MEAN_SQ_NORM,
+    recon_divided_by_mean_sq: bool = False,
+) -> float:
     """λ_o = sqrt(d_in / M_p) · N_p · λ_p (module docstring), N_p = M_p if the paper's
     reconstruction term was divided by E‖x‖², else 1."""
     if lam_paper <= 0 or d_in <= 0 or paper_mean_sq_norm <= 0:

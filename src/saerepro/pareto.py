@@ -23,10 +23,10 @@ import pandas as pd
 __all__ = [
     "DEFAULT_LEVELS",
     "GROUP_COLUMNS",
+    "half_l0",
+    "interpolate_on_frontier",
     "pareto_frontier",
     "pareto_frontiers",
-    "interpolate_on_frontier",
-    "half_l0",
 ]
 
 #: Loss-recovered levels at which :func:`half_l0` compares architectures by default.

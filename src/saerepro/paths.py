@@ -21,8 +21,7 @@ def corpus_tag(cfg: Config) -> str:
     if cfg.corpus.split != "train":
         source += f"-{cfg.corpus.split}"
     source = re.sub(r"[^A-Za-z0-9]+", "-", source).strip("-")
-    return (f"{source}-ctx{cfg.corpus.context_size}-n{cfg.corpus.train_tokens}"
-            f"-e{cfg.corpus.eval_fraction:g}")
+    return f"{source}-ctx{cfg.corpus.context_size}-n{cfg.corpus.train_tokens}-e{cfg.corpus.eval_fraction:g}"
 
 
 def model_dir(cfg: Config) -> str:
@@ -56,6 +55,11 @@ FIGURES = "figures"
 
 
 def fill(pattern: str, run: Run) -> str:
-    return pattern.format(model=run.model, layer=run.layer, site=run.site,
-                          architecture=run.architecture,
-                          coefficient=format_coefficient(run.coefficient), seed=run.seed)
+    return pattern.format(
+        model=run.model,
+        layer=run.layer,
+        site=run.site,
+        architecture=run.architecture,
+        coefficient=format_coefficient(run.coefficient),
+        seed=run.seed,
+    )

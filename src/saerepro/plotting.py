@@ -36,33 +36,33 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 
-from .pareto import pareto_frontier  # noqa: E402
-from .sites import SITES  # noqa: E402
-from .tables import ARCHITECTURES  # noqa: E402
+from .pareto import pareto_frontier
+from .sites import SITES
+from .tables import ARCHITECTURES
 
 __all__ = [
-    "ArchStyle",
     "ARCH_STYLES",
-    "SITE_LABELS",
     "FIGURES",
+    "SITE_LABELS",
+    "ArchStyle",
     "FigureDataError",
     "arch_style",
-    "save_figure",
-    "plot_pareto_headline",
-    "plot_pareto_grid",
-    "plot_shrinkage",
-    "plot_gated_ablations",
+    "make_all_figures",
     "plot_baseline_rescale_shift",
     "plot_delta_lm_loss",
+    "plot_gated_ablations",
     "plot_half_l0",
-    "make_all_figures",
+    "plot_pareto_grid",
+    "plot_pareto_headline",
+    "plot_shrinkage",
+    "save_figure",
 ]
 
 
@@ -178,8 +178,18 @@ def _site_list(df: pd.DataFrame, sites: Sequence[str] | None) -> list[str]:
 
 
 def _no_data(ax: plt.Axes, text: str = "no data") -> None:
-    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="0.45",
-            fontsize=11, style="italic", gid="no_data")
+    ax.text(
+        0.5,
+        0.5,
+        text,
+        transform=ax.transAxes,
+        ha="center",
+        va="center",
+        color="0.45",
+        fontsize=11,
+        style="italic",
+        gid="no_data",
+    )
     ax.tick_params(left=False, bottom=False, labelleft=False, labelbottom=False)
     ax.grid(False)
 
@@ -216,16 +226,20 @@ def _positive_l0(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["l0"].astype(float) > 0]
 
 
-def _missing_note(ax: plt.Axes, archs: Sequence[str], panel: pd.DataFrame, fig_data: pd.DataFrame,
-                  loc: str = "lower right") -> None:
+def _missing_note(
+    ax: plt.Axes, archs: Sequence[str], panel: pd.DataFrame, fig_data: pd.DataFrame, loc: str = "lower right"
+) -> None:
     """Name the architectures drawn elsewhere in the figure but absent from this panel."""
     in_fig, in_panel = set(fig_data["architecture"]), set(panel["architecture"])
     missing = [arch_style(a).label for a in archs if a in in_fig and a not in in_panel]
     if not missing:
         return
     # in the panel's title, outside the axes: a note inside them could hide points
-    ax.set_title(f"{ax.get_title()}\n(no data: {', '.join(missing)})", fontsize=plt.rcParams["axes.titlesize"],
-                 gid="missing_archs")
+    ax.set_title(
+        f"{ax.get_title()}\n(no data: {', '.join(missing)})",
+        fontsize=plt.rcParams["axes.titlesize"],
+        gid="missing_archs",
+    )
 
 
 def _legend(fig: plt.Figure, archs: Sequence[str], present: set[str], extra: Sequence[Line2D] = ()) -> None:
@@ -238,8 +252,15 @@ def _legend(fig: plt.Figure, archs: Sequence[str], present: set[str], extra: Seq
         st = arch_style(a)
         has = a in present
         handles.append(
-            Line2D([], [], color=st.color, marker=st.marker, linestyle=st.linestyle, alpha=1.0 if has else 0.35,
-                   label=st.label if has else f"{st.label} (no data)")
+            Line2D(
+                [],
+                [],
+                color=st.color,
+                marker=st.marker,
+                linestyle=st.linestyle,
+                alpha=1.0 if has else 0.35,
+                label=st.label if has else f"{st.label} (no data)",
+            )
         )
     handles += list(extra)
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4), frameon=False)
@@ -251,19 +272,37 @@ def _error_bars(ax, pts: pd.DataFrame, x: str, y: str, color: str, gid: str, alp
     yerr = pts[f"{y}_se"].to_numpy(dtype=float) if f"{y}_se" in pts else None
     if xerr is None and yerr is None:
         return
-    ax.errorbar(pts[x].to_numpy(dtype=float), pts[y].to_numpy(dtype=float), xerr=xerr, yerr=yerr,
-                fmt="none", ecolor=color, elinewidth=1.0, capsize=2, alpha=alpha, gid=gid)
+    ax.errorbar(
+        pts[x].to_numpy(dtype=float),
+        pts[y].to_numpy(dtype=float),
+        xerr=xerr,
+        yerr=yerr,
+        fmt="none",
+        ecolor=color,
+        elinewidth=1.0,
+        capsize=2,
+        alpha=alpha,
+        gid=gid,
+    )
 
 
 def _draw_points_and_frontier(ax, pts: pd.DataFrame, arch: str, y: str, maximize_y: bool) -> None:
     """Markers for every SAE with ±1 SE bars, the (L0, y) Pareto frontier joined by a line on top."""
     st = arch_style(arch)
-    ax.scatter(pts["l0"], pts[y], color=st.color, marker=st.marker, s=22, alpha=0.6, linewidths=0,
-               gid=f"points:{arch}")
+    ax.scatter(pts["l0"], pts[y], color=st.color, marker=st.marker, s=22, alpha=0.6, linewidths=0, gid=f"points:{arch}")
     _error_bars(ax, pts, "l0", y, st.color, gid=f"errors:{arch}")
     fr = pareto_frontier(pts, "l0", y, minimize_x=True, maximize_y=maximize_y)
-    ax.plot(fr["l0"].to_numpy(dtype=float), fr[y].to_numpy(dtype=float), color=st.color, marker=st.marker,
-            markersize=5, linestyle=st.linestyle, linewidth=1.6, label=st.label, gid=f"frontier:{arch}")
+    ax.plot(
+        fr["l0"].to_numpy(dtype=float),
+        fr[y].to_numpy(dtype=float),
+        color=st.color,
+        marker=st.marker,
+        markersize=5,
+        linestyle=st.linestyle,
+        linewidth=1.6,
+        label=st.label,
+        gid=f"frontier:{arch}",
+    )
 
 
 def _styled(func: Callable) -> Callable:
@@ -296,10 +335,11 @@ def _pareto_row(
     layer = _select_layer(sel if not sel.empty else d, layer, fig_name)
     d = _positive_l0(sel[sel["layer"] == layer])
     site_list = _site_list(df[df["model"] == model], sites)
-    fig, axes = plt.subplots(1, len(site_list), figsize=(3.6 * len(site_list), 3.4), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        1, len(site_list), figsize=(3.6 * len(site_list), 3.4), squeeze=False, layout="constrained"
+    )
     present: set[str] = set()
-    for ax, site in zip(axes[0], site_list):
+    for ax, site in zip(axes[0], site_list, strict=False):
         ds = d[d["site"] == site]
         ax.set_title(SITE_LABELS.get(site, site))
         if ds.empty:
@@ -344,12 +384,27 @@ def plot_pareto_headline(
     (pass the configured headline layer). ``model`` may be omitted if the table holds one model.
     Needs columns model, layer, site, architecture, l0, loss_recovered.
     """
-    return _pareto_row(df, stem, fig_name="fig1_pareto_headline", archs=("gated", "baseline"),
-                       title="Gated vs baseline", model=model, layer=layer, sites=sites)
+    return _pareto_row(
+        df,
+        stem,
+        fig_name="fig1_pareto_headline",
+        archs=("gated", "baseline"),
+        title="Gated vs baseline",
+        model=model,
+        layer=layer,
+        sites=sites,
+    )
 
 
-def _layer_site_grid(df: pd.DataFrame, fig_name: str, columns: Sequence[str], model: str | None,
-                     sites: Sequence[str] | None, architectures: Sequence[str], row_height: float):
+def _layer_site_grid(
+    df: pd.DataFrame,
+    fig_name: str,
+    columns: Sequence[str],
+    model: str | None,
+    sites: Sequence[str] | None,
+    architectures: Sequence[str],
+    row_height: float,
+):
     """Shared set-up of the layers × sites figures: (model, data, sites, layers, figure, axes, cells)
     where ``cells`` yields (i, j, layer, site, ax, panel data) with the site titles set."""
     _require(df, ["model", "layer", "site", "architecture", "l0", *columns], fig_name)
@@ -358,8 +413,13 @@ def _layer_site_grid(df: pd.DataFrame, fig_name: str, columns: Sequence[str], mo
     site_list = _site_list(d, sites)
     layers = sorted(int(v) for v in d["layer"].unique())
     d = _positive_l0(d[d["architecture"].isin(architectures)])
-    fig, axes = plt.subplots(len(layers), len(site_list), figsize=(3.4 * len(site_list), row_height * len(layers) + 0.7),
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        len(layers),
+        len(site_list),
+        figsize=(3.4 * len(site_list), row_height * len(layers) + 0.7),
+        squeeze=False,
+        layout="constrained",
+    )
 
     def cells():
         for i, layer in enumerate(layers):
@@ -386,10 +446,11 @@ def plot_pareto_grid(
     One model per figure; every SAE a faint marker, each architecture's frontier joined.
     Needs columns model, layer, site, architecture, l0, loss_recovered.
     """
-    model, d, layers, fig, axes, cells = _layer_site_grid(df, "fig12_pareto_grid", ["loss_recovered"], model, sites,
-                                                          architectures, row_height=2.7)
+    model, d, layers, fig, axes, cells = _layer_site_grid(
+        df, "fig12_pareto_grid", ["loss_recovered"], model, sites, architectures, row_height=2.7
+    )
     present: set[str] = set()
-    for i, j, layer, site, ax, ds in cells:
+    for i, j, layer, _site, ax, ds in cells:
         if ds.empty:
             _no_data(ax)
         else:
@@ -435,8 +496,9 @@ def plot_shrinkage(
     sel = d[d["architecture"].isin(architectures)]
     layer = _select_layer(sel if not sel.empty else d, layer, fig_name)
     d = _positive_l0(sel[sel["layer"] == layer])
-    fig, axes = plt.subplots(2, len(site_list), figsize=(3.6 * len(site_list), 6.0), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        2, len(site_list), figsize=(3.6 * len(site_list), 6.0), squeeze=False, layout="constrained"
+    )
     present: set[str] = set()
     for i, metric in enumerate(("gamma", "gamma_c")):
         for j, site in enumerate(site_list):
@@ -455,9 +517,17 @@ def plot_shrinkage(
                     continue
                 present.add(arch)
                 st = arch_style(arch)
-                ax.plot(pts["l0"].to_numpy(dtype=float), pts[metric].to_numpy(dtype=float), color=st.color,
-                        marker=st.marker, markersize=5, linestyle=st.linestyle, linewidth=1.4, label=st.label,
-                        gid=f"{metric}:{arch}")
+                ax.plot(
+                    pts["l0"].to_numpy(dtype=float),
+                    pts[metric].to_numpy(dtype=float),
+                    color=st.color,
+                    marker=st.marker,
+                    markersize=5,
+                    linestyle=st.linestyle,
+                    linewidth=1.4,
+                    label=st.label,
+                    gid=f"{metric}:{arch}",
+                )
                 _error_bars(ax, pts, "l0", metric, st.color, gid=f"errors:{metric}:{arch}")
             ax.axhline(1.0, color="0.15", linestyle="--", linewidth=1.3, gid="gamma_one", zorder=1.5)
             _missing_note(ax, architectures, ds, d)
@@ -483,10 +553,16 @@ def plot_gated_ablations(
     """Fig. 8 analogue: Pareto frontiers of gated vs gated_unfrozen_decoder, gated_no_rmag,
     gated_untied and gated_strict_aux (L0 vs loss recovered), one panel per site at one layer.
     Needs columns model, layer, site, architecture, l0, loss_recovered."""
-    return _pareto_row(df, stem, fig_name="fig8_ablations",
-                       archs=("gated", "gated_unfrozen_decoder", "gated_no_rmag", "gated_untied",
-                              "gated_strict_aux"),
-                       title="Gated SAE ablations", model=model, layer=layer, sites=sites)
+    return _pareto_row(
+        df,
+        stem,
+        fig_name="fig8_ablations",
+        archs=("gated", "gated_unfrozen_decoder", "gated_no_rmag", "gated_untied", "gated_strict_aux"),
+        title="Gated SAE ablations",
+        model=model,
+        layer=layer,
+        sites=sites,
+    )
 
 
 @_styled
@@ -501,9 +577,16 @@ def plot_baseline_rescale_shift(
     """Fig. 9 analogue: Pareto frontiers of baseline vs baseline_rescale_shift vs gated
     (L0 vs loss recovered), one panel per site at one layer.
     Needs columns model, layer, site, architecture, l0, loss_recovered."""
-    return _pareto_row(df, stem, fig_name="fig9_rescale_shift",
-                       archs=("baseline", "baseline_rescale_shift", "gated"),
-                       title="Baseline + rescale & shift vs baseline and gated", model=model, layer=layer, sites=sites)
+    return _pareto_row(
+        df,
+        stem,
+        fig_name="fig9_rescale_shift",
+        archs=("baseline", "baseline_rescale_shift", "gated"),
+        title="Baseline + rescale & shift vs baseline and gated",
+        model=model,
+        layer=layer,
+        sites=sites,
+    )
 
 
 @_styled
@@ -520,9 +603,19 @@ def plot_delta_lm_loss(
     JumpReLU; each architecture's frontier (min L0, min ΔLM loss) joined. A panel whose ΔLM losses
     are not all positive falls back to a linear y axis.
     Needs columns model, layer, site, architecture, l0, delta_lm_loss."""
-    return _pareto_row(df, stem, fig_name="delta_lm_loss_all", archs=tuple(architectures),
-                       title="ΔLM loss vs L0, all architectures", model=model, layer=layer, sites=sites,
-                       y="delta_lm_loss", maximize_y=False, log_y=True)
+    return _pareto_row(
+        df,
+        stem,
+        fig_name="delta_lm_loss_all",
+        archs=tuple(architectures),
+        title="ΔLM loss vs L0, all architectures",
+        model=model,
+        layer=layer,
+        sites=sites,
+        y="delta_lm_loss",
+        maximize_y=False,
+        log_y=True,
+    )
 
 
 @_styled
@@ -539,9 +632,19 @@ def plot_nmse(
     each architecture's frontier (min L0, min NMSE) joined. NMSE is the fraction of variance
     unexplained; on Gemma's residual and MLP outputs a few massive dimensions dominate the variance,
     so read it beside loss recovered. Needs columns model, layer, site, architecture, l0, nmse."""
-    return _pareto_row(df, stem, fig_name="nmse_frontier", archs=tuple(architectures),
-                       title="NMSE vs L0, all architectures", model=model, layer=layer, sites=sites,
-                       y="nmse", maximize_y=False, log_y=True)
+    return _pareto_row(
+        df,
+        stem,
+        fig_name="nmse_frontier",
+        archs=tuple(architectures),
+        title="NMSE vs L0, all architectures",
+        model=model,
+        layer=layer,
+        sites=sites,
+        y="nmse",
+        maximize_y=False,
+        log_y=True,
+    )
 
 
 @_styled
@@ -565,10 +668,11 @@ def plot_dead_latents(
     sel = d[d["architecture"].isin(architectures)]
     layer = _select_layer(sel if not sel.empty else d, layer, fig_name)
     d = _positive_l0(sel[sel["layer"] == layer])
-    fig, axes = plt.subplots(1, len(site_list), figsize=(3.6 * len(site_list), 3.4), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        1, len(site_list), figsize=(3.6 * len(site_list), 3.4), squeeze=False, layout="constrained"
+    )
     present: set[str] = set()
-    for ax, site in zip(axes[0], site_list):
+    for ax, site in zip(axes[0], site_list, strict=False):
         ds = d[d["site"] == site]
         ax.set_title(SITE_LABELS.get(site, site))
         if ds.empty:
@@ -580,8 +684,16 @@ def plot_dead_latents(
                 continue
             present.add(arch)
             st = arch_style(arch)
-            ax.plot(pts["l0"].to_numpy(dtype=float), 1 - pts["alive_frac"].to_numpy(dtype=float), color=st.color,
-                    marker=st.marker, markersize=5, linestyle=st.linestyle, linewidth=1.4, gid=f"dead:{arch}")
+            ax.plot(
+                pts["l0"].to_numpy(dtype=float),
+                1 - pts["alive_frac"].to_numpy(dtype=float),
+                color=st.color,
+                marker=st.marker,
+                markersize=5,
+                linestyle=st.linestyle,
+                linewidth=1.4,
+                gid=f"dead:{arch}",
+            )
         _log_axis(ax, "x", ds["l0"])
         ax.set_ylim(-0.03, 1.03)
         ax.set_xlabel(_LABELS["l0"])
@@ -605,8 +717,9 @@ def plot_gamma_grid(
     layer (rows) and site (columns) of the table; dashed line at γ = 1 (no shrinkage).
     ``gid="<metric>:<arch>:<layer>:<site>"``. Needs columns model, layer, site, architecture, l0,
     gamma, gamma_c."""
-    model, d, layers, fig, axes, cells = _layer_site_grid(df, "fig14_gamma_grid", ["gamma", "gamma_c"], model, sites,
-                                                          architectures, row_height=2.8)
+    model, d, layers, fig, axes, cells = _layer_site_grid(
+        df, "fig14_gamma_grid", ["gamma", "gamma_c"], model, sites, architectures, row_height=2.8
+    )
     present: set[str] = set()
     for i, j, layer, site, ax, ds in cells:
         if j == 0:
@@ -621,18 +734,37 @@ def plot_gamma_grid(
             present.add(arch)
             st = arch_style(arch)
             x = pts["l0"].to_numpy(dtype=float)
-            ax.plot(x, pts["gamma"].to_numpy(dtype=float), color=st.color, marker=st.marker, markersize=5,
-                    linestyle="-", linewidth=1.4, gid=f"gamma:{arch}:{layer}:{site}")
-            ax.plot(x, pts["gamma_c"].to_numpy(dtype=float), color=st.color, marker=st.marker, markersize=5,
-                    markerfacecolor="white", linestyle=":", linewidth=1.4, gid=f"gamma_c:{arch}:{layer}:{site}")
+            ax.plot(
+                x,
+                pts["gamma"].to_numpy(dtype=float),
+                color=st.color,
+                marker=st.marker,
+                markersize=5,
+                linestyle="-",
+                linewidth=1.4,
+                gid=f"gamma:{arch}:{layer}:{site}",
+            )
+            ax.plot(
+                x,
+                pts["gamma_c"].to_numpy(dtype=float),
+                color=st.color,
+                marker=st.marker,
+                markersize=5,
+                markerfacecolor="white",
+                linestyle=":",
+                linewidth=1.4,
+                gid=f"gamma_c:{arch}:{layer}:{site}",
+            )
         ax.axhline(1.0, color="0.15", linestyle="--", linewidth=1.2, zorder=1.5)
         _log_axis(ax, "x", ds["l0"])
         if i == len(layers) - 1:
             ax.set_xlabel(_LABELS["l0"])
     fig.suptitle(f"Shrinkage at every layer and site — {model}")
-    extra = [Line2D([], [], color="0.3", marker="o", linestyle="-", label=r"$\gamma$"),
-             Line2D([], [], color="0.3", marker="o", markerfacecolor="white", linestyle=":", label=r"$\gamma_c$"),
-             Line2D([], [], color="0.15", linestyle="--", label="no shrinkage")]
+    extra = [
+        Line2D([], [], color="0.3", marker="o", linestyle="-", label=r"$\gamma$"),
+        Line2D([], [], color="0.3", marker="o", markerfacecolor="white", linestyle=":", label=r"$\gamma_c$"),
+        Line2D([], [], color="0.15", linestyle="--", label="no shrinkage"),
+    ]
     _legend(fig, architectures, present, extra=extra)
     save_figure(fig, stem)
     return fig
@@ -664,8 +796,13 @@ def plot_half_l0(
     all_layers = sorted(int(v) for v in half["layer"].unique())
     cmap = plt.get_cmap("viridis")
     colors = {L: cmap(k / max(len(all_layers) - 1, 1) * 0.9) for k, L in enumerate(all_layers)}
-    fig, axes = plt.subplots(len(models), len(site_list), figsize=(3.6 * len(site_list), 3.0 * len(models) + 0.7),
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        len(models),
+        len(site_list),
+        figsize=(3.6 * len(site_list), 3.0 * len(models) + 0.7),
+        squeeze=False,
+        layout="constrained",
+    )
     all_levels = sorted(float(v) for v in half["level"].unique())
     pad = 0.05 * (all_levels[-1] - all_levels[0]) if len(all_levels) > 1 else 0.01
     used_layers: set[int] = set()
@@ -681,12 +818,25 @@ def plot_half_l0(
             for layer, g in ds.groupby("layer", sort=True):
                 g = g.sort_values("level")
                 used_layers.add(int(layer))
-                ax.plot(g["level"].to_numpy(dtype=float), g["ratio"].to_numpy(dtype=float), marker="o",
-                        markersize=5, color=colors[int(layer)], linewidth=1.4, gid=f"ratio:{model}:{int(layer)}")
+                ax.plot(
+                    g["level"].to_numpy(dtype=float),
+                    g["ratio"].to_numpy(dtype=float),
+                    marker="o",
+                    markersize=5,
+                    color=colors[int(layer)],
+                    linewidth=1.4,
+                    gid=f"ratio:{model}:{int(layer)}",
+                )
                 if {"ci_low", "ci_high"} <= set(g.columns) and np.isfinite(g["ci_low"].to_numpy(dtype=float)).any():
-                    ax.fill_between(g["level"].to_numpy(dtype=float), g["ci_low"].to_numpy(dtype=float),
-                                    g["ci_high"].to_numpy(dtype=float), color=colors[int(layer)], alpha=0.18,
-                                    linewidth=0, gid=f"ratio_ci:{model}:{int(layer)}")
+                    ax.fill_between(
+                        g["level"].to_numpy(dtype=float),
+                        g["ci_low"].to_numpy(dtype=float),
+                        g["ci_high"].to_numpy(dtype=float),
+                        color=colors[int(layer)],
+                        alpha=0.18,
+                        linewidth=0,
+                        gid=f"ratio_ci:{model}:{int(layer)}",
+                    )
             ax.axhline(1.0, color="0.15", linestyle=":", linewidth=1.3, gid="ratio_one", zorder=1.5)
             ax.axhline(2.0, color="0.15", linestyle="--", linewidth=1.3, gid="ratio_two", zorder=1.5)
             top = np.nanmax(ds["ratio"].to_numpy(dtype=float))
@@ -698,15 +848,25 @@ def plot_half_l0(
             defined = ds.groupby("level")["ratio"].apply(lambda r: np.isfinite(r.to_numpy(dtype=float)).any())
             undefined = [lv for lv in all_levels if not defined.get(lv, False)]
             if undefined:
-                ax.text(0.02, 0.03, "no ratio at " + ", ".join(f"{v:g}" for v in undefined)
-                        + "\n(level outside a frontier)", transform=ax.transAxes, fontsize=7.5, color="0.35",
-                        ha="left", va="bottom", gid="undefined_levels")
+                ax.text(
+                    0.02,
+                    0.03,
+                    "no ratio at " + ", ".join(f"{v:g}" for v in undefined) + "\n(level outside a frontier)",
+                    transform=ax.transAxes,
+                    fontsize=7.5,
+                    color="0.35",
+                    ha="left",
+                    va="bottom",
+                    gid="undefined_levels",
+                )
             ax.set_xlabel("Loss recovered level")
             if j == 0:
                 ax.set_ylabel("L0 baseline / L0 gated")
     handles = [Line2D([], [], color=colors[L], marker="o", label=f"layer {L}") for L in sorted(used_layers)]
-    handles += [Line2D([], [], color="0.15", linestyle=":", linewidth=1.3, label="parity (ratio 1)"),
-                Line2D([], [], color="0.15", linestyle="--", linewidth=1.3, label="half the L0 (ratio 2)")]
+    handles += [
+        Line2D([], [], color="0.15", linestyle=":", linewidth=1.3, label="parity (ratio 1)"),
+        Line2D([], [], color="0.15", linestyle="--", linewidth=1.3, label="half the L0 (ratio 2)"),
+    ]
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5), frameon=False)
     fig.suptitle("L0 baseline needs ÷ L0 gated needs, at equal loss recovered")
     save_figure(fig, stem)
@@ -726,11 +886,15 @@ def plot_learning_curve(table: pd.DataFrame, stem: str | Path, *, sites: Sequenc
     from .learning_curve import flattening
 
     fig_name = "learning_curve"
-    _require(table, ["site", "architecture", "coefficient", "budget_tokens", "loss_recovered",
-                     "loss_recovered_se", "l0"], fig_name)
+    _require(
+        table,
+        ["site", "architecture", "coefficient", "budget_tokens", "loss_recovered", "loss_recovered_se", "l0"],
+        fig_name,
+    )
     site_list = _site_list(table, sites)
-    fig, axes = plt.subplots(2, len(site_list), figsize=(3.8 * len(site_list), 6.0), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        2, len(site_list), figsize=(3.8 * len(site_list), 6.0), squeeze=False, layout="constrained"
+    )
     flat = flattening(table)
     present: set[str] = set()
     archs = [a for a in ARCHITECTURES if a in set(table["architecture"])]
@@ -749,16 +913,34 @@ def plot_learning_curve(table: pd.DataFrame, stem: str | Path, *, sites: Sequenc
             x = g["budget_tokens"].to_numpy(dtype=float)
             for i, metric in enumerate(("loss_recovered", "l0")):
                 ax = axes[i, j]
-                ax.plot(x, g[metric].to_numpy(dtype=float), color=st.color, marker=st.marker, markersize=5,
-                        linestyle=st.linestyle, linewidth=1.4, gid=f"curve:{metric}:{arch}:{coef:g}")
+                ax.plot(
+                    x,
+                    g[metric].to_numpy(dtype=float),
+                    color=st.color,
+                    marker=st.marker,
+                    markersize=5,
+                    linestyle=st.linestyle,
+                    linewidth=1.4,
+                    gid=f"curve:{metric}:{arch}:{coef:g}",
+                )
                 _error_bars(ax, g, "budget_tokens", metric, st.color, gid=f"errors:{metric}:{arch}:{coef:g}")
             f = flat[(flat["site"] == site) & (flat["architecture"] == arch)]
             if not f.empty:
                 r = f.iloc[0]
-                notes.append(f"{st.label} λ={coef:g}: {r['change']:+.3f} ± {r['change_se']:.3f}"
-                             f"{' (flat)' if r['flat'] else ''}")
-        axes[0, j].text(0.98, 0.03, "last step:\n" + "\n".join(notes), transform=axes[0, j].transAxes,
-                        fontsize=7, ha="right", va="bottom", color="0.25", gid="flattening")
+                notes.append(
+                    f"{st.label} λ={coef:g}: {r['change']:+.3f} ± {r['change_se']:.3f}{' (flat)' if r['flat'] else ''}"
+                )
+        axes[0, j].text(
+            0.98,
+            0.03,
+            "last step:\n" + "\n".join(notes),
+            transform=axes[0, j].transAxes,
+            fontsize=7,
+            ha="right",
+            va="bottom",
+            color="0.25",
+            gid="flattening",
+        )
         for i in range(2):
             axes[i, j].set_xscale("log")
             axes[i, j].set_xlabel("Training tokens per SAE (log scale)")
@@ -774,8 +956,9 @@ def plot_learning_curve(table: pd.DataFrame, stem: str | Path, *, sites: Sequenc
 
 
 @_styled
-def plot_inference_opt(table: pd.DataFrame, stem: str | Path, *, layer: int | None = None,
-                       sites: Sequence[str] | None = None) -> plt.Figure:
+def plot_inference_opt(
+    table: pd.DataFrame, stem: str | Path, *, layer: int | None = None, sites: Sequence[str] | None = None
+) -> plt.Figure:
     """Figs. 10–11 analogue: L0 vs loss recovered of the SAEs' own encoders (solid frontiers) and of
     gradient-pursuit codes on their frozen decoders (dashed frontiers, ``gid="pursuit:<arch>"``),
     gated vs baseline, one panel per site; ±1 SE bars. A better dictionary shows as a higher dashed
@@ -787,10 +970,11 @@ def plot_inference_opt(table: pd.DataFrame, stem: str | Path, *, layer: int | No
     d = _positive_l0(table[table["layer"] == layer])
     site_list = _site_list(d, sites)
     archs = ("gated", "baseline")
-    fig, axes = plt.subplots(1, len(site_list), figsize=(3.8 * len(site_list), 3.6), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        1, len(site_list), figsize=(3.8 * len(site_list), 3.6), squeeze=False, layout="constrained"
+    )
     present: set[str] = set()
-    for ax, site in zip(axes[0], site_list):
+    for ax, site in zip(axes[0], site_list, strict=False):
         ds = d[d["site"] == site]
         ax.set_title(SITE_LABELS.get(site, site))
         if ds.empty:
@@ -803,17 +987,34 @@ def plot_inference_opt(table: pd.DataFrame, stem: str | Path, *, layer: int | No
                 if pts.empty:
                     continue
                 present.add(arch)
-                ax.scatter(pts["l0"], pts["loss_recovered"], color=st.color, marker=st.marker, s=18,
-                           alpha=0.6 if own else 0.35, linewidths=0)
+                ax.scatter(
+                    pts["l0"],
+                    pts["loss_recovered"],
+                    color=st.color,
+                    marker=st.marker,
+                    s=18,
+                    alpha=0.6 if own else 0.35,
+                    linewidths=0,
+                )
                 _error_bars(ax, pts, "l0", "loss_recovered", st.color, gid=f"errors:{gid}:{arch}", alpha=0.4)
                 fr = pareto_frontier(pts, "l0", "loss_recovered")
-                ax.plot(fr["l0"].to_numpy(dtype=float), fr["loss_recovered"].to_numpy(dtype=float), color=st.color,
-                        marker=st.marker, markersize=4, linestyle=style, linewidth=1.5, gid=f"{gid}:{arch}")
+                ax.plot(
+                    fr["l0"].to_numpy(dtype=float),
+                    fr["loss_recovered"].to_numpy(dtype=float),
+                    color=st.color,
+                    marker=st.marker,
+                    markersize=4,
+                    linestyle=style,
+                    linewidth=1.5,
+                    gid=f"{gid}:{arch}",
+                )
         _log_axis(ax, "x", ds["l0"])
         ax.set_xlabel(_LABELS["l0"])
         ax.set_ylabel(_LABELS["loss_recovered"])
-    extra = [Line2D([], [], color="0.3", linestyle="-", label="own encoder"),
-             Line2D([], [], color="0.3", linestyle="--", label="gradient pursuit on the frozen decoder")]
+    extra = [
+        Line2D([], [], color="0.3", linestyle="-", label="own encoder"),
+        Line2D([], [], color="0.3", linestyle="--", label="gradient pursuit on the frozen decoder"),
+    ]
     fig.suptitle(f"Inference-time optimisation — layer {layer}")
     _legend(fig, archs, present, extra=extra)
     save_figure(fig, stem)

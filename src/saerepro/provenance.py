@@ -35,8 +35,7 @@ from importlib import metadata
 from pathlib import Path
 
 #: Config fields that are sweep axes or locations, not settings: left out of the hash.
-SWEEP_FIELDS = ("layers", "sites", "seeds", "architectures", "headline_layer", "resources_dir",
-                "allow_mixed_configs")
+SWEEP_FIELDS = ("layers", "sites", "seeds", "architectures", "headline_layer", "resources_dir", "allow_mixed_configs")
 
 #: Packages whose versions can change a number in the table.
 PACKAGES = ("saerepro", "torch", "numpy", "sae-lens", "transformer-lens", "transformers")
@@ -107,10 +106,16 @@ def git_commit() -> str:
     tracked files, or ``unknown`` outside a git checkout (e.g. an installed wheel)."""
     repo = Path(__file__).resolve().parents[2]
     try:
-        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{head}-dirty" if dirty else head
@@ -206,15 +211,19 @@ def stale_reasons(rows, cfg, repo, paths=METRIC_MOVING_PATHS) -> list[str]:
     hashes = Counter(str(r.get("config_hash")) for r in records)
     for h, n in sorted(hashes.items()):
         if h != expected:
-            reasons.append(f"{n} of {len(records)} row(s) have config_hash {h}, but the current code "
-                           f"computes {expected} from the config")
+            reasons.append(
+                f"{n} of {len(records)} row(s) have config_hash {h}, but the current code "
+                f"computes {expected} from the config"
+            )
     commits = Counter(str(r.get("git_commit")) for r in records)
     for commit, n in sorted(commits.items()):
         where = f"{n} of {len(records)} row(s)"
         base = commit.removesuffix("-dirty")
         if commit != base:
-            reasons.append(f"{where} were made from uncommitted code (git_commit {commit}): their "
-                           "numbers cannot be traced to a commit")
+            reasons.append(
+                f"{where} were made from uncommitted code (git_commit {commit}): their "
+                "numbers cannot be traced to a commit"
+            )
         if base in ("unknown", "none", "nan", ""):
             reasons.append(f"{where} record no git commit ({commit!r})")
             continue
@@ -231,10 +240,12 @@ def stale_reasons(rows, cfg, repo, paths=METRIC_MOVING_PATHS) -> list[str]:
         unchecked = [c for c in moving.stdout.split() if not _checked_neutral(repo, c, ledger)]
         if unchecked:
             diff = _git(repo, "diff", "--name-only", base, "HEAD", "--", *paths)
-            reasons.append(f"{where} were made at commit {base[:12]}; metric-moving file(s) changed "
-                           f"since: {', '.join(diff.stdout.split())} (in {len(unchecked)} commit(s) that "
-                           f"{NEUTRAL_LEDGER} does not record as checked metric-neutral: "
-                           f"{', '.join(c[:12] for c in unchecked)})")
+            reasons.append(
+                f"{where} were made at commit {base[:12]}; metric-moving file(s) changed "
+                f"since: {', '.join(diff.stdout.split())} (in {len(unchecked)} commit(s) that "
+                f"{NEUTRAL_LEDGER} does not record as checked metric-neutral: "
+                f"{', '.join(c[:12] for c in unchecked)})"
+            )
     return reasons
 
 
@@ -255,13 +266,29 @@ def _checked_neutral(repo, commit: str, ledger: list[dict]) -> bool:
     for e in ledger:
         if commit == e["base"]:
             continue
-        if (_git(repo, "merge-base", "--is-ancestor", e["base"], commit).returncode == 0
-                and _git(repo, "merge-base", "--is-ancestor", commit, e["head"]).returncode == 0):
+        if (
+            _git(repo, "merge-base", "--is-ancestor", e["base"], commit).returncode == 0
+            and _git(repo, "merge-base", "--is-ancestor", commit, e["head"]).returncode == 0
+        ):
             return True
     return False
 
 
-__all__ = ["HASH_NEUTRAL_DEFAULTS", "MACHINE_COLUMNS", "METRIC_MOVING_CODE", "METRIC_MOVING_PATHS",
-           "NEUTRAL_LEDGER", "PROVENANCE_COLUMNS", "SWEEP_FIELDS", "config_hash", "cpu_capability", "cpu_model",
-           "git_commit", "git_history_unavailable", "package_versions", "provenance", "read_neutral_ledger",
-           "stale_reasons"]
+__all__ = [
+    "HASH_NEUTRAL_DEFAULTS",
+    "MACHINE_COLUMNS",
+    "METRIC_MOVING_CODE",
+    "METRIC_MOVING_PATHS",
+    "NEUTRAL_LEDGER",
+    "PROVENANCE_COLUMNS",
+    "SWEEP_FIELDS",
+    "config_hash",
+    "cpu_capability",
+    "cpu_model",
+    "git_commit",
+    "git_history_unavailable",
+    "package_versions",
+    "provenance",
+    "read_neutral_ledger",
+    "stale_reasons",
+]

@@ -21,15 +21,17 @@ def job(snakemake):
     log_path = Path(snakemake.log[0])
     log_path.parent.mkdir(parents=True, exist_ok=True)
     # before the redirect: the console says where this job's progress bars and messages go
-    print(f"saerepro: {getattr(snakemake, 'rule', 'job')} is logging to {log_path} "
-          f"(tail -f it to follow the progress)", file=sys.stderr, flush=True)
+    print(
+        f"saerepro: {getattr(snakemake, 'rule', 'job')} is logging to {log_path} (tail -f it to follow the progress)",
+        file=sys.stderr,
+        flush=True,
+    )
     threads = getattr(snakemake, "threads", None)
     if threads:
         import torch
 
         torch.set_num_threads(int(threads))
-    with open(log_path, "a", buffering=1) as fh, \
-            contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
+    with open(log_path, "a", buffering=1) as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
         handler = logging.StreamHandler(fh)
         handler.setFormatter(_LOG_FORMAT)
         root = logging.getLogger()
@@ -72,4 +74,4 @@ def hook_point_of(path: str) -> tuple[int, str]:
     raise ValueError(f"no /L<layer>/<site>/ in {path}")
 
 
-__all__ = ["job", "hook_point_of", "logging_to"]
+__all__ = ["hook_point_of", "job", "logging_to"]

@@ -95,10 +95,21 @@ class LMActivations:
     :class:`~saerepro.training.ShuffledStream` calls) and ``np.asarray(a[...])``.
     """
 
-    def __init__(self, model, tokens: np.ndarray, layer: int, site: str, *, batch_size: int,
-                 scale: float, dtype: str = "float16", provisional: float | None = None,
-                 sample_limit: int | None = None, autocast_bf16: bool = False,
-                 progress: bool = False):
+    def __init__(
+        self,
+        model,
+        tokens: np.ndarray,
+        layer: int,
+        site: str,
+        *,
+        batch_size: int,
+        scale: float,
+        dtype: str = "float16",
+        provisional: float | None = None,
+        sample_limit: int | None = None,
+        autocast_bf16: bool = False,
+        progress: bool = False,
+    ):
         if tokens.ndim != 2 or tokens.shape[1] < 2:
             raise ValueError(f"tokens must be [n_sequences, ctx >= 2], got shape {tokens.shape}")
         self.model = model
@@ -130,7 +141,7 @@ class LMActivations:
 
     def lm_batch(self, b: int) -> np.ndarray:
         """Normalised rows of LM batch ``b`` as ``dtype`` (float32 math, then the rounding)."""
-        seqs = self.tokens[b * self.batch_size:(b + 1) * self.batch_size]
+        seqs = self.tokens[b * self.batch_size : (b + 1) * self.batch_size]
         start = time.perf_counter()
         with lm_autocast(self._device, self.autocast_bf16):
             act = capture(self.model, seqs, self.name, self.stop_at_layer)
@@ -199,8 +210,17 @@ class LMActivations:
 
 
 @torch.no_grad()
-def estimate_scale(model, tokens: np.ndarray, layer: int, site: str, *, batch_size: int,
-                   norm_tokens: int, autocast_bf16: bool = False, progress: bool = True) -> dict:
+def estimate_scale(
+    model,
+    tokens: np.ndarray,
+    layer: int,
+    site: str,
+    *,
+    batch_size: int,
+    norm_tokens: int,
+    autocast_bf16: bool = False,
+    progress: bool = True,
+) -> dict:
     """The normalisation of :func:`saerepro.activations.cache_activations`, on a first block.
 
     Runs the LM on the first whole LM batches (``batch_size`` sequences, from sequence 0) holding
@@ -220,24 +240,39 @@ def estimate_scale(model, tokens: np.ndarray, layer: int, site: str, *, batch_si
     start = time.perf_counter()
     for b in tqdm(range(n_batches), desc=f"norm {name}", unit="batch", disable=not progress, mininterval=2.0):
         with lm_autocast(device, autocast_bf16):
-            act = capture(model, tokens[b * batch_size:(b + 1) * batch_size], name, layer + 1)
+            act = capture(model, tokens[b * batch_size : (b + 1) * batch_size], name, layer + 1)
         sq = act.pow(2).sum(dim=1, dtype=torch.float64)
         sq_sum += float(sq.sum())
         n_rows += act.shape[0]
         if provisional is None:
             provisional = float(np.sqrt(d_in / float(sq.mean())))
     mean_sq = sq_sum / n_rows
-    return {"scale": float(np.sqrt(d_in / mean_sq)), "provisional": provisional,
-            "mean_sq_norm_model_units": mean_sq, "norm_rows": n_rows,
-            "lm_tokens": int(min(len(tokens), n_batches * batch_size) * tokens.shape[1]),
-            "lm_seconds": time.perf_counter() - start}
+    return {
+        "scale": float(np.sqrt(d_in / mean_sq)),
+        "provisional": provisional,
+        "mean_sq_norm_model_units": mean_sq,
+        "norm_rows": n_rows,
+        "lm_tokens": int(min(len(tokens), n_batches * batch_size) * tokens.shape[1]),
+        "lm_seconds": time.perf_counter() - start,
+    }
 
 
-def open_lm_source(model, tokens: np.ndarray, layer: int, site: str, *, batch_size: int,
-                   norm_tokens: int = 1_000_000, dtype: str = "float16",
-                   match_cache_rounding: bool = False, autocast_bf16: bool = False,
-                   model_name: str = "", input_hashes: dict | None = None,
-                   path: str | Path = "on_the_fly", progress: bool = True) -> ActivationCache:
+def open_lm_source(
+    model,
+    tokens: np.ndarray,
+    layer: int,
+    site: str,
+    *,
+    batch_size: int,
+    norm_tokens: int = 1_000_000,
+    dtype: str = "float16",
+    match_cache_rounding: bool = False,
+    autocast_bf16: bool = False,
+    model_name: str = "",
+    input_hashes: dict | None = None,
+    path: str | Path = "on_the_fly",
+    progress: bool = True,
+) -> ActivationCache:
     """An on-the-fly activation source for one hook point, usable wherever a cache is.
 
     Estimates the normalisation first (:func:`estimate_scale`); the returned object's ``meta``
@@ -245,11 +280,29 @@ def open_lm_source(model, tokens: np.ndarray, layer: int, site: str, *, batch_si
     on_the_fly``, and each SAE trained on it stores ``activation_scale`` in its metadata and
     train_info.json, where evaluation reads it.
     """
-    norm = estimate_scale(model, tokens, layer, site, batch_size=batch_size, norm_tokens=norm_tokens,
-                          autocast_bf16=autocast_bf16, progress=progress)
-    array = LMActivations(model, tokens, layer, site, batch_size=batch_size, scale=norm["scale"],
-                          dtype=dtype, provisional=norm["provisional"] if match_cache_rounding else None,
-                          sample_limit=norm["norm_rows"], autocast_bf16=autocast_bf16, progress=progress)
+    norm = estimate_scale(
+        model,
+        tokens,
+        layer,
+        site,
+        batch_size=batch_size,
+        norm_tokens=norm_tokens,
+        autocast_bf16=autocast_bf16,
+        progress=progress,
+    )
+    array = LMActivations(
+        model,
+        tokens,
+        layer,
+        site,
+        batch_size=batch_size,
+        scale=norm["scale"],
+        dtype=dtype,
+        provisional=norm["provisional"] if match_cache_rounding else None,
+        sample_limit=norm["norm_rows"],
+        autocast_bf16=autocast_bf16,
+        progress=progress,
+    )
     array.lm_tokens, array.lm_seconds = norm["lm_tokens"], norm["lm_seconds"]  # count the norm pass too
     n_rows, d_in = array.shape
     meta = {

@@ -27,30 +27,30 @@ from .provenance import PROVENANCE_COLUMNS
 from .sites import SITES
 
 __all__ = [
-    "KEY_COLUMNS",
-    "RUN_COLUMNS",
-    "METRIC_COLUMNS",
-    "SE_COLUMNS",
-    "PROVENANCE_COLUMNS",
-    "TIMING_COLUMNS",
     "ALL_COLUMNS",
     "ARCHITECTURES",
+    "KEY_COLUMNS",
+    "METRIC_COLUMNS",
     "PAPER_COLUMNS",
     "PARETO_COLUMN",
+    "PROVENANCE_COLUMNS",
+    "RUN_COLUMNS",
+    "SE_COLUMNS",
+    "TIMING_COLUMNS",
     "MetricsTableError",
-    "validate_metrics_table",
-    "read_metrics_table",
     "aggregate_seeds",
-    "paper_table",
     "format_table",
-    "table_to_markdown",
-    "table_to_latex",
-    "write_model_tables",
-    "half_l0_table",
     "half_l0_ratio_ci",
-    "write_half_l0_table",
+    "half_l0_table",
+    "paper_table",
+    "read_metrics_table",
     "slug",
     "synthetic_metrics_table",
+    "table_to_latex",
+    "table_to_markdown",
+    "validate_metrics_table",
+    "write_half_l0_table",
+    "write_model_tables",
 ]
 
 #: One row per SAE is identified by these columns.
@@ -163,7 +163,9 @@ def validate_metrics_table(df: pd.DataFrame) -> pd.DataFrame:
         raise MetricsTableError("invalid metrics table:\n  " + "\n  ".join(problems))
     dup = df.duplicated(list(KEY_COLUMNS), keep=False).to_numpy()
     if dup.any():
-        raise MetricsTableError(f"metrics table has {int(dup.sum())} rows with duplicate keys: {_describe_rows(df, dup)}")
+        raise MetricsTableError(
+            f"metrics table has {int(dup.sum())} rows with duplicate keys: {_describe_rows(df, dup)}"
+        )
     ranges = {
         "l0": (0.0, np.inf),
         "alive_frac": (0.0, 1.0),
@@ -358,8 +360,19 @@ def table_to_markdown(table: pd.DataFrame) -> str:
     return text
 
 
-_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "—": "--"}
+_LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "—": "--",
+}
 _LATEX_RE = re.compile("|".join(re.escape(k) for k in _LATEX_ESCAPES))
 
 
@@ -439,8 +452,13 @@ def half_l0_table(df: pd.DataFrame, levels: Sequence[float] = DEFAULT_LEVELS) ->
     return out.reset_index(drop=True)
 
 
-def half_l0_ratio_ci(agg: pd.DataFrame, levels: Sequence[float] = DEFAULT_LEVELS, n_boot: int = 300,
-                     seed: int = 0, coverage: float = 0.95) -> np.ndarray:
+def half_l0_ratio_ci(
+    agg: pd.DataFrame,
+    levels: Sequence[float] = DEFAULT_LEVELS,
+    n_boot: int = 300,
+    seed: int = 0,
+    coverage: float = 0.95,
+) -> np.ndarray:
     """Bootstrap interval [n_rows, 2] of each ratio of :func:`saerepro.pareto.half_l0` (same row order).
 
     Parametric bootstrap: each SAE's loss recovered and L0 are redrawn from normals with the
@@ -459,7 +477,8 @@ def half_l0_ratio_ci(agg: pd.DataFrame, levels: Sequence[float] = DEFAULT_LEVELS
     for b in range(n_boot):
         noisy = agg.assign(
             loss_recovered=agg["loss_recovered"] + rng.standard_normal(len(agg)) * agg["loss_recovered_se"],
-            l0=np.maximum(agg["l0"] + rng.standard_normal(len(agg)) * agg["l0_se"], 1e-6))
+            l0=np.maximum(agg["l0"] + rng.standard_normal(len(agg)) * agg["l0_se"], 1e-6),
+        )
         draws[b] = half_l0(noisy, levels)["ratio"].to_numpy(dtype=float)
     ok = np.isfinite(draws).mean(axis=0) >= 0.5
     if not ok.any():
@@ -481,11 +500,15 @@ def write_half_l0_table(df: pd.DataFrame, stem: str | Path, levels: Sequence[flo
     md.write_text(
         "# L0 needed to reach a given loss recovered (ratio = baseline / gated)\n\n" + table_to_markdown(table)
     )
-    tex.write_text(table_to_latex(table, caption="$L_0$ gated and baseline SAEs need to reach each loss-recovered "
-                                  "level, interpolated along their Pareto frontiers; ratio = baseline / gated.",
-                                  label="tab:half_l0"))
+    tex.write_text(
+        table_to_latex(
+            table,
+            caption="$L_0$ gated and baseline SAEs need to reach each loss-recovered "
+            "level, interpolated along their Pareto frontiers; ratio = baseline / gated.",
+            label="tab:half_l0",
+        )
+    )
     return [csv, md, tex]
-
 
 
 # --------------------------------------------------------------------------- synthetic data
@@ -532,7 +555,7 @@ def synthetic_metrics_table(
                     for lam in coefficients:
                         for seed in seeds:
                             noise = rng.normal(0, 0.04)
-                            l0 = 300.0 / lam ** 0.9 * (1 + 0.1 * rng.standard_normal()) * (1 + 0.03 * layer)
+                            l0 = 300.0 / lam**0.9 * (1 + 0.1 * rng.standard_normal()) * (1 + 0.03 * layer)
                             l0 = max(l0, 1.0)
                             lr_ = 1 - 1.2 / np.sqrt(l0 * m) * (1 + noise)
                             ce_sae = ce_clean + (1 - lr_) * gap
@@ -541,25 +564,41 @@ def synthetic_metrics_table(
                             fvu = 0.6 / np.sqrt(l0 * m)
                             rows.append(
                                 {
-                                    "model": model, "layer": int(layer), "site": site, "architecture": arch,
-                                    "coefficient": float(lam), "seed": int(seed), "width": 8192,
-                                    "tokens_trained": 50_000_000, "epochs": 1.0,
+                                    "model": model,
+                                    "layer": int(layer),
+                                    "site": site,
+                                    "architecture": arch,
+                                    "coefficient": float(lam),
+                                    "seed": int(seed),
+                                    "width": 8192,
+                                    "tokens_trained": 50_000_000,
+                                    "epochs": 1.0,
                                     "lr": 3e-4 if arch != "topk" else 2e-4,
-                                    "l0": float(l0), "loss_recovered": float(lr_),
-                                    "delta_lm_loss": float(ce_sae - ce_clean), "ce_clean": float(ce_clean),
-                                    "ce_sae": float(ce_sae), "ce_zero": float(ce_clean + gap),
-                                    "gamma": float(gamma), "gamma_c": float(gamma_c),
+                                    "l0": float(l0),
+                                    "loss_recovered": float(lr_),
+                                    "delta_lm_loss": float(ce_sae - ce_clean),
+                                    "ce_clean": float(ce_clean),
+                                    "ce_sae": float(ce_sae),
+                                    "ce_zero": float(ce_clean + gap),
+                                    "gamma": float(gamma),
+                                    "gamma_c": float(gamma_c),
                                     "alive_frac": float(np.clip(0.97 - 0.02 * np.log2(lam), 0, 1)),
-                                    "nmse": float(fvu), "kl": float(0.9 * (ce_sae - ce_clean)),
+                                    "nmse": float(fvu),
+                                    "kl": float(0.9 * (ce_sae - ce_clean)),
                                     "loss_recovered_bos_zeroed": float(lr_ - 0.05),
                                     "ce_zero_bos_zeroed": float(ce_clean + 1.05 * gap),
-                                    "l0_se": float(0.02 * l0), "loss_recovered_se": 0.01,
-                                    "gamma_se": 0.002, "gamma_c_se": 0.004,
+                                    "l0_se": float(0.02 * l0),
+                                    "loss_recovered_se": 0.01,
+                                    "gamma_se": 0.002,
+                                    "gamma_c_se": 0.004,
                                     "delta_lm_loss_se": float(0.03 * (ce_sae - ce_clean)),
                                     "kl_se": float(0.03 * (ce_sae - ce_clean)),
-                                    "loss_recovered_bos_zeroed_se": 0.01, "n_eval_sequences": 256,
-                                    "config_hash": "0" * 16, "git_commit": "synthetic",
-                                    "package_versions": "synthetic", "cache_sha256": "synthetic",
+                                    "loss_recovered_bos_zeroed_se": 0.01,
+                                    "n_eval_sequences": 256,
+                                    "config_hash": "0" * 16,
+                                    "git_commit": "synthetic",
+                                    "package_versions": "synthetic",
+                                    "cache_sha256": "synthetic",
                                 }
                             )
     return pd.DataFrame(rows, columns=list(ALL_COLUMNS))

@@ -39,9 +39,9 @@ stream and each stops at its own step count, which equals training it alone.
 from __future__ import annotations
 
 import csv
-import logging
 import io
 import json
+import logging
 import math
 import os
 import shutil
@@ -228,13 +228,24 @@ class TrainConfig:
             value = getattr(self, name)
             if not _finite(value) or value <= 0:
                 _bad(name, value, "a finite number > 0")
-        for name in ("lr_warmup_steps", "coefficient_warmup_steps", "checkpoint_every_steps", "seed",
-                     "resample_max_count"):
+        for name in (
+            "lr_warmup_steps",
+            "coefficient_warmup_steps",
+            "checkpoint_every_steps",
+            "seed",
+            "resample_max_count",
+        ):
             value = getattr(self, name)
             if not _is_int(value) or value < 0:
                 _bad(name, value, "an integer >= 0")
-        for name in ("batch_size", "shuffle_buffer_tokens", "shuffle_chunk_tokens",
-                     "log_every_steps", "resample_every_steps", "resample_n_inputs"):
+        for name in (
+            "batch_size",
+            "shuffle_buffer_tokens",
+            "shuffle_chunk_tokens",
+            "log_every_steps",
+            "resample_every_steps",
+            "resample_n_inputs",
+        ):
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
                 _bad(name, value, "an integer >= 1")
@@ -272,12 +283,18 @@ class TrainConfig:
         if self.resample and self.architecture != "baseline":
             _bad("resample", self.resample, "false unless architecture is 'baseline'")
         if self.coefficient_warmup_steps and self.architecture in ("topk", "baseline_rescale_shift"):
-            _bad("coefficient_warmup_steps", self.coefficient_warmup_steps,
-                 f"0 for architecture {self.architecture!r} (it has no sparsity penalty to warm up)")
+            _bad(
+                "coefficient_warmup_steps",
+                self.coefficient_warmup_steps,
+                f"0 for architecture {self.architecture!r} (it has no sparsity penalty to warm up)",
+            )
         if self.architecture == "baseline_rescale_shift":
             if not self.baseline_path:
-                _bad("baseline_path", self.baseline_path,
-                     "the directory of a trained 'baseline' SAE for architecture 'baseline_rescale_shift'")
+                _bad(
+                    "baseline_path",
+                    self.baseline_path,
+                    "the directory of a trained 'baseline' SAE for architecture 'baseline_rescale_shift'",
+                )
         elif self.baseline_path is not None:
             _bad("baseline_path", self.baseline_path, "None unless architecture is 'baseline_rescale_shift'")
         if not isinstance(self.autocast_bf16, bool):
@@ -466,8 +483,9 @@ def geometric_median(points: torch.Tensor, max_iter: int = 100, tol: float = 1e-
 # --------------------------------------------------------------------------- one SAE's run
 
 
-def _build_sae(cfg: TrainConfig, cache: ActivationCache, device: torch.device,
-               init_b_dec: bool = True) -> SaeReproMixin:
+def _build_sae(
+    cfg: TrainConfig, cache: ActivationCache, device: torch.device, init_b_dec: bool = True
+) -> SaeReproMixin:
     d_in = cache.d_in
     hook_name = cfg.hook_name or cache.meta.get("hook_name")
     metadata: dict[str, Any] = {
@@ -494,7 +512,9 @@ def _build_sae(cfg: TrainConfig, cache: ActivationCache, device: torch.device,
     if cfg.architecture == "baseline_rescale_shift":
         baseline = load_sae(str(cfg.baseline_path))
         if not isinstance(baseline, BaselineSAE):
-            raise ValueError(f"TrainConfig.baseline_path {cfg.baseline_path} holds a {type(baseline).__name__}, not a baseline SAE")
+            raise ValueError(
+                f"TrainConfig.baseline_path {cfg.baseline_path} holds a {type(baseline).__name__}, not a baseline SAE"
+            )
         if cfg.d_sae is not None and cfg.d_sae != baseline.cfg.d_sae:
             raise ValueError(f"TrainConfig.d_sae is {cfg.d_sae} but the baseline has {baseline.cfg.d_sae} latents")
         if baseline.cfg.d_in != d_in:
@@ -642,7 +662,9 @@ class _Run:
         if state.get("format") != _CHECKPOINT_FORMAT:
             raise ValueError(f"{self.checkpoint_path} has an unknown format; delete it to start over")
         saved, now = state["train_config"], self.cfg.to_dict()
-        differing = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k) and k not in _RESUMABLE_CHANGES)
+        differing = sorted(
+            k for k in set(saved) | set(now) if saved.get(k) != now.get(k) and k not in _RESUMABLE_CHANGES
+        )
         if differing:
             raise ValueError(
                 f"{self.checkpoint_path} was written with a different TrainConfig (fields {differing}: "
@@ -656,14 +678,19 @@ class _Run:
         self.resamples = list(state["resamples"])
         self.rows = list(state["rows"])
         self.elapsed = float(state["elapsed"])
-        logging.getLogger("saerepro").info("resumed %s from its checkpoint at step %d of %d",
-                                           self.out_dir, self.step, self.cfg.total_steps)
+        logging.getLogger("saerepro").info(
+            "resumed %s from its checkpoint at step %d of %d", self.out_dir, self.step, self.cfg.total_steps
+        )
 
     # -- outputs
 
     def final_summary(self) -> dict[str, Any]:
         tail = self.rows[-10:]
-        final = {col: float(np.mean([r[col] for r in tail])) for col in ("loss", *self.sae.loss_term_names, "l0")} if tail else {}
+        final = (
+            {col: float(np.mean([r[col] for r in tail])) for col in ("loss", *self.sae.loss_term_names, "l0")}
+            if tail
+            else {}
+        )
         tokens = self.step * self.cfg.batch_size
         return {
             "architecture": self.cfg.architecture,
@@ -769,12 +796,14 @@ def train_saes(
         cache = open_cache(cache)
     cfg0 = cfgs[0]
     device = resolve_device(cfg0.device)
-    runs = [_Run(cfg, cache, Path(d), device) for cfg, d in zip(cfgs, out_dirs)]
+    runs = [_Run(cfg, cache, Path(d), device) for cfg, d in zip(cfgs, out_dirs, strict=False)]
     total_steps = max(cfg.total_steps for cfg in cfgs)
     # the first step any SAE still has to take (finished SAEs, e.g. resumed ones, read no data)
     start = min((run.step for run in runs if run.step < run.cfg.total_steps), default=total_steps)
     end = total_steps if stop_at_step is None else min(total_steps, stop_at_step)
-    stream = ShuffledStream(cache.array, cfg0.batch_size, cfg0.seed, cfg0.shuffle_buffer_tokens, cfg0.shuffle_chunk_tokens)
+    stream = ShuffledStream(
+        cache.array, cfg0.batch_size, cfg0.seed, cfg0.shuffle_buffer_tokens, cfg0.shuffle_chunk_tokens
+    )
     batches = stream.batches(start * cfg0.batch_size)
     desc = cfg0.architecture if len(runs) == 1 else f"{len(runs)} SAEs"
     bar = _progress_bar(progress, total=total_steps * cfg0.batch_size, initial=start * cfg0.batch_size, desc=desc)
@@ -804,7 +833,9 @@ def train_saes(
             if bar is not None:
                 bar.update(cfg0.batch_size)
                 if len(runs) == 1 and runs[0].rows and runs[0].rows[-1]["step"] == step + 1:
-                    bar.set_postfix(loss=f"{runs[0].rows[-1]['loss']:.4g}", l0=f"{runs[0].rows[-1]['l0']:.1f}", refresh=False)
+                    bar.set_postfix(
+                        loss=f"{runs[0].rows[-1]['loss']:.4g}", l0=f"{runs[0].rows[-1]['l0']:.1f}", refresh=False
+                    )
             every = cfg0.checkpoint_every_steps
             if every and (step + 1) % every == 0 and step + 1 < total_steps:
                 account_time()
@@ -838,8 +869,9 @@ def train_sae(
     keep_checkpoint: bool = False,
 ) -> dict[str, Any]:
     """Train one SAE and write it to ``out_dir`` (see the module docstring); returns train_info."""
-    return train_saes([cfg], cache, [out_dir], progress=progress, stop_at_step=stop_at_step,
-                      keep_checkpoint=keep_checkpoint)[0]
+    return train_saes(
+        [cfg], cache, [out_dir], progress=progress, stop_at_step=stop_at_step, keep_checkpoint=keep_checkpoint
+    )[0]
 
 
 def _progress_bar(enabled: bool, total: int, initial: int, desc: str) -> Any:
@@ -847,8 +879,9 @@ def _progress_bar(enabled: bool, total: int, initial: int, desc: str) -> Any:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, unit="tok", unit_scale=True, mininterval=2.0,
-                dynamic_ncols=True)
+    return tqdm(
+        total=total, initial=initial, desc=desc, unit="tok", unit_scale=True, mininterval=2.0, dynamic_ncols=True
+    )
 
 
 __all__ = [

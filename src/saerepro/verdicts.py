@@ -48,8 +48,7 @@ def _at(curve: pd.DataFrame, y: str, l0: np.ndarray) -> tuple[np.ndarray, np.nda
     lx = np.log(curve["l0"].to_numpy(dtype=float))
     val = np.interp(np.log(l0), lx, curve[y].to_numpy(dtype=float))
     se_col = f"{y}_se"
-    se = (np.interp(np.log(l0), lx, curve[se_col].to_numpy(dtype=float)) if se_col in curve
-          else np.zeros_like(val))
+    se = np.interp(np.log(l0), lx, curve[se_col].to_numpy(dtype=float)) if se_col in curve else np.zeros_like(val)
     return val, se
 
 
@@ -69,8 +68,9 @@ def matched_l0(a: pd.DataFrame, b: pd.DataFrame, y: str, frontier: bool, n: int 
     l0 = np.geomspace(lo, hi, n)
     va, sa = _at(ca, y, l0)
     vb, sb = _at(cb, y, l0)
-    return pd.DataFrame({"l0": l0, "a": va, "a_se": sa, "b": vb, "b_se": sb, "diff": va - vb,
-                         "diff_se": np.hypot(sa, sb)})
+    return pd.DataFrame(
+        {"l0": l0, "a": va, "a_se": sa, "b": vb, "b_se": sb, "diff": va - vb, "diff_se": np.hypot(sa, sb)}
+    )
 
 
 def _sign_verdict(m: pd.DataFrame) -> str:
@@ -116,8 +116,10 @@ def shrinkage_claim(df: pd.DataFrame) -> str:
         verdict = "reversed"
     else:
         verdict = "not shown"
-    return (f"{verdict}: γ_c gated {r['a']:.3f} ± {r['a_se']:.3f}, baseline {r['b']:.3f} ± {r['b_se']:.3f} "
-            f"at L0 {r['l0']:.0f}")
+    return (
+        f"{verdict}: γ_c gated {r['a']:.3f} ± {r['a_se']:.3f}, baseline {r['b']:.3f} ± {r['b_se']:.3f} "
+        f"at L0 {r['l0']:.0f}"
+    )
 
 
 def ratio_claim(df: pd.DataFrame, levels=DEFAULT_LEVELS) -> str:
@@ -151,18 +153,28 @@ def verdict_table(agg: pd.DataFrame) -> pd.DataFrame:
     """
     rows = []
     for (model, layer, site), g in agg.groupby(["model", "layer", "site"], sort=False):
-        rows.append({"Model": model, "Layer": int(layer), "Site": site,
-                     "C1": shrinkage_claim(g),
-                     "C2": frontier_claim(g, "gated", "baseline"),
-                     "C3": ratio_claim(g),
-                     "C4": frontier_claim(g, "gated", "gated_unfrozen_decoder"),
-                     "C5": frontier_claim(g, "gated", "baseline_rescale_shift")})
+        rows.append(
+            {
+                "Model": model,
+                "Layer": int(layer),
+                "Site": site,
+                "C1": shrinkage_claim(g),
+                "C2": frontier_claim(g, "gated", "baseline"),
+                "C3": ratio_claim(g),
+                "C4": frontier_claim(g, "gated", "gated_unfrozen_decoder"),
+                "C5": frontier_claim(g, "gated", "baseline_rescale_shift"),
+            }
+        )
     order = {"resid": 0, "mlp": 1, "attn": 2}
     out = pd.DataFrame(rows)
     if out.empty:
         return out
-    return out.assign(_s=out["Site"].map(order)).sort_values(["Model", "Layer", "_s"]).drop(columns="_s") \
+    return (
+        out.assign(_s=out["Site"].map(order))
+        .sort_values(["Model", "Layer", "_s"])
+        .drop(columns="_s")
         .reset_index(drop=True)
+    )
 
 
 def write_verdicts(df: pd.DataFrame, stem: str | Path) -> list[Path]:
@@ -175,12 +187,24 @@ def write_verdicts(df: pd.DataFrame, stem: str | Path) -> list[Path]:
     csv, md = stem.with_name(stem.name + ".csv"), stem.with_name(stem.name + ".md")
     table.to_csv(csv, index=False)
     legend = "\n".join(f"- **{k}**: {v}" for k, v in CLAIMS.items())
-    md.write_text("# The paper's claims, judged on this run\n\n" + table_to_markdown(table) + "\n" + legend
-                  + f"\n\nA difference counts beyond {Z:g} SE (paired, sequence-aware evaluation SEs; "
-                  "see docs/metrics.md). Numbers: the difference or values at the middle of the L0 range "
-                  "both architectures cover.\n")
+    md.write_text(
+        "# The paper's claims, judged on this run\n\n"
+        + table_to_markdown(table)
+        + "\n"
+        + legend
+        + f"\n\nA difference counts beyond {Z:g} SE (paired, sequence-aware evaluation SEs; "
+        "see docs/metrics.md). Numbers: the difference or values at the middle of the L0 range "
+        "both architectures cover.\n"
+    )
     return [csv, md]
 
 
-__all__ = ["CLAIMS", "frontier_claim", "matched_l0", "ratio_claim", "shrinkage_claim", "verdict_table",
-           "write_verdicts"]
+__all__ = [
+    "CLAIMS",
+    "frontier_claim",
+    "matched_l0",
+    "ratio_claim",
+    "shrinkage_claim",
+    "verdict_table",
+    "write_verdicts",
+]

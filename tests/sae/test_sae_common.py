@@ -73,15 +73,36 @@ def test_trainer_projects_then_renormalises(monkeypatch, tmp_path):
     arr[:] = np.random.default_rng(0).standard_normal((512, 4))
     arr.flush()
     (cache / "meta.json").write_text('{"shape": [512, 4], "dtype": "float16", "scale": 1.0}')
-    cfg = TrainConfig(architecture="gated", coefficient=0.1, d_sae=8, batch_size=64, total_tokens=64 * 3,
-                      shuffle_chunk_tokens=64, device="cpu")
+    cfg = TrainConfig(
+        architecture="gated",
+        coefficient=0.1,
+        d_sae=8,
+        batch_size=64,
+        total_tokens=64 * 3,
+        shuffle_chunk_tokens=64,
+        device="cpu",
+    )
     train_sae(cfg, cache, tmp_path / "out", progress=False)
     assert calls == ["project", "normalise"] * 3
     calls.clear()
-    cfg = TrainConfig(architecture="baseline_rescale_shift", coefficient=0.1, batch_size=64, total_tokens=64 * 3,
-                      shuffle_chunk_tokens=64, device="cpu", baseline_path=str(tmp_path / "base"))
-    base = TrainConfig(architecture="baseline", coefficient=0.1, d_sae=8, batch_size=64, total_tokens=64,
-                       shuffle_chunk_tokens=64, device="cpu")
+    cfg = TrainConfig(
+        architecture="baseline_rescale_shift",
+        coefficient=0.1,
+        batch_size=64,
+        total_tokens=64 * 3,
+        shuffle_chunk_tokens=64,
+        device="cpu",
+        baseline_path=str(tmp_path / "base"),
+    )
+    base = TrainConfig(
+        architecture="baseline",
+        coefficient=0.1,
+        d_sae=8,
+        batch_size=64,
+        total_tokens=64,
+        shuffle_chunk_tokens=64,
+        device="cpu",
+    )
     train_sae(base, cache, tmp_path / "base", progress=False)
     calls.clear()
     train_sae(cfg, cache, tmp_path / "rs", progress=False)

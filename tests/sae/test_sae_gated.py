@@ -52,8 +52,9 @@ def test_aux_gradient_reaches_decoder_parameters_as_documented(name):
 # --------------------------------------------------------------------------- the paper's pseudo-code
 
 
-def _reference_terms(p: dict[str, torch.Tensor], x: torch.Tensor, lam: float, *, stop_decoder: bool = True,
-                     strict: bool = False) -> dict[str, torch.Tensor]:
+def _reference_terms(
+    p: dict[str, torch.Tensor], x: torch.Tensor, lam: float, *, stop_decoder: bool = True, strict: bool = False
+) -> dict[str, torch.Tensor]:
     """The Gated SAE loss written from scratch after the paper's pseudo-code (App., "Pseudo-code for
     Gated SAEs and the Gated SAE loss function"): centre once with the live b_dec, stop gradients in
     the aux term's decoder copy only. ``stop_decoder=False``: no stop-gradient (the unfrozen ablation);
@@ -97,8 +98,9 @@ def test_loss_and_every_gradient_match_the_papers_pseudo_code(name):
 
     names = [n for n, _ in sae.named_parameters()]
     leaves = {_OURS_TO_PAPER.get(n, n): p.detach().clone().requires_grad_(True) for n, p in sae.named_parameters()}
-    ref = _reference_terms(leaves, x, lam, stop_decoder=name != "gated_unfrozen_decoder",
-                           strict=name == "gated_strict_aux")
+    ref = _reference_terms(
+        leaves, x, lam, stop_decoder=name != "gated_unfrozen_decoder", strict=name == "gated_strict_aux"
+    )
     ref["total"] = ref["recon"] + ref["sparsity"] + ref["aux"]
     ours_terms = {**ours.terms, "total": ours.total}
     for term in ("recon", "sparsity", "aux", "total"):

@@ -35,7 +35,12 @@ def _terms(out):
 def test_gated_terms_by_hand():
     sae = _set(
         make_sae("gated", 2, 2, dtype="float64"),
-        W_enc=I2, b_gate=[0.0, -1.0], r_mag=[math.log(2.0), 0.0], b_mag=[0.5, 0.0], W_dec=I2, b_dec=[0.0, 0.0],
+        W_enc=I2,
+        b_gate=[0.0, -1.0],
+        r_mag=[math.log(2.0), 0.0],
+        b_mag=[0.5, 0.0],
+        W_dec=I2,
+        b_dec=[0.0, 0.0],
     )
     out = sae.loss_terms(X, coefficient=0.1)
     # x1=[1,2]: π_gate=[1,1], π_mag=[2*1+.5, 2]=[2.5,2], f=[2.5,2], x̂=[2.5,2]: ‖x−x̂‖²=2.25,
@@ -52,7 +57,11 @@ def test_gated_terms_by_hand():
 def test_gated_no_rmag_and_untied_by_hand():
     no_rmag = _set(
         make_sae("gated_no_rmag", 2, 2, dtype="float64"),
-        W_enc=I2, b_gate=[0.0, -1.0], b_mag=[0.5, 0.0], W_dec=I2, b_dec=[0.0, 0.0],
+        W_enc=I2,
+        b_gate=[0.0, -1.0],
+        b_mag=[0.5, 0.0],
+        W_dec=I2,
+        b_dec=[0.0, 0.0],
     )
     assert not hasattr(no_rmag, "r_mag") or not isinstance(getattr(no_rmag, "r_mag", None), torch.nn.Parameter)
     # x1: π_mag=[1.5,2] -> x̂=[1.5,2]: 0.25; x2: 1.25
@@ -60,7 +69,12 @@ def test_gated_no_rmag_and_untied_by_hand():
 
     untied = _set(
         make_sae("gated_untied", 2, 2, dtype="float64"),
-        W_enc=I2, W_mag=[[2.0, 0.0], [0.0, 1.0]], b_gate=[0.0, -1.0], b_mag=[0.5, 0.0], W_dec=I2, b_dec=[0.0, 0.0],
+        W_enc=I2,
+        W_mag=[[2.0, 0.0], [0.0, 1.0]],
+        b_gate=[0.0, -1.0],
+        b_mag=[0.5, 0.0],
+        W_dec=I2,
+        b_dec=[0.0, 0.0],
     )
     # W_mag = diag(2,1) is the tied r_mag=[ln 2, 0] case: same numbers as test_gated_terms_by_hand
     t = _terms(untied.loss_terms(X, 0.1))
@@ -69,7 +83,9 @@ def test_gated_no_rmag_and_untied_by_hand():
 
 @pytest.mark.parametrize("name", ["gated_unfrozen_decoder", "gated_strict_aux"])
 def test_gated_aux_variants_same_values(name):
-    kwargs = dict(W_enc=I2, b_gate=[0.0, -1.0], r_mag=[math.log(2.0), 0.0], b_mag=[0.5, 0.0], W_dec=I2, b_dec=[0.0, 0.0])
+    kwargs = dict(
+        W_enc=I2, b_gate=[0.0, -1.0], r_mag=[math.log(2.0), 0.0], b_mag=[0.5, 0.0], W_dec=I2, b_dec=[0.0, 0.0]
+    )
     a = _set(make_sae(name, 2, 2, dtype="float64"), **kwargs)
     assert _terms(a.loss_terms(X, 0.1)) == pytest.approx({"recon": 1.75, "sparsity": 0.1, "aux": 1.125})
 
@@ -87,7 +103,12 @@ def test_baseline_terms_by_hand():
 def test_baseline_rescale_shift_by_hand():
     sae = _set(
         make_sae("baseline_rescale_shift", 2, 2, dtype="float64"),
-        W_enc=I2, b_enc=[0.0, -1.0], W_dec=I2, b_dec=[0.0, 0.0], r_mag=[math.log(2.0), 0.0], b_mag=[0.5, 0.25],
+        W_enc=I2,
+        b_enc=[0.0, -1.0],
+        W_dec=I2,
+        b_dec=[0.0, 0.0],
+        r_mag=[math.log(2.0), 0.0],
+        b_mag=[0.5, 0.25],
     )
     out = sae.loss_terms(X, coefficient=0.1)
     # x1: π=[1,1] both active, f=[2*1+.5, 1+.25]=[2.5,1.25]: recon (1-2.5)²+(2-1.25)²=2.25+.5625
@@ -98,8 +119,13 @@ def test_baseline_rescale_shift_by_hand():
 
 def _topk_sae():
     sae = make_sae("topk", 2, 3, dtype="float64", k=1, k_aux=1, auxk_coefficient=1 / 32)
-    return _set(sae, W_enc=[[1.0, 0.0, 0.5], [0.0, 1.0, 0.0]], b_enc=[0.0, 0.0, 0.0],
-                W_dec=[[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]], b_dec=[0.0, 0.0])
+    return _set(
+        sae,
+        W_enc=[[1.0, 0.0, 0.5], [0.0, 1.0, 0.0]],
+        b_enc=[0.0, 0.0, 0.0],
+        W_dec=[[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]],
+        b_dec=[0.0, 0.0],
+    )
 
 
 XT = torch.tensor([[1.0, 2.0], [3.0, -1.0]], dtype=torch.float64)

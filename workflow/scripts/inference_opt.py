@@ -5,5 +5,12 @@ from saerepro.snake import job
 
 with job(snakemake) as cfg:
     w = snakemake.wildcards
-    run_inference_opt(cfg, int(w.layer), w.site, Path(snakemake.input.corpus).parent, snakemake.input.clean,
-                      snakemake.output[0], ks=snakemake.params.ks)
+    run_inference_opt(
+        cfg,
+        int(w.layer),
+        w.site,
+        Path(snakemake.input.corpus).parent,
+        snakemake.input.clean,
+        snakemake.output[0],
+        ks=snakemake.params.ks,
+    )

@@ -96,9 +96,7 @@ class BaselineSAE(SaeReproMixin, SAE[BaselineSAEConfig]):
         return self._linear_decode(feature_acts)
 
     @override
-    def loss_terms(
-        self, x: torch.Tensor, coefficient: float, dead_mask: torch.Tensor | None = None
-    ) -> LossOutput:
+    def loss_terms(self, x: torch.Tensor, coefficient: float, dead_mask: torch.Tensor | None = None) -> LossOutput:
         feature_acts = torch.relu(self._center(x) @ self.W_enc + self.b_enc)
         x_hat = feature_acts @ self.W_dec + self.b_dec
         terms = {
@@ -170,9 +168,7 @@ class BaselineRescaleShiftSAE(SaeReproMixin, SAE[BaselineRescaleShiftSAEConfig])
         return self._linear_decode(feature_acts)
 
     @override
-    def loss_terms(
-        self, x: torch.Tensor, coefficient: float, dead_mask: torch.Tensor | None = None
-    ) -> LossOutput:
+    def loss_terms(self, x: torch.Tensor, coefficient: float, dead_mask: torch.Tensor | None = None) -> LossOutput:
         feature_acts = self._acts(self._center(x) @ self.W_enc + self.b_enc)
         x_hat = feature_acts @ self.W_dec + self.b_dec
         recon = reconstruction_loss(x, x_hat)

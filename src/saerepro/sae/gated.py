@@ -264,9 +264,7 @@ class GatedSAE(SaeReproMixin, SAE[GatedSAEConfig]):
         return pi_gate, pi_mag, z_aux + self.b_gate
 
     @override
-    def loss_terms(
-        self, x: torch.Tensor, coefficient: float, dead_mask: torch.Tensor | None = None
-    ) -> LossOutput:
+    def loss_terms(self, x: torch.Tensor, coefficient: float, dead_mask: torch.Tensor | None = None) -> LossOutput:
         x = x.to(self.dtype)
         pi_gate, pi_mag, pi_gate_aux = self.training_pre_acts(x)
         feature_acts = (pi_gate > 0).to(pi_mag.dtype) * torch.relu(pi_mag)

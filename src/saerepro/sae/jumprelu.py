@@ -93,9 +93,7 @@ class JumpReLUSAE(SaeReproMixin, SAE[JumpReLUSAEConfig]):
         d_sae = self.cfg.d_sae
         self.b_enc = nn.Parameter(torch.zeros(d_sae, dtype=self.dtype, device=self.device))
         self.log_threshold = nn.Parameter(
-            torch.full(
-                (d_sae,), math.log(self.cfg.init_threshold), dtype=self.dtype, device=self.device
-            )
+            torch.full((d_sae,), math.log(self.cfg.init_threshold), dtype=self.dtype, device=self.device)
         )
 
     @property
@@ -114,9 +112,7 @@ class JumpReLUSAE(SaeReproMixin, SAE[JumpReLUSAEConfig]):
         return self._linear_decode(feature_acts)
 
     @override
-    def loss_terms(
-        self, x: torch.Tensor, coefficient: float, dead_mask: torch.Tensor | None = None
-    ) -> LossOutput:
+    def loss_terms(self, x: torch.Tensor, coefficient: float, dead_mask: torch.Tensor | None = None) -> LossOutput:
         hidden_pre = self._center(x) @ self.W_enc + self.b_enc
         threshold = self.threshold.to(hidden_pre.dtype)
         bandwidth = self.cfg.bandwidth
@@ -126,9 +122,7 @@ class JumpReLUSAE(SaeReproMixin, SAE[JumpReLUSAEConfig]):
             "recon": reconstruction_loss(x, x_hat),
             "sparsity": coefficient * step_l0_penalty(hidden_pre, threshold, bandwidth),
         }
-        return LossOutput(
-            total=terms["recon"] + terms["sparsity"], terms=terms, feature_acts=feature_acts, x_hat=x_hat
-        )
+        return LossOutput(total=terms["recon"] + terms["sparsity"], terms=terms, feature_acts=feature_acts, x_hat=x_hat)
 
     @override
     @torch.no_grad()

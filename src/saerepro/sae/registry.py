@@ -43,7 +43,11 @@ ARCHITECTURES: dict[str, type[Any]] = {
 
 #: The Gated family (the paper's architecture and its ablations).
 GATED_FAMILY: tuple[str, ...] = (
-    "gated", "gated_unfrozen_decoder", "gated_no_rmag", "gated_untied", "gated_strict_aux",
+    "gated",
+    "gated_unfrozen_decoder",
+    "gated_no_rmag",
+    "gated_untied",
+    "gated_strict_aux",
 )
 
 

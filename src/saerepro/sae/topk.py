@@ -96,9 +96,7 @@ class TopKSAE(SaeReproMixin, StockTopKSAE):
         return self.cfg.k_aux if self.cfg.k_aux is not None else self.cfg.d_in // 2
 
     @override
-    def loss_terms(
-        self, x: torch.Tensor, coefficient: float, dead_mask: torch.Tensor | None = None
-    ) -> LossOutput:
+    def loss_terms(self, x: torch.Tensor, coefficient: float, dead_mask: torch.Tensor | None = None) -> LossOutput:
         hidden_pre = self._center(x) @ self.W_enc + self.b_enc
         feature_acts = self.activation_fn(hidden_pre)
         x_hat = feature_acts @ self.W_dec + self.b_dec
