@@ -1,6 +1,7 @@
 # Two commands for a fresh machine (see README):
 #   make repro   set up .venv on first use, then run the default reproduction
 #   make test    set up .venv on first use, then run the test suite
+# CI (.ci/run) runs `make lint` and then `make test`.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -13,7 +14,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := Agg
 
-.PHONY: setup repro repro-long quick cached test test-fast dryrun report
+.PHONY: setup repro repro-long quick cached test test-fast lint dryrun report
 
 setup: $(STAMP)
 
@@ -22,7 +23,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e ".[test,lint]"
 	touch $@
 
 repro: setup
@@ -58,3 +59,12 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"
+
+# Versions pinned in pyproject.toml's lint extra; rule sets in pyproject.toml.
+LINT_PY := src tests benchmarks workflow/scripts .ci
+lint: setup
+	$(BIN)/ruff check $(LINT_PY)
+	$(BIN)/ruff format --check $(LINT_PY)
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(BIN)/mypy src/saerepro
+	$(BIN)/python .ci/snakemake_lint.py

@@ -16,16 +16,22 @@ if not workflow.overwrite_configfiles:
 # A non-default config run from the repository root writes to runs/<config stem>/, never over the
 # committed results/ and figures/ (those change only through make repro / make repro-long).
 # Relative resources_dir stays relative to the repository, so weights and corpora are shared.
-if workflow.overwrite_configfiles and os.path.realpath(os.getcwd()) == os.path.realpath(workflow.basedir):
-    _stem = os.path.splitext(os.path.basename(str(workflow.overwrite_configfiles[-1])))[0]
+if workflow.overwrite_configfiles and os.path.realpath(os.getcwd()) == os.path.realpath(
+    workflow.basedir
+):
+    _stem = os.path.splitext(os.path.basename(str(workflow.overwrite_configfiles[-1])))[
+        0
+    ]
     if os.path.realpath(str(workflow.overwrite_configfiles[-1])) != os.path.realpath(
         os.path.join(workflow.basedir, "config/config.yaml")
     ):
         _resources = config.get("resources_dir", "resources")
         if not os.path.isabs(_resources):
             config["resources_dir"] = os.path.join(workflow.basedir, _resources)
-        print(f"saerepro: config {_stem} writes to runs/{_stem}/ (not the committed results/)",
-              file=sys.stderr)
+        print(
+            f"saerepro: config {_stem} writes to runs/{_stem}/ (not the committed results/)",
+            file=sys.stderr,
+        )
 
         workdir: f"runs/{_stem}"
 
@@ -33,6 +39,7 @@ if workflow.overwrite_configfiles and os.path.realpath(os.getcwd()) == os.path.r
 # Validates against workflow/schemas/config.schema.yaml and the model registry; a bad config
 # stops here, before any job runs, with one error naming the key.
 CFG = load_config(config)
+
 
 report: "workflow/report/workflow.rst"
 
@@ -47,9 +54,9 @@ include: "workflow/rules/inference_opt.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True
 
 
 rule cached:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -155,13 +156,14 @@ def cache_activations(
     n_tok = n_seq * (ctx - 1)
     names = [hook_name(layer, site) for layer, site in hook_points]
     stop_at = max(layer for layer, _ in hook_points) + 1
-    out_dirs = [Path(d) for d in out_dirs]
-    arrays, tmp_paths = [], []
+    dirs = [Path(d) for d in out_dirs]
+    arrays: list[Any] = []
+    tmp_paths = []
     sq_sums = [0.0] * len(names)
-    provisional = [None] * len(names)
+    provisional: list[Any] = [None] * len(names)  # the first batch's scale, per hook point
     cfg = model.cfg
     dims = [site_dim(site, cfg.d_model, cfg.n_heads, cfg.d_head, cfg.d_mlp) for _, site in hook_points]
-    for out_dir, dim in zip(out_dirs, dims, strict=False):
+    for out_dir, dim in zip(dirs, dims, strict=False):
         out_dir.mkdir(parents=True, exist_ok=True)
         tmp = out_dir / f".{ARRAY_FILE}.partial"
         tmp_paths.append(tmp)
@@ -208,7 +210,7 @@ def cache_activations(
         arr.flush()
         del arr
         arrays[i] = None
-        final = out_dirs[i] / ARRAY_FILE
+        final = dirs[i] / ARRAY_FILE
         os.replace(tmp_paths[i], final)
         meta = {
             "model": model_name,
@@ -226,6 +228,6 @@ def cache_activations(
             "array_sha256": sha256_file(final),
             "inputs": dict(input_hashes or {}),
         }
-        atomic_write_json(out_dirs[i] / META_FILE, meta)
+        atomic_write_json(dirs[i] / META_FILE, meta)
         metas.append(meta)
     return metas

@@ -528,7 +528,7 @@ def load_config(raw: dict | str | Path) -> Config:
     """Validate a config (a mapping or a YAML path) and return the typed :class:`Config`."""
     if isinstance(raw, (str, Path)):
         raw = yaml.safe_load(Path(raw).read_text())
-    data = validate_against_schema(raw)
+    data = validate_against_schema(raw)  # type: ignore[arg-type]  # a YAML path was read above
     return Config(
         model=data["model"],
         layers=tuple(data["layers"]),

@@ -221,10 +221,10 @@ def estimate(cfg: Config, hardware: Hardware = Hardware(), name: str = "", lm_dt
     corpus_bytes = (cfg.corpus.train_tokens + max(4 * cfg.reference.eval_tokens, 65536)) * 4
     cache_bytes = sum(cached_tokens * d * DTYPE_BYTES[cfg.cache.dtype] for d in dims.values())
     otf_job = {h: lm_job_mem + sae_state[h] + sae_act[h] for h in hooks}
-    worst_hook = max(otf_job, key=otf_job.get)
+    worst_hook = max(otf_job, key=otf_job.__getitem__)
 
     def peak(candidates: dict[str, int]) -> tuple[int, str]:
-        job = max(candidates, key=candidates.get)
+        job = max(candidates, key=candidates.__getitem__)
         return candidates[job], job
 
     cached_peak = peak(

@@ -235,7 +235,8 @@ def clean_reference(
     softcap = _softcap(model)
     W_U_T = model.W_U.T.contiguous()
     names = [f"blocks.{layer}.hook_resid_pre" for layer in layers]
-    hidden, resid_pre, parts = [], {layer: [] for layer in layers}, []
+    hidden, parts = [], []
+    resid_pre: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
     n_batches = (len(eval_tokens) + batch_size - 1) // batch_size
     for batch in tqdm(
         batches(eval_tokens, batch_size, device), total=n_batches, desc="clean reference", disable=not progress

@@ -86,7 +86,7 @@ def reference_ce(
     bar.close()
     clean = torch.cat(per_pass[None]) if clean_ce is None else clean_ce.reshape(-1)
     ce_clean, se_clean = mean_and_se(clean)
-    out = {"ce_clean": ce_clean, "ce_clean_se": se_clean, "n_tokens": int(clean.numel()), "zero": {}}
+    out: dict = {"ce_clean": ce_clean, "ce_clean_se": se_clean, "n_tokens": int(clean.numel()), "zero": {}}
     for p in hook_points:
         ce_zero, se_zero = mean_and_se(torch.cat(per_pass[p]))
         out["zero"][p] = {"ce_zero": ce_zero, "ce_zero_se": se_zero}

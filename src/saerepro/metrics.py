@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -433,7 +434,7 @@ class ReconstructionStats:
     def __init__(self, d_in: int, n_latents: int | None = None, device: torch.device | str = "cpu"):
         self.d_in = int(d_in)
         self.n_latents = None if n_latents is None else int(n_latents)
-        kw = dict(dtype=torch.float64, device=device)
+        kw: dict[str, Any] = dict(dtype=torch.float64, device=device)
         self.n = 0
         self.sum_x = torch.zeros(self.d_in, **kw)
         self.sum_x_hat = torch.zeros(self.d_in, **kw)
@@ -443,7 +444,9 @@ class ReconstructionStats:
         self.sum_sq_err = torch.zeros((), **kw)
         self.sum_l0 = torch.zeros((), **kw)
         self.sum_sq_l0 = torch.zeros((), **kw)
-        self.counts = None if n_latents is None else torch.zeros(self.n_latents, dtype=torch.int64, device=device)
+        self.counts: torch.Tensor | None = (
+            None if n_latents is None else torch.zeros(int(n_latents), dtype=torch.int64, device=device)
+        )
 
     @torch.no_grad()
     def update(self, x: ArrayLike, x_hat: ArrayLike, codes: ArrayLike | None = None) -> None:
@@ -471,7 +474,8 @@ class ReconstructionStats:
             per_tok = nz.sum(dim=1).to(torch.float64)
             self.sum_l0 += per_tok.sum()
             self.sum_sq_l0 += (per_tok * per_tok).sum()
-            self.counts += nz.sum(dim=0).to(torch.int64)
+            counts = cast(torch.Tensor, self.counts)
+            counts += nz.sum(dim=0).to(torch.int64)
 
     def merge(self, other: ReconstructionStats) -> ReconstructionStats:
         """Add another accumulator's sums into this one (e.g. from parallel workers); returns self."""
@@ -490,7 +494,7 @@ class ReconstructionStats:
         ):
             getattr(self, name).add_(getattr(other, name).to(self.sum_x.device))
         if self.counts is not None:
-            self.counts += other.counts.to(self.counts.device)
+            self.counts += cast(torch.Tensor, other.counts).to(self.counts.device)
         return self
 
     def compute(self) -> dict[str, float]:

@@ -10,7 +10,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -180,7 +180,12 @@ def reference_ce(
         with atomic_path(clean_path) as tmp:
             torch.save(_to_cpu(clean), tmp)
     ce_clean, ce_clean_se = sequence_mean_and_se(clean["ce"].reshape(-1, n_pred))
-    result = {"ce_clean": ce_clean, "ce_clean_se": ce_clean_se, "n_tokens": int(clean["ce"].numel()), "zero": {}}
+    result: dict[str, Any] = {
+        "ce_clean": ce_clean,
+        "ce_clean_se": ce_clean_se,
+        "n_tokens": int(clean["ce"].numel()),
+        "zero": {},
+    }
     for (layer, site), path in out_paths.items():
         key = hook_key(layer, site)
         ce_zero, ce_zero_se = sequence_mean_and_se(clean["zero_ce"][key].reshape(-1, n_pred))
@@ -263,7 +268,7 @@ def train_config(cfg: Config, run, d_in: int, parent_dir: str | Path | None = No
     from .training import TrainConfig
 
     arch = cfg.architectures[run.architecture]
-    jumprelu = {
+    jumprelu: dict[str, Any] = {
         k: v
         for k, v in (("bandwidth", arch.bandwidth), ("jumprelu_init_threshold", arch.init_threshold))
         if v is not None
@@ -282,7 +287,8 @@ def train_config(cfg: Config, run, d_in: int, parent_dir: str | Path | None = No
         checkpoint_every_steps=cfg.train.checkpoint_every_steps,
         shuffle_buffer_tokens=cfg.activations.shuffle_buffer_tokens,
         shuffle_chunk_tokens=shuffle_chunk_tokens(cfg),
-        **(
+        **cast(
+            dict[str, Any],
             {}
             if arch.resample is None
             else {
@@ -290,7 +296,7 @@ def train_config(cfg: Config, run, d_in: int, parent_dir: str | Path | None = No
                 "resample_every_steps": arch.resample.every_steps,
                 "resample_max_count": arch.resample.max_count,
                 "resample_n_inputs": arch.resample.n_inputs,
-            }
+            },
         ),
         b_dec_init=cfg.train.b_dec_init,
         autocast_bf16=cfg.train.autocast_bf16,
@@ -697,8 +703,8 @@ def train_on_the_fly(
         site,
         len(runs),
         seconds,
-        array.lm_tokens,
-        array.lm_seconds,
-        array.lm_tokens / max(array.lm_seconds, 1e-9),
+        cast(Any, array).lm_tokens,
+        cast(Any, array).lm_seconds,
+        cast(Any, array).lm_tokens / max(cast(Any, array).lm_seconds, 1e-9),
     )
     return [infos[run] for run in runs]

@@ -212,7 +212,7 @@ def _log_axis(ax: plt.Axes, which: str, values) -> None:
             ticks = np.unique([float(f"{t:.{digits}g}") for t in np.geomspace(v.min(), v.max(), 3)])
             if len(ticks) == 3 or digits == 7:
                 break
-        axis.set_major_locator(FixedLocator(ticks))
+        axis.set_major_locator(FixedLocator(ticks.tolist()))
         axis.set_major_formatter(FuncFormatter(lambda t, _: f"{t:.{digits}g}"))
         axis.set_minor_locator(NullLocator())
         return
@@ -257,7 +257,7 @@ def _legend(fig: plt.Figure, archs: Sequence[str], present: set[str], extra: Seq
                 [],
                 color=st.color,
                 marker=st.marker,
-                linestyle=st.linestyle,
+                linestyle=st.linestyle,  # type: ignore[arg-type]  # one of matplotlib's names
                 alpha=1.0 if has else 0.35,
                 label=st.label if has else f"{st.label} (no data)",
             )
@@ -310,7 +310,8 @@ def _styled(func: Callable) -> Callable:
         with sns.axes_style("whitegrid"), sns.plotting_context("paper", font_scale=1.1):
             return func(*args, **kwargs)
 
-    wrapper.__name__, wrapper.__doc__, wrapper.__wrapped__ = func.__name__, func.__doc__, func
+    wrapper.__name__, wrapper.__doc__ = func.__name__, func.__doc__
+    wrapper.__wrapped__ = func  # type: ignore[attr-defined]  # what functools.wraps sets
     return wrapper
 
 

@@ -33,6 +33,7 @@ import subprocess
 from collections import Counter
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 #: Config fields that are sweep axes or locations, not settings: left out of the hash.
 SWEEP_FIELDS = ("layers", "sites", "seeds", "architectures", "headline_layer", "resources_dir", "allow_mixed_configs")
@@ -81,7 +82,7 @@ NEUTRAL_LEDGER = "results/neutral_changes.json"
 def _drop_neutral_defaults(data: dict) -> dict:
     for dotted, neutral in HASH_NEUTRAL_DEFAULTS.items():
         *parents, leaf = dotted.split(".")
-        node = data
+        node: Any = data
         for key in parents:
             node = node.get(key) if isinstance(node, dict) else None
         if isinstance(node, dict) and leaf in node and node[leaf] == neutral:

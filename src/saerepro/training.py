@@ -49,7 +49,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -463,7 +463,7 @@ def _sample_rows(array: np.ndarray, n: int, seed: Sequence[int]) -> torch.Tensor
     block), so that a sample costs at most that many tokens of LM forward, not one LM batch per
     row; with the block covering all rows the sample is the cached mode's.
     """
-    limit = int(getattr(array, "sample_limit", array.shape[0]))
+    limit = int(cast(Any, getattr(array, "sample_limit", array.shape[0])))
     idx = np.sort(np.random.default_rng(list(seed)).integers(0, limit, size=n))
     return torch.from_numpy(np.asarray(array[idx], dtype=np.float32))
 
@@ -793,7 +793,7 @@ def train_saes(
     if len({os.path.abspath(d) for d in out_dirs}) != len(out_dirs):
         raise ValueError("out_dirs must be distinct")
     if not isinstance(cache, ActivationCache):
-        cache = open_cache(cache)
+        cache = open_cache(os.fspath(cache))
     cfg0 = cfgs[0]
     device = resolve_device(cfg0.device)
     runs = [_Run(cfg, cache, Path(d), device) for cfg, d in zip(cfgs, out_dirs, strict=False)]

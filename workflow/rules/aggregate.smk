@@ -8,12 +8,17 @@ rule aggregate:
     input:
         [P.fill(P.METRICS, run) for run in RUNS],
     output:
-        table=report(P.METRICS_TABLE, caption="../report/metrics_table.rst", category="Tables"),
-        timings=P.TABLES + "/timings.csv",
-        missing=report(P.TABLES + "/missing_runs.csv", caption="../report/missing_runs.rst",
-                       category="Tables"),
+        table=report(
+            P.METRICS_TABLE, caption="../report/metrics_table.rst", category="Tables"
+        ),
+        timings=f"{P.TABLES}/timings.csv",
+        missing=report(
+            f"{P.TABLES}/missing_runs.csv",
+            caption="../report/missing_runs.rst",
+            category="Tables",
+        ),
     log:
-        LOGS + "/aggregate.log",
+        f"{LOGS}/aggregate.log",
     script:
         "../scripts/aggregate.py"
 
@@ -24,10 +29,12 @@ onerror:
     from saerepro.pipeline import aggregate_available
     from saerepro.snake import logging_to
 
-    with logging_to(LOGS + "/aggregate.log"):
+    with logging_to(f"{LOGS}/aggregate.log"):
         try:
             aggregate_available(CFG)
-        except Exception:  # the run has already failed; say why this did too, don't mask it
+        except (
+            Exception
+        ):  # the run has already failed; say why this did too, don't mask it
             import logging
 
             logging.getLogger("saerepro").exception("partial aggregation failed")
@@ -39,11 +46,15 @@ rule figures:
         table=P.METRICS_TABLE,
     output:
         png=[
-            report(f"{P.FIGURES}/{name}.png", caption=f"../report/{name}.rst", category="Figures")
+            report(
+                f"{P.FIGURES}/{name}.png",
+                caption=f"../report/{name}.rst",
+                category="Figures",
+            )
             for name in FIGURE_NAMES
         ],
-        pdf=expand(P.FIGURES + "/{name}.pdf", name=FIGURE_NAMES),
+        pdf=expand(f"{P.FIGURES}/{{name}}.pdf", name=FIGURE_NAMES),
     log:
-        LOGS + "/figures.log",
+        f"{LOGS}/figures.log",
     script:
         "../scripts/figures.py"

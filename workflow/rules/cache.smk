@@ -25,12 +25,12 @@ rule reference_ce:
     output:
         reference_targets(),
         clean=P.CLEAN_REFERENCE.format(model=CFG.model),
-    params:
-        config_hash=CONFIG_HASH,  # eval tokens or batch settings changed: recompute
     log:
         f"{LOGS}/reference_ce/{CFG.model}.log",
     threads: workflow.cores
     resources:
         mem_mb=8000,
+    params:
+        config_hash=CONFIG_HASH,  # eval tokens or batch settings changed: recompute
     script:
         "../scripts/reference_ce.py"

@@ -1,5 +1,7 @@
 # Paths and target lists derived from the validated config (saerepro.paths holds the patterns).
 from saerepro import paths as P
+from saerepro.config import DERIVED_ARCHITECTURES as DERIVED
+from saerepro.pipeline import hook_point_runs
 from saerepro.provenance import config_hash
 
 CONFIG_HASH = config_hash(CFG)
@@ -10,6 +12,7 @@ RUNS = CFG.runs()
 LOGS = "logs"
 # activations.mode: on_the_fly trains from the LM directly; no cache_activations job exists.
 ON_THE_FLY = CFG.activations.mode == "on_the_fly"
+
 
 wildcard_constraints:
     model=r"[A-Za-z0-9_.\-]+",
@@ -27,9 +30,47 @@ def cache_targets():
 
 
 def reference_targets():
-    return [P.REFERENCE_CE.format(model=CFG.model, layer=l, site=s) for l, s in CFG.hook_points()]
+    return [
+        P.REFERENCE_CE.format(model=CFG.model, layer=l, site=s)
+        for l, s in CFG.hook_points()
+    ]
 
 
 def all_targets():
-    return (cache_targets() + reference_targets() + [P.METRICS_TABLE]
-            + [f"{P.FIGURES}/{name}.png" for name in FIGURE_NAMES])
+    return (
+        cache_targets()
+        + reference_targets()
+        + [P.METRICS_TABLE]
+        + [f"{P.FIGURES}/{name}.png" for name in FIGURE_NAMES]
+    )
+
+
+def scale_source(wildcards):
+    """What evaluate reads the activation scale from: the cache's meta.json (cached) or the run's
+    own train_info.json (on_the_fly records the scale there); see pipeline.activation_scale.
+    """
+    if ON_THE_FLY:
+        return P.TRAIN_INFO.format(**dict(wildcards))
+    return f"{P.cache_dir(CFG, wildcards.layer, wildcards.site)}/meta.json"
+
+
+def train_inputs(wildcards):
+    """The cache of the run's hook point; derived architectures also their parent's SAE."""
+    inputs = {"cache": f"{P.cache_dir(CFG, wildcards.layer, wildcards.site)}/meta.json"}
+    parent = DERIVED.get(wildcards.architecture)
+    if (
+        parent is not None
+    ):  # baseline_rescale_shift freezes the trained baseline of equal lambda
+        inputs["parent"] = P.TRAIN_INFO.format(
+            **{**dict(wildcards), "architecture": parent}
+        )
+    return inputs
+
+
+def ito_saes(wildcards):
+    """inference_opt's inputs: every gated and baseline SAE of the hook point."""
+    return [
+        P.fill(P.METRICS, run)
+        for run in hook_point_runs(CFG, wildcards.layer, wildcards.site)
+        if run.architecture in ("gated", "baseline")
+    ]

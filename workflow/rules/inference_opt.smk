@@ -3,29 +3,21 @@
 from saerepro.inference_opt import DEFAULT_KS
 
 
-def _ito_saes(wildcards):
-    return [
-        P.fill(P.METRICS, run)
-        for run in hook_point_runs(CFG, wildcards.layer, wildcards.site)
-        if run.architecture in ("gated", "baseline")
-    ]
-
-
 rule inference_opt_hook_point:
     """Pursuit codes at every k of saerepro.inference_opt.DEFAULT_KS, and each SAE's own encoder,
     on a prefix of the eval tokens."""
     input:
-        saes=_ito_saes,
+        saes=ito_saes,
         clean=P.CLEAN_REFERENCE,
         reference=P.REFERENCE_CE,
         corpus=rules.prepare_corpus.output.meta,
     output:
-        P.TABLES + "/inference_opt/{model}_L{layer}_{site}.csv",
+        f"{P.TABLES}/inference_opt/{{model}}_L{{layer}}_{{site}}.csv",
+    log:
+        f"{LOGS}/inference_opt/{{model}}/L{{layer}}/{{site}}.log",
+    threads: workflow.cores
     params:
         ks=list(DEFAULT_KS),
-    log:
-        LOGS + "/inference_opt/{model}/L{layer}/{site}.log",
-    threads: workflow.cores
     script:
         "../scripts/inference_opt.py"
 
@@ -34,13 +26,13 @@ rule inference_opt:
     """Figs. 10-11 analogue: the pursuit codes' frontiers beside the SAEs' own, gated vs baseline."""
     input:
         [
-            P.TABLES + f"/inference_opt/{CFG.model}_L{layer}_{site}.csv"
+            f"{P.TABLES}/inference_opt/{CFG.model}_L{layer}_{site}.csv"
             for layer, site in CFG.hook_points()
         ],
     output:
-        png=P.FIGURES + "/fig10_inference_opt.png",
-        pdf=P.FIGURES + "/fig10_inference_opt.pdf",
+        png=f"{P.FIGURES}/fig10_inference_opt.png",
+        pdf=f"{P.FIGURES}/fig10_inference_opt.pdf",
     log:
-        LOGS + "/inference_opt/figure.log",
+        f"{LOGS}/inference_opt/figure.log",
     script:
         "../scripts/inference_opt_figure.py"

@@ -1,7 +1,7 @@
 rule prepare_model:
     """Assemble and dequantise the packaged GGUF (or fetch/check a hub or local model)."""
     output:
-        MODEL_DIR + "/prepared.json",
+        f"{MODEL_DIR}/prepared.json",
     log:
         f"{LOGS}/prepare_model/{CFG.model}.log",
     resources:
@@ -15,9 +15,9 @@ rule prepare_corpus:
     input:
         rules.prepare_model.output,
     output:
-        train=CORPUS_DIR + "/train.npy",
-        eval=CORPUS_DIR + "/eval.npy",
-        meta=CORPUS_DIR + "/meta.json",
+        train=f"{CORPUS_DIR}/train.npy",
+        eval=f"{CORPUS_DIR}/eval.npy",
+        meta=f"{CORPUS_DIR}/meta.json",
     log:
         f"{LOGS}/prepare_corpus/{CFG.model}.log",
     script:

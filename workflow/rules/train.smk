@@ -1,40 +1,21 @@
-from saerepro.config import DERIVED_ARCHITECTURES as DERIVED
-from saerepro.pipeline import hook_point_runs
-
-
-def scale_source(wildcards):
-    """What evaluate reads the activation scale from: the cache's meta.json (cached) or the run's
-    own train_info.json (on_the_fly records the scale there); see pipeline.activation_scale."""
-    if ON_THE_FLY:
-        return P.TRAIN_INFO.format(**dict(wildcards))
-    return f"{P.cache_dir(CFG, wildcards.layer, wildcards.site)}/meta.json"
-
-
 if not ON_THE_FLY:
-
-    def _train_inputs(wildcards):
-        inputs = {"cache": f"{P.cache_dir(CFG, wildcards.layer, wildcards.site)}/meta.json"}
-        parent = DERIVED.get(wildcards.architecture)
-        if parent is not None:  # baseline_rescale_shift freezes the trained baseline of equal lambda
-            inputs["parent"] = P.TRAIN_INFO.format(**{**dict(wildcards), "architecture": parent})
-        return inputs
 
     rule train:
         """One SAE per (model, layer, site, architecture, coefficient, seed) on the shared cache."""
         input:
-            unpack(_train_inputs),
+            unpack(train_inputs),
         output:
             info=P.TRAIN_INFO,
             provenance=P.PROVENANCE,
+        log:
+            f"{LOGS}/train/{{model}}/L{{layer}}/{{site}}/{{architecture}}/c{{coefficient}}/s{{seed}}.log",
+        threads: 1
+        resources:
+            mem_mb=4000,
         params:
             # A change to a shared setting (train.tokens, corpus, ...) changes the hash, and
             # Snakemake's params trigger then retrains instead of keeping stale SAEs.
             config_hash=CONFIG_HASH,
-        log:
-            LOGS + "/train/{model}/L{layer}/{site}/{architecture}/c{coefficient}/s{seed}.log",
-        threads: 1
-        resources:
-            mem_mb=4000,
         script:
             "../scripts/train.py"
 
@@ -57,14 +38,14 @@ else:
             output:
                 info=[P.fill(P.TRAIN_INFO, run) for run in _runs],
                 provenance=[P.fill(P.PROVENANCE, run) for run in _runs],
-            params:
-                layer=_layer,
-                site=_site,
-                config_hash=CONFIG_HASH,
             log:
                 f"{LOGS}/train_on_the_fly/{CFG.model}/L{_layer}/{_site}.log",
             threads: workflow.cores
             resources:
                 mem_mb=8000,
+            params:
+                layer=_layer,
+                site=_site,
+                config_hash=CONFIG_HASH,
             script:
                 "../scripts/train_on_the_fly.py"

@@ -26,7 +26,7 @@ trainer logs each of them (see :class:`LossOutput`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
@@ -83,6 +83,13 @@ class SaeReproMixin:
     Subclasses set the class attributes below and implement :meth:`loss_terms`. Inference
     (``encode``/``decode``/``forward``/``save_model``/``SAE.load_from_disk``) is sae-lens'.
     """
+
+    if TYPE_CHECKING:  # provided by the torch / sae-lens classes every subclass also derives from
+
+        def to(self, *args: Any, **kwargs: Any) -> Any: ...
+        def state_dict(self, *args: Any, **kwargs: Any) -> Any: ...
+        def load_state_dict(self, *args: Any, **kwargs: Any) -> Any: ...
+        def save_model(self, *args: Any, **kwargs: Any) -> Any: ...
 
     #: Name of the architecture in saerepro configs and results (``gated``, ``topk``, ...).
     short_name: ClassVar[str]
