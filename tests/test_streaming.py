@@ -130,6 +130,15 @@ def test_partial_normalisation_block(caches, tiny_model, tokens):
     assert src.scale != cache.scale and src.scale == pytest.approx(cache.scale, rel=0.2)
 
 
+def test_mlp_post_on_the_fly_has_the_mlp_hidden_width(tiny_model, tokens):
+    # the width comes from sites.site_dim, as the cache's does: d_mlp for mlp_post, not d_model
+    src = open_lm_source(tiny_model, tokens, 1, "mlp_post", batch_size=LM_BATCH, progress=False)
+    cfg = tiny_model.cfg
+    assert cfg.d_mlp != cfg.d_model
+    assert src.d_in == cfg.d_mlp and src.array.shape[1] == cfg.d_mlp
+    assert np.asarray(src.array[:3]).shape == (3, cfg.d_mlp)
+
+
 def test_lm_runs_each_batch_once_per_read_and_counts_its_cost(tiny_model, tokens):
     src = source(tiny_model, tokens, norm_tokens=100)
     assert src.array.lm_tokens == 2 * LM_BATCH * CTX  # the normalisation block: 2 LM batches

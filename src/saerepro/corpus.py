@@ -293,10 +293,3 @@ def prepare_corpus(
     }
     atomic_write_json(out_dir / "meta.json", meta)
     return meta
-
-
-def load_tokens(corpus_dir: str | Path, split: str) -> np.ndarray:
-    """The packed token array of ``split`` (``train`` or ``eval``)."""
-    if split not in ("train", "eval"):
-        raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
-    return np.load(Path(corpus_dir) / f"{split}.npy")

@@ -56,8 +56,3 @@ def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
-
-
-def sha256_json(obj) -> str:
-    """Hex SHA-256 of a JSON-serialisable object in canonical form (sorted keys)."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()

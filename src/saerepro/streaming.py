@@ -47,7 +47,14 @@ import numpy as np
 import torch
 
 from .activations import ActivationCache
-from .sites import hook_name
+from .sites import hook_name, site_dim
+
+
+def _site_width(model, site: str) -> int:
+    """The hook point's width: ``sites.site_dim`` (the one home of that rule) of the model's shape."""
+    cfg = model.cfg
+    return site_dim(site, cfg.d_model, cfg.n_heads, cfg.d_head, cfg.d_mlp)
+
 
 #: A marker in meta.json-like dicts and train_info.json: where the activations came from.
 MODE = "on_the_fly"
@@ -58,11 +65,6 @@ def lm_autocast(device: torch.device | str, enabled: bool) -> contextlib.Abstrac
     if not enabled:
         return contextlib.nullcontext()
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
-
-
-def site_width(model, site: str) -> int:
-    cfg = model.cfg
-    return cfg.n_heads * cfg.d_head if site == "attn" else cfg.d_model
 
 
 @torch.no_grad()
@@ -123,7 +125,7 @@ class LMActivations:
         self.dtype = np.dtype(dtype)
         self.provisional = provisional
         """Set: reproduce the cache's two roundings (first at this scale, then rescaled)."""
-        self.shape = (int(tokens.shape[0]) * self.row_len, site_width(model, site))
+        self.shape = (int(tokens.shape[0]) * self.row_len, _site_width(model, site))
         self.ndim = 2
         self.sample_limit = min(self.shape[0], sample_limit or self.shape[0])
         self.autocast_bf16 = autocast_bf16
@@ -234,7 +236,7 @@ def estimate_scale(
     row_len = tokens.shape[1] - 1
     n_batches = min(math.ceil(len(tokens) / batch_size), math.ceil(norm_tokens / (batch_size * row_len)))
     name = hook_name(layer, site)
-    d_in = site_width(model, site)
+    d_in = _site_width(model, site)
     device = next(model.parameters()).device
     sq_sum, n_rows, provisional = 0.0, 0, None
     start = time.perf_counter()

@@ -72,7 +72,6 @@ class BaselineSAE(SaeReproMixin, SAE[BaselineSAEConfig]):
     short_name = "baseline"
     config_class = BaselineSAEConfig
     loss_term_names = ("recon", "sparsity")
-    coefficient_meaning = "λ (L1 on f)"
 
     b_enc: nn.Parameter
 
@@ -119,7 +118,6 @@ class BaselineRescaleShiftSAE(SaeReproMixin, SAE[BaselineRescaleShiftSAEConfig])
     loss_term_names = ("recon",)
     unit_norm_decoder = False  # the decoder is frozen (and unit-norm from the baseline)
     frozen_parameter_names = ("W_enc", "b_enc", "W_dec", "b_dec")
-    coefficient_meaning = "λ of the underlying baseline (label only)"
 
     b_enc: nn.Parameter
     r_mag: nn.Parameter

@@ -103,8 +103,6 @@ class SaeReproMixin:
     needs_dead_mask: ClassVar[bool] = False
     #: Parameters that are never trained (the frozen baseline under a rescale & shift).
     frozen_parameter_names: ClassVar[tuple[str, ...]] = ()
-    #: What the training coefficient means for this architecture (for docs and error messages).
-    coefficient_meaning: ClassVar[str] = "λ"
 
     W_enc: nn.Parameter
     W_dec: nn.Parameter

@@ -179,7 +179,6 @@ class GatedSAE(SaeReproMixin, SAE[GatedSAEConfig]):
     short_name = "gated"
     config_class = GatedSAEConfig
     loss_term_names = ("recon", "sparsity", "aux")
-    coefficient_meaning = "λ (L1 on ReLU(π_gate))"
 
     #: W_mag = exp(r_mag) ⊙ W_gate (True) or an independent matrix (False).
     tied: ClassVar[bool] = True

@@ -78,7 +78,6 @@ class JumpReLUSAE(SaeReproMixin, SAE[JumpReLUSAEConfig]):
     short_name = "jumprelu"
     config_class = JumpReLUSAEConfig
     loss_term_names = ("recon", "sparsity")
-    coefficient_meaning = "λ (L0)"
 
     b_enc: nn.Parameter
     log_threshold: nn.Parameter

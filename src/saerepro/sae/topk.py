@@ -77,7 +77,6 @@ class TopKSAE(SaeReproMixin, StockTopKSAE):
     config_class = TopKSAEConfig
     loss_term_names = ("recon", "auxk")
     needs_dead_mask = True
-    coefficient_meaning = "k (active latents per token)"
 
     cfg: TopKSAEConfig  # type: ignore[assignment]
     b_enc: nn.Parameter
