@@ -82,6 +82,10 @@ def run_at(commit: str, work: Path, resources: Path, cores: int) -> Path:
         f"resources_dir={resources}",
         "--cores",
         str(cores),
+        # a fresh working directory has no Snakemake metadata: without this, the shared model and
+        # corpus in resources/ would be rebuilt by every check
+        "--rerun-triggers",
+        "mtime",
     ]
     print(f"[neutral_check] {commit[:12]}: {' '.join(cmd)}", flush=True)
     subprocess.run(cmd, env=env, check=True)
