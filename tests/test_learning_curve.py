@@ -15,7 +15,7 @@ from saerepro.learning_curve import flattening, main, read_config
 from saerepro.plotting import plot_learning_curve
 
 
-def _curve(change_last: float, se: float = 0.01) -> pd.DataFrame:
+def _curve(change_last: float, se: float = 0.01, l0_last: float = 50.0) -> pd.DataFrame:
     rows = []
     for site in ("resid", "mlp"):
         for arch, coef in (("gated", 0.6), ("baseline", 0.9)):
@@ -31,19 +31,22 @@ def _curve(change_last: float, se: float = 0.01) -> pd.DataFrame:
                         budget_tokens=budget,
                         loss_recovered=lr,
                         loss_recovered_se=se,
-                        l0=100 / (i + 1),
+                        l0=[100.0, 50.0, l0_last][i],
                         l0_se=1.0,
                     )
                 )
     return pd.DataFrame(rows)
 
 
-def test_flattening_says_flat_only_within_two_standard_errors():
+def test_flattening_says_flat_only_within_two_standard_errors_and_with_l0_settled():
     flat = flattening(_curve(change_last=0.005))
     assert len(flat) == 4 and flat["flat"].all()
     assert flat["change"].to_numpy() == pytest.approx(0.005)
     rising = flattening(_curve(change_last=0.05))
     assert not rising["flat"].any() and (rising["to_tokens"] == 1_000_000).all()
+    # loss recovered holds but the SAE keeps getting sparser: still moving along the frontier
+    sparser = flattening(_curve(change_last=0.005, l0_last=40.0))
+    assert not sparser["flat"].any() and sparser["l0_change"].to_numpy() == pytest.approx(-0.2)
 
 
 def test_learning_curve_figure_has_a_line_per_sae_and_states_the_last_step(tmp_path):

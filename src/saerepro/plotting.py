@@ -242,6 +242,11 @@ def _missing_note(
     )
 
 
+def _token_label(n: float) -> str:
+    """262144 -> '262k', 1048576 -> '1.05M': tick labels for token budgets."""
+    return f"{n / 1e6:.3g}M" if n >= 1e6 else f"{n / 1e3:.3g}k"
+
+
 def _legend(fig: plt.Figure, archs: Sequence[str], present: set[str], extra: Sequence[Line2D] = ()) -> None:
     """One entry per architecture; absent ones are listed as "(no data)" when the figure is about
     a fixed set of them (at most 5), and left out of figures over every architecture."""
@@ -929,12 +934,13 @@ def plot_learning_curve(table: pd.DataFrame, stem: str | Path, *, sites: Sequenc
             if not f.empty:
                 r = f.iloc[0]
                 notes.append(
-                    f"{st.label} λ={coef:g}: {r['change']:+.3f} ± {r['change_se']:.3f}{' (flat)' if r['flat'] else ''}"
+                    f"{st.label} λ={coef:g}: {r['change']:+.3f} ± {r['change_se']:.3f}, "
+                    f"L0 {r['l0_change']:+.0%}{' (flat)' if r['flat'] else ''}"
                 )
         axes[0, j].text(
             0.98,
             0.03,
-            "last step:\n" + "\n".join(notes),
+            "last doubling:\n" + "\n".join(notes),
             transform=axes[0, j].transAxes,
             fontsize=7,
             ha="right",
@@ -942,10 +948,16 @@ def plot_learning_curve(table: pd.DataFrame, stem: str | Path, *, sites: Sequenc
             color="0.25",
             gid="flattening",
         )
+        budgets = sorted(ds["budget_tokens"].unique())
         for i in range(2):
             axes[i, j].set_xscale("log")
+            axes[i, j].set_xticks(budgets, [_token_label(b) for b in budgets])
+            axes[i, j].xaxis.set_minor_formatter(NullFormatter())
             axes[i, j].set_xlabel("Training tokens per SAE (log scale)")
         axes[1, j].set_yscale("log")
+        axes[1, j].yaxis.set_minor_formatter(NullFormatter())
+        axes[1, j].yaxis.set_major_formatter(FuncFormatter(lambda t, _: f"{t:g}"))
+        axes[1, j].yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
     axes[0, 0].set_ylabel(_LABELS["loss_recovered"] + " (±1 SE)")
     axes[1, 0].set_ylabel(_LABELS["l0"])
     model = str(table["model"].iloc[0]) if "model" in table and len(table) else ""
