@@ -56,3 +56,21 @@ def test_comparison_ignores_commit_and_timings_and_catches_a_one_digit_change(tm
     moved.loc[0, "loss_recovered"] = "0.812345679"
     moved.to_csv(paths[2], index=False)
     assert neutral_check.comparable(paths[0]) != neutral_check.comparable(paths[2])
+
+
+def test_schema_change_adds_one_valued_columns_and_drops_removed_ones_in_a_committed_table(tmp_path):
+    base = pd.DataFrame({"model": ["m", "m"], "layer": [6, 6], "site": ["mlp", "resid"], "n_tokens": [8, 8]})
+    head = base.drop(columns="n_tokens").assign(corpus="wiki", per_row=["a", "b"])
+    paths = [tmp_path / "base.csv", tmp_path / "head.csv"]
+    base.to_csv(paths[0], index=False)
+    head.to_csv(paths[1], index=False)
+    added, removed, problems = neutral_check.schema_change(paths[0], paths[1])
+    assert added == {"corpus": "wiki"} and removed == ["n_tokens"]
+    (problem,) = problems  # a column whose value differs by row cannot be added without a rerun
+    assert "per_row" in problem
+    committed = tmp_path / "committed.csv"
+    base.to_csv(committed, index=False)
+    entries = [{"columns_added": added, "columns_removed": removed}]
+    assert neutral_check.migrate(committed, entries) == ["dropped n_tokens", "added corpus=wiki"]
+    assert list(pd.read_csv(committed).columns) == ["model", "corpus", "layer", "site"]
+    assert neutral_check.migrate(committed, entries) == []  # idempotent

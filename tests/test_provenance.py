@@ -222,3 +222,20 @@ def test_history_unavailable_outside_a_checkout(tmp_path, monkeypatch):
     plain = tmp_path / "sdist"
     plain.mkdir()
     assert "not a git checkout" in git_history_unavailable(plain)
+
+
+def test_a_checked_schema_change_must_be_applied_to_the_committed_table(repo):
+    import json
+
+    made = _git(repo, "rev-parse", "HEAD")
+    change = _commit(repo, {"src/saerepro/pipeline.py": "corpus = 'c'\n"}, "corpus column")
+    (repo / NEUTRAL_LEDGER).parent.mkdir(parents=True, exist_ok=True)
+    entry = {"base": made, "head": change, "identical": True, "columns_added": {"corpus": "wiki"}}
+    (repo / NEUTRAL_LEDGER).write_text(json.dumps([{**entry, "columns_removed": ["n_tokens"]}]))
+    old = [dict(r, n_tokens=1) for r in _rows(made)]
+    (reason,) = stale_reasons(old, _cfg(), repo)
+    assert "'corpus'" in reason and "'n_tokens'" in reason and "--migrate" in reason
+    migrated = [{k: v for k, v in r.items() if k != "n_tokens"} | {"corpus": "wiki"} for r in old]
+    assert stale_reasons(migrated, _cfg(), repo) == []
+    # rows made at or after the change already have the new schema: nothing to apply
+    assert stale_reasons(_rows(change), _cfg(), repo) == []

@@ -51,6 +51,9 @@ MACHINE_COLUMNS = ("cpu_model", "cpu_capability")
 #: Code whose change can move a number in the metrics table (folders and files, repo-relative).
 #: ``src/saerepro/training`` covers training.py becoming a package.
 METRIC_MOVING_CODE = (
+    "src/saerepro/config.py",
+    "src/saerepro/pipeline.py",
+    "src/saerepro/sites.py",
     "src/saerepro/sae",
     "src/saerepro/training.py",
     "src/saerepro/training",
@@ -246,6 +249,34 @@ def stale_reasons(rows, cfg, repo, paths=METRIC_MOVING_PATHS) -> list[str]:
                 f"since: {', '.join(diff.stdout.split())} (in {len(unchecked)} commit(s) that "
                 f"{NEUTRAL_LEDGER} does not record as checked metric-neutral: "
                 f"{', '.join(c[:12] for c in unchecked)})"
+            )
+    reasons += _schema_reasons(records, commits, repo, ledger)
+    return reasons
+
+
+def _schema_reasons(records: list[dict], commits: Counter, repo, ledger: list[dict]) -> list[str]:
+    """A ledger entry newer than the rows may record a schema change (columns added with their one
+    value, or removed, by a checked neutral change): the table must have it applied
+    (``benchmarks/neutral_check.py --migrate``)."""
+    columns = set(records[0])
+    reasons = []
+    for e in ledger:
+        if not (e.get("columns_added") or e.get("columns_removed")):
+            continue
+        newer = any(
+            c.removesuffix("-dirty") != e["head"]
+            and _git(repo, "merge-base", "--is-ancestor", c.removesuffix("-dirty"), e["head"]).returncode == 0
+            for c in commits
+        )
+        if not newer:
+            continue
+        missing = sorted(set(e.get("columns_added", {})) - columns)
+        extra = sorted(set(e.get("columns_removed", [])) & columns)
+        if missing or extra:
+            reasons.append(
+                f"the table predates the schema change checked neutral in {e['base'][:12]}..{e['head'][:12]} "
+                f"(missing columns {missing}, removed columns still present {extra}): run "
+                "benchmarks/neutral_check.py --migrate on it"
             )
     return reasons
 
