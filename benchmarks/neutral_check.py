@@ -161,6 +161,11 @@ def main() -> int:
     parser.add_argument("--record", action="store_true", help="append the result to results/neutral_changes.json")
     parser.add_argument("--resources", default=str(REPO / "resources"), help="shared resources/ (absolute)")
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument(
+        "--work",
+        help="keep the worktrees and runs in this folder (default: a temporary one, removed): a later "
+        "check against the same base then finds the base's run up to date",
+    )
     args = parser.parse_args()
     if args.migrate:
         from saerepro.provenance import read_neutral_ledger
@@ -172,14 +177,15 @@ def main() -> int:
         parser.error("base is required (or --migrate TABLE)")
     base, head = git("rev-parse", args.base), git("rev-parse", args.head)
     with tempfile.TemporaryDirectory(prefix="neutral-") as tmp:
-        work = Path(tmp)
+        work = Path(args.work).resolve() if args.work else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         try:
             tables = [run_at(c, work, Path(args.resources).resolve(), args.cores) for c in (base, head)]
             added, removed, problems = schema_change(tables[0], tables[1])
             common = [c for c in comparable(tables[1])[0] if c not in added]
             (cols_a, text_a), (cols_b, text_b) = comparable(tables[0], common), comparable(tables[1], common)
         finally:
-            for c in (base, head):
+            for c in (base, head) if not args.work else ():
                 subprocess.run(
                     ["git", "-C", str(REPO), "worktree", "remove", "--force", str(work / c[:12])], capture_output=True
                 )
