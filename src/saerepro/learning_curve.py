@@ -66,12 +66,12 @@ def run_learning_curve(cfg: Config, budgets: list[int], out_dir: Path, progress:
     from .activations import open_cache
     from .evaluate import evaluate_sae, paired_metrics
     from .lm import eval_token_subset
-    from .models import load_model
-    from .pipeline import _array_sha256, load_clean_reference, resolve_device, train_config
+    from .models import load_model, resolve_device
+    from .pipeline import _array_sha256, load_clean_reference, train_config
     from .sae import make_sae
     from .training import CHECKPOINT_FILE, train_sae
 
-    device = resolve_device(cfg.device)
+    device = str(resolve_device(cfg.device))
     corpus = Path(paths.corpus_dir(cfg))
     eval_tokens = eval_token_subset(np.load(corpus / "eval.npy"), cfg.reference.eval_tokens)
     clean_path = Path(paths.CLEAN_REFERENCE.format(model=cfg.model))

@@ -17,6 +17,7 @@ import numpy as np
 from . import paths
 from .config import Config
 from .io import atomic_write_json, sha256_file
+from .models import resolve_device
 from .provenance import MACHINE_COLUMNS, PROVENANCE_COLUMNS
 
 if TYPE_CHECKING:  # pandas is imported lazily: the training and evaluation stages never need it
@@ -25,17 +26,6 @@ if TYPE_CHECKING:  # pandas is imported lazily: the training and evaluation stag
     from .config import Run
 
 log = logging.getLogger("saerepro")
-
-
-def resolve_device(device: str) -> str:
-    """The config's device as a string (``auto`` resolved by :func:`saerepro.training.resolve_device`)."""
-    import torch
-
-    from .training import resolve_device as _resolve
-
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("config device is 'cuda' but torch sees no GPU; use device: auto or cpu")
-    return str(_resolve(device))
 
 
 def prepare_model(cfg: Config, marker: str | Path) -> dict:
@@ -111,14 +101,14 @@ def cache_activations(cfg: Config, corpus: str | Path, out_dirs: dict[tuple[int,
         Path(next(iter(out_dirs.values()))).parent.parent, estimate_cache_bytes(n_tok, dims, cfg.cache.dtype)
     )
     corpus_meta = json.loads((Path(corpus) / "meta.json").read_text())
-    model = load_model(spec, cfg.resources_dir, resolve_device(cfg.device))
+    model = load_model(spec, cfg.resources_dir, str(resolve_device(cfg.device)))
     hashes = {
         "train_tokens_sha256": corpus_meta["splits"]["train"]["sha256"],
         "model": spec.name,
         "model_source": spec.location,
     }
     start = time.time()
-    with lm_autocast(cfg):
+    with lm_precision(cfg):
         metas = _cache(
             model,
             np.asarray(tokens),
@@ -155,7 +145,7 @@ def reference_ce(
     from .metrics import sequence_mean_and_se
     from .models import load_model
 
-    model = load_model(cfg.spec, cfg.resources_dir, resolve_device(cfg.device))
+    model = load_model(cfg.spec, cfg.resources_dir, str(resolve_device(cfg.device)))
     eval_tokens = eval_token_subset(np.load(Path(corpus) / "eval.npy"), cfg.reference.eval_tokens)
     n_pred = eval_tokens.shape[1] - 1
     batch_size = cfg.reference.batch_size
@@ -302,7 +292,7 @@ def train_config(cfg: Config, run, d_in: int, parent_dir: str | Path | None = No
         autocast_bf16=cfg.train.autocast_bf16,
         baseline_path=str(parent_dir) if parent_dir is not None else None,
         hook_name=hook_name(run.layer, run.site),
-        device=resolve_device(cfg.device),
+        device=str(resolve_device(cfg.device)),
     )
 
 
@@ -346,7 +336,7 @@ def evaluate_run(
     from .models import load_model
     from .sae import load_sae
 
-    device = resolve_device(cfg.device)
+    device = str(resolve_device(cfg.device))
     ref = json.loads(Path(reference).read_text())
     eval_tokens = eval_token_subset(np.load(Path(corpus) / "eval.npy"), cfg.reference.eval_tokens)
     if _array_sha256(eval_tokens) != ref["eval_tokens_sha256"]:
@@ -562,11 +552,11 @@ def shuffle_chunk_tokens(cfg: Config) -> int:
     return 4096
 
 
-def lm_autocast(cfg: Config):
+def lm_precision(cfg: Config):
     """The config's LM precision (``activations.lm_autocast_bf16``) as a context for LM forwards."""
-    from .streaming import lm_autocast as _autocast
+    from .streaming import lm_autocast
 
-    return _autocast(resolve_device(cfg.device), cfg.activations.lm_autocast_bf16)
+    return lm_autocast(resolve_device(cfg.device), cfg.activations.lm_autocast_bf16)
 
 
 def activation_scale(folder: str | Path) -> float:
@@ -628,7 +618,7 @@ def train_on_the_fly(
     corpus = Path(corpus)
     tokens = np.load(corpus / "train.npy", mmap_mode="r")
     corpus_meta = json.loads((corpus / "meta.json").read_text())
-    device = resolve_device(cfg.device)
+    device = str(resolve_device(cfg.device))
     model = load_model(cfg.spec, cfg.resources_dir, device)
     start = time.time()
     source = open_lm_source(
