@@ -148,7 +148,8 @@ def run_inference_opt(
     from .evaluate import evaluate_sae, paired_metrics
     from .lm import eval_token_subset
     from .models import load_model, resolve_device
-    from .pipeline import activation_scale, hook_point_runs, load_clean_reference
+    from .on_the_fly import hook_point_runs
+    from .pipeline import activation_scale, load_clean_reference
     from .sae import load_sae
 
     device = str(resolve_device(cfg.device))
