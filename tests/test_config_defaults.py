@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from saerepro import config as config_module
+from saerepro import tables
 from saerepro.config import SCHEMA_PATH, ArchitectureConfig, Config, ResampleConfig
 from saerepro.sae import ARCHITECTURES
 from saerepro.sites import ALL_SITES
@@ -92,6 +93,7 @@ def test_the_schema_lists_the_registry_architectures_and_sites():
     arch = SCHEMA["properties"]["architectures"]
     assert tuple(arch["propertyNames"]["enum"]) == tuple(ARCHITECTURES)
     assert tuple(config_module.ARCHITECTURES) == tuple(ARCHITECTURES)
+    assert tuple(tables.ARCHITECTURES) == tuple(ARCHITECTURES)
     site_enum = arch["additionalProperties"]["properties"]["sites"]["items"]["enum"]
     assert tuple(site_enum) == tuple(ALL_SITES)
     assert {f.name for f in dataclasses.fields(ArchitectureConfig)} >= {"name", "grid", "expansion"}
