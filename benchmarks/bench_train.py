@@ -105,7 +105,7 @@ def matmul_peak(dtype: torch.dtype, repeats: int) -> dict[str, float]:
 
 def bench_ours(arch: str, steps: int, bf16: bool = False, auxk: bool = False) -> dict[str, float]:
     from saerepro.activations import open_cache
-    from saerepro.training import TrainConfig, _Run
+    from saerepro.training import Run, TrainConfig
 
     coefficient = 32 if arch == "topk" else (1.0 if arch == "baseline_rescale_shift" else 0.01)
     extra: dict = {}
@@ -113,7 +113,7 @@ def bench_ours(arch: str, steps: int, bf16: bool = False, auxk: bool = False) ->
     tmp = Path(tempfile.mkdtemp(prefix="bench_"))
     cache = open_cache(write_cache(tmp / "cache", 4 * BATCH))
     if arch == "baseline_rescale_shift":
-        base = _Run(
+        base = Run(
             TrainConfig("baseline", 1.0, d_sae=d_sae, batch_size=BATCH, total_tokens=BATCH, device="cpu"),
             cache,
             tmp / "base",
@@ -132,7 +132,7 @@ def bench_ours(arch: str, steps: int, bf16: bool = False, auxk: bool = False) ->
         dead_tokens_threshold=1 if auxk else 10**9,
         **extra,
     )
-    run = _Run(cfg, cache, tmp / "run", torch.device("cpu"))
+    run = Run(cfg, cache, tmp / "run", torch.device("cpu"))
     xs = [torch.from_numpy(np.asarray(cache.array[i * BATCH : (i + 1) * BATCH], dtype=np.float32)) for i in range(4)]
     for i in range(2):
         run.train_step(xs[i % 4])
@@ -185,15 +185,16 @@ def bench_sae_lens_stock(arch: str, steps: int) -> dict[str, float]:
 
 
 def bench_stream(n_batches: int) -> float:
-    from saerepro.training import ShuffledStream, _batch_to_tensor
+    from saerepro.activations import CachedRows
+    from saerepro.training import ShuffledStream, batch_to_tensor
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_stream_"))
     arr = np.load(write_cache(tmp, 64 * BATCH) / "activations.npy", mmap_mode="r")
-    it = ShuffledStream(arr, BATCH, 0, buffer_tokens=32 * BATCH, chunk_tokens=4096).batches(0)
+    it = ShuffledStream(CachedRows(arr), BATCH, 0, buffer_tokens=32 * BATCH, chunk_tokens=4096).batches(0)
     next(it)
     t = time.perf_counter()
     for _ in range(n_batches):
-        _batch_to_tensor(next(it), torch.device("cpu"))
+        batch_to_tensor(next(it), torch.device("cpu"))
     return n_batches * BATCH / (time.perf_counter() - t)
 
 

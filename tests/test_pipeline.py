@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from saerepro import paths
+from saerepro.aggregate import MixedConfigError, aggregate, missing_runs
 from saerepro.config import load_config
-from saerepro.pipeline import MixedConfigError, aggregate, aggregate_available, missing_runs
+from saerepro.pipeline import aggregate_available
 from saerepro.tables import ALL_COLUMNS, TIMING_COLUMNS, MetricsTableError, synthetic_metrics_table
 
 CONFIG = {

@@ -331,7 +331,7 @@ def sweep(mode: str, **activations) -> dict:
 def test_pipeline_on_the_fly_equals_cached_metrics(tiny_registered, tiny_model, tokens, tmp_path, monkeypatch):
     """The Snakemake stages as functions: cached (cache_activations, train per SAE, evaluate) and
     on_the_fly (train_on_the_fly per hook point, evaluate) give identical SAEs and metric rows."""
-    from saerepro import pipeline
+    from saerepro import on_the_fly, pipeline
     from saerepro.config import load_config
 
     monkeypatch.chdir(tmp_path)
@@ -364,8 +364,8 @@ def test_pipeline_on_the_fly_equals_cached_metrics(tiny_registered, tiny_model, 
             parent = run_dir("cached", dataclasses.replace(run, architecture="baseline"))
         pipeline.train_run(cached_cfg, run, cache_dirs[run.layer, run.site], run_dir("cached", run), parent)
     for layer, site in fly_cfg.hook_points():  # on_the_fly: one job per hook point, no cache
-        hp_runs = pipeline.hook_point_runs(fly_cfg, layer, site)
-        infos = pipeline.train_on_the_fly(
+        hp_runs = on_the_fly.hook_point_runs(fly_cfg, layer, site)
+        infos = on_the_fly.train_on_the_fly(
             fly_cfg, layer, site, corpus, [run_dir("fly", r) for r in hp_runs], progress=False
         )
         assert [i["activations"] for i in infos] == ["on_the_fly"] * len(hp_runs)
@@ -404,17 +404,17 @@ def test_on_the_fly_job_resumes_after_a_crash_in_its_second_pass(
     """A crash while training baseline_rescale_shift (the second pass): the rerun finds the first
     pass's SAEs finished (final checkpoints kept), trains no step of them again, and ends with the
     same SAEs as an uninterrupted job."""
-    from saerepro import pipeline, training
+    from saerepro import on_the_fly, training
     from saerepro.config import load_config
 
     monkeypatch.chdir(tmp_path)
     corpus = write_corpus(tmp_path / "corpus", tokens, tokens[:8])
     cfg_ = load_config(sweep("on_the_fly"))
-    runs = pipeline.hook_point_runs(cfg_, 1, "resid")
+    runs = on_the_fly.hook_point_runs(cfg_, 1, "resid")
     full = [tmp_path / "full" / r.run_dir for r in runs]
-    pipeline.train_on_the_fly(cfg_, 1, "resid", corpus, full, progress=False)
+    on_the_fly.train_on_the_fly(cfg_, 1, "resid", corpus, full, progress=False)
 
-    original = training._Run.train_step
+    original = training.Run.train_step
     steps_taken: list[str] = []
 
     def crash_in_second_pass(self, x):
@@ -423,15 +423,15 @@ def test_on_the_fly_job_resumes_after_a_crash_in_its_second_pass(
         steps_taken.append(self.cfg.architecture)
         original(self, x)
 
-    monkeypatch.setattr(training._Run, "train_step", crash_in_second_pass)
+    monkeypatch.setattr(training.Run, "train_step", crash_in_second_pass)
     resumed = [tmp_path / "resumed" / r.run_dir for r in runs]
     with pytest.raises(KeyboardInterrupt):
-        pipeline.train_on_the_fly(cfg_, 1, "resid", corpus, resumed, progress=False)
+        on_the_fly.train_on_the_fly(cfg_, 1, "resid", corpus, resumed, progress=False)
     monkeypatch.setattr(
-        training._Run, "train_step", lambda self, x: (steps_taken.append(self.cfg.architecture), original(self, x))
+        training.Run, "train_step", lambda self, x: (steps_taken.append(self.cfg.architecture), original(self, x))
     )
     steps_taken.clear()
-    pipeline.train_on_the_fly(cfg_, 1, "resid", corpus, resumed, progress=False)
+    on_the_fly.train_on_the_fly(cfg_, 1, "resid", corpus, resumed, progress=False)
     assert set(steps_taken) == {"baseline_rescale_shift"}  # nothing of the first pass retrained
     for a, b in zip(full, resumed, strict=False):
         assert same_weights(a, b)

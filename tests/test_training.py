@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from saerepro.activations import open_cache
+from saerepro.activations import CachedRows, open_cache
 from saerepro.sae import ARCHITECTURES, load_sae
 from saerepro.training import (
     CHECKPOINT_FILE,
@@ -209,7 +209,7 @@ def test_stream_visits_every_token_once_per_epoch_in_shuffled_order():
     n = 1000
     array = np.zeros((n, 2), dtype=np.float16)
     array[:, 0] = np.arange(n)  # float16 holds these integers exactly
-    stream = ShuffledStream(array, batch_size=32, seed=7, buffer_tokens=256, chunk_tokens=64)
+    stream = ShuffledStream(CachedRows(array), batch_size=32, seed=7, buffer_tokens=256, chunk_tokens=64)
     assert stream.epoch_tokens == 960  # 15 whole chunks of 64; the last 40 tokens are never used
     it = stream.batches(0)
     epoch1 = np.concatenate([next(it) for _ in range(30)])[:, 0].astype(int)
@@ -218,9 +218,11 @@ def test_stream_visits_every_token_once_per_epoch_in_shuffled_order():
     assert not np.array_equal(epoch1, np.sort(epoch1))
     assert not np.array_equal(epoch1, epoch2)
     # any start position reproduces the tail of the stream (what resuming relies on)
-    again = ShuffledStream(array, batch_size=32, seed=7, buffer_tokens=256, chunk_tokens=64).batches(32 * 37)
+    again = ShuffledStream(CachedRows(array), batch_size=32, seed=7, buffer_tokens=256, chunk_tokens=64).batches(
+        32 * 37
+    )
     assert np.array_equal(np.concatenate([next(again) for _ in range(23)])[:, 0].astype(int), epoch2[32 * 7 :])
-    other_seed = ShuffledStream(array, batch_size=32, seed=8, buffer_tokens=256, chunk_tokens=64).batches(0)
+    other_seed = ShuffledStream(CachedRows(array), batch_size=32, seed=8, buffer_tokens=256, chunk_tokens=64).batches(0)
     assert not np.array_equal(next(other_seed)[:, 0].astype(int), epoch1[:32])
 
 
@@ -446,18 +448,18 @@ def test_ctrl_c_leaves_a_checkpoint_that_resumes_exactly(cache, tmp_path, monkey
 
     cfg = small_cfg("jumprelu", 0.05, total_tokens=128 * 20)
     train_sae(cfg, cache, tmp_path / "full", progress=False)
-    original = training._Run.train_step
+    original = training.Run.train_step
 
     def interrupted(self, x):
         if self.step == 9:
             raise KeyboardInterrupt
         original(self, x)
 
-    monkeypatch.setattr(training._Run, "train_step", interrupted)
+    monkeypatch.setattr(training.Run, "train_step", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train_sae(cfg, cache, tmp_path / "resumed", progress=False)
     assert torch.load(tmp_path / "resumed" / CHECKPOINT_FILE, weights_only=True)["step"] == 9
-    monkeypatch.setattr(training._Run, "train_step", original)
+    monkeypatch.setattr(training.Run, "train_step", original)
     train_sae(cfg, cache, tmp_path / "resumed", progress=False)
     w_full, w_res = weights(tmp_path / "full"), weights(tmp_path / "resumed")
     assert all(torch.equal(w_full[k], w_res[k]) for k in w_full)

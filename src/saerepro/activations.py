@@ -30,13 +30,40 @@ ARRAY_FILE = "activations.npy"
 META_FILE = "meta.json"
 
 
+class CachedRows:
+    """The :class:`saerepro.training.data.ActivationSource` of an activation array in memory or on disk."""
+
+    def __init__(self, array: np.ndarray):
+        self.array = array
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.array.shape)
+
+    @property
+    def sample_limit(self) -> int:
+        return int(self.array.shape[0])
+
+    def read_chunks(self, ids: np.ndarray, chunk: int) -> np.ndarray:
+        return np.concatenate([np.asarray(self.array[i * chunk : (i + 1) * chunk]) for i in ids])
+
+    def __getitem__(self, idx: np.ndarray) -> np.ndarray:
+        return self.array[idx]
+
+
 @dataclass(frozen=True)
 class ActivationCache:
-    """A read-only view of one cache directory."""
+    """A read-only view of one cache directory (or of an on-the-fly source's virtual array)."""
 
     path: Path
     array: np.ndarray
     meta: dict
+    source: Any = None
+    """What training reads (an ``ActivationSource``): None means :class:`CachedRows` of ``array``."""
+
+    def __post_init__(self) -> None:
+        if self.source is None:
+            object.__setattr__(self, "source", CachedRows(self.array))
 
     @property
     def scale(self) -> float:

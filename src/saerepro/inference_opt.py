@@ -147,11 +147,12 @@ def run_inference_opt(
     from . import paths
     from .evaluate import evaluate_sae, paired_metrics
     from .lm import eval_token_subset
-    from .models import load_model
-    from .pipeline import activation_scale, hook_point_runs, load_clean_reference, resolve_device
+    from .models import load_model, resolve_device
+    from .on_the_fly import hook_point_runs
+    from .pipeline import activation_scale, load_clean_reference
     from .sae import load_sae
 
-    device = resolve_device(cfg.device)
+    device = str(resolve_device(cfg.device))
     tokens_all = eval_token_subset(np.load(Path(corpus) / "eval.npy"), cfg.reference.eval_tokens)
     clean_all = load_clean_reference(clean_path, tokens_all)
     n_pred = tokens_all.shape[1] - 1

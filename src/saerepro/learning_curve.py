@@ -34,6 +34,7 @@ import yaml
 
 from . import paths
 from .config import Config, load_config
+from .tables import flattening
 
 log = logging.getLogger("saerepro")
 
@@ -66,12 +67,12 @@ def run_learning_curve(cfg: Config, budgets: list[int], out_dir: Path, progress:
     from .activations import open_cache
     from .evaluate import evaluate_sae, paired_metrics
     from .lm import eval_token_subset
-    from .models import load_model
-    from .pipeline import _array_sha256, load_clean_reference, resolve_device, train_config
+    from .models import load_model, resolve_device
+    from .pipeline import _array_sha256, load_clean_reference, train_config
     from .sae import make_sae
     from .training import CHECKPOINT_FILE, train_sae
 
-    device = resolve_device(cfg.device)
+    device = str(resolve_device(cfg.device))
     corpus = Path(paths.corpus_dir(cfg))
     eval_tokens = eval_token_subset(np.load(corpus / "eval.npy"), cfg.reference.eval_tokens)
     clean_path = Path(paths.CLEAN_REFERENCE.format(model=cfg.model))
@@ -158,38 +159,6 @@ def run_learning_curve(cfg: Config, budgets: list[int], out_dir: Path, progress:
     table = pd.DataFrame(rows)
     table.to_csv(out_dir / "learning_curve.csv", index=False)
     return table
-
-
-def flattening(table: pd.DataFrame, metric: str = "loss_recovered") -> pd.DataFrame:
-    """Per SAE, the change of ``metric`` and of L0 over the last budget doubling-or-more.
-
-    Columns: site, architecture, from_tokens, to_tokens, change, change_se (√ of the summed squared
-    SEs: conservative, the two evaluations share their sequences), l0_change (relative),
-    flat: |change| < 2·change_se and L0 moved by less than 5%. An SAE whose loss recovered holds
-    while its L0 keeps falling is still moving along the frontier, so it is not flat.
-    """
-    out = []
-    for (site, arch), g in table.groupby(["site", "architecture"], sort=False):
-        g = g.sort_values("budget_tokens")
-        if len(g) < 2:
-            continue
-        a, b = g.iloc[-2], g.iloc[-1]
-        se = float(np.hypot(a[f"{metric}_se"], b[f"{metric}_se"]))
-        change = float(b[metric] - a[metric])
-        l0_change = float(b["l0"] / a["l0"] - 1.0) if "l0" in g and float(a["l0"]) > 0 else 0.0
-        out.append(
-            {
-                "site": site,
-                "architecture": arch,
-                "from_tokens": int(a["budget_tokens"]),
-                "to_tokens": int(b["budget_tokens"]),
-                "change": change,
-                "change_se": se,
-                "l0_change": l0_change,
-                "flat": abs(change) < 2 * se and abs(l0_change) < 0.05,
-            }
-        )
-    return pd.DataFrame(out)
 
 
 def main(argv: list[str] | None = None) -> None:

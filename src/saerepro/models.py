@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:  # heavy imports stay lazy so config validation is instant
+    import torch
     from transformer_lens import HookedTransformer
 
 Source = Literal["gguf_package", "hub", "local"]
@@ -361,6 +362,23 @@ def transformer_lens_config(cfg_json: dict, dtype, device: str):
     cfg["original_architecture"] = cfg_json.get("architecture", "neel")
     cfg["tokenizer_name"] = cfg_json.get("tokenizer_name")
     return HookedTransformerConfig(**cfg, dtype=dtype, device=device)
+
+
+def resolve_device(device: str) -> torch.device:
+    """The config's device: ``auto`` -> cuda if available, else mps if available, else cpu.
+
+    ``cuda`` without a GPU is an error here, not at the first tensor moved there."""
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("config device is 'cuda' but torch sees no GPU; use device: auto or cpu")
+    return torch.device(device)
 
 
 def load_model(spec: ModelSpec, resources: str | Path = "resources", device: str = "cpu") -> HookedTransformer:

@@ -17,6 +17,7 @@ import numpy as np
 from . import paths
 from .config import Config
 from .io import atomic_write_json, sha256_file
+from .models import resolve_device
 from .provenance import MACHINE_COLUMNS, PROVENANCE_COLUMNS
 
 if TYPE_CHECKING:  # pandas is imported lazily: the training and evaluation stages never need it
@@ -25,17 +26,6 @@ if TYPE_CHECKING:  # pandas is imported lazily: the training and evaluation stag
     from .config import Run
 
 log = logging.getLogger("saerepro")
-
-
-def resolve_device(device: str) -> str:
-    """The config's device as a string (``auto`` resolved by :func:`saerepro.training.resolve_device`)."""
-    import torch
-
-    from .training import resolve_device as _resolve
-
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("config device is 'cuda' but torch sees no GPU; use device: auto or cpu")
-    return str(_resolve(device))
 
 
 def prepare_model(cfg: Config, marker: str | Path) -> dict:
@@ -111,14 +101,14 @@ def cache_activations(cfg: Config, corpus: str | Path, out_dirs: dict[tuple[int,
         Path(next(iter(out_dirs.values()))).parent.parent, estimate_cache_bytes(n_tok, dims, cfg.cache.dtype)
     )
     corpus_meta = json.loads((Path(corpus) / "meta.json").read_text())
-    model = load_model(spec, cfg.resources_dir, resolve_device(cfg.device))
+    model = load_model(spec, cfg.resources_dir, str(resolve_device(cfg.device)))
     hashes = {
         "train_tokens_sha256": corpus_meta["splits"]["train"]["sha256"],
         "model": spec.name,
         "model_source": spec.location,
     }
     start = time.time()
-    with lm_autocast(cfg):
+    with lm_precision(cfg):
         metas = _cache(
             model,
             np.asarray(tokens),
@@ -155,7 +145,7 @@ def reference_ce(
     from .metrics import sequence_mean_and_se
     from .models import load_model
 
-    model = load_model(cfg.spec, cfg.resources_dir, resolve_device(cfg.device))
+    model = load_model(cfg.spec, cfg.resources_dir, str(resolve_device(cfg.device)))
     eval_tokens = eval_token_subset(np.load(Path(corpus) / "eval.npy"), cfg.reference.eval_tokens)
     n_pred = eval_tokens.shape[1] - 1
     batch_size = cfg.reference.batch_size
@@ -302,7 +292,7 @@ def train_config(cfg: Config, run, d_in: int, parent_dir: str | Path | None = No
         autocast_bf16=cfg.train.autocast_bf16,
         baseline_path=str(parent_dir) if parent_dir is not None else None,
         hook_name=hook_name(run.layer, run.site),
-        device=resolve_device(cfg.device),
+        device=str(resolve_device(cfg.device)),
     )
 
 
@@ -346,7 +336,7 @@ def evaluate_run(
     from .models import load_model
     from .sae import load_sae
 
-    device = resolve_device(cfg.device)
+    device = str(resolve_device(cfg.device))
     ref = json.loads(Path(reference).read_text())
     eval_tokens = eval_token_subset(np.load(Path(corpus) / "eval.npy"), cfg.reference.eval_tokens)
     if _array_sha256(eval_tokens) != ref["eval_tokens_sha256"]:
@@ -403,140 +393,15 @@ def evaluate_run(
 # --------------------------------------------------------------------------- aggregate stages
 
 
-class MixedConfigError(RuntimeError):
-    """Rows of one table were produced under different shared settings (config hashes)."""
-
-
-def check_config_hashes(rows: pd.DataFrame, allow: bool = False) -> None:
-    """Refuse rows from more than one config hash unless ``allow`` (config ``allow_mixed_configs``)."""
-    counts = rows["config_hash"].value_counts()
-    if len(counts) > 1:
-        listing = ", ".join(f"{h} ({n} rows)" for h, n in counts.items())
-        message = (
-            f"metrics rows come from {len(counts)} different config hashes: {listing}. They were "
-            "trained under different shared settings (saerepro.provenance); rerun the stale "
-            "SAEs (snakemake --forcerun train) or set allow_mixed_configs: true"
-        )
-        if not allow:
-            raise MixedConfigError(message)
-        log.warning("%s (allowed by allow_mixed_configs)", message)
-
-
-MISSING_COLUMNS = ["model", "layer", "site", "architecture", "coefficient", "seed", "stage_not_done", "log"]
-
-
-def missing_runs(cfg: Config) -> tuple[list[str], pd.DataFrame]:
-    """The metrics files of the sweep that exist, and a table of the runs that have none.
-
-    A missing run is listed with the stage that did not finish (``train`` if it has no
-    train_info.json, else ``evaluate``) and that stage's log file.
-    """
-    import pandas as pd
-
-    found, missing = [], []
-    for run in cfg.runs():
-        path = paths.fill(paths.METRICS, run)
-        if Path(path).exists():
-            found.append(path)
-            continue
-        stage = "evaluate" if Path(paths.fill(paths.TRAIN_INFO, run)).exists() else "train"
-        log_path = f"logs/{stage}/{run.run_dir}.log"
-        missing.append(
-            {
-                "model": run.model,
-                "layer": run.layer,
-                "site": run.site,
-                "architecture": run.architecture,
-                "coefficient": run.coefficient,
-                "seed": run.seed,
-                "stage_not_done": stage,
-                "log": log_path,
-            }
-        )
-    return found, pd.DataFrame(missing, columns=MISSING_COLUMNS)
-
-
-def _write_missing(missing: pd.DataFrame, tables_dir: Path) -> None:
-    from .io import atomic_path
-
-    with atomic_path(Path(tables_dir) / "missing_runs.csv") as tmp:
-        missing.to_csv(tmp, index=False)
-
-
-def aggregate(
-    cfg: Config, metric_files: list[str], table_path: Path, missing: pd.DataFrame | None = None
-) -> pd.DataFrame:
-    """One row per SAE into ``metrics.csv``; timings, paper-style, half-the-L0 and claim-verdict
-    (:mod:`saerepro.verdicts`) tables beside it.
-
-    ``missing`` (from :func:`missing_runs`) lists configured SAEs without metrics; they are
-    written to ``missing_runs.csv`` (header only when none are missing) and named in the log.
-    """
-    import pandas as pd
-
-    from .io import atomic_path
-    from .tables import KEY_COLUMNS, TIMING_COLUMNS, validate_metrics_table, write_half_l0_table, write_model_tables
-    from .verdicts import write_verdicts
-
-    table_path = Path(table_path)
-    if missing is None:
-        missing = pd.DataFrame(columns=MISSING_COLUMNS)
-    if len(missing):
-        log.warning(
-            "%d configured SAE(s) have no metrics and are not in the tables (see %s):\n%s",
-            len(missing),
-            table_path.parent / "missing_runs.csv",
-            missing.to_string(index=False),
-        )
-    _write_missing(missing, table_path.parent)
-    if not metric_files:
-        raise RuntimeError("no SAE has metrics yet: nothing to aggregate")
-    rows = pd.DataFrame([json.loads(Path(f).read_text()) for f in metric_files])
-    check_config_hashes(rows, allow=cfg.allow_mixed_configs)
-    # A fully dead SAE (no latent fires on the eval tokens) has no defined gamma; it is listed,
-    # not averaged in. Any other NaN is an error (validate_metrics_table refuses it).
-    dead = rows["alive_frac"] == 0
-    dead_path = table_path.parent / "dead_saes.csv"
-    if dead.any():
-        log.warning(
-            "%d SAE(s) have no live latent and are left out of the tables:\n%s",
-            int(dead.sum()),
-            rows.loc[dead, ["site", "architecture", "coefficient", "seed"]],
-        )
-        with atomic_path(dead_path) as tmp:
-            rows[dead].to_csv(tmp, index=False)
-    elif dead_path.exists():
-        dead_path.unlink()
-    timings = rows[list(KEY_COLUMNS) + [c for c in TIMING_COLUMNS if c in rows.columns]]
-    df = validate_metrics_table(
-        rows[~dead].drop(columns=[c for c in TIMING_COLUMNS if c in rows.columns]).reset_index(drop=True)
-    )
-    df = df.sort_values(list(KEY_COLUMNS), kind="stable").reset_index(drop=True)
-    with atomic_path(table_path) as tmp:
-        df.to_csv(tmp, index=False)
-    with atomic_path(table_path.parent / "timings.csv") as tmp:
-        timings.sort_values(list(KEY_COLUMNS), kind="stable").to_csv(tmp, index=False)
-    write_model_tables(df, table_path.parent)
-    write_half_l0_table(df, table_path.parent / "half_l0")
-    write_verdicts(df, table_path.parent / "verdicts")
-    return df
-
-
 def aggregate_available(
     cfg: Config, table_path: Path = Path(paths.METRICS_TABLE), figures_dir: Path | None = Path(paths.FIGURES)
 ) -> pd.DataFrame | None:
-    """Aggregate whatever SAEs finished (after a run with failures, e.g. ``--keep-going``).
+    """Tabulate whatever SAEs finished (:func:`saerepro.aggregate.aggregate_finished`, e.g. after
+    ``--keep-going``) and redraw the figures from the partial table. None if no SAE finished."""
+    from .aggregate import aggregate_finished
 
-    Lists the missing runs in ``missing_runs.csv`` and the log, and redraws the figures from the
-    partial table. Returns None (and writes only ``missing_runs.csv``) if no SAE finished.
-    """
-    found, missing = missing_runs(cfg)
-    if not found:
-        log.warning("no SAE of the sweep has metrics; %d missing, nothing to aggregate", len(missing))
-        _write_missing(missing, Path(table_path).parent)
-        return None
-    df = aggregate(cfg, found, table_path, missing=missing)
-    if figures_dir is not None:
+    df = aggregate_finished(cfg, table_path)
+    if df is not None and figures_dir is not None:
         make_figures(cfg, table_path, figures_dir)
     return df
 
@@ -562,11 +427,11 @@ def shuffle_chunk_tokens(cfg: Config) -> int:
     return 4096
 
 
-def lm_autocast(cfg: Config):
+def lm_precision(cfg: Config):
     """The config's LM precision (``activations.lm_autocast_bf16``) as a context for LM forwards."""
-    from .streaming import lm_autocast as _autocast
+    from .streaming import lm_autocast
 
-    return _autocast(resolve_device(cfg.device), cfg.activations.lm_autocast_bf16)
+    return lm_autocast(resolve_device(cfg.device), cfg.activations.lm_autocast_bf16)
 
 
 def activation_scale(folder: str | Path) -> float:
@@ -583,128 +448,3 @@ def activation_scale(folder: str | Path) -> float:
     raise FileNotFoundError(
         f"{folder} holds neither an activation cache's meta.json nor a train_info.json with activation_scale"
     )
-
-
-def hook_point_runs(cfg: Config, layer: int, site: str) -> list:
-    """Every SAE of the sweep at (layer, site), in the sweep's order."""
-    return [run for run in cfg.runs() if run.layer == int(layer) and run.site == site]
-
-
-def train_on_the_fly(
-    cfg: Config,
-    layer: int,
-    site: str,
-    corpus: str | Path,
-    out_dirs: list[str | Path] | None = None,
-    progress: bool = True,
-) -> list[dict]:
-    """Train every SAE of one hook point on LM activations computed as they are read (no cache).
-
-    One process, one LM. The SAEs are trained in passes over the stream (each pass one
-    :func:`saerepro.training.train_saes`): one per seed, since each seed has its own data order as
-    in cached mode, and, when ``baseline_rescale_shift`` is configured, a second one per seed for
-    it, on the baselines the first pass just trained. ``out_dirs`` (default: the sweep's run folders
-    under ``results/``) are in the order of :func:`hook_point_runs`.
-
-    Resuming: every SAE checkpoints as in cached mode and keeps a checkpoint of its final state
-    until the whole hook point is done, so a rerun after an interruption skips finished SAEs,
-    resumes the others at their last checkpoint (recomputing only the shuffle buffer it falls in
-    and the normalisation block) and ends with the same weights as an uninterrupted run.
-    """
-    from .config import DERIVED_ARCHITECTURES
-    from .models import load_model
-    from .provenance import provenance
-    from .streaming import open_lm_source
-    from .training import CHECKPOINT_FILE, train_saes
-
-    runs = hook_point_runs(cfg, layer, site)
-    if not runs:
-        raise ValueError(f"no SAE of the sweep is configured at layer {layer}, site {site!r}")
-    if out_dirs is None:
-        out_dirs = [Path(paths.fill(paths.TRAIN_INFO, run)).parent for run in runs]
-    if len(out_dirs) != len(runs):
-        raise ValueError(f"{len(runs)} SAEs at layer {layer}, site {site!r} but {len(out_dirs)} out_dirs")
-    dirs = {run: Path(d) for run, d in zip(runs, out_dirs, strict=False)}
-    corpus = Path(corpus)
-    tokens = np.load(corpus / "train.npy", mmap_mode="r")
-    corpus_meta = json.loads((corpus / "meta.json").read_text())
-    device = resolve_device(cfg.device)
-    model = load_model(cfg.spec, cfg.resources_dir, device)
-    start = time.time()
-    source = open_lm_source(
-        model,
-        tokens,
-        int(layer),
-        site,
-        batch_size=cfg.cache.batch_size,
-        norm_tokens=cfg.activations.norm_tokens,
-        dtype=cfg.cache.dtype,
-        match_cache_rounding=cfg.activations.match_cache_rounding,
-        autocast_bf16=cfg.activations.lm_autocast_bf16,
-        model_name=cfg.spec.name,
-        input_hashes={
-            "train_tokens_sha256": corpus_meta["splits"]["train"]["sha256"],
-            "model": cfg.spec.name,
-            "model_source": cfg.spec.location,
-        },
-        path=corpus / "train.npy",
-        progress=progress,
-    )
-    log.info(
-        "on-the-fly L%s/%s: scale %.6g from %d tokens (%s of the split)",
-        layer,
-        site,
-        source.scale,
-        source.meta["norm_rows"],
-        "all" if source.meta["norm_covers_all_tokens"] else "part",
-    )
-    infos: dict = {}
-    for derived in (False, True):  # baselines before the rescale-shift SAEs built on them
-        stage = [run for run in runs if (run.architecture in DERIVED_ARCHITECTURES) == derived]
-        for seed in sorted({run.seed for run in stage}):
-            group = [run for run in stage if run.seed == seed]
-            tcfgs = []
-            for run in group:
-                parent = DERIVED_ARCHITECTURES.get(run.architecture)
-                parent_dir = None
-                if parent is not None:
-                    twin = next(
-                        (
-                            r
-                            for r in runs
-                            if r.architecture == parent and r.seed == run.seed and r.coefficient == run.coefficient
-                        ),
-                        None,
-                    )
-                    if twin is None:
-                        raise ValueError(f"{run.run_dir} needs the {parent} SAE of equal coefficient and seed")
-                    parent_dir = dirs[twin]
-                tcfgs.append(train_config(cfg, run, source.d_in, parent_dir))
-                # no cache to hash: the stream is identified by the tokens it is computed from
-                stream = "on-the-fly:" + corpus_meta["splits"]["train"]["sha256"]
-                atomic_write_json(
-                    dirs[run] / PROVENANCE_FILE,
-                    {
-                        **provenance(cfg, stream),
-                        "seed": run.seed,
-                        "tokens_planned": tcfgs[-1].total_tokens,
-                        "cache": None,
-                    },
-                )
-            done = train_saes(tcfgs, source, [dirs[r] for r in group], progress=progress, keep_checkpoint=True)
-            infos.update(zip(group, done, strict=False))
-    for run in runs:  # the hook point is done: nothing left to resume
-        (dirs[run] / CHECKPOINT_FILE).unlink(missing_ok=True)
-    seconds = time.time() - start
-    array = source.array
-    log.info(
-        "on-the-fly L%s/%s: %d SAEs in %.1f s; LM forward %d tokens in %.1f s (%.0f tokens/s)",
-        layer,
-        site,
-        len(runs),
-        seconds,
-        cast(Any, array).lm_tokens,
-        cast(Any, array).lm_seconds,
-        cast(Any, array).lm_tokens / max(cast(Any, array).lm_seconds, 1e-9),
-    )
-    return [infos[run] for run in runs]

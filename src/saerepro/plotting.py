@@ -889,7 +889,7 @@ def plot_learning_curve(table: pd.DataFrame, stem: str | Path, *, sites: Sequenc
     and whether it is within 2 SE of zero ("flat").
     Needs columns site, architecture, coefficient, budget_tokens, loss_recovered, loss_recovered_se, l0.
     """
-    from .learning_curve import flattening
+    from .tables import flattening
 
     fig_name = "learning_curve"
     _require(

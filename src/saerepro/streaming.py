@@ -12,7 +12,7 @@ rows are read. The trainer (:func:`saerepro.training.train_saes`) reads it throu
 :class:`~saerepro.training.ShuffledStream` as a cache: seeded chunks of the corpus fill a token-level
 shuffle buffer of ``shuffle_buffer_tokens`` activations, which is shuffled and served in batches.
 So data order, checkpoints and exact resumption are those of cached mode, and every architecture
-runs the same per-SAE step (``training._Run.train_step``).
+runs the same per-SAE step (``training.run.Run.train_step``).
 
 Cost: each buffer is one LM pass over its chunks (each LM batch at most once per buffer; chunks
 default to whole LM batches so none is computed twice). Reading the training split once costs one
@@ -93,8 +93,8 @@ class LMActivations:
     aligned batches of ``batch_size`` sequences (batch ``b`` = sequences ``[b·B, (b+1)·B)``, as when
     caching), so a row's value never depends on which other rows were asked for.
 
-    Supports ``a[i:j]`` (step 1), ``a[int_array]``, ``a[i]``, ``read_chunks`` (what
-    :class:`~saerepro.training.ShuffledStream` calls) and ``np.asarray(a[...])``.
+    An :class:`~saerepro.training.data.ActivationSource` (``read_chunks``, ``sample_limit``,
+    ``a[int_array]``); also supports ``a[i:j]`` (step 1), ``a[i]`` and ``np.asarray(a[...])``.
     """
 
     def __init__(
@@ -196,7 +196,7 @@ class LMActivations:
 
     def _sample(self, idx: np.ndarray) -> np.ndarray:
         """Rows ``idx``, remembering the last answer: the SAEs of one seed initialise b_dec from the
-        same sample (training._sample_rows), which then costs one LM pass, not one per SAE."""
+        same sample (training.data.sample_rows), which then costs one LM pass, not one per SAE."""
         import hashlib
 
         key = hashlib.sha256(np.ascontiguousarray(idx, dtype=np.int64).tobytes()).digest()
@@ -328,7 +328,7 @@ def open_lm_source(
         "bos_skipped": True,
         "inputs": dict(input_hashes or {}),
     }
-    return ActivationCache(path=Path(path), array=array, meta=meta)  # type: ignore[arg-type]
+    return ActivationCache(path=Path(path), array=array, meta=meta, source=array)  # type: ignore[arg-type]
 
 
 __all__ = ["MODE", "LMActivations", "capture", "estimate_scale", "lm_autocast", "open_lm_source"]

@@ -39,6 +39,7 @@ __all__ = [
     "TIMING_COLUMNS",
     "MetricsTableError",
     "aggregate_seeds",
+    "flattening",
     "format_table",
     "half_l0_ratio_ci",
     "half_l0_table",
@@ -602,3 +603,35 @@ def synthetic_metrics_table(
                                 }
                             )
     return pd.DataFrame(rows, columns=list(ALL_COLUMNS))
+
+
+def flattening(table: pd.DataFrame, metric: str = "loss_recovered") -> pd.DataFrame:
+    """Per SAE, the change of ``metric`` and of L0 over the last budget doubling-or-more.
+
+    Columns: site, architecture, from_tokens, to_tokens, change, change_se (√ of the summed squared
+    SEs: conservative, the two evaluations share their sequences), l0_change (relative),
+    flat: |change| < 2·change_se and L0 moved by less than 5%. An SAE whose loss recovered holds
+    while its L0 keeps falling is still moving along the frontier, so it is not flat.
+    """
+    out = []
+    for (site, arch), g in table.groupby(["site", "architecture"], sort=False):
+        g = g.sort_values("budget_tokens")
+        if len(g) < 2:
+            continue
+        a, b = g.iloc[-2], g.iloc[-1]
+        se = float(np.hypot(a[f"{metric}_se"], b[f"{metric}_se"]))
+        change = float(b[metric] - a[metric])
+        l0_change = float(b["l0"] / a["l0"] - 1.0) if "l0" in g and float(a["l0"]) > 0 else 0.0
+        out.append(
+            {
+                "site": site,
+                "architecture": arch,
+                "from_tokens": int(a["budget_tokens"]),
+                "to_tokens": int(b["budget_tokens"]),
+                "change": change,
+                "change_se": se,
+                "l0_change": l0_change,
+                "flat": abs(change) < 2 * se and abs(l0_change) < 0.05,
+            }
+        )
+    return pd.DataFrame(out)

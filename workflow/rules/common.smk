@@ -1,7 +1,7 @@
 # Paths and target lists derived from the validated config (saerepro.paths holds the patterns).
 from saerepro import paths as P
 from saerepro.config import DERIVED_ARCHITECTURES as DERIVED
-from saerepro.pipeline import hook_point_runs
+from saerepro.on_the_fly import hook_point_runs
 from saerepro.provenance import config_hash
 
 CONFIG_HASH = config_hash(CFG)

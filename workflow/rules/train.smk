@@ -21,7 +21,7 @@ if not ON_THE_FLY:
 
 else:
     # activations.mode: on_the_fly. One job per hook point runs the LM and trains every SAE of that
-    # hook point on the stream (saerepro.pipeline.train_on_the_fly); nothing is cached. Its outputs
+    # hook point on the stream (saerepro.on_the_fly.train_on_the_fly); nothing is cached. Its outputs
     # differ per hook point (architectures may be restricted to sites/layers), so it is one rule per
     # hook point, named train_on_the_fly_L<layer>_<site>.
     for _layer, _site in CFG.hook_points():

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from saerepro.pipeline import aggregate
+from saerepro.aggregate import aggregate
 from saerepro.snake import job
 
 with job(snakemake) as cfg:

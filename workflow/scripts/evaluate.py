@@ -1,9 +1,9 @@
 from pathlib import Path
 
-from saerepro.pipeline import evaluate_run, lm_autocast, run_from_wildcards
+from saerepro.pipeline import evaluate_run, lm_precision, run_from_wildcards
 from saerepro.snake import job
 
-with job(snakemake) as cfg, lm_autocast(cfg):  # activations.lm_autocast_bf16
+with job(snakemake) as cfg, lm_precision(cfg):  # activations.lm_autocast_bf16
     run = run_from_wildcards(cfg, snakemake.wildcards)
     evaluate_run(
         cfg,

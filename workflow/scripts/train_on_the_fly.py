@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from saerepro.pipeline import train_on_the_fly
+from saerepro.on_the_fly import train_on_the_fly
 from saerepro.snake import job
 
 with job(snakemake) as cfg:
