@@ -312,6 +312,7 @@ def train_run(
     """Train one SAE of the sweep on its hook point's cache; resumes from a checkpoint."""
     from .activations import open_cache
     from .provenance import provenance
+    from .sae.export import export_sae_lens
     from .training import train_sae
 
     cache = open_cache(cache_dir, verify=True)  # never train on a truncated or altered cache
@@ -326,6 +327,7 @@ def train_run(
         },
     )
     info = train_sae(tcfg, cache, out_dir)
+    export_sae_lens(out_dir)  # cfg.json: the raw-activation sae-lens SAE; metrics read the SAE as trained
     log.info("trained %s: %s", run.run_dir, {k: info[k] for k in sorted(info) if not isinstance(info[k], (dict, list))})
     return info
 
@@ -614,6 +616,7 @@ def train_on_the_fly(
     from .config import DERIVED_ARCHITECTURES
     from .models import load_model
     from .provenance import provenance
+    from .sae.export import export_sae_lens
     from .streaming import open_lm_source
     from .training import CHECKPOINT_FILE, train_saes
 
@@ -695,6 +698,7 @@ def train_on_the_fly(
             infos.update(zip(group, done, strict=False))
     for run in runs:  # the hook point is done: nothing left to resume
         (dirs[run] / CHECKPOINT_FILE).unlink(missing_ok=True)
+        export_sae_lens(dirs[run])  # after every pass: rescale-shift SAEs read their baselines as trained
     seconds = time.time() - start
     array = source.array
     log.info(
