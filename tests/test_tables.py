@@ -17,7 +17,7 @@ def table():
 
 
 def test_constants():
-    assert T.KEY_COLUMNS == ("model", "layer", "site", "architecture", "coefficient", "seed")
+    assert T.KEY_COLUMNS == ("model", "corpus", "layer", "site", "architecture", "coefficient", "seed")
     assert set(T.RUN_COLUMNS) == {"width", "tokens_trained", "epochs", "lr"}
     # wall-clock times would make two identical runs' metrics.csv differ: they live in timings.csv
     assert not set(T.TIMING_COLUMNS) & set(T.ALL_COLUMNS)
@@ -271,3 +271,12 @@ def test_pareto_optimal_saes_are_bold_in_markdown_and_italic_in_latex():
     assert "**" in row[1.0] and "**" not in row[9.0]
     tex = T.table_to_latex(pt, caption="c")
     assert r"\textit{baseline}" in tex and "Italic rows: Pareto-optimal" in tex
+
+
+def test_a_table_from_before_the_corpus_column_reads_as_wiki_offline(table, tmp_path):
+    """Committed tables predate the corpus column; every run then was on wiki-offline."""
+    old = table.drop(columns=["corpus"])
+    old.to_csv(tmp_path / "metrics.csv", index=False)
+    read = T.read_metrics_table(tmp_path / "metrics.csv")
+    assert list(read.columns[:3]) == ["model", "corpus", "layer"]
+    assert set(read["corpus"]) == {"wiki-offline"}

@@ -248,6 +248,7 @@ def run_from_wildcards(cfg: Config, wildcards) -> Run:
     for run in cfg.runs():
         if (
             run.model == wildcards.model
+            and run.corpus == getattr(wildcards, "corpus", run.corpus)
             and str(run.layer) == str(wildcards.layer)
             and run.site == wildcards.site
             and run.architecture == wildcards.architecture
@@ -382,6 +383,7 @@ def evaluate_run(
     prov = json.loads((Path(run_dir) / PROVENANCE_FILE).read_text())
     row = {
         "model": run.model,
+        "corpus": run.corpus,
         "layer": run.layer,
         "site": run.site,
         "architecture": run.architecture,
@@ -393,7 +395,8 @@ def evaluate_run(
         "lr": float(info["lr"]),
         "train_seconds": float(info["seconds"]),
         "eval_seconds": round(time.time() - start, 1),
-        **metrics,
+        # n_tokens (ReconstructionStats' token count) is n_eval_tokens again: left out
+        **{k: v for k, v in metrics.items() if k != "n_tokens"},
         **{c: prov[c] for c in PROVENANCE_COLUMNS},
         # extra columns; a provenance.json written before they were recorded has none
         **{c: str(prov.get(c, "unknown")) for c in MACHINE_COLUMNS},
@@ -424,7 +427,7 @@ def check_config_hashes(rows: pd.DataFrame, allow: bool = False) -> None:
         log.warning("%s (allowed by allow_mixed_configs)", message)
 
 
-MISSING_COLUMNS = ["model", "layer", "site", "architecture", "coefficient", "seed", "stage_not_done", "log"]
+MISSING_COLUMNS = ["model", "corpus", "layer", "site", "architecture", "coefficient", "seed", "stage_not_done", "log"]
 
 
 def missing_runs(cfg: Config) -> tuple[list[str], pd.DataFrame]:
@@ -446,6 +449,7 @@ def missing_runs(cfg: Config) -> tuple[list[str], pd.DataFrame]:
         missing.append(
             {
                 "model": run.model,
+                "corpus": run.corpus,
                 "layer": run.layer,
                 "site": run.site,
                 "architecture": run.architecture,
@@ -477,7 +481,14 @@ def aggregate(
     import pandas as pd
 
     from .io import atomic_path
-    from .tables import KEY_COLUMNS, TIMING_COLUMNS, validate_metrics_table, write_half_l0_table, write_model_tables
+    from .tables import (
+        KEY_COLUMNS,
+        LEGACY_CORPUS,
+        TIMING_COLUMNS,
+        validate_metrics_table,
+        write_half_l0_table,
+        write_model_tables,
+    )
     from .verdicts import write_verdicts
 
     table_path = Path(table_path)
@@ -494,6 +505,8 @@ def aggregate(
     if not metric_files:
         raise RuntimeError("no SAE has metrics yet: nothing to aggregate")
     rows = pd.DataFrame([json.loads(Path(f).read_text()) for f in metric_files])
+    if "corpus" not in rows.columns:  # metrics.json written before the corpus column
+        rows.insert(1, "corpus", LEGACY_CORPUS)
     check_config_hashes(rows, allow=cfg.allow_mixed_configs)
     # A fully dead SAE (no latent fires on the eval tokens) has no defined gamma; it is listed,
     # not averaged in. Any other NaN is an error (validate_metrics_table refuses it).

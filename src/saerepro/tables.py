@@ -54,7 +54,9 @@ __all__ = [
 ]
 
 #: One row per SAE is identified by these columns.
-KEY_COLUMNS: tuple[str, ...] = ("model", "layer", "site", "architecture", "coefficient", "seed")
+KEY_COLUMNS: tuple[str, ...] = ("model", "corpus", "layer", "site", "architecture", "coefficient", "seed")
+#: The corpus of rows written before the ``corpus`` column existed: every such run used it.
+LEGACY_CORPUS = "wiki-offline"
 
 #: Training descriptors carried by every row (width = number of latents; epochs = passes over the
 #: activation cache; lr = learning rate).
@@ -111,7 +113,7 @@ ARCHITECTURES: tuple[str, ...] = (
     "baseline_rescale_shift",
 )
 
-_STRING_KEYS = ("model", "site", "architecture")
+_STRING_KEYS = ("model", "corpus", "site", "architecture")
 _STRING_COLUMNS = _STRING_KEYS + PROVENANCE_COLUMNS
 _INT_COLUMNS = ("layer", "seed", "width", "tokens_trained")
 
@@ -138,6 +140,9 @@ def validate_metrics_table(df: pd.DataFrame) -> pd.DataFrame:
     """
     if not isinstance(df, pd.DataFrame):
         raise MetricsTableError(f"expected a pandas DataFrame, got {type(df).__name__}")
+    if "corpus" not in df.columns and "model" in df.columns:  # a table from before the column
+        df = df.copy()
+        df.insert(df.columns.get_loc("model") + 1, "corpus", LEGACY_CORPUS)
     missing = [c for c in ALL_COLUMNS if c not in df.columns]
     if missing:
         raise MetricsTableError(f"metrics table lacks required column(s): {', '.join(missing)}")
@@ -565,6 +570,7 @@ def synthetic_metrics_table(
                             rows.append(
                                 {
                                     "model": model,
+                                    "corpus": LEGACY_CORPUS,
                                     "layer": int(layer),
                                     "site": site,
                                     "architecture": arch,
