@@ -6,7 +6,7 @@ and the LM is loaded once for any number of SAEs::
     import numpy as np
     from saerepro import api
 
-    runs = [api.load_run(d) for d in api.find_runs("results/gemma-3-270m/L6/resid")]
+    runs = [api.load_run(d) for d in api.find_runs("results/gemma-3-270m/wiki-offline/L6/resid")]
     lm = api.load_lm("gemma-3-270m")
     tokens = api.eval_tokens("resources/corpus/gemma-3-270m/wiki-offline-ctx128-n524288-e0.05", 4096)
     table, per_token = api.evaluate(runs, tokens, lm=lm)
