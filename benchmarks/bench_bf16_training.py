@@ -51,7 +51,10 @@ def main() -> None:
     cfg = load_config(args.config)
     layer = cfg.headline
     cache = open_cache(paths.cache_dir(cfg, layer, args.site))
-    ref_path = Path(paths.HOOK_DIR.format(model=cfg.model, layer=layer, site=args.site)) / "reference_ce.json"
+    ref_path = (
+        Path(paths.HOOK_DIR.format(model=cfg.model, corpus=cfg.corpus.name, layer=layer, site=args.site))
+        / "reference_ce.json"
+    )
     reference = json.loads(ref_path.read_text())
     eval_tokens = eval_token_subset(np.load(Path(paths.corpus_dir(cfg)) / "eval.npy"), cfg.reference.eval_tokens)
     model = load_model(cfg.spec, cfg.resources_dir, "cpu")

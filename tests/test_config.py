@@ -75,7 +75,7 @@ def test_runs_cover_the_grid_and_respect_site_restrictions():
     topk = [r for r in cfg.runs() if r.architecture == "topk"]
     assert sorted(r.coefficient for r in topk) == [8, 32]
     assert {r.site for r in topk} == {"resid"}
-    assert topk[0].run_dir == "gemma-3-270m/L6/resid/topk/c8/s0"
+    assert topk[0].run_dir == "gemma-3-270m/wiki-offline/L6/resid/topk/c8/s0"
 
 
 BAD_CASES = [

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from saerepro.corpus import Document, in_eval_split, pack_sequences, prepare_corpus
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_pack_sequences_prefixes_bos_and_keeps_token_order():
@@ -179,3 +184,81 @@ def test_a_stream_is_read_only_until_both_splits_are_full(tmp_path, tiny_model):
     )
     assert meta["splits"]["train"]["sequences"] == 50 and meta["splits"]["eval"]["sequences"] == 10
     assert len(read) < 200
+
+
+def test_a_local_file_of_unknown_type_is_refused_at_validation(tmp_path):
+    from saerepro.config import ConfigError, load_config
+
+    typo = tmp_path / "mytext.jsnol"
+    typo.write_text('{"text": "a"}\n')
+    raw = yaml.safe_load((REPO / "config/test/tiny.yaml").read_text())
+    raw["corpus"]["source"] = str(typo)
+    with pytest.raises(ConfigError, match=r"corpus.source.*unknown type '.jsnol'.*\.jsonl"):
+        load_config(raw)
+
+
+def test_local_corpus_tag_holds_the_content_hash_registry_tags_do_not(tmp_path):
+    from saerepro import paths as P
+    from saerepro.config import load_config
+
+    assert P.corpus_tag(load_config(REPO / "config/config.yaml")) == "wiki-offline-ctx128-n524288-e0.05"
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.jsonl").write_text('{"text": "one"}\n')
+    raw = yaml.safe_load((REPO / "config/test/tiny.yaml").read_text())
+    raw["corpus"]["source"] = str(folder)
+    cfg = load_config(raw)
+    assert cfg.corpus.name == "docs" and cfg.runs()[0].corpus == "docs"
+    before = P.corpus_tag(cfg)
+    assert before.startswith("docs-" + P.source_sha256(folder)[:12] + "-ctx64")
+    (folder / "b.jsonl").write_text('{"text": "two"}\n')  # a new file changes a folder's hash
+    assert P.corpus_tag(cfg) != before
+    (folder / "b.jsonl").rename(folder / "c.jsonl")  # so does a renamed one
+    assert len({before, P.corpus_tag(cfg)}) == 2
+
+
+def test_edited_local_text_is_a_new_corpus_and_snakemake_plans_it_again(tmp_path):
+    """Editing the text changes the corpus tag, so the corpus (and all downstream) is rebuilt;
+    results and logs go under the corpus' own name."""
+    from snakemake_cli import snakemake
+
+    from saerepro import paths as P
+    from saerepro.config import load_config
+
+    text = tmp_path / "mytext.txt"
+    text.write_text("one document per line\nanother document\n")
+    raw = yaml.safe_load((REPO / "config/test/tiny.yaml").read_text())
+    raw["corpus"]["source"] = str(text)
+    raw["resources_dir"] = str(tmp_path / "resources")
+    config_file = tmp_path / "mine.yaml"
+    config_file.write_text(yaml.safe_dump(raw))
+    cfg = load_config(raw)
+    assert cfg.corpus.name == "mytext-txt"
+    tag = P.corpus_tag(cfg)
+    assert tag.startswith("mytext-txt-" + P.source_sha256(text)[:12])
+    # the prepared model and (newer than it) the corpus of this text exist: nothing to redo for them
+    Path(P.model_dir(cfg)).mkdir(parents=True)
+    (Path(P.model_dir(cfg)) / "prepared.json").write_text("{}")
+    time.sleep(0.05)
+    Path(P.corpus_dir(cfg)).mkdir(parents=True)
+    for name in ("train.npy", "eval.npy", "meta.json"):
+        (Path(P.corpus_dir(cfg)) / name).write_text("{}")
+    work = tmp_path / "work"
+    work.mkdir()
+
+    def planned() -> str:
+        result = snakemake("-n", "--cores", "1", "--configfile", str(config_file), cwd=work, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout + result.stderr
+
+    def plans_corpus(out: str) -> bool:
+        return re.search(r"^(local)?rule prepare_corpus:", out, re.M) is not None
+
+    first = planned()
+    assert re.search(r"^(local)?rule cache_activations:", first, re.M)  # the job listing is parsed
+    assert not plans_corpus(first)
+    assert "results/gemma-3-270m/mytext-txt/L2/resid/gated/c1/s0/metrics.json" in first
+    assert "logs/train/gemma-3-270m/mytext-txt/L2/resid/gated/c1/s0.log" in first
+    text.write_text("one document per line, edited\nanother document\n")
+    assert P.corpus_tag(load_config(raw)) != tag
+    assert plans_corpus(planned())

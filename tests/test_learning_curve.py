@@ -91,7 +91,7 @@ def test_tiny_learning_curve_ends_at_the_dags_own_sae(tmp_path, monkeypatch):
     raw["architectures"] = {"gated": {"coefficients": [1.0], "width": 256}}
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(raw))
-    target = "results/gemma-3-270m/L2/resid/gated/c1/s0/metrics.json"
+    target = "results/gemma-3-270m/wiki-offline/L2/resid/gated/c1/s0/metrics.json"
     result = snakemake(target, "--cores", "2", "--configfile", str(config), cwd=tmp_path, timeout=1800)
     assert result.returncode == 0, result.stderr[-3000:]
     raw["learning_curve"] = {"budgets": [1024, 2048, 4096], "out_dir": "results/learning_curve"}

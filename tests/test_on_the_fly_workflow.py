@@ -91,7 +91,9 @@ def test_tiny_config_on_the_fly_metrics_equal_cached_metrics(tmp_path):
     (0.5%) so that the test checks what it is for, the same data and training in both modes, and
     not the CPU's kernels."""
     resources = REPO / "resources"
-    metrics = [f"results/gemma-3-270m/L2/resid/{arch}/c1/s0/metrics.json" for arch in ("gated", "baseline")]
+    metrics = [
+        f"results/gemma-3-270m/wiki-offline/L2/resid/{arch}/c1/s0/metrics.json" for arch in ("gated", "baseline")
+    ]
     rows = {}
     for mode, extra in (("cached", {}), ("on_the_fly", {"match_cache_rounding": True})):
         workdir = tmp_path / mode
@@ -103,7 +105,7 @@ def test_tiny_config_on_the_fly_metrics_equal_cached_metrics(tmp_path):
         result = snakemake(*metrics, "--cores", "1", "--configfile", str(config), cwd=workdir, timeout=1800)
         assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-5000:])
         rows[mode] = [json.loads((workdir / m).read_text()) for m in metrics]
-    log = (tmp_path / "on_the_fly/logs/train_on_the_fly/gemma-3-270m/L2/resid.log").read_text()
+    log = (tmp_path / "on_the_fly/logs/train_on_the_fly/gemma-3-270m/wiki-offline/L2/resid.log").read_text()
     assert "from 4032 tokens (all of the split)" in log
     for cached, fly in zip(rows["cached"], rows["on_the_fly"], strict=False):
         # wall-clock times differ; the mode is a shared setting (config_hash) and an on-the-fly

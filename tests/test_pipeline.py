@@ -108,7 +108,7 @@ def test_failed_runs_are_listed_not_dropped(workdir):
     listed = pd.read_csv(workdir / "results/tables/missing_runs.csv").set_index("architecture")
     assert listed.loc["baseline", "stage_not_done"] == "train" and listed.loc["baseline", "site"] == "mlp"
     assert listed.loc["gated", "stage_not_done"] == "evaluate"
-    assert listed.loc["baseline", "log"].startswith("logs/train/gemma-3-270m/L2/mlp/baseline/c2/")
+    assert listed.loc["baseline", "log"].startswith("logs/train/gemma-3-270m/wiki-offline/L2/mlp/baseline/c2/")
 
 
 def test_nothing_finished_writes_only_the_missing_list(workdir):

@@ -179,7 +179,7 @@ def test_killed_at_five_points_resumes_to_identical_metrics(uninterrupted, tmp_p
     # points comes first; each kill reruns the jobs it interrupted, so every point comes up.
     remaining = [
         KillPoint("during cache_activations", "resources/cache/**/.activations.npy.partial", 1.0),
-        KillPoint("during reference_ce", "work/logs/reference_ce/*.log", 2.0),
+        KillPoint("during reference_ce", "work/logs/reference_ce/**/*.log", 2.0),
         KillPoint("during train, after a checkpoint", "work/results/**/checkpoint.pt"),
         KillPoint("during evaluate", "work/logs/evaluate/**/*.log", 1.0),
         KillPoint("during figures", "work/logs/figures.log", 0.5),
@@ -211,11 +211,11 @@ def test_keep_going_isolates_a_nan_failure_and_lists_the_missing_runs(tmp_path):
     work = tmp_path / "work"
     result = _run(work, config, "--keep-going")
     assert result.returncode != 0
-    results = work / "results/gemma-3-270m/L2"
+    results = work / "results/gemma-3-270m/wiki-offline/L2"
     for site in ("resid", "mlp", "attn"):
         assert (results / site / "gated/c1/s0/metrics.json").exists()
         assert not (results / site / "baseline/c1/s0/train_info.json").exists()
-        log = (work / f"logs/train/gemma-3-270m/L2/{site}/baseline/c1/s0.log").read_text()
+        log = (work / f"logs/train/gemma-3-270m/wiki-offline/L2/{site}/baseline/c1/s0.log").read_text()
         assert "NonFiniteLossError" in log and "non-finite loss at step" in log and "loss term" in log
     table = pd.read_csv(work / "results/tables/metrics.csv")
     assert set(table["architecture"]) == {"gated"} and len(table) == 3

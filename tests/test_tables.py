@@ -17,7 +17,7 @@ def table():
 
 
 def test_constants():
-    assert T.KEY_COLUMNS == ("model", "layer", "site", "architecture", "coefficient", "seed")
+    assert T.KEY_COLUMNS == ("model", "corpus", "layer", "site", "architecture", "coefficient", "seed")
     assert set(T.RUN_COLUMNS) == {"width", "tokens_trained", "epochs", "lr"}
     # wall-clock times would make two identical runs' metrics.csv differ: they live in timings.csv
     assert not set(T.TIMING_COLUMNS) & set(T.ALL_COLUMNS)
@@ -271,3 +271,11 @@ def test_pareto_optimal_saes_are_bold_in_markdown_and_italic_in_latex():
     assert "**" in row[1.0] and "**" not in row[9.0]
     tex = T.table_to_latex(pt, caption="c")
     assert r"\textit{baseline}" in tex and "Italic rows: Pareto-optimal" in tex
+
+
+def test_a_table_without_the_corpus_column_is_refused_naming_it(table, tmp_path):
+    """No guessed corpus: a table from before the column is migrated (benchmarks/neutral_check.py
+    --migrate) or regenerated."""
+    table.drop(columns=["corpus"]).to_csv(tmp_path / "metrics.csv", index=False)
+    with pytest.raises(T.MetricsTableError, match="corpus"):
+        T.read_metrics_table(tmp_path / "metrics.csv")

@@ -79,7 +79,7 @@ def test_tiny_config_runs_end_to_end_on_real_gemma(tmp_path):
 
     # The reference CE of a real model on real text: far below ln(262144) = 12.5.
     for site in ("resid", "mlp", "attn"):
-        ref = json.loads((tmp_path / f"results/gemma-3-270m/L2/{site}/reference_ce.json").read_text())
+        ref = json.loads((tmp_path / f"results/gemma-3-270m/wiki-offline/L2/{site}/reference_ce.json").read_text())
         assert 2.0 < ref["ce_clean"] < 4.5, ref
         assert ref["ce_zero"] > ref["ce_clean"]
 

@@ -40,7 +40,7 @@ def check_config_hashes(rows: pd.DataFrame, allow: bool = False) -> None:
         log.warning("%s (allowed by allow_mixed_configs)", message)
 
 
-MISSING_COLUMNS = ["model", "layer", "site", "architecture", "coefficient", "seed", "stage_not_done", "log"]
+MISSING_COLUMNS = ["model", "corpus", "layer", "site", "architecture", "coefficient", "seed", "stage_not_done", "log"]
 
 
 def missing_runs(cfg: Config) -> tuple[list[str], pd.DataFrame]:
@@ -60,6 +60,7 @@ def missing_runs(cfg: Config) -> tuple[list[str], pd.DataFrame]:
         missing.append(
             {
                 "model": run.model,
+                "corpus": run.corpus,
                 "layer": run.layer,
                 "site": run.site,
                 "architecture": run.architecture,

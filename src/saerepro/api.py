@@ -6,7 +6,7 @@ and the LM is loaded once for any number of SAEs::
     import numpy as np
     from saerepro import api
 
-    runs = [api.load_run(d) for d in api.find_runs("results/gemma-3-270m/L6/resid")]
+    runs = [api.load_run(d) for d in api.find_runs("results/gemma-3-270m/wiki-offline/L6/resid")]
     lm = api.load_lm("gemma-3-270m")
     tokens = api.eval_tokens("resources/corpus/gemma-3-270m/wiki-offline-ctx128-n524288-e0.05", 4096)
     table, per_token = api.evaluate(runs, tokens, lm=lm)
@@ -47,9 +47,11 @@ class LoadedRun:
     """One trained SAE with what the run wrote beside it."""
 
     path: Path
-    """The run folder (cfg.json, sae_weights.safetensors, train_info.json, provenance.json, ...)."""
+    """The run folder (cfg.json + sae_weights.safetensors: the raw-activation sae-lens export;
+    the ``*.normalised.*`` pair: the SAE as trained; train_info.json, provenance.json, ...)."""
     sae: Any
-    """The sae-lens SAE (an saerepro architecture registered with sae-lens)."""
+    """The sae-lens SAE as trained, on normalised activations (inputs × :attr:`scale`), as every
+    saerepro metric uses it; ``sae_lens.SAE.load_from_disk(path)`` gives the raw-activation one."""
     train_info: dict = field(default_factory=dict)
     """train_info.json: tokens trained, epochs, losses, the TrainConfig, activation_scale, ..."""
     metrics: dict | None = None
@@ -209,6 +211,7 @@ def train(
     """Train one SAE on ``activations`` (a cache folder, an ActivationCache, or an on-the-fly source)
     with :class:`saerepro.training.TrainConfig` ``settings`` (e.g. total_tokens, batch_size, lr);
     returns the loaded run."""
+    from .sae.export import export_sae_lens
     from .training import TrainConfig, train_sae
 
     set_threads(threads)
@@ -218,6 +221,7 @@ def train(
         out_dir,
         progress=progress,
     )
+    export_sae_lens(out_dir)  # cfg.json works on raw activations in plain sae-lens
     return load_run(out_dir)
 
 

@@ -10,12 +10,14 @@ sparsity grid it takes. Every failure is one :class:`ConfigError` naming the key
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from .corpus import LOCAL_DATA_BUILDERS
 from .models import ModelSpec, get_spec
 from .sites import ALL_SITES
 
@@ -139,12 +141,36 @@ class CorpusConfig:
     """Tokens kept in the training split (and cached, minus the BOS positions)."""
 
     def __post_init__(self) -> None:
-        if _looks_like_path(self.source) and not Path(self.source).expanduser().exists():
+        path = Path(self.source).expanduser()
+        if _looks_like_path(self.source) and not path.exists():
             raise ConfigError(
                 f"config key 'corpus.source': {self.source!r} looks like a file or folder but there is "
-                f"none at {Path(self.source).expanduser().resolve()} (relative paths start at the working "
+                f"none at {path.resolve()} (relative paths start at the working "
                 "directory); a Hugging Face dataset id is owner/name, without a file extension"
             )
+        if self.is_local and path.is_file() and path.suffix not in LOCAL_DATA_BUILDERS:
+            raise ConfigError(
+                f"config key 'corpus.source': {self.source!r} is a file of unknown type {path.suffix!r}; "
+                f"allowed: {', '.join(LOCAL_DATA_BUILDERS)} files, or a folder of them"
+            )
+
+    @property
+    def is_local(self) -> bool:
+        """A file or folder on this machine (its content hash is part of the corpus tag)."""
+        return self.source != "wiki-offline" and Path(self.source).expanduser().exists()
+
+    @property
+    def name(self) -> str:
+        """Short filesystem-safe name of the corpus, a folder level of the result paths:
+        ``wiki-offline``, a Hub id with its configuration (``allenai-c4-en``), or a local file or
+        folder's own name (``mytext-jsonl``)."""
+        source = Path(self.source).expanduser().resolve().name if self.is_local else self.source
+        # Only when set: the names (and tags) of existing offline corpora stay what they were.
+        if self.dataset_config is not None:
+            source += f"-{self.dataset_config}"
+        if self.split != "train":
+            source += f"-{self.split}"
+        return re.sub(r"[^A-Za-z0-9]+", "-", source).strip("-")
 
 
 #: A source starting like this, or ending in ".<letters>", is taken for a path, not a Hub id.
@@ -353,6 +379,8 @@ class Run:
     architecture: str
     coefficient: float
     seed: int
+    corpus: str = "wiki-offline"
+    """:attr:`CorpusConfig.name` of the text it is trained and evaluated on."""
 
     @property
     def coefficient_str(self) -> str:
@@ -361,7 +389,10 @@ class Run:
     @property
     def run_dir(self) -> str:
         """Path fragment under results/ (mirrors the Snakemake wildcards)."""
-        return f"{self.model}/L{self.layer}/{self.site}/{self.architecture}/c{self.coefficient_str}/s{self.seed}"
+        return (
+            f"{self.model}/{self.corpus}/L{self.layer}/{self.site}/{self.architecture}/"
+            f"c{self.coefficient_str}/s{self.seed}"
+        )
 
 
 def format_coefficient(value: float) -> str:
@@ -487,7 +518,7 @@ class Config:
                 for site in arch.sites or self.sites:
                     for coef in arch.grid_at(site):
                         for seed in self.seeds:
-                            out.append(Run(self.model, layer, site, name, coef, seed))
+                            out.append(Run(self.model, layer, site, name, coef, seed, self.corpus.name))
         return out
 
 

@@ -158,7 +158,9 @@ def run_inference_opt(
     n_pred = tokens_all.shape[1] - 1
     n_seq = max(1, min(len(tokens_all), n_tokens // tokens_all.shape[1]))
     tokens, clean = tokens_all[:n_seq], subset_clean(clean_all, n_seq, n_pred)
-    ref = json.loads(Path(paths.REFERENCE_CE.format(model=cfg.model, layer=layer, site=site)).read_text())
+    ref = json.loads(
+        Path(paths.REFERENCE_CE.format(model=cfg.model, corpus=cfg.corpus.name, layer=layer, site=site)).read_text()
+    )
     model = load_model(cfg.spec, cfg.resources_dir, device)
     rows = []
     for run in hook_point_runs(cfg, layer, site):

@@ -75,7 +75,7 @@ def run_learning_curve(cfg: Config, budgets: list[int], out_dir: Path, progress:
     device = str(resolve_device(cfg.device))
     corpus = Path(paths.corpus_dir(cfg))
     eval_tokens = eval_token_subset(np.load(corpus / "eval.npy"), cfg.reference.eval_tokens)
-    clean_path = Path(paths.CLEAN_REFERENCE.format(model=cfg.model))
+    clean_path = Path(paths.CLEAN_REFERENCE.format(model=cfg.model, corpus=cfg.corpus.name))
     if not clean_path.exists():
         raise FileNotFoundError(
             f"{clean_path} is missing: run the reference_ce stage of this config first "
@@ -86,7 +86,7 @@ def run_learning_curve(cfg: Config, budgets: list[int], out_dir: Path, progress:
     rows = []
     out_dir.mkdir(parents=True, exist_ok=True)
     for layer, site in cfg.hook_points():
-        ref_path = Path(paths.REFERENCE_CE.format(model=cfg.model, layer=layer, site=site))
+        ref_path = Path(paths.REFERENCE_CE.format(model=cfg.model, corpus=cfg.corpus.name, layer=layer, site=site))
         ref = json.loads(ref_path.read_text())
         if ref["eval_tokens_sha256"] != _array_sha256(eval_tokens):
             raise RuntimeError(f"{ref_path} was computed on other eval tokens; rerun reference_ce")

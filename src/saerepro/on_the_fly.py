@@ -53,6 +53,7 @@ def train_on_the_fly(
     from .models import load_model
     from .provenance import provenance
     from .streaming import open_lm_source
+    from .sae.export import export_sae_lens
     from .training import CHECKPOINT_FILE, train_saes
 
     runs = hook_point_runs(cfg, layer, site)
@@ -133,6 +134,7 @@ def train_on_the_fly(
             infos.update(zip(group, done, strict=False))
     for run in runs:  # the hook point is done: nothing left to resume
         (dirs[run] / CHECKPOINT_FILE).unlink(missing_ok=True)
+        export_sae_lens(dirs[run])  # after every pass: rescale-shift SAEs read their baselines as trained
     seconds = time.time() - start
     array = source.array
     log.info(

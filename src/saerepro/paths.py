@@ -7,20 +7,43 @@ configs when their inputs agree; results live under the working directory's ``re
 
 from __future__ import annotations
 
-import re
+import hashlib
+from pathlib import Path
 
 from .config import Config, Run, format_coefficient
 
 
+def source_sha256(path: str | Path) -> str:
+    """SHA-256 of a local corpus: of a file's bytes; of a folder's files (every file below it, hidden
+    ones too, in sorted order of relative path), each as its relative path, a NUL and its bytes."""
+    path = Path(path).expanduser()
+    digest = hashlib.sha256()
+    if path.is_file():
+        files = [(path.name, path)]
+    else:
+        files = sorted((p.relative_to(path).as_posix(), p) for p in path.rglob("*") if p.is_file())
+    for rel, file in files:
+        if not path.is_file():
+            digest.update(rel.encode() + b"\0")
+        with open(file, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def corpus_name(cfg: Config) -> str:
+    """The corpus' folder level in result paths (:attr:`saerepro.config.CorpusConfig.name`)."""
+    return cfg.corpus.name
+
+
 def corpus_tag(cfg: Config) -> str:
-    """Names the corpus variant: every setting that changes the token arrays."""
-    source = cfg.corpus.source
-    # Only when set: the tags of existing offline corpora stay what they were.
-    if cfg.corpus.dataset_config is not None:
-        source += f"-{cfg.corpus.dataset_config}"
-    if cfg.corpus.split != "train":
-        source += f"-{cfg.corpus.split}"
-    source = re.sub(r"[^A-Za-z0-9]+", "-", source).strip("-")
+    """Names the corpus variant: every setting that changes the token arrays. A local file or
+    folder adds the first 12 hex digits of its content's SHA-256 (:func:`source_sha256`), so that
+    edited text is a new corpus (tokens, caches and every SAE downstream are rebuilt). Registry and
+    Hub corpora keep the tags they always had (``wiki-offline-ctx128-n524288-e0.05``)."""
+    source = cfg.corpus.name
+    if cfg.corpus.is_local:
+        source += f"-{source_sha256(cfg.corpus.source)[:12]}"
     return f"{source}-ctx{cfg.corpus.context_size}-n{cfg.corpus.train_tokens}-e{cfg.corpus.eval_fraction:g}"
 
 
@@ -41,9 +64,10 @@ def cache_dir(cfg: Config, layer: int | str, site: str) -> str:
 
 
 RESULTS = "results"
-HOOK_DIR = RESULTS + "/{model}/L{layer}/{site}"
+#: {corpus}: :func:`corpus_name`, so SAEs of two corpora of one model never share a folder.
+HOOK_DIR = RESULTS + "/{model}/{corpus}/L{layer}/{site}"
 REFERENCE_CE = HOOK_DIR + "/reference_ce.json"
-CLEAN_REFERENCE = RESULTS + "/{model}/clean_reference.pt"
+CLEAN_REFERENCE = RESULTS + "/{model}/{corpus}/clean_reference.pt"
 RUN_DIR = HOOK_DIR + "/{architecture}/c{coefficient}/s{seed}"
 TRAIN_INFO = RUN_DIR + "/train_info.json"
 PROVENANCE = RUN_DIR + "/provenance.json"
@@ -56,6 +80,7 @@ FIGURES = "figures"
 def fill(pattern: str, run: Run) -> str:
     return pattern.format(
         model=run.model,
+        corpus=run.corpus,
         layer=run.layer,
         site=run.site,
         architecture=run.architecture,

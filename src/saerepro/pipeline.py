@@ -238,6 +238,7 @@ def run_from_wildcards(cfg: Config, wildcards) -> Run:
     for run in cfg.runs():
         if (
             run.model == wildcards.model
+            and run.corpus == getattr(wildcards, "corpus", run.corpus)
             and str(run.layer) == str(wildcards.layer)
             and run.site == wildcards.site
             and run.architecture == wildcards.architecture
@@ -302,6 +303,7 @@ def train_run(
     """Train one SAE of the sweep on its hook point's cache; resumes from a checkpoint."""
     from .activations import open_cache
     from .provenance import provenance
+    from .sae.export import export_sae_lens
     from .training import train_sae
 
     cache = open_cache(cache_dir, verify=True)  # never train on a truncated or altered cache
@@ -316,6 +318,7 @@ def train_run(
         },
     )
     info = train_sae(tcfg, cache, out_dir)
+    export_sae_lens(out_dir)  # cfg.json: the raw-activation sae-lens SAE; metrics read the SAE as trained
     log.info("trained %s: %s", run.run_dir, {k: info[k] for k in sorted(info) if not isinstance(info[k], (dict, list))})
     return info
 
@@ -370,6 +373,7 @@ def evaluate_run(
     prov = json.loads((Path(run_dir) / PROVENANCE_FILE).read_text())
     row = {
         "model": run.model,
+        "corpus": run.corpus,
         "layer": run.layer,
         "site": run.site,
         "architecture": run.architecture,
@@ -381,7 +385,8 @@ def evaluate_run(
         "lr": float(info["lr"]),
         "train_seconds": float(info["seconds"]),
         "eval_seconds": round(time.time() - start, 1),
-        **metrics,
+        # n_tokens (ReconstructionStats' token count) is n_eval_tokens again: left out
+        **{k: v for k, v in metrics.items() if k != "n_tokens"},
         **{c: prov[c] for c in PROVENANCE_COLUMNS},
         # extra columns; a provenance.json written before they were recorded has none
         **{c: str(prov.get(c, "unknown")) for c in MACHINE_COLUMNS},

@@ -126,6 +126,12 @@ class FigureDataError(ValueError):
 # --------------------------------------------------------------------------- helpers
 
 
+def _on(d: pd.DataFrame, model: str) -> str:
+    """``model on <corpus>`` for figure titles (just the model for a table without a corpus column)."""
+    corpora = sorted(d["corpus"].astype(str).unique()) if "corpus" in d.columns else []
+    return f"{model} on {', '.join(corpora)}" if corpora else model
+
+
 def _require(df: pd.DataFrame, cols: Sequence[str], fig: str) -> None:
     if not isinstance(df, pd.DataFrame):
         raise FigureDataError(f"{fig}: expected a pandas DataFrame, got {type(df).__name__}")
@@ -365,7 +371,7 @@ def _pareto_row(
             ylabel += " (log scale)"
         ax.set_xlabel(_LABELS["l0"])
         ax.set_ylabel(ylabel)
-    fig.suptitle(f"{title} — {model}, layer {layer}")
+    fig.suptitle(f"{title} — {_on(d, model)}, layer {layer}")
     _legend(fig, archs, present)
     save_figure(fig, stem)
     return fig
@@ -471,7 +477,7 @@ def plot_pareto_grid(
             ax.set_ylabel(f"Layer {layer}\n{_LABELS['loss_recovered']}")
         if i == len(layers) - 1:
             ax.set_xlabel(_LABELS["l0"])
-    fig.suptitle(f"L0 vs loss recovered, all layers and sites — {model}")
+    fig.suptitle(f"L0 vs loss recovered, all layers and sites — {_on(d, model)}")
     _legend(fig, architectures, present)
     save_figure(fig, stem)
     return fig
@@ -540,7 +546,7 @@ def plot_shrinkage(
             _log_axis(ax, "x", ds["l0"])
             if i == 1:
                 ax.set_xlabel(_LABELS["l0"])
-    fig.suptitle(f"Shrinkage: relative reconstruction bias vs L0 — {model}, layer {layer}")
+    fig.suptitle(f"Shrinkage: relative reconstruction bias vs L0 — {_on(d, model)}, layer {layer}")
     one = Line2D([], [], color="0.15", linestyle="--", linewidth=1.3, label=r"$\gamma = 1$ (no shrinkage)")
     _legend(fig, architectures, present, extra=[one])
     save_figure(fig, stem)
@@ -704,7 +710,7 @@ def plot_dead_latents(
         ax.set_ylim(-0.03, 1.03)
         ax.set_xlabel(_LABELS["l0"])
         ax.set_ylabel("Dead fraction (never fire on the eval tokens)")
-    fig.suptitle(f"Dead latents vs L0 — {model}, layer {layer}")
+    fig.suptitle(f"Dead latents vs L0 — {_on(d, model)}, layer {layer}")
     _legend(fig, architectures, present)
     save_figure(fig, stem)
     return fig
@@ -765,7 +771,7 @@ def plot_gamma_grid(
         _log_axis(ax, "x", ds["l0"])
         if i == len(layers) - 1:
             ax.set_xlabel(_LABELS["l0"])
-    fig.suptitle(f"Shrinkage at every layer and site — {model}")
+    fig.suptitle(f"Shrinkage at every layer and site — {_on(d, model)}")
     extra = [
         Line2D([], [], color="0.3", marker="o", linestyle="-", label=r"$\gamma$"),
         Line2D([], [], color="0.3", marker="o", markerfacecolor="white", linestyle=":", label=r"$\gamma_c$"),

@@ -55,7 +55,9 @@ __all__ = [
 ]
 
 #: One row per SAE is identified by these columns.
-KEY_COLUMNS: tuple[str, ...] = ("model", "layer", "site", "architecture", "coefficient", "seed")
+KEY_COLUMNS: tuple[str, ...] = ("model", "corpus", "layer", "site", "architecture", "coefficient", "seed")
+#: The corpus the synthetic table (:func:`synthetic_metrics_table`) names.
+SYNTHETIC_CORPUS = "wiki-offline"
 
 #: Training descriptors carried by every row (width = number of latents; epochs = passes over the
 #: activation cache; lr = learning rate).
@@ -112,7 +114,7 @@ ARCHITECTURES: tuple[str, ...] = (
     "baseline_rescale_shift",
 )
 
-_STRING_KEYS = ("model", "site", "architecture")
+_STRING_KEYS = ("model", "corpus", "site", "architecture")
 _STRING_COLUMNS = _STRING_KEYS + PROVENANCE_COLUMNS
 _INT_COLUMNS = ("layer", "seed", "width", "tokens_trained")
 
@@ -566,6 +568,7 @@ def synthetic_metrics_table(
                             rows.append(
                                 {
                                     "model": model,
+                                    "corpus": SYNTHETIC_CORPUS,
                                     "layer": int(layer),
                                     "site": site,
                                     "architecture": arch,

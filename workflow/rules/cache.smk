@@ -8,7 +8,7 @@ if not ON_THE_FLY:  # on_the_fly computes activations inside training; nothing i
         output:
             cache_targets(),
         log:
-            f"{LOGS}/cache_activations/{CFG.model}.log",
+            f"{LOGS}/cache_activations/{CFG.model}/{CORPUS}.log",
         threads: workflow.cores
         resources:
             mem_mb=8000,
@@ -24,9 +24,9 @@ rule reference_ce:
         corpus=rules.prepare_corpus.output.meta,
     output:
         reference_targets(),
-        clean=P.CLEAN_REFERENCE.format(model=CFG.model),
+        clean=P.CLEAN_REFERENCE.format(model=CFG.model, corpus=CORPUS),
     log:
-        f"{LOGS}/reference_ce/{CFG.model}.log",
+        f"{LOGS}/reference_ce/{CFG.model}/{CORPUS}.log",
     threads: workflow.cores
     resources:
         mem_mb=8000,

@@ -8,6 +8,7 @@ CONFIG_HASH = config_hash(CFG)
 
 MODEL_DIR = P.model_dir(CFG)
 CORPUS_DIR = P.corpus_dir(CFG)
+CORPUS = P.corpus_name(CFG)  # the {corpus} level of result and log paths
 RUNS = CFG.runs()
 LOGS = "logs"
 # activations.mode: on_the_fly trains from the LM directly; no cache_activations job exists.
@@ -16,6 +17,7 @@ ON_THE_FLY = CFG.activations.mode == "on_the_fly"
 
 wildcard_constraints:
     model=r"[A-Za-z0-9_.\-]+",
+    corpus=r"[A-Za-z0-9\-]+",
     layer=r"\d+",
     site="|".join(CFG.sites),
     architecture=r"[a-z_]+",
@@ -31,7 +33,7 @@ def cache_targets():
 
 def reference_targets():
     return [
-        P.REFERENCE_CE.format(model=CFG.model, layer=l, site=s)
+        P.REFERENCE_CE.format(model=CFG.model, corpus=CORPUS, layer=l, site=s)
         for l, s in CFG.hook_points()
     ]
 
@@ -65,6 +67,11 @@ def train_inputs(wildcards):
             **{**dict(wildcards), "architecture": parent}
         )
     return inputs
+
+
+def with_corpus(pattern):
+    """``pattern`` with this config's corpus filled in (rules whose outputs do not name it)."""
+    return pattern.replace("{corpus}", CORPUS)
 
 
 def ito_saes(wildcards):

@@ -10,7 +10,7 @@ rule evaluate:
     output:
         P.METRICS,
     log:
-        f"{LOGS}/evaluate/{{model}}/L{{layer}}/{{site}}/{{architecture}}/c{{coefficient}}/s{{seed}}.log",
+        f"{LOGS}/evaluate/{{model}}/{{corpus}}/L{{layer}}/{{site}}/{{architecture}}/c{{coefficient}}/s{{seed}}.log",
     threads: 1
     resources:
         mem_mb=6000,

@@ -8,13 +8,13 @@ rule inference_opt_hook_point:
     on a prefix of the eval tokens."""
     input:
         saes=ito_saes,
-        clean=P.CLEAN_REFERENCE,
-        reference=P.REFERENCE_CE,
+        clean=with_corpus(P.CLEAN_REFERENCE),
+        reference=with_corpus(P.REFERENCE_CE),
         corpus=rules.prepare_corpus.output.meta,
     output:
         f"{P.TABLES}/inference_opt/{{model}}_L{{layer}}_{{site}}.csv",
     log:
-        f"{LOGS}/inference_opt/{{model}}/L{{layer}}/{{site}}.log",
+        f"{LOGS}/inference_opt/{{model}}/{CORPUS}/L{{layer}}/{{site}}.log",
     threads: workflow.cores
     params:
         ks=list(DEFAULT_KS),

@@ -19,6 +19,6 @@ rule prepare_corpus:
         eval=f"{CORPUS_DIR}/eval.npy",
         meta=f"{CORPUS_DIR}/meta.json",
     log:
-        f"{LOGS}/prepare_corpus/{CFG.model}.log",
+        f"{LOGS}/prepare_corpus/{CFG.model}/{CORPUS}.log",
     script:
         "../scripts/prepare_corpus.py"

@@ -8,7 +8,7 @@ if not ON_THE_FLY:
             info=P.TRAIN_INFO,
             provenance=P.PROVENANCE,
         log:
-            f"{LOGS}/train/{{model}}/L{{layer}}/{{site}}/{{architecture}}/c{{coefficient}}/s{{seed}}.log",
+            f"{LOGS}/train/{{model}}/{{corpus}}/L{{layer}}/{{site}}/{{architecture}}/c{{coefficient}}/s{{seed}}.log",
         threads: 1
         resources:
             mem_mb=4000,
@@ -39,7 +39,7 @@ else:
                 info=[P.fill(P.TRAIN_INFO, run) for run in _runs],
                 provenance=[P.fill(P.PROVENANCE, run) for run in _runs],
             log:
-                f"{LOGS}/train_on_the_fly/{CFG.model}/L{_layer}/{_site}.log",
+                f"{LOGS}/train_on_the_fly/{CFG.model}/{CORPUS}/L{_layer}/{_site}.log",
             threads: workflow.cores
             resources:
                 mem_mb=8000,

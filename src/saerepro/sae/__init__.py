@@ -2,6 +2,10 @@
 
 Importing this package registers every architecture with sae-lens, after which
 ``sae_lens.SAE.load_from_disk(path)`` loads any SAE saved by :func:`saerepro.training.train_sae`.
+sae-lens has no plugin discovery: without ``import saerepro`` it fails with
+``KeyError: 'saerepro_<architecture>'``. A run folder of the DAG is exported
+(:mod:`saerepro.sae.export`) so that this SAE takes raw hook activations; :func:`load_sae` reads
+the SAE as trained, on normalised activations.
 
 =========================  =============================================  ==========================
 name                       what                                           coefficient

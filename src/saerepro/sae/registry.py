@@ -8,8 +8,11 @@ implementations and keep their names). A saved SAE's ``cfg.json`` carries that a
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
+from sae_lens.loading.pretrained_sae_loaders import read_sae_components_from_disk
 from sae_lens.registry import SAE_CLASS_REGISTRY, register_sae_class
 from sae_lens.saes.sae import SAE, SAEMetadata
 
@@ -104,6 +107,24 @@ def make_sae(
 
 
 def load_sae(path: str, device: str = "cpu") -> SAE[Any]:
-    """``sae_lens.SAE.load_from_disk`` after making sure our architectures are registered."""
+    """The SAE of a run folder as trained, on normalised activations (what every saerepro metric
+    uses): ``sae_lens.SAE.load_from_disk`` of the folder's normalised pair, after making sure our
+    architectures are registered.
+
+    Once a folder is exported (:func:`saerepro.sae.export.export_sae_lens`) its ``cfg.json`` is
+    the raw-activation SAE; this reads ``cfg.normalised.json`` / ``sae_weights.normalised.safetensors``
+    instead. A folder training has just written (or any plain sae-lens folder) is read as it is."""
+    from .export import normalised_files
+
     register_with_sae_lens()
-    return SAE.load_from_disk(path, device=device)
+    cfg_path, weights_path = normalised_files(path)
+
+    def converter(
+        _path: str | Path, device: str = "cpu", cfg_overrides: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        cfg_dict = json.loads(cfg_path.read_text())
+        cfg_dict["device"] = device
+        cfg_dict.update(cfg_overrides or {})
+        return read_sae_components_from_disk(cfg_dict=cfg_dict, weight_path=weights_path, device=device)
+
+    return SAE.load_from_disk(path, device=device, converter=converter)
