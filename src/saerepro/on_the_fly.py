@@ -52,8 +52,8 @@ def train_on_the_fly(
     from .config import DERIVED_ARCHITECTURES
     from .models import load_model
     from .provenance import provenance
-    from .streaming import open_lm_source
     from .sae.export import export_sae_lens
+    from .streaming import open_lm_source
     from .training import CHECKPOINT_FILE, train_saes
 
     runs = hook_point_runs(cfg, layer, site)
