@@ -4,6 +4,7 @@ import os
 import sys
 
 from saerepro.config import load_config
+from saerepro.own_model import absolute_model_path
 
 # The default config only when none is given: Snakemake would otherwise deep-merge a
 # --configfile into it, leaking the default sweep's architectures into a test config.
@@ -25,6 +26,9 @@ if workflow.overwrite_configfiles and os.path.realpath(os.getcwd()) == os.path.r
     if os.path.realpath(str(workflow.overwrite_configfiles[-1])) != os.path.realpath(
         os.path.join(workflow.basedir, "config/config.yaml")
     ):
+        # a model path is relative to where snakemake was started, not to runs/<stem>/
+        if isinstance(config.get("model"), str):
+            config["model"] = absolute_model_path(config["model"])
         _resources = config.get("resources_dir", "resources")
         if not os.path.isabs(_resources):
             config["resources_dir"] = os.path.join(workflow.basedir, _resources)

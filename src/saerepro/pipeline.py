@@ -30,12 +30,14 @@ log = logging.getLogger("saerepro")
 
 def prepare_model(cfg: Config, marker: str | Path) -> dict:
     """Make the model's weights loadable offline; write ``marker`` (JSON) when done."""
-    from .models import prepare_gguf_model, weights_folder
+    from .models import dequantise_gguf, prepare_gguf_model, weights_folder
 
     spec = cfg.spec
     start = time.time()
     if spec.source == "gguf_package":
         folder = prepare_gguf_model(paths.model_dir(cfg), gguf_dir=Path(cfg.resources_dir) / "gguf")
+    elif spec.source == "gguf_file":
+        folder = dequantise_gguf(spec.location, paths.model_dir(cfg))
     else:
         folder = weights_folder(spec, cfg.resources_dir)  # downloads hub models, fails fast offline
     info = {

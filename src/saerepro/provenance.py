@@ -36,7 +36,17 @@ from pathlib import Path
 from typing import Any
 
 #: Config fields that are sweep axes or locations, not settings: left out of the hash.
-SWEEP_FIELDS = ("layers", "sites", "seeds", "architectures", "headline_layer", "resources_dir", "allow_mixed_configs")
+#: ``model_path`` is where a model given by path lies; ``model`` (its tag) names its content.
+SWEEP_FIELDS = (
+    "layers",
+    "sites",
+    "seeds",
+    "architectures",
+    "headline_layer",
+    "resources_dir",
+    "allow_mixed_configs",
+    "model_path",
+)
 
 #: Packages whose versions can change a number in the table.
 PACKAGES = ("saerepro", "torch", "numpy", "sae-lens", "transformer-lens", "transformers")
