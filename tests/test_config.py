@@ -157,7 +157,15 @@ BAD_CASES = [
         {"k": [8], "sites": ["resid"], "widths": {"mlp": 64}},
         ["architectures.topk.widths.mlp", "resid"],
     ),
-    ("resampling for gated", "architectures.gated.resample", {}, ["architectures.gated.resample", "baseline"]),
+    (
+        "resampling for topk",
+        "architectures.topk",
+        {"k": [8], "resample": {}},
+        ["architectures.topk.resample", "baseline", "gated"],
+    ),
+    ("re-warm-up shape", "train.resample_rewarm_shape", "step", ["train.resample_rewarm_shape", "linear"]),
+    ("re-warm-up start of 1", "train.resample_rewarm_start_factor", 1.0, ["train.resample_rewarm_start_factor"]),
+    ("negative re-warm-up", "train.resample_rewarm_steps", -1, ["train.resample_rewarm_steps", "minimum"]),
     (
         "resampling: unknown key",
         "architectures.baseline.resample",
@@ -250,6 +258,55 @@ def test_resampling_and_shuffle_buffer_reach_the_trainer():
     assert base.shuffle_buffer_tokens == 65536 and base.d_sae == 5000
     gated = train_config(cfg, runs["gated", "mlp"], d_in=640)
     assert not gated.resample and gated.d_sae == 2560
+    assert (base.resample_rewarm_shape, base.resample_rewarm_start_factor, base.resample_rewarm_steps) == (
+        "linear",
+        0.0,
+        None,
+    )
+
+
+def test_gated_resampling_and_the_papers_rewarm_reach_the_trainer():
+    from saerepro.pipeline import train_config
+    from saerepro.provenance import config_hash
+
+    plain = load_config(with_change("architectures.gated.resample", {"every_steps": 500}))
+    raw = with_change("architectures.gated.resample", {"every_steps": 500})
+    raw = with_change(
+        "train",
+        {
+            **DEFAULT.get("train", {}),
+            "resample_rewarm_shape": "cosine",
+            "resample_rewarm_start_factor": 0.1,
+            "resample_rewarm_steps": 1000,
+        },
+        base=raw,
+    )
+    cfg = load_config(raw)
+    runs = {(r.architecture, r.site): r for r in cfg.runs()}
+    gated = train_config(cfg, runs["gated", "mlp"], d_in=640)
+    assert gated.resample and gated.resample_every_steps == 500
+    assert (gated.resample_rewarm_shape, gated.resample_rewarm_start_factor, gated.resample_rewarm_steps) == (
+        "cosine",
+        0.1,
+        1000,
+    )
+    assert gated.to_dict()["resample_rewarm_shape"] == "cosine"
+    # the default re-warm-up leaves the hash alone; the paper's changes it
+    assert config_hash(plain) != config_hash(cfg)
+    explicit = with_change(
+        "train",
+        {
+            **DEFAULT.get("train", {}),
+            "resample_rewarm_shape": "linear",
+            "resample_rewarm_start_factor": 0.0,
+            "resample_rewarm_steps": None,
+        },
+        base=with_change("architectures.gated.resample", {"every_steps": 500}),
+    )
+    assert config_hash(load_config(explicit)) == config_hash(plain)
+    # architectures without resampling do not see the setting
+    base = train_config(cfg, runs["baseline", "mlp"], d_in=640)
+    assert "resample_rewarm_shape" not in base.to_dict()
 
 
 def test_mlp_post_needs_a_known_mlp_width(monkeypatch):

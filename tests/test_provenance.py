@@ -71,15 +71,22 @@ def test_a_setting_at_its_hash_neutral_default_leaves_the_hash_as_before_it_exis
     from saerepro.provenance import SWEEP_FIELDS
 
     cfg = _cfg()
-    assert cfg.reference.precision == HASH_NEUTRAL_DEFAULTS["reference.precision"]
-    # the hash as computed before reference.precision existed: the field simply absent
+    for dotted, neutral in HASH_NEUTRAL_DEFAULTS.items():
+        section, leaf = dotted.split(".")
+        assert getattr(getattr(cfg, section), leaf) == neutral, dotted
+    # the hash as computed before these settings existed: the fields simply absent
     data = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in SWEEP_FIELDS}
-    del data["reference"]["precision"]
+    for dotted in HASH_NEUTRAL_DEFAULTS:
+        section, leaf = dotted.split(".")
+        del data[section][leaf]
     before = hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()[
         :16
     ]
     assert config_hash(cfg) == before
     assert config_hash(_cfg(**{"reference.precision": "bfloat16"})) != before
+    assert config_hash(_cfg(**{"train.resample_rewarm_shape": "cosine"})) != before
+    assert config_hash(_cfg(**{"train.resample_rewarm_start_factor": 0.1})) != before
+    assert config_hash(_cfg(**{"train.resample_rewarm_steps": 1000})) != before
 
 
 def test_git_commit_names_this_checkout():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 from pathlib import Path
 
@@ -131,7 +132,10 @@ def read_curve(out_dir: Path) -> list[dict[str, str]]:
         ("device", "gpu"),
         ("bandwidth", 0.0),
         ("k_aux", 8),
-        ("resample", True),
+        ("resample_rewarm_shape", "step"),
+        ("resample_rewarm_start_factor", 1.0),
+        ("resample_rewarm_start_factor", -0.1),
+        ("resample_rewarm_steps", -1),
         ("baseline_path", "/somewhere"),
         ("log_every_steps", 0),
         ("dead_tokens_threshold", 0),
@@ -153,6 +157,11 @@ def test_config_architecture_specific_checks():
         TrainConfig(architecture="topk", coefficient=8, coefficient_warmup_steps=10)
     assert TrainConfig(architecture="topk", coefficient=8.0).coefficient == 8
     assert TrainConfig(architecture="baseline", coefficient=0.1, resample=True).resample
+    for arch in ("gated", "gated_untied", "gated_no_rmag", "gated_strict_aux", "gated_unfrozen_decoder"):
+        assert TrainConfig(architecture=arch, coefficient=0.1, resample=True).resample
+    for arch, coefficient in (("topk", 8), ("jumprelu", 0.1)):
+        with pytest.raises(ValueError, match=r"TrainConfig\.resample must be false unless architecture is one of"):
+            TrainConfig(architecture=arch, coefficient=coefficient, resample=True)
 
 
 def test_config_defaults_and_dict_round_trip():
@@ -161,6 +170,13 @@ def test_config_defaults_and_dict_round_trip():
     assert cfg.shuffle_buffer_tokens == 1_000_000 and not cfg.autocast_bf16 and cfg.device == "auto"
     again = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert again == cfg
+    # fields added later are left out at their default (old checkpoints still resume) ...
+    assert "resample_rewarm_shape" not in cfg.to_dict()
+    assert "resample_rewarm_start_factor" not in cfg.to_dict()
+    # ... and written when set
+    paper = TrainConfig(architecture="gated", coefficient=0.1, resample_rewarm_shape="cosine")
+    assert paper.to_dict()["resample_rewarm_shape"] == "cosine"
+    assert TrainConfig.from_dict(json.loads(json.dumps(paper.to_dict()))) == paper
     with pytest.raises(ValueError, match="unknown TrainConfig field"):
         TrainConfig.from_dict({"architecture": "gated", "coefficient": 0.1, "l1_coefficient": 3})
 
@@ -200,6 +216,43 @@ def test_learning_rate_schedule():
     # re-warm-up after a resample that happened when 40 steps were done
     assert learning_rate(cfg, 40, last_resample_step=40) == pytest.approx(1e-3 / 4)
     assert learning_rate(cfg, 43, last_resample_step=40) == pytest.approx(1e-3)
+    # the default (linear from 0) is the original formula, bit for bit
+    for step in range(40, 50):
+        assert learning_rate(cfg, step, 40) == 1e-3 * min(1.0, (step - 40 + 1) / 4)
+
+
+def test_cosine_rewarm_from_a_tenth_after_a_resample():
+    """The paper's re-warm-up as issue 12 states it: LR to 0.1×, then a cosine back over 1,000 steps."""
+    cfg = TrainConfig(
+        architecture="gated",
+        coefficient=0.1,
+        lr=1e-3,
+        lr_warmup_steps=10,
+        batch_size=1,
+        total_tokens=10_000,
+        resample=True,
+        resample_rewarm_shape="cosine",
+        resample_rewarm_start_factor=0.1,
+        resample_rewarm_steps=1000,
+    )
+    assert learning_rate(cfg, 2000) == pytest.approx(1e-3)
+    assert learning_rate(cfg, 2000, last_resample_step=2000) == pytest.approx(1e-4)  # first step after
+    assert learning_rate(cfg, 2500, last_resample_step=2000) == pytest.approx(0.55e-3)  # midpoint
+    # a cosine, not a line: a quarter of the way it has risen (1 - cos 45°)/2 of the gap
+    quarter = 1e-4 + 0.9e-3 * (1 - math.cos(math.pi / 4)) / 2
+    assert learning_rate(cfg, 2250, last_resample_step=2000) == pytest.approx(quarter)
+    assert quarter < 1e-4 + 0.9e-3 / 4
+    assert learning_rate(cfg, 3000, last_resample_step=2000) == pytest.approx(1e-3)
+    assert learning_rate(cfg, 5000, last_resample_step=2000) == pytest.approx(1e-3)
+    values = [learning_rate(cfg, s, last_resample_step=2000) for s in range(2000, 3001)]
+    assert all(b >= a for a, b in zip(values, values[1:]))
+    # linear from 0.1
+    lin = TrainConfig(**{**cfg.to_dict(), "resample_rewarm_shape": "linear", "adam_betas": (0.0, 0.999)})
+    assert learning_rate(lin, 2000, 2000) == pytest.approx(1e-3 * (0.1 + 0.9 / 1000))
+    assert learning_rate(lin, 2499, 2000) == pytest.approx(0.55e-3)
+    # steps 0 turns the re-warm-up off
+    off = TrainConfig(**{**cfg.to_dict(), "resample_rewarm_steps": 0, "adam_betas": (0.0, 0.999)})
+    assert learning_rate(off, 2000, 2000) == pytest.approx(1e-3)
 
 
 # --------------------------------------------------------------------------- data order

@@ -40,6 +40,16 @@ ARCHITECTURES = (
     "gated_strict_aux",
     "baseline_rescale_shift",
 )
+#: Architectures that may resample dead latents (saerepro.sae.RESAMPLE_ARCHITECTURES, repeated here
+#: so that reading a config does not import torch; tests/test_package.py keeps the two equal).
+RESAMPLE_ARCHITECTURES = (
+    "baseline",
+    "gated",
+    "gated_unfrozen_decoder",
+    "gated_no_rmag",
+    "gated_untied",
+    "gated_strict_aux",
+)
 #: Width multiple of d_in when an architecture entry gives neither width nor expansion.
 #: The baseline gets 1.5x the gated latents: the paper's compute match (gated costs ~1.5x a
 #: baseline of equal width per training step).
@@ -229,6 +239,36 @@ class TrainDefaults:
     coordinates of order 10 in a few hundred steps (see docs/results.md)."""
     autocast_bf16: bool = False
     """bf16 autocast for SAE matmuls."""
+    resample_rewarm_shape: str = "linear"
+    """LR re-warm-up after each dead-latent resample (architectures with ``resample``): ``linear``
+    or ``cosine`` (saerepro.training.schedule.resample_rewarm_factor)."""
+    resample_rewarm_start_factor: float = 0.0
+    """LR right after a resample as a fraction of the scheduled LR, in [0, 1). The paper's
+    re-warm-up as issue 12 states it ("LR to 0.1×, then a cosine back over 1,000 steps"):
+    ``cosine``, 0.1, ``resample_rewarm_steps: 1000``. The default (linear from 0 over
+    ``warmup_steps``) is the suite's original behaviour."""
+    resample_rewarm_steps: int | None = None
+    """Length of the re-warm-up in steps (None: ``warmup_steps``; 0: none)."""
+
+    def __post_init__(self) -> None:
+        if self.resample_rewarm_shape not in RESAMPLE_REWARM_SHAPES:
+            raise ConfigError(
+                f"config key 'train.resample_rewarm_shape': expected one of "
+                f"{', '.join(RESAMPLE_REWARM_SHAPES)}, got {self.resample_rewarm_shape!r}"
+            )
+        start = self.resample_rewarm_start_factor
+        if isinstance(start, bool) or not isinstance(start, (int, float)) or not 0 <= start < 1:
+            raise ConfigError(
+                f"config key 'train.resample_rewarm_start_factor': expected a number in [0, 1), got {start!r}"
+            )
+        steps = self.resample_rewarm_steps
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
+            raise ConfigError(
+                f"config key 'train.resample_rewarm_steps': expected null or an integer >= 0, got {steps!r}"
+            )
+
+
+RESAMPLE_REWARM_SHAPES = ("linear", "cosine")
 
 
 ACTIVATION_MODES = ("cached", "on_the_fly")
@@ -284,8 +324,9 @@ class ActivationsConfig:
 
 @dataclass(frozen=True)
 class ResampleConfig:
-    """Dead-latent resampling of the baseline (Bricken et al. 2023, "Towards Monosemanticity"),
-    which the paper applies to its baseline SAEs. Defaults are Bricken et al.'s: resample at steps
+    """Dead-latent resampling (Bricken et al. 2023, "Towards Monosemanticity") of a baseline or
+    gated-family SAE (saerepro.sae.RESAMPLE_ARCHITECTURES); the LR re-warm-up after each event is
+    set by ``train.resample_rewarm_*``. Defaults are Bricken et al.'s: resample at steps
     25k, 50k, 75k and 100k, scoring 819,200 training activations."""
 
     every_steps: int = 25_000
@@ -317,7 +358,7 @@ class ArchitectureConfig:
     widths: dict[str, int] | None = None
     """Absolute number of latents per site; overrides ``width`` and ``expansion`` at those sites."""
     resample: ResampleConfig | None = None
-    """Dead-latent resampling (baseline only); None: no resampling."""
+    """Dead-latent resampling (baseline and the gated family); None: no resampling."""
     sites: tuple[str, ...] | None = None
     """Restrict to these sites (None: all config sites)."""
     layers: tuple[int, ...] | None = None
@@ -343,9 +384,12 @@ class ArchitectureConfig:
                     f"config key 'architectures.{self.name}.{key}': only jumprelu "
                     "takes it; allowed architectures: jumprelu"
                 )
-        # The trainer resamples only the baseline (saerepro.training.TrainConfig.resample).
-        if self.resample is not None and self.name != "baseline":
-            raise ConfigError(f"config key 'architectures.{self.name}.resample': only baseline resamples dead latents")
+        # The trainer resamples these only (saerepro.training.TrainConfig.resample).
+        if self.resample is not None and self.name not in RESAMPLE_ARCHITECTURES:
+            raise ConfigError(
+                f"config key 'architectures.{self.name}.resample': only {', '.join(RESAMPLE_ARCHITECTURES)} "
+                "resample dead latents"
+            )
         if self.site_grids is not None and self.name in K_ARCHITECTURES:
             raise ConfigError(
                 f"config key 'architectures.{self.name}.site_coefficients': {self.name} takes 'k', not coefficients"

@@ -87,6 +87,9 @@ METRIC_MOVING_PATHS = METRIC_MOVING_CODE + ("config/config.yaml",)
 #: not change the hash of a config that does not use it (any other value does). Dotted paths.
 HASH_NEUTRAL_DEFAULTS: dict[str, object] = {
     "reference.precision": "float32",
+    "train.resample_rewarm_shape": "linear",
+    "train.resample_rewarm_start_factor": 0.0,
+    "train.resample_rewarm_steps": None,
 }
 
 #: Checked metric-neutral changes (benchmarks/neutral_check.py): commits that touched metric-moving

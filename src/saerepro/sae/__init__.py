@@ -24,7 +24,7 @@ name                       what                                           coeffi
 Conventions (input normalisation, how loss terms are reduced) are in :mod:`saerepro.sae.common`.
 """
 
-from .baseline import BaselineRescaleShiftSAE, BaselineSAE, resample_dead_latents
+from .baseline import BaselineRescaleShiftSAE, BaselineSAE
 from .common import (
     SAE_LENS_PREFIX,
     LossOutput,
@@ -44,12 +44,14 @@ from .jumprelu import JumpReLUSAE
 from .registry import (
     ARCHITECTURES,
     GATED_FAMILY,
+    RESAMPLE_ARCHITECTURES,
     check_architecture,
     load_sae,
     make_sae,
     register_with_sae_lens,
     sae_lens_architecture,
 )
+from .resample import resample_dead_latents
 from .topk import TopKSAE
 
 register_with_sae_lens()
@@ -57,6 +59,7 @@ register_with_sae_lens()
 __all__ = [
     "ARCHITECTURES",
     "GATED_FAMILY",
+    "RESAMPLE_ARCHITECTURES",
     "SAE_LENS_PREFIX",
     "BaselineRescaleShiftSAE",
     "BaselineSAE",

@@ -8,9 +8,9 @@ Conventions are those of :mod:`saerepro.sae.common`.
     L = ‖x − x̂‖² + λ ‖f‖₁                 (terms ``recon``, ``sparsity``), unit-norm decoder
 
 [Differs from sae-lens' ``standard``: that weights the L1 term by decoder row norms and does not
-constrain them.] Optional neuron resampling (:func:`resample_dead_latents`) follows Bricken et al.
-"Towards Monosemanticity" (resampling appendix); the trainer re-warms the learning rate after each
-resample.
+constrain them.] Optional neuron resampling (:func:`saerepro.sae.resample.resample_dead_latents`)
+follows Bricken et al. "Towards Monosemanticity" (resampling appendix); the trainer re-warms the
+learning rate after each resample.
 
 ``baseline_rescale_shift`` (paper Sec. 5.1 / Fig. 9, "Baseline + rescale & shift"): a trained
 baseline SAE is frozen (W_enc, b_enc, W_dec, b_dec) and only a per-latent rescale exp(r_mag) and
@@ -30,7 +30,6 @@ shrinkage. (Our precise reading of the paper's one-paragraph description.)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from sae_lens.saes.sae import SAE, SAEConfig
@@ -177,62 +176,3 @@ class BaselineRescaleShiftSAE(SaeReproMixin, SAE[BaselineRescaleShiftSAEConfig])
     def fold_W_dec_norm(self) -> None:
         norms = self.fold_and_get_W_dec_norm()  # also scales b_enc
         self.b_mag.data.mul_(norms)
-
-
-# --------------------------------------------------------------------------- resampling
-
-
-@torch.no_grad()
-def resample_dead_latents(
-    sae: BaselineSAE,
-    optimizer: torch.optim.Optimizer,
-    dead_mask: torch.Tensor,
-    inputs: torch.Tensor,
-    generator: torch.Generator,
-    encoder_scale: float = 0.2,
-    batch_size: int = 4096,
-) -> int:
-    """Resample dead latents as in Bricken et al. (2023), "Towards Monosemanticity".
-
-    For each dead latent: draw an input with probability ∝ (its squared reconstruction error)²,
-    set the latent's decoder row to that input normalised to unit norm, its encoder column to the
-    same direction times ``encoder_scale`` × the mean encoder norm of the alive latents (all dead:
-    1), its encoder bias to 0, and zero the Adam moments of every modified entry. Returns the
-    number of latents resampled. ``inputs`` are normalised activations [n, d_in] (float32).
-    """
-    dead = torch.nonzero(dead_mask.to(sae.W_dec.device)).flatten()
-    n_dead = int(dead.numel())
-    if n_dead == 0:
-        return 0
-    losses = []
-    for start in range(0, inputs.shape[0], batch_size):
-        x = inputs[start : start + batch_size].to(sae.W_dec.device, sae.dtype)
-        out = sae.loss_terms(x, 0.0)
-        losses.append((x - out.x_hat).pow(2).sum(-1))
-    loss = torch.cat(losses).float()
-    weights = loss.pow(2)
-    if not torch.isfinite(weights).all() or float(weights.sum()) <= 0:
-        weights = torch.ones_like(weights)
-    replace = n_dead > int((weights > 0).sum())
-    pick = torch.multinomial(weights.cpu(), n_dead, replacement=replace, generator=generator)
-    directions = inputs[pick].to(sae.W_dec.device, sae.dtype)
-    directions = directions / directions.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-
-    alive = ~dead_mask.to(sae.W_dec.device)
-    enc_norm = sae.W_enc.norm(dim=0)[alive].mean() if bool(alive.any()) else torch.tensor(1.0)
-    sae.W_dec.data[dead] = directions
-    sae.W_enc.data[:, dead] = directions.T * (encoder_scale * enc_norm)
-    sae.b_enc.data[dead] = 0.0
-    _zero_adam_state(optimizer, sae.W_dec, lambda t: t.__setitem__(dead, 0.0))
-    _zero_adam_state(optimizer, sae.W_enc, lambda t: t.__setitem__((slice(None), dead), 0.0))
-    _zero_adam_state(optimizer, sae.b_enc, lambda t: t.__setitem__(dead, 0.0))
-    return n_dead
-
-
-def _zero_adam_state(optimizer: torch.optim.Optimizer, param: nn.Parameter, zero: Any) -> None:
-    state = optimizer.state.get(param)
-    if not state:
-        return
-    for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
-        if key in state and isinstance(state[key], torch.Tensor):
-            zero(state[key])

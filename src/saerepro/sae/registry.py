@@ -53,6 +53,10 @@ GATED_FAMILY: tuple[str, ...] = (
     "gated_strict_aux",
 )
 
+#: Architectures that dead-latent resampling (:mod:`saerepro.sae.resample`) supports: the baseline
+#: and the gated family, the SAEs the paper trained with resampling.
+RESAMPLE_ARCHITECTURES: tuple[str, ...] = ("baseline", *GATED_FAMILY)
+
 
 def sae_lens_architecture(name: str) -> str:
     """The architecture string sae-lens sees in cfg.json for saerepro architecture ``name``."""

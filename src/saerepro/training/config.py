@@ -12,9 +12,15 @@ from typing import Any
 
 import numpy as np
 
-from ..sae import ARCHITECTURES
+from ..sae import ARCHITECTURES, RESAMPLE_ARCHITECTURES
 
 B_DEC_INITS = ("zeros", "mean", "geometric_median")
+RESAMPLE_REWARM_SHAPES = ("linear", "cosine")
+
+#: TrainConfig fields added after checkpoints and train_info.json files were written without them:
+#: :meth:`TrainConfig.to_dict` leaves each out at this (old-behaviour) value, so those files still
+#: match a config that does not set it (resumption compares ``to_dict``).
+_OMITTED_AT_DEFAULT: dict[str, Any] = {"resample_rewarm_shape": "linear", "resample_rewarm_start_factor": 0.0}
 
 
 def default_width(
@@ -116,19 +122,28 @@ class TrainConfig:
     """jumprelu: initial threshold θ."""
 
     resample: bool = False
-    """baseline: resample dead latents (Bricken et al. 2023), re-warming the LR after each."""
+    """Resample dead latents (Bricken et al. 2023), re-warming the LR after each. Allowed for the
+    architectures of :data:`saerepro.sae.RESAMPLE_ARCHITECTURES` (baseline and the gated family)."""
 
     resample_every_steps: int = 2500
-    """baseline: resample after every this many steps (while ``resample_max_count`` allows)."""
+    """Resample after every this many steps (while ``resample_max_count`` allows)."""
 
     resample_max_count: int = 4
-    """baseline: at most this many resampling events (Anthropic: 4)."""
+    """At most this many resampling events (Anthropic: 4)."""
 
     resample_n_inputs: int = 65536
-    """baseline: cache tokens (seeded sample) scored to choose resampling directions."""
+    """Cache tokens (seeded sample) scored to choose resampling directions."""
 
     resample_rewarm_steps: int | None = None
-    """baseline: LR re-warm-up length after a resample (None: ``lr_warmup_steps``)."""
+    """LR re-warm-up length after a resample (None: ``lr_warmup_steps``)."""
+
+    resample_rewarm_shape: str = "linear"
+    """Shape of the LR re-warm-up after a resample: ``linear`` or ``cosine``
+    (:func:`saerepro.training.schedule.resample_rewarm_factor`)."""
+
+    resample_rewarm_start_factor: float = 0.0
+    """LR right after a resample, as a fraction of the scheduled LR, in [0, 1) (``cosine`` and 0.1:
+    the re-warm-up issue 12 attributes to the paper; 0 with ``linear``: a plain warm-up from 0)."""
 
     baseline_path: str | None = None
     """baseline_rescale_shift: directory of the trained baseline SAE to freeze (required)."""
@@ -175,8 +190,12 @@ class TrainConfig:
         return default_width(self.architecture, d_in, self.expansion_factor, self.baseline_width_ratio)
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-able dict; the fields of ``_OMITTED_AT_DEFAULT`` only when set."""
         out = asdict(self)
         out["adam_betas"] = list(self.adam_betas)
+        for name, default in _OMITTED_AT_DEFAULT.items():
+            if out[name] == default:
+                del out[name]
         return out
 
     @classmethod
@@ -263,10 +282,14 @@ def _check_architecture_settings(c: TrainConfig) -> None:
             _bad("k_aux", c.k_aux, "None or an integer >= 1")
     if c.resample_rewarm_steps is not None and (not _is_int(c.resample_rewarm_steps) or c.resample_rewarm_steps < 0):
         _bad("resample_rewarm_steps", c.resample_rewarm_steps, "None or an integer >= 0")
+    if c.resample_rewarm_shape not in RESAMPLE_REWARM_SHAPES:
+        _bad("resample_rewarm_shape", c.resample_rewarm_shape, f"one of {', '.join(RESAMPLE_REWARM_SHAPES)}")
+    if not _finite(c.resample_rewarm_start_factor) or not 0 <= c.resample_rewarm_start_factor < 1:
+        _bad("resample_rewarm_start_factor", c.resample_rewarm_start_factor, "a number in [0, 1)")
     if not isinstance(c.resample, bool):
         _bad("resample", c.resample, "true or false")
-    if c.resample and c.architecture != "baseline":
-        _bad("resample", c.resample, "false unless architecture is 'baseline'")
+    if c.resample and c.architecture not in RESAMPLE_ARCHITECTURES:
+        _bad("resample", c.resample, f"false unless architecture is one of {', '.join(RESAMPLE_ARCHITECTURES)}")
     if c.coefficient_warmup_steps and c.architecture in ("topk", "baseline_rescale_shift"):
         _bad(
             "coefficient_warmup_steps",

@@ -22,7 +22,7 @@ import torch
 
 from ..activations import ActivationCache
 from ..io import atomic_path
-from ..sae import BaselineSAE, resample_dead_latents
+from ..sae import resample_dead_latents
 from ..sae.common import l0_norm
 from ..sae.registry import sae_lens_architecture
 from .config import TrainConfig
@@ -131,8 +131,14 @@ class Run:
         dead = self.tokens_since_fired >= cfg.dead_window
         inputs = sample_rows(self.cache.source, cfg.resample_n_inputs, (cfg.seed, 2, self.step))
         generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
-        assert isinstance(self.sae, BaselineSAE)
-        n = resample_dead_latents(self.sae, self.optimizer, dead, inputs, generator, batch_size=cfg.batch_size)
+        n = resample_dead_latents(
+            self.sae,  # type: ignore[arg-type]  # TrainConfig allows resample only for these
+            self.optimizer,
+            dead,
+            inputs,
+            generator,
+            batch_size=cfg.batch_size,
+        )
         self.tokens_since_fired[dead] = 0
         self.resamples.append({"step": self.step, "n_resampled": n})
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from .config import TrainConfig
 
 
@@ -19,10 +21,35 @@ def learning_rate(cfg: TrainConfig, step: int, last_resample_step: int | None = 
         frac = (total - step) / n_decay  # 1 at the first decay step, 1/n_decay at the last
         lr *= cfg.lr_end / cfg.lr + (1 - cfg.lr_end / cfg.lr) * frac
     if last_resample_step is not None:
-        rewarm = cfg.lr_warmup_steps if cfg.resample_rewarm_steps is None else cfg.resample_rewarm_steps
-        if rewarm > 0:
-            lr *= min(1.0, (step - last_resample_step + 1) / rewarm)
+        lr *= resample_rewarm_factor(cfg, step - last_resample_step)
     return lr
+
+
+def resample_rewarm_factor(cfg: TrainConfig, steps_since: int) -> float:
+    """LR multiplier ``steps_since`` steps after a resample (0: the first step after it).
+
+    With n = ``resample_rewarm_steps`` (None: ``lr_warmup_steps``) and s =
+    ``resample_rewarm_start_factor``:
+
+    * ``linear`` (the default, s = 0): s + (1 − s)·min(1, (steps_since + 1)/n), i.e. the start-of-run
+      warm-up again; with s = 0 the first step after the resample gets lr/n and step n − 1 gets lr.
+    * ``cosine``: s + (1 − s)·(1 − cos(π·min(1, steps_since/n)))/2: the first step after the
+      resample gets s·lr, the LR then rises along a half cosine and is back to lr n steps after it.
+      ``cosine`` with s = 0.1 and n = 1000 is the re-warm-up issue 12 attributes to the paper
+      ("LR to 0.1×, then a cosine back over 1,000 steps"; we could not retrieve the paper's own
+      sentence to quote it, see ``docs/paper-scale.md``).
+
+    n = 0: no re-warm-up (factor 1).
+    """
+    n = cfg.lr_warmup_steps if cfg.resample_rewarm_steps is None else cfg.resample_rewarm_steps
+    if n <= 0:
+        return 1.0
+    start = cfg.resample_rewarm_start_factor
+    if cfg.resample_rewarm_shape == "cosine":
+        progress = min(1.0, max(0, steps_since) / n)
+        return start + (1.0 - start) * 0.5 * (1.0 - math.cos(math.pi * progress))
+    ramp = min(1.0, (steps_since + 1) / n)
+    return ramp if start == 0 else start + (1.0 - start) * ramp
 
 
 def coefficient_at(cfg: TrainConfig, step: int) -> float:
