@@ -34,3 +34,10 @@ def test_every_config_architecture_is_registered():
     from saerepro.config import ARCHITECTURES as CONFIG_ARCHITECTURES
 
     assert set(CONFIG_ARCHITECTURES) == set(ARCHITECTURES)
+
+
+def test_config_and_trainer_agree_on_which_architectures_resample():
+    from saerepro.config import RESAMPLE_ARCHITECTURES as CONFIG_RESAMPLE
+    from saerepro.sae import GATED_FAMILY, RESAMPLE_ARCHITECTURES
+
+    assert set(CONFIG_RESAMPLE) == set(RESAMPLE_ARCHITECTURES) == {"baseline", *GATED_FAMILY}

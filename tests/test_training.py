@@ -245,7 +245,7 @@ def test_cosine_rewarm_from_a_tenth_after_a_resample():
     assert learning_rate(cfg, 3000, last_resample_step=2000) == pytest.approx(1e-3)
     assert learning_rate(cfg, 5000, last_resample_step=2000) == pytest.approx(1e-3)
     values = [learning_rate(cfg, s, last_resample_step=2000) for s in range(2000, 3001)]
-    assert all(b >= a for a, b in zip(values, values[1:]))
+    assert all(b >= a for a, b in zip(values[:-1], values[1:], strict=True))
     # linear from 0.1
     lin = TrainConfig(**{**cfg.to_dict(), "resample_rewarm_shape": "linear", "adam_betas": (0.0, 0.999)})
     assert learning_rate(lin, 2000, 2000) == pytest.approx(1e-3 * (0.1 + 0.9 / 1000))
@@ -369,11 +369,25 @@ def test_same_seed_same_weights_other_seed_differs(cache, tmp_path):
             0.3,
             {"resample": True, "resample_every_steps": 10, "dead_tokens_threshold": 128 * 4, "resample_n_inputs": 512},
         ),
+        # gated resampling with the paper's cosine re-warm-up (a TrainConfig field written to the
+        # checkpoint only when set)
+        (
+            "gated",
+            0.3,
+            {
+                "resample": True,
+                "resample_every_steps": 10,
+                "dead_tokens_threshold": 128 * 4,
+                "resample_n_inputs": 512,
+                "resample_rewarm_shape": "cosine",
+                "resample_rewarm_start_factor": 0.1,
+            },
+        ),
     ],
 )
 def test_resume_equals_uninterrupted(cache, offset_cache, tmp_path, architecture, coefficient, extra):
     cfg = small_cfg(architecture, coefficient, total_tokens=128 * 40, checkpoint_every_steps=7, **extra)
-    if architecture == "baseline":
+    if cfg.resample:
         cache = offset_cache
     full = train_sae(cfg, cache, tmp_path / "full", progress=False)
     part = train_sae(cfg, cache, tmp_path / "resumed", stop_at_step=16, progress=False)
@@ -386,7 +400,7 @@ def test_resume_equals_uninterrupted(cache, offset_cache, tmp_path, architecture
     assert all(torch.equal(w_full[k], w_res[k]) for k in w_full)
     assert (tmp_path / "full" / "loss_curve.csv").read_text() == (tmp_path / "resumed" / "loss_curve.csv").read_text()
     assert resumed["resamples"] == full["resamples"]
-    if architecture == "baseline":
+    if cfg.resample:
         assert [r["step"] for r in full["resamples"]] == [10, 20, 30]
         assert sum(r["n_resampled"] for r in full["resamples"]) > 0
     if architecture == "topk":
@@ -413,6 +427,33 @@ def test_resampling_revives_dead_latents_and_rewarms_lr(offset_cache, tmp_path):
     assert lr[20] == pytest.approx(3e-3)
     assert lr[21] == pytest.approx(3e-3 / 10)  # re-warm-up over lr_warmup_steps = 10
     assert lr[30] == pytest.approx(3e-3)
+
+
+def test_gated_resampling_revives_dead_latents_with_the_cosine_rewarm(offset_cache, tmp_path):
+    common = dict(d_sae=96, total_tokens=128 * 60, dead_tokens_threshold=128 * 10, log_every_steps=1)
+    no_resample = train_sae(small_cfg("gated", 0.1, **common), offset_cache, tmp_path / "off", progress=False)
+    cfg = small_cfg(
+        "gated",
+        0.1,
+        resample=True,
+        resample_every_steps=20,
+        resample_n_inputs=1024,
+        resample_rewarm_shape="cosine",
+        resample_rewarm_start_factor=0.1,
+        resample_rewarm_steps=8,
+        **common,
+    )
+    info = train_sae(cfg, offset_cache, tmp_path, progress=False)
+    assert [r["step"] for r in info["resamples"]] == [20, 40]
+    assert info["resamples"][0]["n_resampled"] > 0
+    assert info["dead_fraction"] < no_resample["dead_fraction"]
+    assert info["train_config"]["resample_rewarm_shape"] == "cosine"
+    lr = {int(r["step"]): float(r["lr"]) for r in read_curve(tmp_path)}
+    # the row of step s logs the LR of 0-based step s - 1
+    assert lr[20] == pytest.approx(3e-3)
+    assert lr[21] == pytest.approx(3e-4)
+    assert lr[25] == pytest.approx(3e-3 * 0.55)
+    assert lr[29] == pytest.approx(3e-3)
 
 
 def test_several_saes_in_one_pass_equal_separate_runs(cache, tmp_path):
