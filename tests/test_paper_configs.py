@@ -80,7 +80,9 @@ def test_pythia_config_holds_the_papers_facts():
     assert (gated.lr, base.lr) == (3e-4, 1e-3)
     assert [gated.d_sae(2560, s) for s in ("resid", "mlp", "attn")] == [32768, 2**17, 2**17]
     assert [base.d_sae(2560, s) for s in ("resid", "mlp", "attn")] == [49152, 3 * 2**16, 3 * 2**16]
-    assert base.resample is not None and gated.resample is None
+    assert base.resample is not None and gated.resample == base.resample
+    assert (cfg.train.resample_rewarm_shape, cfg.train.resample_rewarm_start_factor) == ("cosine", 0.1)
+    assert cfg.train.resample_rewarm_steps == 1000
     assert len(cfg.runs()) == 5 * 3 * 12
 
 
