@@ -37,7 +37,7 @@ def resample_rewarm_factor(cfg: TrainConfig, steps_since: int) -> float:
       resample gets s·lr, the LR then rises along a half cosine and is back to lr n steps after it.
       ``cosine`` with s = 0.1 and n = 1000 is the re-warm-up issue 12 attributes to the paper
       ("LR to 0.1×, then a cosine back over 1,000 steps"; we could not retrieve the paper's own
-      sentence to quote it, see ``docs/paper-scale.md``).
+      sentence to quote it).
 
     n = 0: no re-warm-up (factor 1).
     """
