@@ -3,7 +3,11 @@
 import os
 import sys
 
+from snakemake.utils import min_version
+
 from saerepro.config import load_config
+
+min_version("9.0")
 from saerepro.own_model import absolute_model_path
 
 # The default config only when none is given: Snakemake would otherwise deep-merge a
@@ -41,7 +45,10 @@ if workflow.overwrite_configfiles and os.path.realpath(os.getcwd()) == os.path.r
 
 
 # Validates against workflow/schemas/config.schema.yaml and the model registry; a bad config
-# stops here, before any job runs, with one error naming the key.
+# stops here, before any job runs, with one error naming the key. Not snakemake.utils.validate:
+# load_config checks the same schema (defaults filled in as Snakemake does) and then what a schema
+# cannot say (a layer within the model's depth, a corpus path that exists, coefficients per site),
+# and its errors name the key and the allowed values instead of a jsonschema trace.
 CFG = load_config(config)
 
 
