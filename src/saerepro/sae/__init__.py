@@ -27,6 +27,7 @@ Conventions (input normalisation, how loss terms are reduced) are in :mod:`saere
 from .baseline import BaselineRescaleShiftSAE, BaselineSAE, resample_dead_latents
 from .common import (
     SAE_LENS_PREFIX,
+    ArchTrainingConfig,
     LossOutput,
     SaeReproMixin,
     l0_norm,
@@ -40,17 +41,18 @@ from .gated import (
     GatedUnfrozenDecoderSAE,
     GatedUntiedSAE,
 )
-from .jumprelu import JumpReLUSAE
+from .jumprelu import JumpReLUSAE, JumpReLUTrainingConfig
+from .names import GATED_FAMILY
 from .registry import (
     ARCHITECTURES,
-    GATED_FAMILY,
+    TRAINING_CONFIGS,
     check_architecture,
     load_sae,
     make_sae,
     register_with_sae_lens,
     sae_lens_architecture,
 )
-from .topk import TopKSAE
+from .topk import TopKSAE, TopKTrainingConfig
 
 register_with_sae_lens()
 
@@ -58,6 +60,8 @@ __all__ = [
     "ARCHITECTURES",
     "GATED_FAMILY",
     "SAE_LENS_PREFIX",
+    "TRAINING_CONFIGS",
+    "ArchTrainingConfig",
     "BaselineRescaleShiftSAE",
     "BaselineSAE",
     "GatedNoRmagSAE",
@@ -66,9 +70,11 @@ __all__ = [
     "GatedUnfrozenDecoderSAE",
     "GatedUntiedSAE",
     "JumpReLUSAE",
+    "JumpReLUTrainingConfig",
     "LossOutput",
     "SaeReproMixin",
     "TopKSAE",
+    "TopKTrainingConfig",
     "check_architecture",
     "l0_norm",
     "l1_penalty",

@@ -17,7 +17,7 @@ from sae_lens.registry import SAE_CLASS_REGISTRY, register_sae_class
 from sae_lens.saes.sae import SAE, SAEMetadata
 
 from .baseline import BaselineRescaleShiftSAE, BaselineSAE
-from .common import SAE_LENS_PREFIX, SaeReproMixin
+from .common import SAE_LENS_PREFIX, ArchTrainingConfig, SaeReproMixin
 from .gated import (
     GatedNoRmagSAE,
     GatedSAE,
@@ -26,9 +26,12 @@ from .gated import (
     GatedUntiedSAE,
 )
 from .jumprelu import JumpReLUSAE
+from .names import ARCHITECTURES as ARCHITECTURE_NAMES
+from .names import check_architecture
 from .topk import TopKSAE
 
-#: saerepro architecture name -> SAE class (its ``config_class`` is the sae-lens config).
+#: saerepro architecture name -> SAE class (its ``config_class`` is the sae-lens config), in the
+#: order of :data:`saerepro.sae.names.ARCHITECTURES` (the names, importable without torch).
 ARCHITECTURES: dict[str, type[Any]] = {
     cls.short_name: cls
     for cls in (
@@ -43,26 +46,19 @@ ARCHITECTURES: dict[str, type[Any]] = {
         BaselineRescaleShiftSAE,
     )
 }
+assert tuple(ARCHITECTURES) == ARCHITECTURE_NAMES, "saerepro.sae.names.ARCHITECTURES is out of step"
 
-#: The Gated family (the paper's architecture and its ablations).
-GATED_FAMILY: tuple[str, ...] = (
-    "gated",
-    "gated_unfrozen_decoder",
-    "gated_no_rmag",
-    "gated_untied",
-    "gated_strict_aux",
-)
+#: Architecture name -> its own training settings (:class:`~saerepro.sae.common.ArchTrainingConfig`),
+#: for the architectures that have any, in registry order.
+TRAINING_CONFIGS: dict[str, type[ArchTrainingConfig]] = {
+    name: cls.training_config_class for name, cls in ARCHITECTURES.items() if cls.training_config_class is not None
+}
 
 
 def sae_lens_architecture(name: str) -> str:
     """The architecture string sae-lens sees in cfg.json for saerepro architecture ``name``."""
     check_architecture(name)
     return SAE_LENS_PREFIX + name
-
-
-def check_architecture(name: str) -> None:
-    if name not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {name!r}; allowed: {', '.join(ARCHITECTURES)}")
 
 
 def register_with_sae_lens() -> None:
@@ -91,7 +87,8 @@ def make_sae(
     """A freshly initialised SAE of ``architecture`` (uses torch's global RNG; seed around it).
 
     ``arch_kwargs`` are the architecture's extra config fields: ``k``, ``k_aux``,
-    ``auxk_coefficient`` (topk); ``bandwidth``, ``init_threshold`` (jumprelu).
+    ``auxk_coefficient`` (topk); ``bandwidth``, ``init_threshold`` (jumprelu); see
+    ``ArchTrainingConfig.sae_kwargs``.
     """
     check_architecture(architecture)
     cls = ARCHITECTURES[architecture]
