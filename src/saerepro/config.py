@@ -17,10 +17,10 @@ from typing import Any
 
 import yaml
 
+from .architectures import ARCHITECTURES, DERIVED_ARCHITECTURES, K_ARCHITECTURES, default_expansion
 from .corpus import LOCAL_DATA_BUILDERS
 from .models import ModelSpec, get_spec
 from .own_model import absolute_model_path, is_model_path
-from .sae.names import ARCHITECTURES, DERIVED_ARCHITECTURES, K_ARCHITECTURES, default_expansion
 from .sites import ALL_SITES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .architectures import ARCHITECTURES
 from .pareto import DEFAULT_LEVELS, half_l0, pareto_frontiers
 from .provenance import PROVENANCE_COLUMNS
-from .sae.names import ARCHITECTURES
 from .sites import SITES
 
 __all__ = [

@@ -24,6 +24,7 @@ name                       what                                           coeffi
 Conventions (input normalisation, how loss terms are reduced) are in :mod:`saerepro.sae.common`.
 """
 
+from ..architectures import GATED_FAMILY
 from .baseline import BaselineRescaleShiftSAE, BaselineSAE, resample_dead_latents
 from .common import (
     SAE_LENS_PREFIX,
@@ -42,7 +43,6 @@ from .gated import (
     GatedUntiedSAE,
 )
 from .jumprelu import JumpReLUSAE, JumpReLUTrainingConfig
-from .names import GATED_FAMILY
 from .registry import (
     ARCHITECTURES,
     TRAINING_CONFIGS,

@@ -16,6 +16,8 @@ from sae_lens.loading.pretrained_sae_loaders import read_sae_components_from_dis
 from sae_lens.registry import SAE_CLASS_REGISTRY, register_sae_class
 from sae_lens.saes.sae import SAE, SAEMetadata
 
+from ..architectures import ARCHITECTURES as ARCHITECTURE_NAMES
+from ..architectures import check_architecture
 from .baseline import BaselineRescaleShiftSAE, BaselineSAE
 from .common import SAE_LENS_PREFIX, ArchTrainingConfig, SaeReproMixin
 from .gated import (
@@ -26,12 +28,10 @@ from .gated import (
     GatedUntiedSAE,
 )
 from .jumprelu import JumpReLUSAE
-from .names import ARCHITECTURES as ARCHITECTURE_NAMES
-from .names import check_architecture
 from .topk import TopKSAE
 
 #: saerepro architecture name -> SAE class (its ``config_class`` is the sae-lens config), in the
-#: order of :data:`saerepro.sae.names.ARCHITECTURES` (the names, importable without torch).
+#: order of :data:`saerepro.architectures.ARCHITECTURES` (the names, importable without torch).
 ARCHITECTURES: dict[str, type[Any]] = {
     cls.short_name: cls
     for cls in (
@@ -46,7 +46,7 @@ ARCHITECTURES: dict[str, type[Any]] = {
         BaselineRescaleShiftSAE,
     )
 }
-assert tuple(ARCHITECTURES) == ARCHITECTURE_NAMES, "saerepro.sae.names.ARCHITECTURES is out of step"
+assert tuple(ARCHITECTURES) == ARCHITECTURE_NAMES, "saerepro.architectures.ARCHITECTURES is out of step"
 
 #: Architecture name -> its own training settings (:class:`~saerepro.sae.common.ArchTrainingConfig`),
 #: for the architectures that have any, in registry order.

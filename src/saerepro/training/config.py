@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from ..architectures import BASELINE_WIDTH_RATIO, EXPANSION_FACTOR, default_width
 from ..sae import ARCHITECTURES, TRAINING_CONFIGS, ArchTrainingConfig
-from ..sae.names import BASELINE_WIDTH_RATIO, EXPANSION_FACTOR, default_width
 
 if TYPE_CHECKING:
     from ..config import Config, Run
