@@ -98,3 +98,12 @@ def test_the_schema_lists_the_registry_architectures_and_sites():
     site_enum = arch["additionalProperties"]["properties"]["sites"]["items"]["enum"]
     assert tuple(site_enum) == tuple(ALL_SITES)
     assert {f.name for f in dataclasses.fields(ArchitectureConfig)} >= {"name", "grid", "expansion"}
+
+
+def test_config_default_width_is_the_trainers():
+    """One default-width rule: a config entry without width or expansion gets default_width."""
+    from saerepro.training import default_width
+
+    for name in ARCHITECTURES:
+        assert architectures.default_expansion(name) * 640 == default_width(name, 640)
+    assert config_module.default_expansion is architectures.default_expansion
