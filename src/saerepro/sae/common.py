@@ -98,6 +98,12 @@ class ArchTrainingConfig:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
+    def check_coefficient(cls, coefficient: float, d_sae: int | None) -> float:
+        """The run's coefficient (a finite number >= 0) as this architecture reads it; raises
+        ValueError naming ``TrainConfig.coefficient`` if it cannot be one."""
+        return coefficient
+
+    @classmethod
     def flat_key(cls, name: str) -> str:
         return cls.flat_keys.get(name, name)
 

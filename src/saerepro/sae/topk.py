@@ -66,6 +66,18 @@ class TopKTrainingConfig(ArchTrainingConfig):
         if not self._finite(self.auxk_coefficient) or self.auxk_coefficient < 0:
             self._bad("auxk_coefficient", self.auxk_coefficient, "a finite number >= 0")
 
+    @classmethod
+    def check_coefficient(cls, coefficient: float, d_sae: int | None) -> float:
+        """k: an integer >= 1 (made an int), at most ``d_sae``."""
+        if float(coefficient) != int(coefficient) or coefficient < 1:
+            raise ValueError(
+                f"TrainConfig.coefficient must be an integer k >= 1 for architecture 'topk'; got {coefficient!r}"
+            )
+        k = int(coefficient)
+        if d_sae is not None and k > d_sae:
+            raise ValueError(f"TrainConfig.coefficient must be k <= d_sae ({d_sae}); got {k!r}")
+        return k
+
     def sae_kwargs(self, coefficient: float) -> dict[str, Any]:
         return {"k": int(coefficient), "k_aux": self.k_aux, "auxk_coefficient": self.auxk_coefficient}
 

@@ -253,19 +253,17 @@ def shuffle_chunk_tokens(cfg: Config) -> int:
 
 
 def _check_architecture(c: TrainConfig) -> None:
-    """The architecture, the coefficient it reads (k for topk, made an int) and the width."""
+    """The architecture, the coefficient (its own class checks what it reads: k for topk, made an
+    int) and the width."""
     if c.architecture not in ARCHITECTURES:
         _bad("architecture", c.architecture, f"one of {', '.join(ARCHITECTURES)}")
     if not _finite(c.coefficient) or c.coefficient < 0:
         _bad("coefficient", c.coefficient, "a finite number >= 0")
-    if c.architecture == "topk":
-        if float(c.coefficient) != int(c.coefficient) or c.coefficient < 1:
-            _bad("coefficient", c.coefficient, "an integer k >= 1 for architecture 'topk'")
-        c.coefficient = int(c.coefficient)
     if c.d_sae is not None and (not _is_int(c.d_sae) or c.d_sae < 1):
         _bad("d_sae", c.d_sae, "None or an integer >= 1")
-    if c.architecture == "topk" and c.d_sae is not None and c.coefficient > c.d_sae:
-        _bad("coefficient", c.coefficient, f"k <= d_sae ({c.d_sae})")
+    settings = TRAINING_CONFIGS.get(c.architecture)
+    if settings is not None:
+        c.coefficient = settings.check_coefficient(c.coefficient, c.d_sae)
 
 
 def _build_arch_settings(c: TrainConfig) -> None:
