@@ -33,9 +33,8 @@ def main() -> None:
     from saerepro.evaluate import evaluate_sae
     from saerepro.lm import eval_token_subset
     from saerepro.models import load_model
-    from saerepro.pipeline import train_config
     from saerepro.sae import load_sae
-    from saerepro.training import train_sae
+    from saerepro.training import TrainConfig, train_sae
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=str(ROOT / "config/config.yaml"))
@@ -67,7 +66,7 @@ def main() -> None:
             run = Run(model=cfg.model, layer=layer, site=args.site, architecture=arch, coefficient=float(coef), seed=0)
             rows = {}
             for bf16 in (False, True):
-                tcfg = train_config(cfg, run, cache.d_in)
+                tcfg = TrainConfig.from_run(cfg, run, cache.d_in)
                 tcfg = dataclasses.replace(
                     tcfg, autocast_bf16=bf16, b_dec_init=args.b_dec_init, total_tokens=args.tokens or tcfg.total_tokens
                 )

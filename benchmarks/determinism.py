@@ -39,11 +39,10 @@ if arch == "lm":
     print(json.dumps({"sha": hashlib.sha256(act.numpy().tobytes()).hexdigest()}))
 else:
     from saerepro.activations import open_cache
-    from saerepro.pipeline import train_config
-    from saerepro.training import train_sae
+    from saerepro.training import TrainConfig, train_sae
     run = next(r for r in cfg.runs() if r.site == "resid" and r.architecture == arch)
     cache = open_cache(paths.cache_dir(cfg, 2, "resid"))
-    train_sae(train_config(cfg, run, cache.d_in), cache, out, progress=False)
+    train_sae(TrainConfig.from_run(cfg, run, cache.d_in), cache, out, progress=False)
     data = open(f"{out}/sae_weights.safetensors", "rb").read()
     print(json.dumps({"sha": hashlib.sha256(data).hexdigest()}))
 """

@@ -245,18 +245,19 @@ def test_per_site_widths_override_width_and_expansion():
 
 
 def test_resampling_and_shuffle_buffer_reach_the_trainer():
-    from saerepro.pipeline import train_config
+    from saerepro.training import TrainConfig
 
+    train_config = TrainConfig.from_run
     raw = with_change("architectures.baseline.resample", {"every_steps": 500})
     raw = with_change("activations.shuffle_buffer_tokens", 65536, base=raw)
     raw = with_change("architectures.baseline.widths", {"mlp": 5000}, base=raw)
     cfg = load_config(raw)
     assert cfg.architectures["baseline"].resample.max_count == 4  # schema default filled in
     runs = {(r.architecture, r.site): r for r in cfg.runs()}
-    base = train_config(cfg, runs["baseline", "mlp"], d_in=640)
+    base = TrainConfig.from_run(cfg, runs["baseline", "mlp"], d_in=640)
     assert base.resample and base.resample_every_steps == 500 and base.resample_n_inputs == 819_200
     assert base.shuffle_buffer_tokens == 65536 and base.d_sae == 5000
-    gated = train_config(cfg, runs["gated", "mlp"], d_in=640)
+    gated = TrainConfig.from_run(cfg, runs["gated", "mlp"], d_in=640)
     assert not gated.resample and gated.d_sae == 2560
     assert (base.resample_rewarm_shape, base.resample_rewarm_start_factor, base.resample_rewarm_steps) == (
         "linear",
@@ -266,8 +267,8 @@ def test_resampling_and_shuffle_buffer_reach_the_trainer():
 
 
 def test_gated_resampling_and_the_papers_rewarm_reach_the_trainer():
-    from saerepro.pipeline import train_config
     from saerepro.provenance import config_hash
+    from saerepro.training import TrainConfig
 
     plain = load_config(with_change("architectures.gated.resample", {"every_steps": 500}))
     raw = with_change("architectures.gated.resample", {"every_steps": 500})
@@ -283,7 +284,7 @@ def test_gated_resampling_and_the_papers_rewarm_reach_the_trainer():
     )
     cfg = load_config(raw)
     runs = {(r.architecture, r.site): r for r in cfg.runs()}
-    gated = train_config(cfg, runs["gated", "mlp"], d_in=640)
+    gated = TrainConfig.from_run(cfg, runs["gated", "mlp"], d_in=640)
     assert gated.resample and gated.resample_every_steps == 500
     assert (gated.resample_rewarm_shape, gated.resample_rewarm_start_factor, gated.resample_rewarm_steps) == (
         "cosine",
@@ -305,7 +306,7 @@ def test_gated_resampling_and_the_papers_rewarm_reach_the_trainer():
     )
     assert config_hash(load_config(explicit)) == config_hash(plain)
     # architectures without resampling do not see the setting
-    base = train_config(cfg, runs["baseline", "mlp"], d_in=640)
+    base = TrainConfig.from_run(cfg, runs["baseline", "mlp"], d_in=640)
     assert "resample_rewarm_shape" not in base.to_dict()
 
 

@@ -13,8 +13,8 @@ import typing
 import pytest
 import yaml
 
+from saerepro import architectures, tables
 from saerepro import config as config_module
-from saerepro import tables
 from saerepro.config import SCHEMA_PATH, ArchitectureConfig, Config, ResampleConfig
 from saerepro.sae import ARCHITECTURES
 from saerepro.sites import ALL_SITES
@@ -92,8 +92,18 @@ def test_every_dataclass_default_of_a_section_is_in_the_schema():
 def test_the_schema_lists_the_registry_architectures_and_sites():
     arch = SCHEMA["properties"]["architectures"]
     assert tuple(arch["propertyNames"]["enum"]) == tuple(ARCHITECTURES)
+    # one list: saerepro.architectures, which the registry checks its classes against
+    assert config_module.ARCHITECTURES is tables.ARCHITECTURES is architectures.ARCHITECTURES
     assert tuple(config_module.ARCHITECTURES) == tuple(ARCHITECTURES)
-    assert tuple(tables.ARCHITECTURES) == tuple(ARCHITECTURES)
     site_enum = arch["additionalProperties"]["properties"]["sites"]["items"]["enum"]
     assert tuple(site_enum) == tuple(ALL_SITES)
     assert {f.name for f in dataclasses.fields(ArchitectureConfig)} >= {"name", "grid", "expansion"}
+
+
+def test_config_default_width_is_the_trainers():
+    """One default-width rule: a config entry without width or expansion gets default_width."""
+    from saerepro.training import default_width
+
+    for name in ARCHITECTURES:
+        assert architectures.default_expansion(name) * 640 == default_width(name, 640)
+    assert config_module.default_expansion is architectures.default_expansion

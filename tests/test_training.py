@@ -14,7 +14,13 @@ import torch
 from safetensors.torch import load_file
 
 from saerepro.activations import CachedRows, open_cache
-from saerepro.sae import ARCHITECTURES, load_sae
+from saerepro.sae import (
+    ARCHITECTURES,
+    TRAINING_CONFIGS,
+    JumpReLUTrainingConfig,
+    TopKTrainingConfig,
+    load_sae,
+)
 from saerepro.training import (
     CHECKPOINT_FILE,
     NonFiniteLossError,
@@ -145,7 +151,138 @@ def test_config_rejects_bad_values_naming_the_field(field, value):
     kwargs = dict(architecture="gated", coefficient=0.1, batch_size=64, total_tokens=6400)
     kwargs[field] = value
     with pytest.raises(ValueError, match=rf"TrainConfig\.{field} must be"):
-        TrainConfig(**kwargs)
+        TrainConfig.from_dict(kwargs)
+
+
+@pytest.mark.parametrize(
+    ("architecture", "field", "value"),
+    [
+        ("jumprelu", "bandwidth", 0.0),
+        ("jumprelu", "jumprelu_init_threshold", -1.0),
+        ("jumprelu", "jumprelu_init_threshold", float("nan")),
+        ("topk", "k_aux", 0),
+        ("topk", "k_aux", 2.5),
+        ("topk", "auxk_coefficient", -0.1),
+    ],
+)
+def test_architecture_settings_are_checked_by_their_class(architecture, field, value):
+    kwargs = dict(architecture=architecture, coefficient=4, batch_size=64, total_tokens=6400, **{field: value})
+    with pytest.raises(ValueError, match=rf"TrainConfig\.{field} must be"):
+        TrainConfig.from_dict(kwargs)
+    settings = TRAINING_CONFIGS[architecture]
+    with pytest.raises(ValueError, match=rf"TrainConfig\.{field} must be"):
+        settings.from_flat_dict({field: value})
+
+
+def test_architecture_settings_live_in_their_class():
+    tk = TrainConfig.from_dict({"architecture": "topk", "coefficient": 8, "k_aux": 16, "auxk_coefficient": 0.5})
+    assert tk.arch == TopKTrainingConfig(k_aux=16, auxk_coefficient=0.5)
+    assert tk.arch.sae_kwargs(tk.coefficient) == {"k": 8, "k_aux": 16, "auxk_coefficient": 0.5}
+    jr = TrainConfig(architecture="jumprelu", coefficient=0.1, arch={"init_threshold": 0.3})
+    assert jr.arch == JumpReLUTrainingConfig(bandwidth=0.001, init_threshold=0.3)
+    assert jr.to_dict()["jumprelu_init_threshold"] == 0.3
+    assert TrainConfig.from_dict(jr.to_dict()) == jr
+    assert TrainConfig(architecture="gated", coefficient=0.1).arch is None
+    assert TrainConfig(architecture="topk", coefficient=8).arch == TopKTrainingConfig()
+    with pytest.raises(ValueError, match=r"TrainConfig\.arch must be None"):
+        TrainConfig(architecture="gated", coefficient=0.1, arch=TopKTrainingConfig())
+    with pytest.raises(ValueError, match=r"TrainConfig\.arch must be a JumpReLUTrainingConfig"):
+        TrainConfig(architecture="jumprelu", coefficient=0.1, arch=TopKTrainingConfig())
+    # another architecture's settings are accepted at their defaults only (old train_info.json files)
+    assert TrainConfig.from_dict({"architecture": "gated", "coefficient": 0.1, "bandwidth": 0.001}).arch is None
+
+
+#: TrainConfig.to_dict() of every architecture at its defaults, as written into cfg.json and
+#: train_info.json and compared on resume, captured before the architecture settings moved into
+#: their own classes: keys, their order and values must not change (config hashes, resumability).
+TO_DICT_KEYS = [
+    "architecture",
+    "coefficient",
+    "d_sae",
+    "expansion_factor",
+    "baseline_width_ratio",
+    "total_tokens",
+    "batch_size",
+    "lr",
+    "lr_warmup_steps",
+    "lr_decay_fraction",
+    "lr_end",
+    "adam_betas",
+    "coefficient_warmup_steps",
+    "seed",
+    "shuffle_buffer_tokens",
+    "shuffle_chunk_tokens",
+    "b_dec_init",
+    "dead_tokens_threshold",
+    "k_aux",
+    "auxk_coefficient",
+    "bandwidth",
+    "jumprelu_init_threshold",
+    "resample",
+    "resample_every_steps",
+    "resample_max_count",
+    "resample_n_inputs",
+    "resample_rewarm_steps",
+    "baseline_path",
+    "hook_name",
+    "checkpoint_every_steps",
+    "log_every_steps",
+    "autocast_bf16",
+    "device",
+]
+ARCH_VALUES = {
+    "topk": {"coefficient": 4},
+    "baseline_rescale_shift": {"coefficient": 1.0, "baseline_path": "x"},
+}
+
+
+@pytest.mark.parametrize("architecture", list(ARCHITECTURES))
+def test_to_dict_is_pinned(architecture):
+    settings = ARCH_VALUES.get(architecture, {"coefficient": 1.0})
+    out = TrainConfig(architecture=architecture, **settings).to_dict()
+    assert list(out) == TO_DICT_KEYS
+    expected = {
+        **TO_DICT_DEFAULTS,
+        "architecture": architecture,
+        **settings,
+    }
+    assert out == expected
+    assert json.loads(json.dumps(out)) == out
+
+
+TO_DICT_DEFAULTS = {
+    "d_sae": None,
+    "expansion_factor": 4.0,
+    "baseline_width_ratio": 1.5,
+    "total_tokens": 10000000,
+    "batch_size": 4096,
+    "lr": 0.003,
+    "lr_warmup_steps": 50,
+    "lr_decay_fraction": 0.0,
+    "lr_end": 0.0,
+    "adam_betas": [0.0, 0.999],
+    "coefficient_warmup_steps": 0,
+    "seed": 0,
+    "shuffle_buffer_tokens": 1000000,
+    "shuffle_chunk_tokens": 4096,
+    "b_dec_init": "zeros",
+    "dead_tokens_threshold": None,
+    "k_aux": None,
+    "auxk_coefficient": 0.03125,
+    "bandwidth": 0.001,
+    "jumprelu_init_threshold": 0.001,
+    "resample": False,
+    "resample_every_steps": 2500,
+    "resample_max_count": 4,
+    "resample_n_inputs": 65536,
+    "resample_rewarm_steps": None,
+    "baseline_path": None,
+    "hook_name": None,
+    "checkpoint_every_steps": 1000,
+    "log_every_steps": 10,
+    "autocast_bf16": False,
+    "device": "auto",
+}
 
 
 def test_config_architecture_specific_checks():
@@ -247,11 +384,11 @@ def test_cosine_rewarm_from_a_tenth_after_a_resample():
     values = [learning_rate(cfg, s, last_resample_step=2000) for s in range(2000, 3001)]
     assert all(b >= a for a, b in zip(values[:-1], values[1:], strict=True))
     # linear from 0.1
-    lin = TrainConfig(**{**cfg.to_dict(), "resample_rewarm_shape": "linear", "adam_betas": (0.0, 0.999)})
+    lin = TrainConfig.from_dict({**cfg.to_dict(), "resample_rewarm_shape": "linear", "adam_betas": (0.0, 0.999)})
     assert learning_rate(lin, 2000, 2000) == pytest.approx(1e-3 * (0.1 + 0.9 / 1000))
     assert learning_rate(lin, 2499, 2000) == pytest.approx(0.55e-3)
     # steps 0 turns the re-warm-up off
-    off = TrainConfig(**{**cfg.to_dict(), "resample_rewarm_steps": 0, "adam_betas": (0.0, 0.999)})
+    off = TrainConfig.from_dict({**cfg.to_dict(), "resample_rewarm_steps": 0, "adam_betas": (0.0, 0.999)})
     assert learning_rate(off, 2000, 2000) == pytest.approx(1e-3)
 
 

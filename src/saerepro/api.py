@@ -216,7 +216,7 @@ def train(
 
     set_threads(threads)
     train_sae(
-        TrainConfig(architecture=architecture, coefficient=coefficient, **settings),
+        TrainConfig.from_dict({"architecture": architecture, "coefficient": coefficient, **settings}),
         activations,
         out_dir,
         progress=progress,

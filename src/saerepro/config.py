@@ -17,6 +17,13 @@ from typing import Any
 
 import yaml
 
+from .architectures import (
+    ARCHITECTURES,
+    DERIVED_ARCHITECTURES,
+    K_ARCHITECTURES,
+    RESAMPLE_ARCHITECTURES,
+    default_expansion,
+)
 from .corpus import LOCAL_DATA_BUILDERS
 from .models import ModelSpec, get_spec
 from .own_model import absolute_model_path, is_model_path
@@ -24,37 +31,6 @@ from .sites import ALL_SITES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
-
-#: Architectures whose sparsity knob is the number of active latents ``k``.
-K_ARCHITECTURES = frozenset({"topk"})
-#: Architectures trained on top of an already trained baseline of the same coefficient.
-DERIVED_ARCHITECTURES = {"baseline_rescale_shift": "baseline"}
-ARCHITECTURES = (
-    "gated",
-    "baseline",
-    "topk",
-    "jumprelu",
-    "gated_unfrozen_decoder",
-    "gated_no_rmag",
-    "gated_untied",
-    "gated_strict_aux",
-    "baseline_rescale_shift",
-)
-#: Architectures that may resample dead latents (saerepro.sae.RESAMPLE_ARCHITECTURES, repeated here
-#: so that reading a config does not import torch; tests/test_package.py keeps the two equal).
-RESAMPLE_ARCHITECTURES = (
-    "baseline",
-    "gated",
-    "gated_unfrozen_decoder",
-    "gated_no_rmag",
-    "gated_untied",
-    "gated_strict_aux",
-)
-#: Width multiple of d_in when an architecture entry gives neither width nor expansion.
-#: The baseline gets 1.5x the gated latents: the paper's compute match (gated costs ~1.5x a
-#: baseline of equal width per training step).
-DEFAULT_EXPANSION = {"baseline": 6.0, "baseline_rescale_shift": 6.0}
-DEFAULT_EXPANSION_OTHERS = 4.0
 
 
 class ConfigError(ValueError):
@@ -401,6 +377,13 @@ class ArchitectureConfig:
                     f"{site!r}; allowed values: {', '.join(ALL_SITES)}"
                 )
 
+    def training_settings(self) -> dict[str, Any]:
+        """The architecture's own training settings this entry sets (jumprelu: ``bandwidth``,
+        ``init_threshold``), named as the fields of its ``ArchTrainingConfig``, which checks them."""
+        return {
+            k: v for k, v in (("bandwidth", self.bandwidth), ("init_threshold", self.init_threshold)) if v is not None
+        }
+
     def grid_at(self, site: str) -> tuple[float, ...]:
         """The coefficients (or k) trained at ``site``."""
         if self.site_grids and site in self.site_grids:
@@ -594,7 +577,7 @@ def _architecture(name: str, raw: dict) -> ArchitectureConfig:
         name=name,
         grid=tuple(raw[key]),
         site_grids={s: tuple(g) for s, g in site_grids.items()} if site_grids is not None else None,
-        expansion=float(raw.get("expansion", DEFAULT_EXPANSION.get(name, DEFAULT_EXPANSION_OTHERS))),
+        expansion=float(raw.get("expansion", default_expansion(name))),
         width=raw.get("width"),
         widths=dict(raw["widths"]) if "widths" in raw else None,
         resample=ResampleConfig(**raw["resample"]) if "resample" in raw else None,

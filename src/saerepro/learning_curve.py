@@ -66,11 +66,12 @@ def run_learning_curve(cfg: Config, budgets: list[int], out_dir: Path, progress:
 
     from .activations import open_cache
     from .evaluate import evaluate_sae, paired_metrics
+    from .io import array_sha256
     from .lm import eval_token_subset
     from .models import load_model, resolve_device
-    from .pipeline import _array_sha256, load_clean_reference, train_config
+    from .pipeline import load_clean_reference
     from .sae import make_sae
-    from .training import CHECKPOINT_FILE, train_sae
+    from .training import CHECKPOINT_FILE, TrainConfig, train_sae
 
     device = str(resolve_device(cfg.device))
     corpus = Path(paths.corpus_dir(cfg))
@@ -88,12 +89,12 @@ def run_learning_curve(cfg: Config, budgets: list[int], out_dir: Path, progress:
     for layer, site in cfg.hook_points():
         ref_path = Path(paths.REFERENCE_CE.format(model=cfg.model, corpus=cfg.corpus.name, layer=layer, site=site))
         ref = json.loads(ref_path.read_text())
-        if ref["eval_tokens_sha256"] != _array_sha256(eval_tokens):
+        if ref["eval_tokens_sha256"] != array_sha256(eval_tokens):
             raise RuntimeError(f"{ref_path} was computed on other eval tokens; rerun reference_ce")
         cache = open_cache(paths.cache_dir(cfg, layer, site))
         for run in [r for r in cfg.runs() if r.layer == layer and r.site == site]:
             tcfg = dataclasses.replace(
-                train_config(cfg, run, cache.d_in), total_tokens=budgets[-1], lr_decay_fraction=0.0
+                TrainConfig.from_run(cfg, run, cache.d_in), total_tokens=budgets[-1], lr_decay_fraction=0.0
             )
             run_dir = out_dir / f"L{layer}" / site / run.architecture / f"c{run.coefficient:g}" / f"s{run.seed}"
             for budget in budgets:

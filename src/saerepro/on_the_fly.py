@@ -18,7 +18,7 @@ from . import paths
 from .config import Config
 from .io import atomic_write_json
 from .models import resolve_device
-from .pipeline import PROVENANCE_FILE, train_config
+from .provenance import PROVENANCE_FILE
 
 log = logging.getLogger("saerepro")
 
@@ -54,7 +54,7 @@ def train_on_the_fly(
     from .provenance import provenance
     from .sae.export import export_sae_lens
     from .streaming import open_lm_source
-    from .training import CHECKPOINT_FILE, train_saes
+    from .training import CHECKPOINT_FILE, TrainConfig, train_saes
 
     runs = hook_point_runs(cfg, layer, site)
     if not runs:
@@ -118,7 +118,7 @@ def train_on_the_fly(
                     if twin is None:
                         raise ValueError(f"{run.run_dir} needs the {parent} SAE of equal coefficient and seed")
                     parent_dir = dirs[twin]
-                tcfgs.append(train_config(cfg, run, source.d_in, parent_dir))
+                tcfgs.append(TrainConfig.from_run(cfg, run, source.d_in, parent_dir))
                 # no cache to hash: the stream is identified by the tokens it is computed from
                 stream = "on-the-fly:" + corpus_meta["splits"]["train"]["sha256"]
                 atomic_write_json(

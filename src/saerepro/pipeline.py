@@ -10,15 +10,15 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import paths
 from .config import Config
-from .io import atomic_write_json, sha256_file
+from .io import array_sha256, atomic_write_json, sha256_file
 from .models import resolve_device
-from .provenance import MACHINE_COLUMNS, PROVENANCE_COLUMNS
+from .provenance import MACHINE_COLUMNS, PROVENANCE_COLUMNS, PROVENANCE_FILE
 
 if TYPE_CHECKING:  # pandas is imported lazily: the training and evaluation stages never need it
     import pandas as pd
@@ -167,7 +167,7 @@ def reference_ce(
                 precision=cfg.reference.precision,
             ).cpu()
     seconds = time.time() - start
-    clean["eval_tokens_sha256"] = _array_sha256(eval_tokens)
+    clean["eval_tokens_sha256"] = array_sha256(eval_tokens)
     if clean_path is not None:
         with atomic_path(clean_path) as tmp:
             torch.save(_to_cpu(clean), tmp)
@@ -219,15 +219,9 @@ def load_clean_reference(path: str | Path, eval_tokens: np.ndarray) -> dict:
     import torch
 
     clean = torch.load(path, map_location="cpu", weights_only=True)
-    if clean.get("eval_tokens_sha256") != _array_sha256(eval_tokens):
+    if clean.get("eval_tokens_sha256") != array_sha256(eval_tokens):
         raise RuntimeError(f"{path} was computed on other eval tokens; rerun reference_ce")
     return clean
-
-
-def _array_sha256(array: np.ndarray) -> str:
-    import hashlib
-
-    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
 # --------------------------------------------------------------------------- per-SAE stages
@@ -251,57 +245,6 @@ def run_from_wildcards(cfg: Config, wildcards) -> Run:
     raise ValueError(f"no configured run matches {dict(wildcards)}")
 
 
-#: Written beside every trained SAE: see :mod:`saerepro.provenance`.
-PROVENANCE_FILE = "provenance.json"
-
-
-def train_config(cfg: Config, run, d_in: int, parent_dir: str | Path | None = None):
-    """The :class:`saerepro.training.TrainConfig` of one run of the sweep."""
-    from .sites import hook_name
-    from .training import TrainConfig
-
-    arch = cfg.architectures[run.architecture]
-    jumprelu: dict[str, Any] = {
-        k: v
-        for k, v in (("bandwidth", arch.bandwidth), ("jumprelu_init_threshold", arch.init_threshold))
-        if v is not None
-    }
-    return TrainConfig(
-        **jumprelu,
-        architecture=run.architecture,
-        coefficient=run.coefficient,
-        d_sae=arch.d_sae(d_in, run.site),
-        total_tokens=arch.tokens or cfg.train.tokens,
-        batch_size=cfg.train.batch_size,
-        lr=arch.lr or cfg.train.lr,
-        lr_warmup_steps=cfg.train.warmup_steps,
-        adam_betas=(cfg.train.adam_beta1, cfg.train.adam_beta2),
-        seed=run.seed,
-        checkpoint_every_steps=cfg.train.checkpoint_every_steps,
-        shuffle_buffer_tokens=cfg.activations.shuffle_buffer_tokens,
-        shuffle_chunk_tokens=shuffle_chunk_tokens(cfg),
-        **cast(
-            dict[str, Any],
-            {}
-            if arch.resample is None
-            else {
-                "resample": True,
-                "resample_every_steps": arch.resample.every_steps,
-                "resample_max_count": arch.resample.max_count,
-                "resample_n_inputs": arch.resample.n_inputs,
-                "resample_rewarm_shape": cfg.train.resample_rewarm_shape,
-                "resample_rewarm_start_factor": float(cfg.train.resample_rewarm_start_factor),
-                "resample_rewarm_steps": cfg.train.resample_rewarm_steps,
-            },
-        ),
-        b_dec_init=cfg.train.b_dec_init,
-        autocast_bf16=cfg.train.autocast_bf16,
-        baseline_path=str(parent_dir) if parent_dir is not None else None,
-        hook_name=hook_name(run.layer, run.site),
-        device=str(resolve_device(cfg.device)),
-    )
-
-
 def train_run(
     cfg: Config, run, cache_dir: str | Path, out_dir: str | Path, parent_dir: str | Path | None = None
 ) -> dict:
@@ -309,10 +252,10 @@ def train_run(
     from .activations import open_cache
     from .provenance import provenance
     from .sae.export import export_sae_lens
-    from .training import train_sae
+    from .training import TrainConfig, train_sae
 
     cache = open_cache(cache_dir, verify=True)  # never train on a truncated or altered cache
-    tcfg = train_config(cfg, run, cache.d_in, parent_dir)
+    tcfg = TrainConfig.from_run(cfg, run, cache.d_in, parent_dir)
     atomic_write_json(
         Path(out_dir) / PROVENANCE_FILE,
         {
@@ -347,7 +290,7 @@ def evaluate_run(
     device = str(resolve_device(cfg.device))
     ref = json.loads(Path(reference).read_text())
     eval_tokens = eval_token_subset(np.load(Path(corpus) / "eval.npy"), cfg.reference.eval_tokens)
-    if _array_sha256(eval_tokens) != ref["eval_tokens_sha256"]:
+    if array_sha256(eval_tokens) != ref["eval_tokens_sha256"]:
         raise RuntimeError(f"{reference} was computed on other eval tokens; rerun reference_ce")
     if clean_path is None:
         raise ValueError(
@@ -425,16 +368,6 @@ def make_figures(cfg: Config, table_path: Path, out_dir: Path) -> list[Path]:
 
 
 # --------------------------------------------------------------------------- on-the-fly activations
-
-
-def shuffle_chunk_tokens(cfg: Config) -> int:
-    """Contiguous activations per shuffle chunk: the config's, else 4096 (cached) or one LM batch
-    (on_the_fly, so that no LM batch is computed for two chunks)."""
-    if cfg.activations.shuffle_chunk_tokens is not None:
-        return cfg.activations.shuffle_chunk_tokens
-    if cfg.activations.mode == "on_the_fly":
-        return cfg.cache.batch_size * (cfg.corpus.context_size - 1)
-    return 4096
 
 
 def lm_precision(cfg: Config):

@@ -35,6 +35,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+#: Written beside every trained SAE: :func:`provenance` plus the run's seed, planned tokens and cache.
+PROVENANCE_FILE = "provenance.json"
+
 #: Config fields that are sweep axes or locations, not settings: left out of the hash.
 #: ``model_path`` is where a model given by path lies; ``model`` (its tag) names its content.
 SWEEP_FIELDS = (

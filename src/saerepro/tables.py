@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .architectures import ARCHITECTURES
 from .pareto import DEFAULT_LEVELS, half_l0, pareto_frontiers
 from .provenance import PROVENANCE_COLUMNS
 from .sites import SITES
@@ -100,19 +101,6 @@ SE_COLUMNS: tuple[str, ...] = (
 
 #: Every column metrics.csv must have, in this order.
 ALL_COLUMNS: tuple[str, ...] = KEY_COLUMNS + RUN_COLUMNS + METRIC_COLUMNS + SE_COLUMNS + PROVENANCE_COLUMNS
-
-#: Known architectures, in the order tables and legends list them.
-ARCHITECTURES: tuple[str, ...] = (
-    "gated",
-    "baseline",
-    "topk",
-    "jumprelu",
-    "gated_unfrozen_decoder",
-    "gated_no_rmag",
-    "gated_untied",
-    "gated_strict_aux",
-    "baseline_rescale_shift",
-)
 
 _STRING_KEYS = ("model", "corpus", "site", "architecture")
 _STRING_COLUMNS = _STRING_KEYS + PROVENANCE_COLUMNS

@@ -24,9 +24,11 @@ name                       what                                           coeffi
 Conventions (input normalisation, how loss terms are reduced) are in :mod:`saerepro.sae.common`.
 """
 
+from ..architectures import GATED_FAMILY, RESAMPLE_ARCHITECTURES
 from .baseline import BaselineRescaleShiftSAE, BaselineSAE
 from .common import (
     SAE_LENS_PREFIX,
+    ArchTrainingConfig,
     LossOutput,
     SaeReproMixin,
     l0_norm,
@@ -40,11 +42,10 @@ from .gated import (
     GatedUnfrozenDecoderSAE,
     GatedUntiedSAE,
 )
-from .jumprelu import JumpReLUSAE
+from .jumprelu import JumpReLUSAE, JumpReLUTrainingConfig
 from .registry import (
     ARCHITECTURES,
-    GATED_FAMILY,
-    RESAMPLE_ARCHITECTURES,
+    TRAINING_CONFIGS,
     check_architecture,
     load_sae,
     make_sae,
@@ -52,7 +53,7 @@ from .registry import (
     sae_lens_architecture,
 )
 from .resample import resample_dead_latents
-from .topk import TopKSAE
+from .topk import TopKSAE, TopKTrainingConfig
 
 register_with_sae_lens()
 
@@ -61,6 +62,8 @@ __all__ = [
     "GATED_FAMILY",
     "RESAMPLE_ARCHITECTURES",
     "SAE_LENS_PREFIX",
+    "TRAINING_CONFIGS",
+    "ArchTrainingConfig",
     "BaselineRescaleShiftSAE",
     "BaselineSAE",
     "GatedNoRmagSAE",
@@ -69,9 +72,11 @@ __all__ = [
     "GatedUnfrozenDecoderSAE",
     "GatedUntiedSAE",
     "JumpReLUSAE",
+    "JumpReLUTrainingConfig",
     "LossOutput",
     "SaeReproMixin",
     "TopKSAE",
+    "TopKTrainingConfig",
     "check_architecture",
     "l0_norm",
     "l1_penalty",

@@ -25,7 +25,8 @@ trainer logs each of them (see :class:`LossOutput`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -77,6 +78,56 @@ class LossOutput:
 # --------------------------------------------------------------------------- shared behaviour
 
 
+@dataclass
+class ArchTrainingConfig:
+    """Training settings that only one architecture reads: the ``arch`` of
+    :class:`saerepro.training.TrainConfig`, validated here and nowhere else.
+
+    A subclass lives beside its SAE class (``training_config_class``) and declares its fields with
+    their defaults and docstrings, checks them in ``__post_init__`` and maps them to its sae-lens
+    config's keyword arguments in :meth:`sae_kwargs`.
+    """
+
+    #: The field's key in ``TrainConfig.to_dict()`` where it differs from the field's name. The
+    #: keys stay flat, as they were before these classes existed, so that config hashes,
+    #: train_info.json and checkpoints stay comparable.
+    flat_keys: ClassVar[dict[str, str]] = {}
+
+    def sae_kwargs(self, coefficient: float) -> dict[str, Any]:
+        """Keyword arguments of the architecture's sae-lens config (see ``make_sae``)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def check_coefficient(cls, coefficient: float, d_sae: int | None) -> float:
+        """The run's coefficient (a finite number >= 0) as this architecture reads it; raises
+        ValueError naming ``TrainConfig.coefficient`` if it cannot be one."""
+        return coefficient
+
+    @classmethod
+    def flat_key(cls, name: str) -> str:
+        return cls.flat_keys.get(name, name)
+
+    def to_flat_dict(self) -> dict[str, Any]:
+        """The fields under their ``TrainConfig.to_dict()`` keys."""
+        return {self.flat_key(f.name): getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def flat_defaults(cls) -> dict[str, Any]:
+        return cls().to_flat_dict()
+
+    @classmethod
+    def from_flat_dict(cls, d: dict[str, Any]) -> ArchTrainingConfig:
+        """Build from the keys of :meth:`to_flat_dict` (absent ones take their defaults)."""
+        return cls(**{f.name: d[cls.flat_key(f.name)] for f in fields(cls) if cls.flat_key(f.name) in d})
+
+    def _bad(self, name: str, value: Any, allowed: str) -> None:
+        raise ValueError(f"TrainConfig.{self.flat_key(name)} must be {allowed}; got {value!r}")
+
+    @staticmethod
+    def _finite(x: Any) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
 class SaeReproMixin:
     """Training-side behaviour shared by every saerepro SAE (mixed into a sae-lens ``SAE``).
 
@@ -97,6 +148,8 @@ class SaeReproMixin:
     config_class: ClassVar[type]
     #: Names of the (weighted) loss terms, in the order they are logged.
     loss_term_names: ClassVar[tuple[str, ...]]
+    #: The architecture's own training settings (None: it has none beyond TrainConfig's).
+    training_config_class: ClassVar[type[ArchTrainingConfig] | None] = None
     #: Whether W_dec rows are held at unit norm during training.
     unit_norm_decoder: ClassVar[bool] = True
     #: Whether :meth:`loss_terms` needs the dead-latent mask (TopK's AuxK).

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from sae_lens.saes.jumprelu_sae import JumpReLU, Step
@@ -32,7 +32,7 @@ from sae_lens.saes.sae import SAE, SAEConfig
 from torch import nn
 from typing_extensions import override
 
-from .common import SAE_LENS_PREFIX, LossOutput, SaeReproMixin, reconstruction_loss
+from .common import SAE_LENS_PREFIX, ArchTrainingConfig, LossOutput, SaeReproMixin, reconstruction_loss
 
 
 def step_l0_penalty(hidden_pre: torch.Tensor, threshold: torch.Tensor, bandwidth: float) -> torch.Tensor:
@@ -45,6 +45,29 @@ def step_l0_penalty(hidden_pre: torch.Tensor, threshold: torch.Tensor, bandwidth
 def jumprelu_ste(hidden_pre: torch.Tensor, threshold: torch.Tensor, bandwidth: float) -> torch.Tensor:
     """z ⊙ H(z − θ) with the rectangle-kernel pseudo-derivative w.r.t. θ."""
     return JumpReLU.apply(hidden_pre, threshold, bandwidth, False)  # type: ignore[return-value]
+
+
+@dataclass
+class JumpReLUTrainingConfig(ArchTrainingConfig):
+    """JumpReLU's training settings (``TrainConfig.arch`` for architecture ``jumprelu``).
+
+    Both are in units where E‖x‖² = d_in (normalised activations); the paper's 0.001 is for
+    E‖x‖² = 1.
+    """
+
+    bandwidth: float = 0.001
+    """Bandwidth ε of the straight-through estimators' rectangle kernel."""
+
+    init_threshold: float = 0.001
+    """Initial threshold θ of every latent (``jumprelu_init_threshold`` in ``TrainConfig.to_dict()``)."""
+
+    flat_keys: ClassVar[dict[str, str]] = {"init_threshold": "jumprelu_init_threshold"}
+
+    def __post_init__(self) -> None:
+        for name in ("bandwidth", "init_threshold"):
+            value = getattr(self, name)
+            if not self._finite(value) or value <= 0:
+                self._bad(name, value, "a finite number > 0")
 
 
 @dataclass
@@ -61,10 +84,7 @@ class JumpReLUSAEConfig(SAEConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.bandwidth > 0:
-            raise ValueError(f"bandwidth must be > 0, got {self.bandwidth}")
-        if not self.init_threshold > 0:
-            raise ValueError(f"init_threshold must be > 0, got {self.init_threshold}")
+        JumpReLUTrainingConfig(bandwidth=self.bandwidth, init_threshold=self.init_threshold)
 
     @override
     @classmethod
@@ -77,6 +97,7 @@ class JumpReLUSAE(SaeReproMixin, SAE[JumpReLUSAEConfig]):
 
     short_name = "jumprelu"
     config_class = JumpReLUSAEConfig
+    training_config_class = JumpReLUTrainingConfig
     loss_term_names = ("recon", "sparsity")
 
     b_enc: nn.Parameter

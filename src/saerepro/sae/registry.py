@@ -16,8 +16,10 @@ from sae_lens.loading.pretrained_sae_loaders import read_sae_components_from_dis
 from sae_lens.registry import SAE_CLASS_REGISTRY, register_sae_class
 from sae_lens.saes.sae import SAE, SAEMetadata
 
+from ..architectures import ARCHITECTURES as ARCHITECTURE_NAMES
+from ..architectures import check_architecture
 from .baseline import BaselineRescaleShiftSAE, BaselineSAE
-from .common import SAE_LENS_PREFIX, SaeReproMixin
+from .common import SAE_LENS_PREFIX, ArchTrainingConfig, SaeReproMixin
 from .gated import (
     GatedNoRmagSAE,
     GatedSAE,
@@ -28,7 +30,8 @@ from .gated import (
 from .jumprelu import JumpReLUSAE
 from .topk import TopKSAE
 
-#: saerepro architecture name -> SAE class (its ``config_class`` is the sae-lens config).
+#: saerepro architecture name -> SAE class (its ``config_class`` is the sae-lens config), in the
+#: order of :data:`saerepro.architectures.ARCHITECTURES` (the names, importable without torch).
 ARCHITECTURES: dict[str, type[Any]] = {
     cls.short_name: cls
     for cls in (
@@ -43,30 +46,22 @@ ARCHITECTURES: dict[str, type[Any]] = {
         BaselineRescaleShiftSAE,
     )
 }
+assert tuple(ARCHITECTURES) == ARCHITECTURE_NAMES, "saerepro.architectures.ARCHITECTURES is out of step"
 
-#: The Gated family (the paper's architecture and its ablations).
-GATED_FAMILY: tuple[str, ...] = (
-    "gated",
-    "gated_unfrozen_decoder",
-    "gated_no_rmag",
-    "gated_untied",
-    "gated_strict_aux",
-)
+#: Architecture name -> its own training settings (:class:`~saerepro.sae.common.ArchTrainingConfig`),
+#: for the architectures that have any, in registry order.
+TRAINING_CONFIGS: dict[str, type[ArchTrainingConfig]] = {
+    name: cls.training_config_class for name, cls in ARCHITECTURES.items() if cls.training_config_class is not None
+}
 
 #: Architectures that dead-latent resampling (:mod:`saerepro.sae.resample`) supports: the baseline
 #: and the gated family, the SAEs the paper trained with resampling.
-RESAMPLE_ARCHITECTURES: tuple[str, ...] = ("baseline", *GATED_FAMILY)
 
 
 def sae_lens_architecture(name: str) -> str:
     """The architecture string sae-lens sees in cfg.json for saerepro architecture ``name``."""
     check_architecture(name)
     return SAE_LENS_PREFIX + name
-
-
-def check_architecture(name: str) -> None:
-    if name not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {name!r}; allowed: {', '.join(ARCHITECTURES)}")
 
 
 def register_with_sae_lens() -> None:
@@ -95,7 +90,8 @@ def make_sae(
     """A freshly initialised SAE of ``architecture`` (uses torch's global RNG; seed around it).
 
     ``arch_kwargs`` are the architecture's extra config fields: ``k``, ``k_aux``,
-    ``auxk_coefficient`` (topk); ``bandwidth``, ``init_threshold`` (jumprelu).
+    ``auxk_coefficient`` (topk); ``bandwidth``, ``init_threshold`` (jumprelu); see
+    ``ArchTrainingConfig.sae_kwargs``.
     """
     check_architecture(architecture)
     cls = ARCHITECTURES[architecture]

@@ -21,14 +21,16 @@ trainer does not hold the decoder at unit norm.] [Unlike OpenAI's code, both ter
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 from sae_lens.saes.topk_sae import TopKSAE as StockTopKSAE
 from sae_lens.saes.topk_sae import TopKSAEConfig as StockTopKSAEConfig
 from torch import nn
 from typing_extensions import override
 
-from .common import SAE_LENS_PREFIX, LossOutput, SaeReproMixin, reconstruction_loss, zero_like_loss
+from .common import SAE_LENS_PREFIX, ArchTrainingConfig, LossOutput, SaeReproMixin, reconstruction_loss, zero_like_loss
 
 
 def topk_dead_acts(hidden_pre: torch.Tensor, dead_mask: torch.Tensor, k_aux: int) -> torch.Tensor:
@@ -43,6 +45,41 @@ def topk_dead_acts(hidden_pre: torch.Tensor, dead_mask: torch.Tensor, k_aux: int
 def auxk_loss(residual: torch.Tensor, aux_acts: torch.Tensor, W_dec: torch.Tensor) -> torch.Tensor:
     """‖e − z_aux W_dec‖² averaged over the batch (unweighted); ``residual`` e = x − x̂, detached."""
     return reconstruction_loss(residual, aux_acts @ W_dec)
+
+
+@dataclass
+class TopKTrainingConfig(ArchTrainingConfig):
+    """TopK's training settings (``TrainConfig.arch`` for architecture ``topk``); ``k`` is the
+    run's coefficient."""
+
+    k_aux: int | None = None
+    """Dead latents in the AuxK term (None: d_in // 2, Gao et al.)."""
+
+    auxk_coefficient: float = 1.0 / 32.0
+    """α of the AuxK term (Gao et al.: 1/32)."""
+
+    def __post_init__(self) -> None:
+        if self.k_aux is not None and (
+            not isinstance(self.k_aux, (int, np.integer)) or isinstance(self.k_aux, bool) or self.k_aux < 1
+        ):
+            self._bad("k_aux", self.k_aux, "None or an integer >= 1")
+        if not self._finite(self.auxk_coefficient) or self.auxk_coefficient < 0:
+            self._bad("auxk_coefficient", self.auxk_coefficient, "a finite number >= 0")
+
+    @classmethod
+    def check_coefficient(cls, coefficient: float, d_sae: int | None) -> float:
+        """k: an integer >= 1 (made an int), at most ``d_sae``."""
+        if float(coefficient) != int(coefficient) or coefficient < 1:
+            raise ValueError(
+                f"TrainConfig.coefficient must be an integer k >= 1 for architecture 'topk'; got {coefficient!r}"
+            )
+        k = int(coefficient)
+        if d_sae is not None and k > d_sae:
+            raise ValueError(f"TrainConfig.coefficient must be k <= d_sae ({d_sae}); got {k!r}")
+        return k
+
+    def sae_kwargs(self, coefficient: float) -> dict[str, Any]:
+        return {"k": int(coefficient), "k_aux": self.k_aux, "auxk_coefficient": self.auxk_coefficient}
 
 
 @dataclass
@@ -63,6 +100,7 @@ class TopKSAEConfig(StockTopKSAEConfig):
             raise ValueError("rescale_acts_by_decoder_norm must be False (decoder rows are unit norm)")
         if self.k < 1 or self.k > self.d_sae:
             raise ValueError(f"k must be in [1, d_sae={self.d_sae}], got {self.k}")
+        TopKTrainingConfig(k_aux=self.k_aux, auxk_coefficient=self.auxk_coefficient)
 
     @override
     @classmethod
@@ -75,6 +113,7 @@ class TopKSAE(SaeReproMixin, StockTopKSAE):
 
     short_name = "topk"
     config_class = TopKSAEConfig
+    training_config_class = TopKTrainingConfig
     loss_term_names = ("recon", "auxk")
     needs_dead_mask = True
 

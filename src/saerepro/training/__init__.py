@@ -45,7 +45,7 @@ stream and each stops at its own step count, which equals training it alone.
 from __future__ import annotations
 
 from ..models import resolve_device
-from .config import B_DEC_INITS, TrainConfig, default_width
+from .config import B_DEC_INITS, TrainConfig, default_width, shuffle_chunk_tokens
 from .data import ActivationSource, ShuffledStream, batch_to_tensor, sample_rows
 from .init import build_sae, geometric_median
 from .loop import SHARED_DATA_FIELDS, train_sae, train_saes
@@ -81,6 +81,7 @@ __all__ = [
     "learning_rate",
     "resolve_device",
     "sample_rows",
+    "shuffle_chunk_tokens",
     "train_sae",
     "train_saes",
 ]

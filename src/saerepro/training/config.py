@@ -1,4 +1,4 @@
-"""The training configuration: :class:`TrainConfig`, its validation and the default width.
+"""The training configuration: :class:`TrainConfig` and its validation.
 
 Everything that determines a trained SAE (with its activations) is a field of :class:`TrainConfig`;
 the checks below reject a bad value with a message naming the field and what it must be.
@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from ..sae import ARCHITECTURES, RESAMPLE_ARCHITECTURES
+from ..architectures import BASELINE_WIDTH_RATIO, EXPANSION_FACTOR, default_width
+from ..sae import ARCHITECTURES, RESAMPLE_ARCHITECTURES, TRAINING_CONFIGS, ArchTrainingConfig
+
+if TYPE_CHECKING:
+    from ..config import Config, Run
 
 B_DEC_INITS = ("zeros", "mean", "geometric_median")
 RESAMPLE_REWARM_SHAPES = ("linear", "cosine")
@@ -21,26 +26,6 @@ RESAMPLE_REWARM_SHAPES = ("linear", "cosine")
 #: :meth:`TrainConfig.to_dict` leaves each out at this (old-behaviour) value, so those files still
 #: match a config that does not set it (resumption compares ``to_dict``).
 _OMITTED_AT_DEFAULT: dict[str, Any] = {"resample_rewarm_shape": "linear", "resample_rewarm_start_factor": 0.0}
-
-
-def default_width(
-    architecture: str, d_in: int, expansion_factor: float = 4.0, baseline_width_ratio: float = 1.5
-) -> int:
-    """Compute-matched number of latents (paper Sec. 4 / App. D).
-
-    A Gated SAE step costs ~1.5× a baseline step at equal width (one encoder and two decoder
-    matmuls forward, against one and one), so at equal compute the ``baseline`` gets
-    ``baseline_width_ratio`` × the latents: gated 4×d_in, baseline 6×d_in by default. Every other
-    architecture (gated ablations, topk, jumprelu) gets ``expansion_factor`` × d_in, i.e. the
-    gated width, so that they compare at equal dictionary size. ``baseline_rescale_shift`` inherits
-    its baseline's width (this returns the baseline's default).
-    """
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {architecture!r}; allowed: {', '.join(ARCHITECTURES)}")
-    width = expansion_factor * d_in
-    if architecture in ("baseline", "baseline_rescale_shift"):
-        width *= baseline_width_ratio
-    return max(1, int(round(width)))
 
 
 @dataclass
@@ -60,10 +45,10 @@ class TrainConfig:
     """Number of latents; None: :func:`default_width` from ``expansion_factor`` and
     ``baseline_width_ratio`` (for baseline_rescale_shift: the baseline's)."""
 
-    expansion_factor: float = 4.0
+    expansion_factor: float = EXPANSION_FACTOR
     """Latents per input dimension of the gated (and topk, jumprelu) SAEs when ``d_sae`` is None."""
 
-    baseline_width_ratio: float = 1.5
+    baseline_width_ratio: float = BASELINE_WIDTH_RATIO
     """Baseline latents / gated latents when ``d_sae`` is None (compute matching, paper)."""
 
     total_tokens: int = 10_000_000
@@ -109,17 +94,14 @@ class TrainConfig:
     the logged dead fraction. None: min(10M, total_tokens // 10), i.e. Gao et al.'s 10M tokens,
     scaled down for runs shorter than 100M tokens (a 10M window would never close in them)."""
 
-    k_aux: int | None = None
-    """topk: dead latents in the AuxK term (None: d_in // 2, Gao et al.)."""
-
-    auxk_coefficient: float = 1.0 / 32.0
-    """topk: α of the AuxK term (Gao et al.: 1/32)."""
-
-    bandwidth: float = 0.001
-    """jumprelu: bandwidth ε of the straight-through estimators' rectangle kernel."""
-
-    jumprelu_init_threshold: float = 0.001
-    """jumprelu: initial threshold θ."""
+    arch: ArchTrainingConfig | None = None
+    """The architecture's own training settings, owned and validated by its class
+    (:data:`saerepro.sae.TRAINING_CONFIGS`): :class:`~saerepro.sae.TopKTrainingConfig` (topk:
+    ``k_aux``, ``auxk_coefficient``), :class:`~saerepro.sae.JumpReLUTrainingConfig` (jumprelu:
+    ``bandwidth``, ``init_threshold``); None for the others, or their defaults. A mapping of the
+    fields is accepted. :meth:`to_dict` writes them flat, as ``k_aux``, ``auxk_coefficient``,
+    ``bandwidth``, ``jumprelu_init_threshold`` (every architecture's, the others' at their
+    defaults), and :meth:`from_dict` reads them so."""
 
     resample: bool = False
     """Resample dead latents (Bricken et al. 2023), re-warming the LR after each. Allowed for the
@@ -167,6 +149,7 @@ class TrainConfig:
         if isinstance(self.adam_betas, list):
             self.adam_betas = tuple(self.adam_betas)  # type: ignore[assignment]
         _check_architecture(self)
+        _build_arch_settings(self)
         _check_counts(self)
         _check_schedule(self)
         _check_architecture_settings(self)
@@ -190,8 +173,19 @@ class TrainConfig:
         return default_width(self.architecture, d_in, self.expansion_factor, self.baseline_width_ratio)
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields as a JSON-able dict; the fields of ``_OMITTED_AT_DEFAULT`` only when set."""
-        out = asdict(self)
+        """The fields as a flat JSON-able dict (written into cfg.json and train_info.json, and
+        compared on resume): ``arch`` becomes every architecture's settings under their flat
+        keys, the run's own architecture's as set and the others' at their defaults; the fields of
+        ``_OMITTED_AT_DEFAULT`` only when set."""
+        plain = asdict(self)
+        out: dict[str, Any] = {}
+        for name, value in plain.items():
+            if name != "arch":
+                out[name] = value
+                continue
+            for arch_name, settings in TRAINING_CONFIGS.items():
+                own = self.arch if arch_name == self.architecture and self.arch is not None else settings()
+                out.update(own.to_flat_dict())
         out["adam_betas"] = list(self.adam_betas)
         for name, default in _OMITTED_AT_DEFAULT.items():
             if out[name] == default:
@@ -199,13 +193,81 @@ class TrainConfig:
         return out
 
     @classmethod
+    def from_run(cls, cfg: Config, run: Run, d_in: int, parent_dir: str | Path | None = None) -> TrainConfig:
+        """The TrainConfig of one ``run`` of the sweep ``cfg`` at a hook point of ``d_in``
+        dimensions (``parent_dir``: the trained baseline of a ``baseline_rescale_shift`` run)."""
+        from ..models import resolve_device
+        from ..sites import hook_name
+
+        arch = cfg.architectures[run.architecture]
+        resample: dict[str, Any] = {}
+        if arch.resample is not None:
+            resample = {
+                "resample": True,
+                "resample_every_steps": arch.resample.every_steps,
+                "resample_max_count": arch.resample.max_count,
+                "resample_n_inputs": arch.resample.n_inputs,
+                "resample_rewarm_shape": cfg.train.resample_rewarm_shape,
+                "resample_rewarm_start_factor": float(cfg.train.resample_rewarm_start_factor),
+                "resample_rewarm_steps": cfg.train.resample_rewarm_steps,
+            }
+        return cls(
+            architecture=run.architecture,
+            coefficient=run.coefficient,
+            d_sae=arch.d_sae(d_in, run.site),
+            total_tokens=arch.tokens or cfg.train.tokens,
+            batch_size=cfg.train.batch_size,
+            lr=arch.lr or cfg.train.lr,
+            lr_warmup_steps=cfg.train.warmup_steps,
+            adam_betas=(cfg.train.adam_beta1, cfg.train.adam_beta2),
+            seed=run.seed,
+            checkpoint_every_steps=cfg.train.checkpoint_every_steps,
+            shuffle_buffer_tokens=cfg.activations.shuffle_buffer_tokens,
+            shuffle_chunk_tokens=shuffle_chunk_tokens(cfg),
+            **resample,
+            b_dec_init=cfg.train.b_dec_init,
+            arch=cast(Any, arch.training_settings() or None),  # a mapping: the class builds it
+            autocast_bf16=cfg.train.autocast_bf16,
+            baseline_path=str(parent_dir) if parent_dir is not None else None,
+            hook_name=hook_name(run.layer, run.site),
+            device=str(resolve_device(cfg.device)),
+        )
+
+    @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """Build from a dict (e.g. YAML); unknown keys are an error naming the allowed ones."""
-        allowed = [f.name for f in fields(cls)]
+        """Build from a dict (e.g. YAML, or :meth:`to_dict`'s); unknown keys are an error naming
+        the allowed ones. Another architecture's settings must be at their defaults."""
+        d = dict(d)
+        arch: dict[str, Any] = {}
+        for arch_name, settings in TRAINING_CONFIGS.items():
+            for key, default in settings.flat_defaults().items():
+                if key not in d:
+                    continue
+                value = d.pop(key)
+                if arch_name == d.get("architecture"):
+                    arch[key] = value
+                elif value != default:
+                    _bad(key, value, f"{default!r} (its default) unless architecture is {arch_name!r}")
+        allowed = [f.name for f in fields(cls) if f.name != "arch"] + [
+            key for settings in TRAINING_CONFIGS.values() for key in settings.flat_defaults()
+        ]
         unknown = sorted(set(d) - set(allowed))
         if unknown:
             raise ValueError(f"unknown TrainConfig field(s) {unknown}; allowed: {', '.join(allowed)}")
+        settings_class = TRAINING_CONFIGS.get(d.get("architecture", ""))
+        if settings_class is not None:
+            d["arch"] = settings_class.from_flat_dict(arch)
         return cls(**d)
+
+
+def shuffle_chunk_tokens(cfg: Config) -> int:
+    """Contiguous activations per shuffle chunk: the config's, else 4096 (cached) or one LM batch
+    (on_the_fly, so that no LM batch is computed for two chunks)."""
+    if cfg.activations.shuffle_chunk_tokens is not None:
+        return cfg.activations.shuffle_chunk_tokens
+    if cfg.activations.mode == "on_the_fly":
+        return cfg.cache.batch_size * (cfg.corpus.context_size - 1)
+    return 4096
 
 
 # The checks of TrainConfig.__post_init__, in the order they run; each raises ValueError naming the
@@ -213,24 +275,38 @@ class TrainConfig:
 
 
 def _check_architecture(c: TrainConfig) -> None:
-    """The architecture, the coefficient it reads (k for topk, made an int) and the width."""
+    """The architecture, the coefficient (its own class checks what it reads: k for topk, made an
+    int) and the width."""
     if c.architecture not in ARCHITECTURES:
         _bad("architecture", c.architecture, f"one of {', '.join(ARCHITECTURES)}")
     if not _finite(c.coefficient) or c.coefficient < 0:
         _bad("coefficient", c.coefficient, "a finite number >= 0")
-    if c.architecture == "topk":
-        if float(c.coefficient) != int(c.coefficient) or c.coefficient < 1:
-            _bad("coefficient", c.coefficient, "an integer k >= 1 for architecture 'topk'")
-        c.coefficient = int(c.coefficient)
     if c.d_sae is not None and (not _is_int(c.d_sae) or c.d_sae < 1):
         _bad("d_sae", c.d_sae, "None or an integer >= 1")
-    if c.architecture == "topk" and c.d_sae is not None and c.coefficient > c.d_sae:
-        _bad("coefficient", c.coefficient, f"k <= d_sae ({c.d_sae})")
+    settings = TRAINING_CONFIGS.get(c.architecture)
+    if settings is not None:
+        c.coefficient = settings.check_coefficient(c.coefficient, c.d_sae)
+
+
+def _build_arch_settings(c: TrainConfig) -> None:
+    """``arch``: the architecture's own settings class (built from a mapping; its defaults when
+    None), or None for an architecture without one. The class validates its fields."""
+    settings = TRAINING_CONFIGS.get(c.architecture)
+    if settings is None:
+        if c.arch is not None:
+            _bad("arch", c.arch, f"None for architecture {c.architecture!r} (it has no settings of its own)")
+        return
+    if c.arch is None:
+        c.arch = settings()
+    elif isinstance(c.arch, dict):
+        c.arch = settings(**c.arch)
+    elif type(c.arch) is not settings:
+        _bad("arch", c.arch, f"a {settings.__name__} for architecture {c.architecture!r}")
 
 
 def _check_counts(c: TrainConfig) -> None:
     """Positive numbers and integer counts."""
-    for name in ("expansion_factor", "baseline_width_ratio", "lr", "bandwidth", "jumprelu_init_threshold"):
+    for name in ("expansion_factor", "baseline_width_ratio", "lr"):
         value = getattr(c, name)
         if not _finite(value) or value <= 0:
             _bad(name, value, "a finite number > 0")
@@ -273,13 +349,6 @@ def _check_schedule(c: TrainConfig) -> None:
 
 def _check_architecture_settings(c: TrainConfig) -> None:
     """Settings that only some architectures read are at their neutral value for the others."""
-    if not _finite(c.auxk_coefficient) or c.auxk_coefficient < 0:
-        _bad("auxk_coefficient", c.auxk_coefficient, "a finite number >= 0")
-    if c.k_aux is not None:
-        if c.architecture != "topk":
-            _bad("k_aux", c.k_aux, "None unless architecture is 'topk'")
-        if not _is_int(c.k_aux) or c.k_aux < 1:
-            _bad("k_aux", c.k_aux, "None or an integer >= 1")
     if c.resample_rewarm_steps is not None and (not _is_int(c.resample_rewarm_steps) or c.resample_rewarm_steps < 0):
         _bad("resample_rewarm_steps", c.resample_rewarm_steps, "None or an integer >= 0")
     if c.resample_rewarm_shape not in RESAMPLE_REWARM_SHAPES:

@@ -43,11 +43,7 @@ def build_sae(cfg: TrainConfig, cache: ActivationCache, device: torch.device, in
     for key in ("context_size", "prepend_bos", "layer", "site"):
         if key in cache.meta:
             metadata[key] = cache.meta[key]
-    arch_kwargs: dict[str, Any] = {}
-    if cfg.architecture == "topk":
-        arch_kwargs = {"k": int(cfg.coefficient), "k_aux": cfg.k_aux, "auxk_coefficient": cfg.auxk_coefficient}
-    elif cfg.architecture == "jumprelu":
-        arch_kwargs = {"bandwidth": cfg.bandwidth, "init_threshold": cfg.jumprelu_init_threshold}
+    arch_kwargs: dict[str, Any] = cfg.arch.sae_kwargs(cfg.coefficient) if cfg.arch is not None else {}
 
     baseline = None
     d_sae = cfg.resolve_d_sae(d_in)
