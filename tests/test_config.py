@@ -247,7 +247,6 @@ def test_per_site_widths_override_width_and_expansion():
 def test_resampling_and_shuffle_buffer_reach_the_trainer():
     from saerepro.training import TrainConfig
 
-    train_config = TrainConfig.from_run
     raw = with_change("architectures.baseline.resample", {"every_steps": 500})
     raw = with_change("activations.shuffle_buffer_tokens", 65536, base=raw)
     raw = with_change("architectures.baseline.widths", {"mlp": 5000}, base=raw)
