@@ -79,9 +79,7 @@ def fit_probes(coefficients: Sequence[float], l0s: Sequence[float], rtol: float 
         raise PilotError("probe coefficients must be distinct")
     live = [(c, v) for c, v in pairs if v > 0]
     if len(live) < 2:
-        raise PilotError(
-            f"only {len(live)} probe(s) with L0 > 0 (probes: {pairs}); lower probe_coefficients"
-        )
+        raise PilotError(f"only {len(live)} probe(s) with L0 > 0 (probes: {pairs}); lower probe_coefficients")
     for (c0, v0), (c1, v1) in zip(live, live[1:], strict=False):
         if v1 > v0 * (1 + rtol):
             raise PilotError(

@@ -44,9 +44,7 @@ def reference_targets():
 def pilot_targets():
     """Every pilot.json (none without pilot mode); listed up front so the pilots run in parallel."""
     return [
-        P.PILOT.format(
-            model=CFG.model, corpus=CORPUS, layer=l, site=s, architecture=a
-        )
+        P.PILOT.format(model=CFG.model, corpus=CORPUS, layer=l, site=s, architecture=a)
         for a, l, s in CFG.pilot_points()
     ]
 
@@ -61,7 +59,9 @@ def sweep_runs():
     if not PILOT:
         return RUNS
     for a, l, s in CFG.pilot_points():
-        checkpoints.pilot.get(model=CFG.model, corpus=CORPUS, layer=l, site=s, architecture=a)
+        checkpoints.pilot.get(
+            model=CFG.model, corpus=CORPUS, layer=l, site=s, architecture=a
+        )
     return apply_pilot(CFG).runs()
 
 
