@@ -179,7 +179,7 @@ def test_tiny_pilot_picks_coefficients_whose_l0s_land_near_the_target(tmp_path):
     raw["train"]["tokens"] = 2048
     raw["architectures"] = {"gated": raw["architectures"]["gated"]}
     config.write_text(yaml.safe_dump(raw))
-    result = snakemake("--cores", "2", "--configfile", str(config), "aggregate", cwd=tmp_path, timeout=1500)
+    result = snakemake("aggregate", "--cores", "2", "--configfile", str(config), cwd=tmp_path, timeout=1500)
     assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-5000:])
     pilot = json.loads((tmp_path / "results/gemma-3-270m/wiki-offline/L2/resid/gated/pilot.json").read_text())
     assert len(pilot["coefficients"]) == 2
