@@ -398,6 +398,36 @@ class ArchitectureConfig:
 
 
 @dataclass(frozen=True)
+class PilotConfig:
+    """Pilot mode (:mod:`saerepro.pilot`): short probe runs over a wide λ range at each hook point
+    choose the λ grid whose L0s span a target range, replacing ``coefficients``."""
+
+    target_l0: tuple[float, float]
+    """(lo, hi) L0 the chosen grid spans, log-spaced."""
+    site_target_l0: dict[str, tuple[float, float]] | None = None
+    """(lo, hi) per site, replacing ``target_l0`` at those sites."""
+    n_coefficients: int = 4
+    """Coefficients chosen per (layer, site, architecture)."""
+    tokens: int = 100_000
+    """Training tokens of each probe SAE."""
+    n_probes: int = 7
+    """Probe λs per (layer, site, architecture) when derived from the architecture's grid."""
+    probe_factor: float = 10.0
+    """Probes span min(grid) / factor .. max(grid) × factor of the architecture's coefficients."""
+    probe_coefficients: dict[str, tuple[float, ...]] | None = None
+    """Explicit probe λs per architecture (replaces the derived range for it)."""
+    architectures: tuple[str, ...] | None = None
+    """Architectures piloted (None: every configured one that takes coefficients and is not derived)."""
+    l0_rows: int = 4096
+    """Cached activation rows (seeded sample) each probe's L0 is measured on."""
+
+    def target_at(self, site: str) -> tuple[float, float]:
+        if self.site_target_l0 and site in self.site_target_l0:
+            return self.site_target_l0[site]
+        return self.target_l0
+
+
+@dataclass(frozen=True)
 class Run:
     """One SAE to train: the key of a row of the results table."""
 
@@ -463,6 +493,10 @@ class Config:
     """Cached or on-the-fly activations, shuffling, LM precision."""
     model_path: str | None = None
     """Absolute path of a model given by path (``model`` then holds its tag); None for a name."""
+    pilot: PilotConfig | None = None
+    """Pilot mode (None: off): piloted architectures train the λ grids their pilots choose."""
+    pilot_grids: dict[str, tuple[float, ...]] | None = None
+    """Grids chosen by pilots so far, by ``saerepro.pilot.pilot_key`` (``saerepro.pilot.apply_pilot``)."""
 
     def __post_init__(self) -> None:
         if self.model_path is None and is_model_path(self.model):
@@ -523,7 +557,7 @@ class Config:
                             f"not one of the sites {name} trains at {list(arch.sites or self.sites)}"
                         )
             parent = DERIVED_ARCHITECTURES.get(name)
-            if parent is not None:
+            if parent is not None and not self.piloted(parent):
                 parent_cfg = self.architectures.get(parent)
                 for site in arch.sites or self.sites:
                     if parent_cfg is None or not set(arch.grid_at(site)) <= set(parent_cfg.grid_at(site)):
@@ -532,6 +566,75 @@ class Config:
                             f"config key 'architectures.{name}.{key}': each must also "
                             f"be a coefficient of '{parent}' at {site}, whose trained SAEs it builds on"
                         )
+
+        self._check_pilot()
+
+    def _check_pilot(self) -> None:
+        pilot = self.pilot
+        if pilot is None:
+            return
+        if self.activations.mode == "on_the_fly":
+            raise ConfigError("config key 'pilot': needs the activation cache; not with activations.mode: on_the_fly")
+        for name in pilot.architectures or ():
+            if name not in self.architectures:
+                raise ConfigError(
+                    f"config key 'pilot.architectures': {name!r} is not a configured architecture "
+                    f"{list(self.architectures)}"
+                )
+            if name in K_ARCHITECTURES or name in DERIVED_ARCHITECTURES:
+                raise ConfigError(
+                    f"config key 'pilot.architectures': {name} cannot be piloted (k sets L0 directly; "
+                    "a derived architecture follows its parent's grid)"
+                )
+        for name in pilot.probe_coefficients or {}:
+            if not self.piloted(name):
+                raise ConfigError(f"config key 'pilot.probe_coefficients.{name}': {name} is not piloted")
+        for site in pilot.site_target_l0 or {}:
+            if site not in self.sites:
+                raise ConfigError(
+                    f"config key 'pilot.site_target_l0.{site}': not one of the configured sites {list(self.sites)}"
+                )
+        for key, (lo, hi) in [("target_l0", pilot.target_l0)] + [
+            (f"site_target_l0.{s}", t) for s, t in (pilot.site_target_l0 or {}).items()
+        ]:
+            if not 0 < lo <= hi:
+                raise ConfigError(f"config key 'pilot.{key}': expected [lo, hi] with 0 < lo <= hi, got {[lo, hi]}")
+
+    def piloted(self, name: str) -> bool:
+        """Whether ``name``'s grid comes from pilots (pilot mode on, and ``name`` piloted)."""
+        if self.pilot is None or name not in self.architectures:
+            return False
+        if self.pilot.architectures is not None:
+            return name in self.pilot.architectures
+        return name not in K_ARCHITECTURES and name not in DERIVED_ARCHITECTURES
+
+    def pilot_points(self) -> list[tuple[str, int, str]]:
+        """Every (architecture, layer, site) a pilot chooses the grid of (none without pilot mode)."""
+        return [
+            (name, layer, site)
+            for name, arch in self.architectures.items()
+            if self.piloted(name)
+            for layer in arch.layers or self.layers
+            for site in arch.sites or self.sites
+        ]
+
+    def probe_coefficients(self, name: str, site: str) -> list[float]:
+        """The λs a pilot of ``name`` at ``site`` probes."""
+        from .pilot import probe_coefficients
+
+        assert self.pilot is not None
+        explicit = (self.pilot.probe_coefficients or {}).get(name)
+        if explicit is not None:
+            return sorted(explicit)
+        return probe_coefficients(self.architectures[name].grid_at(site), self.pilot.probe_factor, self.pilot.n_probes)
+
+    def grid(self, name: str, layer: int, site: str) -> tuple[float, ...] | None:
+        """The coefficients (or k) of ``name`` at (layer, site): the pilot's choice for a piloted
+        architecture (its parent's for a derived one), None while that pilot has not run."""
+        source = DERIVED_ARCHITECTURES.get(name, name)
+        if self.piloted(source):
+            return (self.pilot_grids or {}).get(f"{source}/L{layer}/{site}")
+        return self.architectures[name].grid_at(site)
 
     @property
     def spec(self) -> ModelSpec:
@@ -546,12 +649,12 @@ class Config:
         return [(layer, site) for layer in self.layers for site in self.sites]
 
     def runs(self) -> list[Run]:
-        """Every SAE of the sweep, in a stable order."""
+        """Every SAE of the sweep, in a stable order (in pilot mode, those whose pilot has run)."""
         out = []
         for name, arch in self.architectures.items():
             for layer in arch.layers or self.layers:
                 for site in arch.sites or self.sites:
-                    for coef in arch.grid_at(site):
+                    for coef in self.grid(name, layer, site) or ():
                         for seed in self.seeds:
                             out.append(Run(self.model, layer, site, name, coef, seed, self.corpus.name))
         return out
@@ -610,4 +713,21 @@ def load_config(raw: dict | str | Path) -> Config:
         train=TrainDefaults(**data["train"]),
         allow_mixed_configs=data["allow_mixed_configs"],
         activations=ActivationsConfig(**data["activations"]),
+        pilot=_pilot(data["pilot"]) if "pilot" in data else None,
+    )
+
+
+def _pilot(raw: dict) -> PilotConfig:
+    site_targets = raw.get("site_target_l0")
+    probes = raw.get("probe_coefficients")
+    return PilotConfig(
+        target_l0=(float(raw["target_l0"][0]), float(raw["target_l0"][1])),
+        site_target_l0={s: (float(t[0]), float(t[1])) for s, t in site_targets.items()} if site_targets else None,
+        n_coefficients=raw["n_coefficients"],
+        tokens=raw["tokens"],
+        n_probes=raw["n_probes"],
+        probe_factor=float(raw["probe_factor"]),
+        probe_coefficients={a: tuple(float(c) for c in g) for a, g in probes.items()} if probes else None,
+        architectures=tuple(raw["architectures"]) if "architectures" in raw else None,
+        l0_rows=raw["l0_rows"],
     )

@@ -39,6 +39,7 @@ from typing import Any
 PROVENANCE_FILE = "provenance.json"
 
 #: Config fields that are sweep axes or locations, not settings: left out of the hash.
+#: ``pilot`` and ``pilot_grids`` choose coefficients (a sweep axis), as ``architectures`` does.
 #: ``model_path`` is where a model given by path lies; ``model`` (its tag) names its content.
 SWEEP_FIELDS = (
     "layers",
@@ -49,6 +50,8 @@ SWEEP_FIELDS = (
     "resources_dir",
     "allow_mixed_configs",
     "model_path",
+    "pilot",
+    "pilot_grids",
 )
 
 #: Packages whose versions can change a number in the table.

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .config import load_config
+from .pilot import apply_pilot
 
 _LOG_FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -38,7 +39,8 @@ def job(snakemake):
         root.addHandler(handler)
         root.setLevel(logging.INFO)
         try:
-            yield load_config(dict(snakemake.config))
+            # pilot mode: the grids of the pilots that have run (saerepro.pilot.apply_pilot)
+            yield apply_pilot(load_config(dict(snakemake.config)))
         except BaseException:
             logging.getLogger("saerepro").exception("job failed")
             raise

@@ -6,7 +6,8 @@ FIGURE_NAMES = list(FIGURES)  # one list of figures: saerepro.plotting's
 rule aggregate:
     """One long table (one row per SAE), the paper-style tables and the half-the-L0 table."""
     input:
-        [P.fill(P.METRICS, run) for run in RUNS],
+        metrics=sweep_metrics,  # in pilot mode: the grids the pilot checkpoints chose
+        pilots=pilot_targets(),
     output:
         table=report(
             P.METRICS_TABLE, caption="../report/metrics_table.rst", category="Tables"
@@ -31,7 +32,7 @@ onerror:
 
     with logging_to(f"{LOGS}/aggregate.log"):
         try:
-            aggregate_available(CFG)
+            aggregate_available(apply_pilot(CFG))
         except (
             Exception
         ):  # the run has already failed; say why this did too, don't mask it

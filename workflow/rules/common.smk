@@ -2,6 +2,7 @@
 from saerepro import paths as P
 from saerepro.config import DERIVED_ARCHITECTURES as DERIVED
 from saerepro.on_the_fly import hook_point_runs
+from saerepro.pilot import apply_pilot
 from saerepro.provenance import config_hash
 
 CONFIG_HASH = config_hash(CFG)
@@ -13,6 +14,8 @@ RUNS = CFG.runs()
 LOGS = "logs"
 # activations.mode: on_the_fly trains from the LM directly; no cache_activations job exists.
 ON_THE_FLY = CFG.activations.mode == "on_the_fly"
+# pilot: (saerepro.pilot) piloted architectures train the grids their pilot checkpoints choose.
+PILOT = CFG.pilot is not None
 
 
 wildcard_constraints:
@@ -38,10 +41,39 @@ def reference_targets():
     ]
 
 
+def pilot_targets():
+    """Every pilot.json (none without pilot mode); listed up front so the pilots run in parallel."""
+    return [
+        P.PILOT.format(model=CFG.model, corpus=CORPUS, layer=l, site=s, architecture=a)
+        for a, l, s in CFG.pilot_points()
+    ]
+
+
+def pilot_cache(wildcards):
+    return f"{P.cache_dir(CFG, wildcards.layer, wildcards.site)}/meta.json"
+
+
+def sweep_runs():
+    """Every SAE of the sweep. In pilot mode, waits for every pilot checkpoint (Snakemake
+    re-evaluates the DAG once they are done), then lists the coefficients they chose."""
+    if not PILOT:
+        return RUNS
+    for a, l, s in CFG.pilot_points():
+        checkpoints.pilot.get(
+            model=CFG.model, corpus=CORPUS, layer=l, site=s, architecture=a
+        )
+    return apply_pilot(CFG).runs()
+
+
+def sweep_metrics(wildcards):
+    return [P.fill(P.METRICS, run) for run in sweep_runs()]
+
+
 def all_targets():
     return (
         cache_targets()
         + reference_targets()
+        + pilot_targets()
         + [P.METRICS_TABLE]
         + [f"{P.FIGURES}/{name}.png" for name in FIGURE_NAMES]
     )
@@ -78,6 +110,8 @@ def ito_saes(wildcards):
     """inference_opt's inputs: every gated and baseline SAE of the hook point."""
     return [
         P.fill(P.METRICS, run)
-        for run in hook_point_runs(CFG, wildcards.layer, wildcards.site)
-        if run.architecture in ("gated", "baseline")
+        for run in sweep_runs()
+        if run.layer == int(wildcards.layer)
+        and run.site == wildcards.site
+        and run.architecture in ("gated", "baseline")
     ]

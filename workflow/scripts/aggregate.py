@@ -4,4 +4,4 @@ from saerepro.aggregate import aggregate
 from saerepro.snake import job
 
 with job(snakemake) as cfg:
-    aggregate(cfg, list(snakemake.input), Path(snakemake.output.table))
+    aggregate(cfg, list(snakemake.input.metrics), Path(snakemake.output.table))
