@@ -190,11 +190,10 @@ def pilot_key(architecture: str, layer: int | str, site: str) -> str:
 def measure_l0(sae_dir: str | Path, rows: Any) -> float:
     """Mean number of active latents per row of the (normalised) activations ``rows``."""
     import torch
-    from sae_lens import SAE
 
-    from . import sae as _registers_architectures  # noqa: F401  (sae-lens learns our architectures)
+    from .sae import load_sae
 
-    sae = SAE.load_from_disk(str(sae_dir), device="cpu")
+    sae = load_sae(str(sae_dir), device="cpu")  # as trained, on normalised activations
     with torch.no_grad():
         codes = sae.encode(rows)
     return float((codes != 0).float().sum(-1).mean())
@@ -209,8 +208,7 @@ def run_pilot(
     from .activations import open_cache
     from .config import Run
     from .io import atomic_write_json
-    from .pipeline import train_config
-    from .training import train_saes
+    from .training import TrainConfig, train_saes
     from .training.data import sample_rows
 
     pilot = cfg.pilot
@@ -222,7 +220,9 @@ def run_pilot(
     out_dir = Path(out_path).parent
     runs = [Run(cfg.model, layer, site, architecture, lam, cfg.seeds[0], cfg.corpus.name) for lam in probes]
     tcfgs = [
-        dataclasses.replace(train_config(cfg, run, cache.d_in), total_tokens=pilot.tokens, checkpoint_every_steps=0)
+        dataclasses.replace(
+            TrainConfig.from_run(cfg, run, cache.d_in), total_tokens=pilot.tokens, checkpoint_every_steps=0
+        )
         for run in runs
     ]
     dirs = [
