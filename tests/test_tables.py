@@ -163,6 +163,7 @@ def _exact_family():
                 rows.append(
                     dict(
                         model="m",
+                        corpus="c",
                         layer=2,
                         site="mlp",
                         architecture=arch,
