@@ -261,7 +261,8 @@ def test_tiny_config_runs_every_rule_on_an_own_model(kind, llama_folder, tmp_pat
     table = pd.read_csv(tmp_path / "results/tables/metrics.csv")
     assert len(table) == 6 and set(table["model"]) == {tag}
     assert table[["l0", "loss_recovered", "nmse"]].notna().all().all()
-    assert (tmp_path / f"results/{tag}/L1/resid/reference_ce.json").exists()
+    assert set(table["corpus"]) == {"text-jsonl"}  # the local corpus file's own name
+    assert (tmp_path / f"results/{tag}/text-jsonl/L1/resid/reference_ce.json").exists()
     prepared = json.loads((tmp_path / f"resources/models/{tag}/prepared.json").read_text())
     assert prepared["source"] == ("local" if kind == "folder" else "gguf_file")
 
