@@ -1,5 +1,6 @@
 # Paper Figs. 10-11: gradient-pursuit codes on each trained gated and baseline SAE's frozen decoder.
-# Not part of `all` (it costs one spliced pass per SAE and k): `snakemake inference_opt --cores all`.
+# Not part of `all` (it costs one spliced pass per SAE and k): `snakemake inference_opt --cores all`;
+# `make repro-long` asks for it. Headline layer only: the figure draws that layer.
 from saerepro.inference_opt import DEFAULT_KS
 
 
@@ -28,6 +29,7 @@ rule inference_opt:
         [
             f"{P.TABLES}/inference_opt/{CFG.model}_L{layer}_{site}.csv"
             for layer, site in CFG.hook_points()
+            if layer == CFG.headline
         ],
     output:
         png=f"{P.FIGURES}/fig10_inference_opt.png",
