@@ -11,7 +11,7 @@ import pytest
 import yaml
 from snakemake_cli import REPO, snakemake
 
-from saerepro.learning_curve import flattening, main, read_config
+from saerepro.learning_curve import flattening, main, markdown, merge_parts, read_config
 from saerepro.plotting import plot_learning_curve
 
 
@@ -58,6 +58,35 @@ def test_learning_curve_figure_has_a_line_per_sae_and_states_the_last_step(tmp_p
     note = [t.get_text() for t in top.texts if t.get_gid() == "flattening"][0]
     assert "+0.050" in note and "(flat)" not in note
     assert fig.axes[0].get_xscale() == "log" and fig.axes[len(fig.axes) // 2].get_yscale() == "log"
+
+
+def test_merge_orders_split_runs_by_site_architecture_and_budget(tmp_path):
+    curve = _curve(0.05)
+    for col in ("delta_lm_loss", "delta_lm_loss_se", "kl", "nmse", "alive_frac"):
+        curve[col] = 0.5
+    # two processes' tables, each in its own (shuffled) order, mlp first
+    parts = [curve[curve.site == "mlp"].sample(frac=1, random_state=0), curve[curve.site == "resid"][::-1]]
+    paths = []
+    for i, part in enumerate(parts):
+        paths.append(tmp_path / f"p{i}.csv")
+        part.to_csv(paths[-1], index=False)
+    merged = merge_parts([pd.read_csv(p) for p in paths])
+    assert list(merged.site) == ["resid"] * 6 + ["mlp"] * 6
+    assert list(merged.architecture[:6]) == ["baseline"] * 3 + ["gated"] * 3
+    assert list(merged.budget_tokens[:3]) == [300_000, 600_000, 1_000_000]
+    text = markdown(merged, merged=True)
+    assert "(m, layer 6)" in text and "one process each, and merged" in text
+    assert "| resid | gated | 0.6 | 1,000,000 | 50.0 ± 1.0 | 0.650 ± 0.010 |" in text
+    assert text.count("| no |") == 4  # the last doubling moved by +0.05 > 2 SE at every SAE
+    with pytest.raises(ValueError, match="no learning-curve tables"):
+        merge_parts([])
+
+
+def test_committed_learning_curve_table_is_what_the_code_writes_from_the_committed_csv():
+    committed = REPO / "results" / "learning_curve"
+    table = pd.read_csv(committed / "learning_curve.csv")
+    assert merge_parts([table]).equals(table), "the committed CSV is not in merge order"
+    assert (committed / "learning_curve.md").read_text() == markdown(table, merged=True)
 
 
 def test_config_needs_a_learning_curve_section(tmp_path):

@@ -15,9 +15,12 @@ section, read here and not part of the validated config::
       out_dir: results/learning_curve
 
 Output: ``<out_dir>/learning_curve.csv`` (one row per SAE and budget: the metrics.csv columns that
-apply, plus ``budget_tokens``) and ``figures/learning_curve.{png,pdf}`` (:func:`plot_learning_curve`).
+apply, plus ``budget_tokens``), ``<out_dir>/learning_curve.md`` (the table and the last doubling's
+flattening) and ``figures/learning_curve.{png,pdf}`` (:func:`plot_learning_curve`).
 
     .venv/bin/python -m saerepro.learning_curve config/experiments/learning_curve.yaml
+    # one core per process: split the config by site or architecture, then merge the tables
+    .venv/bin/python -m saerepro.learning_curve config/experiments/learning_curve.yaml --merge part*/learning_curve.csv
 """
 
 from __future__ import annotations
@@ -162,24 +165,95 @@ def run_learning_curve(cfg: Config, budgets: list[int], out_dir: Path, progress:
     return table
 
 
+#: Site order of the tables (the paper's: residual stream, MLP output, attention output).
+SITE_ORDER = {"resid": 0, "mlp": 1, "attn": 2}
+
+_MD_COLUMNS = "| site | architecture | λ | tokens | L0 | loss recovered | ΔLM loss | KL | NMSE | alive |"
+
+
+def merge_parts(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """One table from learning-curve tables of runs split across processes (e.g. one per site), in
+    site, architecture and budget order."""
+    if not parts:
+        raise ValueError("no learning-curve tables to merge")
+    table = pd.concat(parts, ignore_index=True)
+    return table.sort_values(
+        ["site", "architecture", "budget_tokens"],
+        key=lambda s: s.map(lambda v: SITE_ORDER.get(v, len(SITE_ORDER))) if s.name == "site" else s,
+    ).reset_index(drop=True)
+
+
+def markdown(table: pd.DataFrame, merged: bool = False) -> str:
+    """``learning_curve.md``: every (SAE, budget) row, then the last doubling's flattening verdict."""
+    models, layers = sorted(set(table["model"])), sorted(set(table["layer"]))
+    where = f"{', '.join(models)}, layer{'s' if len(layers) > 1 else ''} {', '.join(str(v) for v in layers)}"
+    split = " (run split by site and architecture, one process each, and merged)" if merged else ""
+    lines = [
+        f"# Learning curves ({where})",
+        "",
+        f"Written by `python -m saerepro.learning_curve config/experiments/learning_curve.yaml`{split}.",
+        "Same eval tokens, clean reference and paired SEs as the default run; constant LR after warm-up, so",
+        "the SAE at budget B is the one a B-token run would end with. Figure: figures/learning_curve.png.",
+        "",
+        _MD_COLUMNS,
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for _, r in table.iterrows():
+        lines.append(
+            f"| {r.site} | {r.architecture} | {r.coefficient:g} | {int(r.budget_tokens):,} | {r.l0:.1f} ± {r.l0_se:.1f} | "
+            f"{r.loss_recovered:.3f} ± {r.loss_recovered_se:.3f} | {r.delta_lm_loss:.3f} ± {r.delta_lm_loss_se:.3f} | "
+            f"{r.kl:.3f} | {r.nmse:.3f} | {r.alive_frac:.2f} |"
+        )
+    lines += [
+        "",
+        "Last budget doubling (flat: |Δ loss recovered| < 2 SE, SEs combined as if independent, and L0 within 5%):",
+        "",
+        "| site | architecture | from | to | Δ loss recovered | SE | L0 change | flat |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for _, r in flattening(table).iterrows():
+        lines.append(
+            f"| {r.site} | {r.architecture} | {r.from_tokens:,} | {r.to_tokens:,} | {r.change:+.3f} | {r.change_se:.3f} | "
+            f"{r.l0_change:+.0%} | {'yes' if r.flat else 'no'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(table: pd.DataFrame, out_dir: Path, figures: Path, merged: bool = False) -> None:
+    """``<out_dir>/learning_curve.{csv,md}`` and ``<figures>/learning_curve.{png,pdf}``."""
+    from .plotting import plot_learning_curve
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out_dir / "learning_curve.csv", index=False)
+    (out_dir / "learning_curve.md").write_text(markdown(table, merged=merged))
+    plot_learning_curve(table, figures / "learning_curve")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", help="a config with a learning_curve: section")
     parser.add_argument("--figures", default=paths.FIGURES, help="folder for learning_curve.{png,pdf}")
-    parser.add_argument("--plot-only", action="store_true", help="redraw the figure from the saved table")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--plot-only", action="store_true", help="redraw the figure and table from the saved CSV")
+    mode.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="CSV",
+        help="merge the learning_curve.csv of runs split across processes into the config's out_dir",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg, budgets, out_dir = read_config(args.config)
-    if args.plot_only:
+    if args.merge:
+        table = merge_parts([pd.read_csv(p) for p in args.merge])
+    elif args.plot_only:
         table = pd.read_csv(out_dir / "learning_curve.csv")
     else:
         import torch
 
         torch.set_num_threads(max(1, torch.get_num_threads()))
         table = run_learning_curve(cfg, budgets, out_dir)
-    from .plotting import plot_learning_curve
-
-    plot_learning_curve(table, Path(args.figures) / "learning_curve")
+    write_outputs(table, out_dir, Path(args.figures), merged=bool(args.merge))
     print(flattening(table).to_string(index=False))
 
 
