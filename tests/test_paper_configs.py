@@ -103,6 +103,16 @@ def test_gelu_config_trains_every_ablation_on_the_mlp_neurons():
     assert cfg.architectures["baseline_rescale_shift"].width == cfg.architectures["baseline"].width
 
 
+def test_gelu_config_holds_app_d_context_and_steps():
+    # App. D as read by the issue filer ("App. D says 128 and 300k"), not the model's own 1024.
+    cfg = load_config(PAPER / "gelu-1l.yaml")
+    assert cfg.corpus.context_size == 128 < cfg.spec.max_context
+    assert cfg.train.batch_size == 4096 and cfg.train.tokens == 300_000 * 4096
+    # The smallest whole number of sequences that holds one SAE's tokens once (BOS not cached).
+    assert cfg.corpus.train_tokens == math.ceil(cfg.train.tokens / 127) * 128
+    assert cfg.reference.eval_tokens % cfg.corpus.context_size == 0
+
+
 @pytest.mark.parametrize("path", sorted(PAPER.glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_paper_config_uses_the_papers_optimiser_and_buffer(path):
     cfg = load_config(path)
