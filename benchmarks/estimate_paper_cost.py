@@ -1,6 +1,7 @@
 """Estimated cost of every paper-scale config (config/paper/*.yaml): Snakemake jobs, GPU-hours,
 peak GPU memory per job and disk, with activations cached to disk (what the DAG does today) and
-generated on the fly (the planned mode).
+generated on the fly (the planned mode). The paper configs pilot first: the pilot jobs, their
+probe SAEs and the jobs `snakemake -n` lists before them are printed too.
 
     python benchmarks/estimate_paper_cost.py                      # H100 at 40% of peak
     python benchmarks/estimate_paper_cost.py --utilisation 0.3

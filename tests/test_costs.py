@@ -80,3 +80,32 @@ def test_lm_pass_scales_with_the_deepest_layer_and_on_the_fly_pays_it_per_hook_p
 def test_table_states_its_assumptions():
     text = format_table([estimate(load_config(small()), HW, name="small")], HW)
     assert "small" in text and "50% utilisation" in text and "not measurements" in text
+
+
+def test_pilots_are_counted_and_a_dry_run_lists_them_before_the_saes_they_choose():
+    raw = small(gated={"coefficients": [1.0, 2.0], "width": 65536}, baseline={"coefficients": [0.5], "width": 3840})
+    raw["pilot"] = {"target_l0": [10, 150], "n_coefficients": 3, "tokens": 100_000, "n_probes": 4}
+    raw["pilot"]["architectures"] = ["gated"]
+    est = estimate(load_config(raw), HW)
+    d, m = 640, 65536
+    assert (est.pilots, est.probes) == (1, 4)
+    assert est.saes == 3 + 1  # the gated pilot chooses 3 coefficients; the baseline keeps its grid
+    assert est.jobs == 2 * 4 + 7 + 1
+    assert est.dry_run_jobs == 2 * 1 + 7 + 1  # the pilot and the baseline's SAE; gated waits for it
+    probe_hours = 4 * 7 * 2 * d * m * 100_000 / 5e14 / 3600
+    assert est.gpu_hours_by_stage["cached"]["pilot"] == pytest.approx(probe_hours)
+    assert est.longest_job_hours["pilot"] == pytest.approx(probe_hours)
+    assert est.gpu_hours_by_stage["on_the_fly"]["pilot"] == 0  # pilot mode needs the cache
+    assert est.gpu_hours_by_stage["cached"]["train"] == pytest.approx(
+        (3 * 7 * 2 * d * m + 5 * 2 * d * 3840) * 1e6 / 5e14 / 3600
+    )
+    # The pilot holds its four probes (weights, gradients, Adam) and one probe's activations.
+    params = 2 * d * m + 3 * m + d
+    assert est.peak_memory_job["cached"] == "pilot"
+    assert est.peak_memory_bytes["cached"] == CONTEXT_BYTES + 4 * 16 * params + 8 * 1024 * m * 4
+    without = estimate(load_config(small(**raw["architectures"])), HW)  # the same sweep, no pilot
+    assert est.disk_bytes["cached"] - without.disk_bytes["cached"] == (3 - 2 + 4) * 4 * params
+    assert (without.pilots, without.probes, without.dry_run_jobs) == (0, 0, without.jobs)
+    assert "pilot" not in without.longest_job_hours
+    text = format_table([est, without], HW, lm_note="float32")
+    assert "1 (4)" in text and "lists 10 of its 16 jobs before the pilots ran" in text

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from saerepro.config import load_config
+from saerepro.config import DERIVED_ARCHITECTURES, load_config
+from saerepro.costs import with_planned_grids
 from saerepro.paper import log_grid, paper_config_grid, round_significant, to_our_lambda, translated_grid
 from saerepro.sites import site_dim
 
@@ -83,7 +84,7 @@ def test_pythia_config_holds_the_papers_facts():
     assert base.resample is not None and gated.resample == base.resample
     assert (cfg.train.resample_rewarm_shape, cfg.train.resample_rewarm_start_factor) == ("cosine", 0.1)
     assert cfg.train.resample_rewarm_steps == 1000
-    assert len(cfg.runs()) == 5 * 3 * 12
+    assert len(with_planned_grids(cfg).runs()) == 5 * 3 * 12  # once the pilots chose
 
 
 def test_gemma_config_holds_the_papers_facts():
@@ -91,7 +92,7 @@ def test_gemma_config_holds_the_papers_facts():
     assert cfg.layers == (6, 13, 20, 27) and cfg.corpus.context_size == 1024
     assert cfg.train.tokens == 300_000 * cfg.train.batch_size
     assert (cfg.architectures["gated"].lr, cfg.architectures["baseline"].lr) == (3e-4, 7.5e-4)
-    assert len(cfg.runs()) == 4 * 3 * 12
+    assert len(with_planned_grids(cfg).runs()) == 4 * 3 * 12  # once the pilots chose
 
 
 def test_gelu_config_trains_every_ablation_on_the_mlp_neurons():
@@ -103,6 +104,16 @@ def test_gelu_config_trains_every_ablation_on_the_mlp_neurons():
     assert cfg.architectures["baseline_rescale_shift"].width == cfg.architectures["baseline"].width
 
 
+def test_gelu_config_holds_app_d_context_and_steps():
+    # App. D as read by the issue filer ("App. D says 128 and 300k"), not the model's own 1024.
+    cfg = load_config(PAPER / "gelu-1l.yaml")
+    assert cfg.corpus.context_size == 128 < cfg.spec.max_context
+    assert cfg.train.batch_size == 4096 and cfg.train.tokens == 300_000 * 4096
+    # The smallest whole number of sequences that holds one SAE's tokens once (BOS not cached).
+    assert cfg.corpus.train_tokens == math.ceil(cfg.train.tokens / 127) * 128
+    assert cfg.reference.eval_tokens % cfg.corpus.context_size == 0
+
+
 @pytest.mark.parametrize("path", sorted(PAPER.glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_paper_config_uses_the_papers_optimiser_and_buffer(path):
     cfg = load_config(path)
@@ -112,3 +123,28 @@ def test_every_paper_config_uses_the_papers_optimiser_and_buffer(path):
     cached = cfg.corpus.train_tokens // cfg.corpus.context_size * (cfg.corpus.context_size - 1)
     assert cached >= cfg.train.tokens
     assert cfg.corpus.train_tokens % cfg.corpus.context_size == 0
+
+
+@pytest.mark.parametrize("path", sorted(PAPER.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_paper_config_pilots_its_grids_first(path):
+    cfg = load_config(path)
+    pilot = cfg.pilot
+    assert pilot is not None and cfg.activations.mode == "cached"  # the pilot reads the cache
+    # Our reading of the paper's Pareto plots (docs/configuration.md#pilot-mode).
+    assert pilot.target_l0 == (10, 150) and pilot.site_target_l0 is None
+    # Every architecture that takes coefficients is piloted (a derived one follows its parent) ...
+    assert {a for a, _, _ in cfg.pilot_points()} == set(cfg.architectures) - set(DERIVED_ARCHITECTURES)
+    for name, arch in cfg.architectures.items():
+        for site in cfg.sites:
+            # ... chooses as many coefficients as its paper grid has, and probes around that grid.
+            grid = arch.grid_at(site)
+            assert pilot.n_coefficients == len(grid)
+            if name not in DERIVED_ARCHITECTURES:
+                probes = cfg.probe_coefficients(name, site)
+                assert len(probes) == pilot.n_probes and pilot.probe_coefficients is None
+                assert probes[0] < min(grid) < max(grid) < probes[-1]
+    # Probes: whole steps, past the first resample, a small fraction of one SAE's tokens.
+    assert pilot.tokens % cfg.train.batch_size == 0
+    resample = cfg.architectures["gated"].resample
+    assert resample is not None and pilot.tokens > resample.every_steps * cfg.train.batch_size
+    assert pilot.tokens * pilot.n_probes <= 0.1 * cfg.train.tokens * pilot.n_coefficients

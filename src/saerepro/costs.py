@@ -22,19 +22,26 @@ Counting rules (per token; d = SAE input width, m = latents; one matmul [d]x[d, 
   the deepest layer, writes every hook point's activations to disk; every SAE then reads them.
 * ``on_the_fly`` mode (planned, issue 6): no activation cache; one LM pass per hook point over one
   SAE's token budget feeds every SAE of that hook point, all trained in one job.
+* Pilot mode (a ``pilot:`` section, :mod:`saerepro.pilot`; cached mode only): one ``pilot`` job per
+  (layer, site, piloted architecture) trains its probe SAEs together for ``pilot.tokens`` each, on
+  one GPU; the SAEs it then chooses, ``pilot.n_coefficients`` per point, are counted like any
+  other (their λs do not change the cost). A dry run lists the pilots but not yet those SAEs.
 
 Memory per job: fp32 weights (4 bytes/parameter), fp32 gradients and Adam moments (12 bytes per
 trainable parameter), saved activations of one batch (``ACTIVATION_TENSORS`` × batch × m × 4
 bytes) and a fixed CUDA context allowance. Evaluation and reference jobs hold the LM (its registry
-dtype), one batch of logits in float32 and the SAE.
+dtype), one batch of logits in float32 and the SAE. A pilot job holds the state of all its probes
+and the saved activations of one of them (they step one after another on each batch).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from .config import Config
 from .models import ModelSpec
+from .pilot import pilot_key
 from .sites import site_dim
 
 GIB = 2**30
@@ -143,9 +150,9 @@ class Estimate:
     config_name: str
     """Label (the config file's stem)."""
     jobs: int
-    """Snakemake jobs of the cached-mode DAG, the target rule ``all`` included."""
+    """Snakemake jobs of the whole cached-mode sweep, the target rule ``all`` and any pilots included."""
     saes: int
-    """SAEs trained."""
+    """SAEs trained (in pilot mode, ``pilot.n_coefficients`` per piloted point; probes not counted)."""
     hook_points: int
     """(layer, site) pairs."""
     gpu_hours: dict[str, float]
@@ -157,7 +164,28 @@ class Estimate:
     peak_memory_job: dict[str, str]
     """Mode -> which job that is."""
     disk_bytes: dict[str, int]
-    """Mode -> bytes on disk when the sweep is done (corpus, caches, SAE weights)."""
+    """Mode -> bytes on disk when the sweep is done (corpus, caches, SAE weights, probe weights)."""
+    dry_run_jobs: int
+    """Jobs ``snakemake -n`` lists before any pilot has run: the pilots, but not yet the train and
+    evaluate jobs of the SAEs they choose (Snakemake adds those once the pilots are done).
+    Equals ``jobs`` without pilot mode."""
+    pilots: int
+    """``pilot`` jobs: one per (layer, site, piloted architecture); 0 without pilot mode."""
+    probes: int
+    """Probe SAEs those pilots train."""
+    longest_job_hours: dict[str, float]
+    """Rule (``train``, and ``pilot`` in pilot mode) -> estimated GPU-hours of its longest job, cached mode."""
+
+
+def with_planned_grids(cfg: Config) -> Config:
+    """``cfg`` with a placeholder grid of ``pilot.n_coefficients`` λs at every piloted point that
+    has no chosen grid yet, so that ``runs()`` lists every SAE the sweep will train once the pilots
+    have chosen (only their number matters for the cost). ``cfg`` itself without pilot mode."""
+    if cfg.pilot is None:
+        return cfg
+    placeholder = tuple(float(i + 1) for i in range(cfg.pilot.n_coefficients))
+    grids = {pilot_key(a, layer, site): placeholder for a, layer, site in cfg.pilot_points()}
+    return dataclasses.replace(cfg, pilot_grids={**grids, **(cfg.pilot_grids or {})})
 
 
 def estimate(cfg: Config, hardware: Hardware = Hardware(), name: str = "", lm_dtype: str | None = None) -> Estimate:
@@ -169,14 +197,14 @@ def estimate(cfg: Config, hardware: Hardware = Hardware(), name: str = "", lm_dt
     sae_dtype = "bfloat16" if cfg.train.autocast_bf16 else "float32"
     hooks = cfg.hook_points()
     dims = {(layer, site): site_dim(site, spec.d_model, spec.n_heads, spec.d_head, spec.d_mlp) for layer, site in hooks}
-    runs = cfg.runs()
+    runs = with_planned_grids(cfg).runs()
 
     # Tokens: what the cache holds (BOS positions skipped) and what each SAE reads.
     cached_tokens = cfg.corpus.train_tokens // ctx * (ctx - 1)
     eval_tokens = cfg.reference.eval_tokens // ctx * ctx
     batch = cfg.train.batch_size
 
-    train_s, eval_s, sae_bytes = 0.0, 0.0, 0
+    train_s, train_longest_s, eval_s, sae_bytes = 0.0, 0.0, 0.0, 0
     train_mem, eval_mem = 0, 0
     sae_state: dict[tuple[int, str], int] = {h: 0 for h in hooks}  # on-the-fly: all SAEs of a hook
     sae_act: dict[tuple[int, str], int] = {h: 0 for h in hooks}
@@ -188,7 +216,9 @@ def estimate(cfg: Config, hardware: Hardware = Hardware(), name: str = "", lm_dt
         d = dims[(run.layer, run.site)]
         m = arch.d_sae(d, run.site)
         tokens = arch.tokens or cfg.train.tokens
-        train_s += hardware.seconds(sae_train_flops_per_token(run.architecture, d, m) * tokens, sae_dtype)
+        seconds = hardware.seconds(sae_train_flops_per_token(run.architecture, d, m) * tokens, sae_dtype)
+        train_s += seconds
+        train_longest_s = max(train_longest_s, seconds)
         # Evaluation: the SAE spliced into a full LM forward over the eval tokens (the clean
         # pass is reference_ce's, reused).
         eval_s += hardware.seconds(full_lm * eval_tokens, lm_dtype)
@@ -201,6 +231,23 @@ def estimate(cfg: Config, hardware: Hardware = Hardware(), name: str = "", lm_dt
         eval_mem = max(eval_mem, CONTEXT_BYTES + lm_weight_bytes + logits_bytes + 4 * total)
         sae_state[(run.layer, run.site)] += state
         sae_act[(run.layer, run.site)] = max(sae_act[(run.layer, run.site)], act)
+
+    # Pilot jobs: every probe of one (layer, site, architecture) trained together on one GPU.
+    # Their weights stay on disk beside pilot.json.
+    pilot_s, pilot_longest_s, pilot_mem, probes, probe_bytes = 0.0, 0.0, 0, 0, 0
+    for piloted, layer, site in cfg.pilot_points():
+        assert cfg.pilot is not None
+        d = dims[(layer, site)]
+        m = cfg.architectures[piloted].d_sae(d, site)
+        n = len(cfg.probe_coefficients(piloted, site))
+        probes += n
+        seconds = hardware.seconds(sae_train_flops_per_token(piloted, d, m) * cfg.pilot.tokens * n, sae_dtype)
+        pilot_s += seconds
+        pilot_longest_s = max(pilot_longest_s, seconds)
+        total, trainable = sae_parameters(piloted, d, m)
+        probe_bytes += n * 4 * total
+        state = 4 * total + 12 * trainable
+        pilot_mem = max(pilot_mem, CONTEXT_BYTES + n * state + ACTIVATION_TENSORS[piloted] * batch * m * 4)
 
     deepest = max(layer for layer, _ in hooks) + 1
     ref_s = hardware.seconds(full_lm * eval_tokens * (1 + len(hooks)), lm_dtype)
@@ -227,9 +274,10 @@ def estimate(cfg: Config, hardware: Hardware = Hardware(), name: str = "", lm_dt
         job = max(candidates, key=candidates.__getitem__)
         return candidates[job], job
 
-    cached_peak = peak(
-        {"train": train_mem, "evaluate": eval_mem, "cache_activations": lm_job_mem, "reference_ce": ref_mem}
-    )
+    cached_jobs = {"train": train_mem, "evaluate": eval_mem, "cache_activations": lm_job_mem, "reference_ce": ref_mem}
+    if probes:
+        cached_jobs["pilot"] = pilot_mem
+    cached_peak = peak(cached_jobs)
     otf_peak = peak(
         {
             f"train (all SAEs of L{worst_hook[0]}/{worst_hook[1]} + LM)": otf_job[worst_hook],
@@ -237,17 +285,32 @@ def estimate(cfg: Config, hardware: Hardware = Hardware(), name: str = "", lm_dt
             "reference_ce": ref_mem,
         }
     )
+    # Pilot mode needs the cache: the on-the-fly figures are those of the same SAEs without pilots.
     stages = {
-        "cached": {"lm": cache_s / 3600, "train": train_s / 3600, "reference": ref_s / 3600, "evaluate": eval_s / 3600},
+        "cached": {
+            "lm": cache_s / 3600,
+            "pilot": pilot_s / 3600,
+            "train": train_s / 3600,
+            "reference": ref_s / 3600,
+            "evaluate": eval_s / 3600,
+        },
         "on_the_fly": {
             "lm": otf_lm_s / 3600,
+            "pilot": 0.0,
             "train": train_s / 3600,
             "reference": ref_s / 3600,
             "evaluate": eval_s / 3600,
         },
     }
-    # prepare_model, prepare_corpus, cache_activations, reference_ce, aggregate, figures, all.
-    jobs = 2 * len(runs) + 7
+    # prepare_model, prepare_corpus, cache_activations, reference_ce, aggregate, figures, all;
+    # one train and one evaluate per SAE; one job per pilot. Before the pilots ran, Snakemake knows
+    # only the SAEs of unpiloted architectures (cfg.runs()).
+    pilots = len(cfg.pilot_points())
+    jobs = 2 * len(runs) + 7 + pilots
+    dry_run_jobs = 2 * len(cfg.runs()) + 7 + pilots
+    longest = {"train": train_longest_s / 3600}
+    if pilots:
+        longest["pilot"] = pilot_longest_s / 3600
     return Estimate(
         config_name=name or cfg.model,
         jobs=jobs,
@@ -257,7 +320,14 @@ def estimate(cfg: Config, hardware: Hardware = Hardware(), name: str = "", lm_dt
         gpu_hours_by_stage=stages,
         peak_memory_bytes={"cached": cached_peak[0], "on_the_fly": otf_peak[0]},
         peak_memory_job={"cached": cached_peak[1], "on_the_fly": otf_peak[1]},
-        disk_bytes={"cached": corpus_bytes + cache_bytes + sae_bytes, "on_the_fly": corpus_bytes + sae_bytes},
+        disk_bytes={
+            "cached": corpus_bytes + cache_bytes + sae_bytes + probe_bytes,
+            "on_the_fly": corpus_bytes + sae_bytes,
+        },
+        dry_run_jobs=dry_run_jobs,
+        pilots=pilots,
+        probes=probes,
+        longest_job_hours=longest,
     )
 
 
@@ -277,6 +347,7 @@ def format_table(
         "config",
         "jobs",
         "SAEs",
+        "pilots (probes)",
         "GPU-h cached",
         "GPU-h on-the-fly",
         "peak GPU mem/job cached",
@@ -291,6 +362,7 @@ def format_table(
                 e.config_name,
                 str(e.jobs),
                 str(e.saes),
+                f"{e.pilots} ({e.probes})" if e.pilots else "-",
                 f"{e.gpu_hours['cached']:,.0f}",
                 f"{e.gpu_hours['on_the_fly']:,.0f}",
                 f"{e.peak_memory_bytes['cached'] / GIB:.0f} GiB ({e.peak_memory_job['cached']})",
@@ -312,10 +384,37 @@ def format_table(
         "on-the-fly: planned mode, one LM pass per hook point feeding all its SAEs in one job "
         "(the peak column is that job).",
     ]
+    if any(e.pilots for e in estimates):
+        notes.append(
+            "pilots: `pilot` jobs (one per layer, site and piloted architecture) and the probe SAEs they train, "
+            "all of a job's probes on one GPU; cached mode only (on the fly needs the pilot section removed: "
+            "that column counts the same SAEs without pilots). `snakemake -n` lists the pilots but not yet "
+            "the train/evaluate jobs of the SAEs they choose; the jobs column counts the whole sweep."
+        )
     for e in estimates:
-        parts = ", ".join(f"{k} {v:,.0f}" for k, v in e.gpu_hours_by_stage["cached"].items())
+        parts = ", ".join(
+            f"{k} {v:,.0f}" for k, v in e.gpu_hours_by_stage["cached"].items() if k != "pilot" or e.pilots
+        )
         otf_lm = e.gpu_hours_by_stage["on_the_fly"]["lm"]
         notes.append(f"{e.config_name}: cached GPU-h by stage: {parts}; on-the-fly LM passes {otf_lm:,.0f}.")
+        if e.pilots:
+            stages = e.gpu_hours_by_stage["cached"]
+            notes.append(
+                f"{e.config_name}: `snakemake -n` lists {e.dry_run_jobs} of its {e.jobs} jobs before the pilots ran; "
+                f"the probes cost {stages['pilot'] / stages['train']:.1%} of the SAE-training GPU-h "
+                f"({stages['pilot'] / e.gpu_hours['cached']:.1%} of the total); longest pilot job "
+                f"{e.longest_job_hours['pilot']:,.1f} GPU-h, longest train job {e.longest_job_hours['train']:,.1f}."
+            )
+    over_cached = [
+        f"{e.config_name} ({e.peak_memory_job['cached']})"
+        for e in estimates
+        if e.peak_memory_bytes["cached"] > hardware.memory_bytes
+    ]
+    if over_cached:
+        notes.append(
+            f"Cached-mode jobs above {hardware.memory_bytes / 1e9:.0f} GB of GPU memory: {', '.join(over_cached)} "
+            "(a larger GPU for them, or fewer probes per pilot: pilot.n_probes)."
+        )
     over = [e.config_name for e in estimates if e.peak_memory_bytes["on_the_fly"] > hardware.memory_bytes]
     if over:
         notes.append(
