@@ -492,6 +492,19 @@ def test_ablation_notes_follow_where_the_ablation_was_trained(agg, tmp_path, fun
     _assert_outside_the_data(fig)
 
 
+def test_a_long_list_of_missing_architectures_is_wrapped(agg, tmp_path):
+    # all four ablations at resid only (the long run): mlp and attn name them in their titles,
+    # wrapped so that the titles and the notes stay apart
+    df = agg[~agg["architecture"].str.startswith("gated_") | (agg["site"] == "resid")]
+    fig = P.plot_gated_ablations(df, tmp_path / "f", layer=5)
+    assert all(t.count(";") == 3 for t in (fig.axes[1].get_title(), fig.axes[2].get_title()))
+    _assert_outside_the_data(fig)
+    r = fig.canvas.get_renderer()
+    titles = [ax.title.get_window_extent(r) for ax in fig.axes]
+    assert not any(a.overlaps(b) for k, a in enumerate(titles) for b in titles[k + 1 :])
+    assert all(fig.bbox.containsx(t.x0) and fig.bbox.containsx(t.x1) for t in titles)
+
+
 def test_notes_come_from_their_own_panel(agg, tmp_path):
     # the synthetic sites differ: moving one site's gated SAEs changes that panel's note only
     moved = agg.copy()

@@ -251,9 +251,12 @@ def _missing_note(
     missing = [arch_style(a).label for a in archs if a in in_fig and a not in in_panel]
     if not missing:
         return
-    # in the panel's title, outside the axes: a note inside them could hide points
+    # in the panel's title, outside the axes: a note inside them could hide points; wrapped
+    # between labels so that a long list does not run over the neighbouring panels
+    names = "; ".join(label.replace(" ", "\xa0") for label in missing)
+    note = textwrap.fill(f"(no data: {names})", 34, break_long_words=False).replace("\xa0", " ")
     ax.set_title(
-        f"{ax.get_title()}\n(no data: {', '.join(missing)})",
+        f"{ax.get_title()}\n{note}",
         fontsize=plt.rcParams["axes.titlesize"],
         gid="missing_archs",
     )
