@@ -8,6 +8,13 @@ table (:func:`saerepro.pareto.half_l0`), plus an output path *stem*; it writes `
 without data says "no data", a legend entry of an architecture without data says "(no data)".
 A table lacking a needed column raises :class:`FigureDataError` naming it.
 
+The figures of the paper's claims state this run's verdict on the claim above each panel, outside
+the data area (``gid="verdict"``): the cell of :func:`saerepro.verdicts.verdict_table` at that
+panel's (model, layer, site), with its numbers, after a head line :data:`CLAIM_HEADS` naming the
+claim. C2 on ``fig1_pareto_headline`` and ``fig12_pareto_grid``, C1 on ``fig6_shrinkage`` (over
+the γ_c row) and ``fig14_gamma_grid``, C3 on ``half_l0_ratios`` (given ``verdicts``), C4 on
+``fig8_ablations`` and C5 on ``fig9_rescale_shift`` ("not run" where the ablation was not trained).
+
 Points with L0 ≤ 0 cannot be shown on the log L0 axis and are left out of the L0 plots.
 
 ==========================  ================================================================
@@ -28,6 +35,8 @@ stem (:data:`FIGURES`)      content
 
 from __future__ import annotations
 
+import re
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,9 +55,11 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullForma
 from .pareto import pareto_frontier
 from .sites import SITES
 from .tables import ARCHITECTURES
+from .verdicts import verdict
 
 __all__ = [
     "ARCH_STYLES",
+    "CLAIM_HEADS",
     "FIGURES",
     "SITE_LABELS",
     "ArchStyle",
@@ -240,12 +251,77 @@ def _missing_note(
     missing = [arch_style(a).label for a in archs if a in in_fig and a not in in_panel]
     if not missing:
         return
-    # in the panel's title, outside the axes: a note inside them could hide points
+    # in the panel's title, outside the axes: a note inside them could hide points; wrapped
+    # between labels so that a long list does not run over the neighbouring panels
+    names = "; ".join(label.replace(" ", "\xa0") for label in missing)
+    note = textwrap.fill(f"(no data: {names})", 34, break_long_words=False).replace("\xa0", " ")
     ax.set_title(
-        f"{ax.get_title()}\n(no data: {', '.join(missing)})",
+        f"{ax.get_title()}\n{note}",
         fontsize=plt.rcParams["axes.titlesize"],
         gid="missing_archs",
     )
+
+
+#: What each claim of :mod:`saerepro.verdicts` compares: the first line of its note on a panel.
+CLAIM_HEADS: dict[str, str] = {
+    "C1": "This run, C1 (shrinkage, γ_c at matched L0):",
+    "C2": "This run, C2 (loss recovered, gated − baseline):",
+    "C3": "This run, C3 (L0 baseline / L0 gated, 95% CI):",
+    "C4": "This run, C4 (gated − unfrozen decoder):",
+    "C5": "This run, C5 (gated − baseline + rescale & shift):",
+}
+
+_NOTE_SIZE = 7.5
+_NOTE_WIDTH = 48  # characters per line of a note
+
+
+def _wrap(text: str) -> str:
+    """``text`` broken into lines of at most :data:`_NOTE_WIDTH` characters, never before a
+    number or a ± nor inside "at L0" / "at loss recovered" (so "baseline 0.914 ± 0.005" and
+    "at L0 24" stay on one line)."""
+    glued = re.sub(r" (?=[0-9+\-±\[])", "\xa0", text)
+    glued = re.sub(r"at (L0|loss recovered)", lambda m: m.group(0).replace(" ", "\xa0"), glued)
+    out = textwrap.fill(glued, _NOTE_WIDTH, break_long_words=False, break_on_hyphens=False)
+    return out.replace("\xa0", " ")
+
+
+def _verdict_note(ax: plt.Axes, claim: str, verdicts: Sequence[str]) -> None:
+    """This run's verdict(s) on ``claim`` above the panel, under its title (``gid="verdict"``):
+    outside the data area, so it hides no point. The text is :data:`CLAIM_HEADS` then each
+    verdict on its own (wrapped) line."""
+    if not verdicts:
+        return
+    text = "\n".join([CLAIM_HEADS[claim], *(_wrap(v) for v in verdicts)])
+    lines = text.count("\n") + 1
+    gap = 3.0  # points between the axes and the note, and between the note and the title
+    ax.annotate(
+        text,
+        xy=(0.5, 1.0),
+        xycoords="axes fraction",
+        xytext=(0, gap),
+        textcoords="offset points",
+        ha="center",
+        va="bottom",
+        fontsize=_NOTE_SIZE,
+        color="0.2",
+        annotation_clip=False,
+        gid="verdict",
+    )
+    # the title goes above the note
+    ax.set_title(
+        ax.get_title(),
+        fontsize=plt.rcParams["axes.titlesize"],
+        pad=2 * gap + lines * _NOTE_SIZE * 1.2 + 1,
+    )
+
+
+def _claim_note(ax: plt.Axes, claim: str | None, df: pd.DataFrame, model: str, layer: int, site: str) -> None:
+    """The note of :func:`_verdict_note` with the verdict of :func:`saerepro.verdicts.verdict` on
+    the figure's table at (model, layer, site), the cell of the verdict table there."""
+    if claim is None:
+        return
+    v = verdict(df, claim, model, layer, site)
+    _verdict_note(ax, claim, [v] if v is not None else [])
 
 
 def _token_label(n: float) -> str:
@@ -339,6 +415,7 @@ def _pareto_row(
     y: str = "loss_recovered",
     maximize_y: bool = True,
     log_y: bool = False,
+    claim: str | None = None,
 ) -> plt.Figure:
     _require(df, ["model", "layer", "site", "architecture", "l0", y], fig_name)
     model = _select_model(df, model, fig_name)
@@ -347,8 +424,9 @@ def _pareto_row(
     layer = _select_layer(sel if not sel.empty else d, layer, fig_name)
     d = _positive_l0(sel[sel["layer"] == layer])
     site_list = _site_list(df[df["model"] == model], sites)
+    height = 3.4 + (0.4 if claim else 0.0)  # room for the verdict notes above the panels
     fig, axes = plt.subplots(
-        1, len(site_list), figsize=(3.6 * len(site_list), 3.4), squeeze=False, layout="constrained"
+        1, len(site_list), figsize=(3.6 * len(site_list), height), squeeze=False, layout="constrained"
     )
     present: set[str] = set()
     for ax, site in zip(axes[0], site_list, strict=False):
@@ -371,6 +449,7 @@ def _pareto_row(
             ylabel += " (log scale)"
         ax.set_xlabel(_LABELS["l0"])
         ax.set_ylabel(ylabel)
+        _claim_note(ax, claim, df, model, layer, site)
     fig.suptitle(f"{title} — {_on(d, model)}, layer {layer}")
     _legend(fig, archs, present)
     save_figure(fig, stem)
@@ -392,9 +471,10 @@ def plot_pareto_headline(
     """Fig. 1 analogue: L0 (log x) vs loss recovered, gated vs baseline, one panel per site.
 
     Every SAE is a faint marker; each architecture's Pareto frontier (min L0, max loss recovered)
-    is joined by a line (``gid="frontier:<arch>"``). ``layer`` defaults to the middle layer present
-    (pass the configured headline layer). ``model`` may be omitted if the table holds one model.
-    Needs columns model, layer, site, architecture, l0, loss_recovered.
+    is joined by a line (``gid="frontier:<arch>"``). Above each panel, this run's verdict on claim C2
+    there (:func:`saerepro.verdicts.verdict`, ``gid="verdict"``). ``layer`` defaults to the middle
+    layer present (pass the configured headline layer). ``model`` may be omitted if the table holds
+    one model. Needs columns model, layer, site, architecture, l0, loss_recovered.
     """
     return _pareto_row(
         df,
@@ -405,6 +485,7 @@ def plot_pareto_headline(
         model=model,
         layer=layer,
         sites=sites,
+        claim="C2",
     )
 
 
@@ -455,14 +536,15 @@ def plot_pareto_grid(
 ) -> plt.Figure:
     """Figs. 12–13 analogue: L0 vs loss recovered on a grid of layers (rows) × sites (columns).
 
-    One model per figure; every SAE a faint marker, each architecture's frontier joined.
+    One model per figure; every SAE a faint marker, each architecture's frontier joined; above each
+    panel this run's verdict on claim C2 there (``gid="verdict"``).
     Needs columns model, layer, site, architecture, l0, loss_recovered.
     """
     model, d, layers, fig, axes, cells = _layer_site_grid(
-        df, "fig12_pareto_grid", ["loss_recovered"], model, sites, architectures, row_height=2.7
+        df, "fig12_pareto_grid", ["loss_recovered"], model, sites, architectures, row_height=3.1
     )
     present: set[str] = set()
-    for i, j, layer, _site, ax, ds in cells:
+    for i, j, layer, site, ax, ds in cells:
         if ds.empty:
             _no_data(ax)
         else:
@@ -473,6 +555,7 @@ def plot_pareto_grid(
                     _draw_points_and_frontier(ax, pts, arch, "loss_recovered", True)
             _missing_note(ax, architectures, ds, d)
             _log_axis(ax, "x", ds["l0"])
+            _claim_note(ax, "C2", df, model, layer, site)
         if j == 0:
             ax.set_ylabel(f"Layer {layer}\n{_LABELS['loss_recovered']}")
         if i == len(layers) - 1:
@@ -497,7 +580,8 @@ def plot_shrinkage(
 
     Each architecture's SAEs are joined in order of L0 (``gid="gamma:<arch>"`` /
     ``"gamma_c:<arch>"``); a dashed line marks γ = 1 (no shrinkage; ``gid="gamma_one"``).
-    γ < 1 means the reconstructions are too short (shrinkage).
+    γ < 1 means the reconstructions are too short (shrinkage). Above each γ_c panel, this run's
+    verdict on claim C1 there (``gid="verdict"``).
     Needs columns model, layer, site, architecture, l0, gamma, gamma_c.
     """
     fig_name = "fig6_shrinkage"
@@ -509,7 +593,7 @@ def plot_shrinkage(
     layer = _select_layer(sel if not sel.empty else d, layer, fig_name)
     d = _positive_l0(sel[sel["layer"] == layer])
     fig, axes = plt.subplots(
-        2, len(site_list), figsize=(3.6 * len(site_list), 6.0), squeeze=False, layout="constrained"
+        2, len(site_list), figsize=(3.6 * len(site_list), 6.5), squeeze=False, layout="constrained"
     )
     present: set[str] = set()
     for i, metric in enumerate(("gamma", "gamma_c")):
@@ -546,6 +630,7 @@ def plot_shrinkage(
             _log_axis(ax, "x", ds["l0"])
             if i == 1:
                 ax.set_xlabel(_LABELS["l0"])
+                _claim_note(ax, "C1", df, model, layer, site)
     fig.suptitle(f"Shrinkage: relative reconstruction bias vs L0 — {_on(d, model)}, layer {layer}")
     one = Line2D([], [], color="0.15", linestyle="--", linewidth=1.3, label=r"$\gamma = 1$ (no shrinkage)")
     _legend(fig, architectures, present, extra=[one])
@@ -563,8 +648,9 @@ def plot_gated_ablations(
     sites: Sequence[str] | None = None,
 ) -> plt.Figure:
     """Fig. 8 analogue: Pareto frontiers of gated vs gated_unfrozen_decoder, gated_no_rmag,
-    gated_untied and gated_strict_aux (L0 vs loss recovered), one panel per site at one layer.
-    Needs columns model, layer, site, architecture, l0, loss_recovered."""
+    gated_untied and gated_strict_aux (L0 vs loss recovered), one panel per site at one layer; above
+    each panel this run's verdict on claim C4 (gated vs unfrozen decoder; "not run" where that
+    ablation was not trained). Needs columns model, layer, site, architecture, l0, loss_recovered."""
     return _pareto_row(
         df,
         stem,
@@ -574,6 +660,7 @@ def plot_gated_ablations(
         model=model,
         layer=layer,
         sites=sites,
+        claim="C4",
     )
 
 
@@ -587,7 +674,8 @@ def plot_baseline_rescale_shift(
     sites: Sequence[str] | None = None,
 ) -> plt.Figure:
     """Fig. 9 analogue: Pareto frontiers of baseline vs baseline_rescale_shift vs gated
-    (L0 vs loss recovered), one panel per site at one layer.
+    (L0 vs loss recovered), one panel per site at one layer; above each panel this run's verdict on
+    claim C5 ("not run" where rescale & shift was not trained).
     Needs columns model, layer, site, architecture, l0, loss_recovered."""
     return _pareto_row(
         df,
@@ -598,6 +686,7 @@ def plot_baseline_rescale_shift(
         model=model,
         layer=layer,
         sites=sites,
+        claim="C5",
     )
 
 
@@ -726,11 +815,12 @@ def plot_gamma_grid(
     architectures: Sequence[str] = ("gated", "baseline"),
 ) -> plt.Figure:
     """Fig. 14 analogue: γ (filled markers, solid) and γ_c (open markers, dotted) vs L0 at every
-    layer (rows) and site (columns) of the table; dashed line at γ = 1 (no shrinkage).
+    layer (rows) and site (columns) of the table; dashed line at γ = 1 (no shrinkage); above each
+    panel this run's verdict on claim C1 there (``gid="verdict"``).
     ``gid="<metric>:<arch>:<layer>:<site>"``. Needs columns model, layer, site, architecture, l0,
     gamma, gamma_c."""
     model, d, layers, fig, axes, cells = _layer_site_grid(
-        df, "fig14_gamma_grid", ["gamma", "gamma_c"], model, sites, architectures, row_height=2.8
+        df, "fig14_gamma_grid", ["gamma", "gamma_c"], model, sites, architectures, row_height=3.3
     )
     present: set[str] = set()
     for i, j, layer, site, ax, ds in cells:
@@ -769,6 +859,7 @@ def plot_gamma_grid(
             )
         ax.axhline(1.0, color="0.15", linestyle="--", linewidth=1.2, zorder=1.5)
         _log_axis(ax, "x", ds["l0"])
+        _claim_note(ax, "C1", df, model, layer, site)
         if i == len(layers) - 1:
             ax.set_xlabel(_LABELS["l0"])
     fig.suptitle(f"Shrinkage at every layer and site — {_on(d, model)}")
@@ -788,6 +879,7 @@ def plot_half_l0(
     stem: str | Path,
     *,
     sites: Sequence[str] | None = None,
+    verdicts: pd.DataFrame | None = None,
 ) -> plt.Figure:
     """L0 ratio baseline / gated needed for equal loss recovered, from :func:`saerepro.pareto.half_l0`.
 
@@ -796,7 +888,10 @@ def plot_half_l0(
     dotted, ``gid="ratio_one"``) and 2 ("half the L0", dashed, ``gid="ratio_two"``). Undefined
     ratios (level outside a frontier) leave gaps; a panel without any defined ratio says so.
     Optional columns ci_low, ci_high (:func:`saerepro.tables.half_l0_ratio_ci`) are drawn as a
-    shaded 95% band (``gid="ratio_ci:<model>:<layer>"``).
+    shaded 95% band (``gid="ratio_ci:<model>:<layer>"``). With ``verdicts``
+    (:func:`saerepro.verdicts.verdict_table` of the same aggregated table) each panel states this
+    run's verdict on claim C3 above it (``gid="verdict"``), one line per layer ("layer <n>: ..."
+    when the figure has several layers).
     Needs columns model, layer, site, level, ratio.
     """
     fig_name = "half_l0_ratios"
@@ -808,10 +903,11 @@ def plot_half_l0(
     all_layers = sorted(int(v) for v in half["layer"].unique())
     cmap = plt.get_cmap("viridis")
     colors = {L: cmap(k / max(len(all_layers) - 1, 1) * 0.9) for k, L in enumerate(all_layers)}
+    notes = 0.2 + 0.3 * len(all_layers) if verdicts is not None else 0.0  # inches of verdict notes
     fig, axes = plt.subplots(
         len(models),
         len(site_list),
-        figsize=(3.6 * len(site_list), 3.0 * len(models) + 0.7),
+        figsize=(3.6 * len(site_list), (3.0 + notes) * len(models) + 0.7),
         squeeze=False,
         layout="constrained",
     )
@@ -824,6 +920,10 @@ def plot_half_l0(
             ds = half[(half["model"] == model) & (half["site"] == site)]
             title = SITE_LABELS.get(site, site)
             ax.set_title(f"{model}\n{title}" if len(models) > 1 else title)
+            if verdicts is not None:
+                v = verdicts[(verdicts["Model"] == model) & (verdicts["Site"] == site)].sort_values("Layer")
+                prefix = "layer {}: " if len(all_layers) > 1 else ""
+                _verdict_note(ax, "C3", [prefix.format(int(r.Layer)) + r.C3 for r in v.itertuples()])
             if ds.empty or not np.isfinite(ds["ratio"].to_numpy(dtype=float)).any():
                 _no_data(ax, "no data" if ds.empty else "no level inside\nboth frontiers")
                 continue
@@ -1074,6 +1174,7 @@ def make_all_figures(
     """
     from .pareto import DEFAULT_LEVELS, half_l0
     from .tables import aggregate_seeds, slug
+    from .verdicts import verdict_table
 
     agg = aggregate_seeds(metrics)
     out_dir = Path(out_dir)
@@ -1099,5 +1200,5 @@ def make_all_figures(
     lv = DEFAULT_LEVELS if levels is None else levels
     ci = half_l0_ratio_ci(agg, lv)
     half = half_l0(agg, lv).assign(ci_low=ci[:, 0], ci_high=ci[:, 1])
-    _done(plot_half_l0(half, stem), stem)
+    _done(plot_half_l0(half, stem, verdicts=verdict_table(agg)), stem)
     return paths

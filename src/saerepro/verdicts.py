@@ -18,6 +18,7 @@ Claims (Rajamanoharan et al. 2024):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +147,25 @@ def ratio_claim(df: pd.DataFrame, levels=DEFAULT_LEVELS) -> str:
     return f"{verdict}: {r['ratio']:.2f}{interval} at loss recovered {r['level']:g}"
 
 
+#: Claim -> its verdict on one (model, layer, site) group of the seed-aggregated table. The
+#: verdict table and the figures' notes (:mod:`saerepro.plotting`) both judge through this map.
+JUDGES: dict[str, Callable[[pd.DataFrame], str]] = {
+    "C1": shrinkage_claim,
+    "C2": lambda g: frontier_claim(g, "gated", "baseline"),
+    "C3": ratio_claim,
+    "C4": lambda g: frontier_claim(g, "gated", "gated_unfrozen_decoder"),
+    "C5": lambda g: frontier_claim(g, "gated", "baseline_rescale_shift"),
+}
+assert set(JUDGES) == set(CLAIMS)
+
+
+def verdict(agg: pd.DataFrame, claim: str, model: str, layer: int, site: str) -> str | None:
+    """The verdict on ``claim`` at (model, layer, site): its cell of :func:`verdict_table`, from the
+    same rows; None where the table has no rows there."""
+    g = agg[(agg["model"] == model) & (agg["layer"].astype(int) == int(layer)) & (agg["site"] == site)]
+    return JUDGES[claim](g) if len(g) else None
+
+
 def verdict_table(agg: pd.DataFrame) -> pd.DataFrame:
     """One row per (model, layer, site) of the seed-aggregated table, a column per claim (C1–C5).
 
@@ -153,18 +173,7 @@ def verdict_table(agg: pd.DataFrame) -> pd.DataFrame:
     """
     rows = []
     for (model, layer, site), g in agg.groupby(["model", "layer", "site"], sort=False):
-        rows.append(
-            {
-                "Model": model,
-                "Layer": int(layer),
-                "Site": site,
-                "C1": shrinkage_claim(g),
-                "C2": frontier_claim(g, "gated", "baseline"),
-                "C3": ratio_claim(g),
-                "C4": frontier_claim(g, "gated", "gated_unfrozen_decoder"),
-                "C5": frontier_claim(g, "gated", "baseline_rescale_shift"),
-            }
-        )
+        rows.append({"Model": model, "Layer": int(layer), "Site": site, **{c: j(g) for c, j in JUDGES.items()}})
     order = {"resid": 0, "mlp": 1, "attn": 2}
     out = pd.DataFrame(rows)
     if out.empty:
@@ -201,10 +210,12 @@ def write_verdicts(df: pd.DataFrame, stem: str | Path) -> list[Path]:
 
 __all__ = [
     "CLAIMS",
+    "JUDGES",
     "frontier_claim",
     "matched_l0",
     "ratio_claim",
     "shrinkage_claim",
+    "verdict",
     "verdict_table",
     "write_verdicts",
 ]
