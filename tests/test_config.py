@@ -38,7 +38,8 @@ def test_every_shipped_config_is_valid():
             cfg = read_config(path)[0]
         else:
             cfg = load_config(path)
-        assert cfg.runs(), f"{path} defines no SAE"
+        # with a pilot, the SAEs of piloted architectures exist once the pilot has chosen their λs
+        assert cfg.runs() or cfg.pilot_points(), f"{path} defines no SAE and no pilot"
 
 
 def test_defaults_are_filled_in():
