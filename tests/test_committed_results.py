@@ -10,6 +10,7 @@ Only commits are compared: uncommitted edits in the working tree are not looked 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +23,7 @@ from saerepro.tables import ALL_COLUMNS, read_metrics_table, write_half_l0_table
 
 REPO = Path(__file__).resolve().parents[1]
 TABLE = REPO / "results" / "tables" / "metrics.csv"
+SITES = ("resid", "mlp", "attn")
 
 #: Each committed run: (table, config, metric-moving paths, how to regenerate it).
 COMMITTED_RUNS = [
@@ -94,3 +96,32 @@ def test_committed_verdicts_are_what_the_committed_table_says(tmp_path):
     assert committed.exists(), "results/tables/verdicts.csv must be committed with the default run"
     csv, _ = write_verdicts(read_metrics_table(TABLE), tmp_path / "verdicts")
     assert pd.read_csv(csv).equals(pd.read_csv(committed))
+
+
+def _quoted_verdict_cells(text: str) -> set[tuple[str, str]]:
+    """(site, cell) of every verdict-table row quoted in a Markdown document: rows that start with a
+    site (README) or with the model, layer and site (docs/results.md, a copy of verdicts.md)."""
+    verdict = re.compile(r"^(shown|reversed|not shown|mixed|not run|no overlap)\b")
+    cells = set()
+    for line in text.splitlines():
+        parts = [p.strip() for p in line.strip().strip("|").split("|")]
+        if len(parts) >= 4 and parts[0] in SITES:
+            site, quoted = parts[0], parts[1:]
+        elif len(parts) >= 6 and parts[2] in SITES and parts[1].isdigit():
+            site, quoted = parts[2], parts[3:]
+        else:
+            continue
+        cells |= {(site, c) for c in quoted if verdict.match(c)}
+    return cells
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/results.md"])
+def test_verdicts_quoted_in_the_docs_are_the_committed_ones(doc):
+    """The README and docs/results.md quote the default run's verdicts with their numbers; a rerun that
+    moves a number must move the quote too."""
+    verdicts = pd.read_csv(TABLE.parent / "verdicts.csv")
+    committed = {(r.Site, str(r[c])) for _, r in verdicts.iterrows() for c in ("C1", "C2", "C3", "C4", "C5")}
+    quoted = _quoted_verdict_cells((REPO / doc).read_text())
+    assert len(quoted) >= 9, f"{doc} quotes no verdict table"
+    wrong = sorted(quoted - committed)
+    assert not wrong, f"{doc} quotes verdicts that results/tables/verdicts.csv does not have: {wrong}"
