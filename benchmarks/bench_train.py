@@ -4,6 +4,7 @@ machine's own matmul peak.
     python benchmarks/bench_train.py             # default run, ~1-2 min on 2 CPU cores
     python benchmarks/bench_train.py --multi     # also: several SAEs per process vs processes
     python benchmarks/bench_train.py --quick     # fewer steps (smoke test)
+    python benchmarks/bench_train.py --compile   # also train.compile (torch.compile) against the bf16 peak
 
 Shapes are the default pipeline's: d_in = 640 (Gemma-3-270M residual stream), gated width 2560
 (4×), baseline width 3840 (6×, compute-matched), batch 1024. Reported per architecture: tokens/s
@@ -103,7 +104,9 @@ def matmul_peak(dtype: torch.dtype, repeats: int) -> dict[str, float]:
     return out
 
 
-def bench_ours(arch: str, steps: int, bf16: bool = False, auxk: bool = False) -> dict[str, float]:
+def bench_ours(
+    arch: str, steps: int, bf16: bool = False, auxk: bool = False, compile: bool = False
+) -> dict[str, float]:
     from saerepro.activations import open_cache
     from saerepro.training import Run, TrainConfig
 
@@ -130,11 +133,12 @@ def bench_ours(arch: str, steps: int, bf16: bool = False, auxk: bool = False) ->
         device="cpu",
         autocast_bf16=bf16,
         dead_tokens_threshold=1 if auxk else 10**9,
+        compile=compile,
         **extra,
     )
     run = Run(cfg, cache, tmp / "run", torch.device("cpu"))
     xs = [torch.from_numpy(np.asarray(cache.array[i * BATCH : (i + 1) * BATCH], dtype=np.float32)) for i in range(4)]
-    for i in range(2):
+    for i in range(3 if compile else 2):  # compile: the first steps build the kernels
         run.train_step(xs[i % 4])
     dt = median_step_time(lambda i: run.train_step(xs[i % 4]), steps)
     units = FLOP_UNITS["topk+auxk" if auxk else arch]
@@ -273,6 +277,11 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer steps")
     ap.add_argument("--multi", action="store_true", help="also measure several SAEs per process vs processes")
     ap.add_argument("--no-bf16", action="store_true", help="skip the bf16 autocast measurements")
+    ap.add_argument(
+        "--compile",
+        action="store_true",
+        help="also gated and baseline with train.compile (torch.compile), against the bf16 peak",
+    )
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--cache", help=argparse.SUPPRESS)
     ap.add_argument("--n-saes", type=int, default=1, help=argparse.SUPPRESS)
@@ -326,6 +335,7 @@ def main() -> None:
             f"{100 * r['gflops'] / peak:6.1f}%"
         )
 
+    bf16_rows: dict[str, dict[str, float]] = {}
     if not args.no_bf16:
         print("\nbf16 autocast (weights and Adam in fp32):")
         for arch in ("gated", "baseline"):
@@ -334,6 +344,20 @@ def main() -> None:
             print(
                 f"  {arch:10s} {b['tokens_per_s']:9.0f} tokens/s  (fp32 {fp32['tokens_per_s']:.0f}; "
                 f"speed-up x{b['tokens_per_s'] / fp32['tokens_per_s']:.2f})"
+            )
+            bf16_rows[arch] = b
+        peak16 = max(peak16.values())
+
+    if args.compile:
+        print("\ntrain.compile (torch.compile of the loss), bf16 autocast unless --no-bf16:")
+        ref_peak = peak if args.no_bf16 else peak16
+        for arch in ("gated", "baseline"):
+            c = bench_ours(arch, steps, bf16=not args.no_bf16, compile=True)
+            eager = bf16_rows.get(arch) or dict(rows)[arch]
+            print(
+                f"  {arch:10s} {c['tokens_per_s']:9.0f} tokens/s = {c['gflops']:.0f} GFLOP/s = "
+                f"{100 * c['gflops'] / ref_peak:.0f}% of the {'fp32' if args.no_bf16 else 'bf16'} peak "
+                f"(uncompiled {eager['tokens_per_s']:.0f} tokens/s = {100 * eager['gflops'] / ref_peak:.0f}%)"
             )
 
     if args.multi:

@@ -87,6 +87,7 @@ def test_a_setting_at_its_hash_neutral_default_leaves_the_hash_as_before_it_exis
     assert config_hash(_cfg(**{"train.resample_rewarm_shape": "cosine"})) != before
     assert config_hash(_cfg(**{"train.resample_rewarm_start_factor": 0.1})) != before
     assert config_hash(_cfg(**{"train.resample_rewarm_steps": 1000})) != before
+    assert config_hash(_cfg(**{"train.compile": True})) != before
 
 
 def test_git_commit_names_this_checkout():

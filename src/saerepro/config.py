@@ -215,6 +215,9 @@ class TrainDefaults:
     coordinates of order 10 in a few hundred steps (see docs/results.md)."""
     autocast_bf16: bool = False
     """bf16 autocast for SAE matmuls."""
+    compile: bool = False
+    """``torch.compile`` each SAE's loss (saerepro.training.TrainConfig.compile): faster steps,
+    not bit-identical to uncompiled ones."""
     resample_rewarm_shape: str = "linear"
     """LR re-warm-up after each dead-latent resample (architectures with ``resample``): ``linear``
     or ``cosine`` (saerepro.training.schedule.resample_rewarm_factor)."""

@@ -96,6 +96,7 @@ HASH_NEUTRAL_DEFAULTS: dict[str, object] = {
     "train.resample_rewarm_shape": "linear",
     "train.resample_rewarm_start_factor": 0.0,
     "train.resample_rewarm_steps": None,
+    "train.compile": False,
 }
 
 #: Checked metric-neutral changes (benchmarks/neutral_check.py): commits that touched metric-moving

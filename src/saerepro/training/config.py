@@ -25,7 +25,11 @@ RESAMPLE_REWARM_SHAPES = ("linear", "cosine")
 #: TrainConfig fields added after checkpoints and train_info.json files were written without them:
 #: :meth:`TrainConfig.to_dict` leaves each out at this (old-behaviour) value, so those files still
 #: match a config that does not set it (resumption compares ``to_dict``).
-_OMITTED_AT_DEFAULT: dict[str, Any] = {"resample_rewarm_shape": "linear", "resample_rewarm_start_factor": 0.0}
+_OMITTED_AT_DEFAULT: dict[str, Any] = {
+    "resample_rewarm_shape": "linear",
+    "resample_rewarm_start_factor": 0.0,
+    "compile": False,
+}
 
 
 @dataclass
@@ -142,6 +146,12 @@ class TrainConfig:
     autocast_bf16: bool = False
     """Run forward and backward under bfloat16 autocast (weights and Adam stay float32)."""
 
+    compile: bool = False
+    """``torch.compile`` the SAE's loss (forward; its backward follows): fuses the elementwise work
+    around the matmuls. Same maths, not the same rounding, so results are not bit-identical to an
+    uncompiled run (``benchmarks/bench_train.py --compile`` measures the speed). Needs a C++
+    compiler on CPU (Triton on CUDA); the first steps pay the compilation (~5-25 s)."""
+
     device: str = "auto"
     """auto (cuda, else mps, else cpu), cpu, cuda, cuda:N or mps."""
 
@@ -228,6 +238,7 @@ class TrainConfig:
             b_dec_init=cfg.train.b_dec_init,
             arch=cast(Any, arch.training_settings() or None),  # a mapping: the class builds it
             autocast_bf16=cfg.train.autocast_bf16,
+            compile=cfg.train.compile,
             baseline_path=str(parent_dir) if parent_dir is not None else None,
             hook_name=hook_name(run.layer, run.site),
             device=str(resolve_device(cfg.device)),
@@ -380,6 +391,8 @@ def _check_flags(c: TrainConfig) -> None:
     """Booleans and the device name."""
     if not isinstance(c.autocast_bf16, bool):
         _bad("autocast_bf16", c.autocast_bf16, "true or false")
+    if not isinstance(c.compile, bool):
+        _bad("compile", c.compile, "true or false")
     if not isinstance(c.device, str) or not (
         c.device in ("auto", "cpu", "cuda", "mps") or (c.device.startswith("cuda:") and c.device[5:].isdigit())
     ):

@@ -55,6 +55,7 @@ class Run:
         # A checkpoint overwrites b_dec: skip its sample (LM forwards for an on-the-fly source).
         self.sae = build_sae(cfg, cache, device, init_b_dec=not (self.out_dir / CHECKPOINT_FILE).exists())
         self.optimizer = _adam(self.sae.trainable_parameters(), cfg, device)
+        self.loss_terms = torch.compile(self.sae.loss_terms) if cfg.compile else self.sae.loss_terms
         self.step = 0
         self.tokens_since_fired = torch.zeros(self.sae.cfg.d_sae, dtype=torch.long, device=device)
         self.resamples: list[dict[str, int]] = []
@@ -84,7 +85,7 @@ class Run:
         coefficient = coefficient_at(cfg, step)
         dead = self.tokens_since_fired >= cfg.dead_window
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=cfg.autocast_bf16):
-            out = sae.loss_terms(x, coefficient, dead if sae.needs_dead_mask else None)
+            out = self.loss_terms(x, coefficient, dead if sae.needs_dead_mask else None)
         if not bool(torch.isfinite(out.total)):
             bad = [name for name, value in out.terms.items() if not bool(torch.isfinite(value))] or ["total"]
             values = {name: float(value.detach()) for name, value in out.terms.items()}
