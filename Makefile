@@ -29,12 +29,16 @@ $(STAMP): pyproject.toml
 repro: setup
 	$(BIN)/snakemake --cores all
 
+# Runs in runs/<name>/ do not see workflow/profiles/default from there (Snakemake looks beside the
+# working directory): name it, so a run killed mid-job resumes (--rerun-incomplete) as the default's does.
+RUNS_PROFILE := --workflow-profile ../../workflow/profiles/default
+
 # The long reproduction (config/long.yaml): its own working directory, then its tables and figures
 # are copied to results/long/ and figures/long/ (committed, like the default run's). It also runs the
 # inference-time optimisation (paper Figs. 10-11) at the headline layer.
 repro-long: setup
 	mkdir -p runs/long results/long figures/long
-	cd runs/long && ../../$(BIN)/snakemake --snakefile ../../Snakefile --cores all \
+	cd runs/long && ../../$(BIN)/snakemake --snakefile ../../Snakefile --cores all $(RUNS_PROFILE) \
 		--configfile ../../config/long.yaml --config resources_dir=../../resources -- all inference_opt
 	rm -rf results/long/tables && cp -r runs/long/results/tables results/long/tables
 	cp runs/long/figures/* figures/long/
@@ -43,7 +47,7 @@ repro-long: setup
 # results/ and figures/; model weights and corpus are shared through resources/.
 quick: setup
 	mkdir -p runs/quick
-	cd runs/quick && ../../$(BIN)/snakemake --snakefile ../../Snakefile --cores all --rerun-triggers mtime \
+	cd runs/quick && ../../$(BIN)/snakemake --snakefile ../../Snakefile --cores all --rerun-triggers mtime $(RUNS_PROFILE) \
 		--configfile ../../config/quick.yaml --config resources_dir=../../resources
 
 cached: setup

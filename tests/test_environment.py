@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,3 +90,23 @@ def test_every_rule_has_a_log():
     assert len(rules) >= 9
     for name, body in rules:
         assert re.search(r"^\s+log:", body, flags=re.M), f"rule {name} has no log:"
+
+
+@pytest.mark.parametrize("target", ["repro-long", "quick"])
+def test_runs_in_their_own_folder_use_the_default_profile(target):
+    """Snakemake finds workflow/profiles/default only beside its working directory; the Makefile's
+    runs in runs/<name>/ must name it, or a run killed mid-job stops on its incomplete files."""
+    import shutil
+
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    out = subprocess.run(
+        ["make", "-n", "-o", ".venv/.saerepro-installed", target], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    line = next(ln for ln in out.splitlines() if "snakemake" in ln and ln.startswith("cd runs/"))
+    import os
+
+    run_dir = line.split()[1]  # runs/<name>: need not exist yet, so resolve the path as text
+    profile = REPO / os.path.normpath(os.path.join(run_dir, line.split("--workflow-profile", 1)[1].split()[0]))
+    assert profile == REPO / "workflow" / "profiles" / "default"
+    assert "rerun-incomplete: true" in (profile / "config.yaml").read_text()
