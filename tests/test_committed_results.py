@@ -23,6 +23,7 @@ from saerepro.tables import ALL_COLUMNS, read_metrics_table, write_half_l0_table
 
 REPO = Path(__file__).resolve().parents[1]
 TABLE = REPO / "results" / "tables" / "metrics.csv"
+LONG_TABLE = REPO / "results" / "long" / "tables" / "metrics.csv"
 SITES = ("resid", "mlp", "attn")
 
 #: Each committed run: (table, config, metric-moving paths, how to regenerate it).
@@ -98,30 +99,51 @@ def test_committed_verdicts_are_what_the_committed_table_says(tmp_path):
     assert pd.read_csv(csv).equals(pd.read_csv(committed))
 
 
-def _quoted_verdict_cells(text: str) -> set[tuple[str, str]]:
-    """(site, cell) of every verdict-table row quoted in a Markdown document: rows that start with a
-    site (README) or with the model, layer and site (docs/results.md, a copy of verdicts.md)."""
+def _quoted_verdict_cells(text: str) -> dict[str, set[tuple[str, str, str]]]:
+    """(layer, site, cell) of every verdict-table row quoted in a Markdown document, by run: rows that
+    start with a site (README, the default run: layer "6"), with the model, layer and site
+    (docs/results.md, a copy of the default run's verdicts.md), or with a layer and a site (README,
+    the long run)."""
     verdict = re.compile(r"^(shown|reversed|not shown|mixed|not run|no overlap)\b")
-    cells = set()
+    cells: dict[str, set[tuple[str, str, str]]] = {"default": set(), "long": set()}
     for line in text.splitlines():
         parts = [p.strip() for p in line.strip().strip("|").split("|")]
         if len(parts) >= 4 and parts[0] in SITES:
-            site, quoted = parts[0], parts[1:]
+            run, layer, site, quoted = "default", "6", parts[0], parts[1:]
         elif len(parts) >= 6 and parts[2] in SITES and parts[1].isdigit():
-            site, quoted = parts[2], parts[3:]
+            run, layer, site, quoted = "default", parts[1], parts[2], parts[3:]
+        elif len(parts) >= 5 and parts[0].isdigit() and parts[1] in SITES:
+            run, layer, site, quoted = "long", parts[0], parts[1], parts[2:]
         else:
             continue
-        cells |= {(site, c) for c in quoted if verdict.match(c)}
+        cells[run] |= {(layer, site, c) for c in quoted if verdict.match(c)}
     return cells
+
+
+def _committed_verdict_cells(path: Path) -> set[tuple[str, str, str]]:
+    verdicts = pd.read_csv(path)
+    return {(str(r.Layer), r.Site, str(r[c])) for _, r in verdicts.iterrows() for c in ("C1", "C2", "C3", "C4", "C5")}
 
 
 @pytest.mark.parametrize("doc", ["README.md", "docs/results.md"])
 def test_verdicts_quoted_in_the_docs_are_the_committed_ones(doc):
-    """The README and docs/results.md quote the default run's verdicts with their numbers; a rerun that
+    """The README and docs/results.md quote the runs' verdicts with their numbers; a rerun that
     moves a number must move the quote too."""
-    verdicts = pd.read_csv(TABLE.parent / "verdicts.csv")
-    committed = {(r.Site, str(r[c])) for _, r in verdicts.iterrows() for c in ("C1", "C2", "C3", "C4", "C5")}
     quoted = _quoted_verdict_cells((REPO / doc).read_text())
-    assert len(quoted) >= 9, f"{doc} quotes no verdict table"
-    wrong = sorted(quoted - committed)
-    assert not wrong, f"{doc} quotes verdicts that results/tables/verdicts.csv does not have: {wrong}"
+    assert len(quoted["default"]) >= 9, f"{doc} quotes no verdict table of the default run"
+    for run, table in (("default", TABLE.parent), ("long", LONG_TABLE.parent)):
+        if not quoted[run]:
+            continue
+        assert (table / "verdicts.csv").exists(), f"{doc} quotes {run}-run verdicts, but {table} has none"
+        wrong = sorted(quoted[run] - _committed_verdict_cells(table / "verdicts.csv"))
+        assert not wrong, f"{doc} quotes {run}-run verdicts that {table}/verdicts.csv does not have: {wrong}"
+
+
+def test_the_readme_quotes_the_long_runs_verdicts_once_they_are_committed():
+    """The long run is the README's headline: once its verdicts are committed, every (layer, site) row
+    of them is quoted there."""
+    if not (LONG_TABLE.parent / "verdicts.csv").exists():
+        pytest.skip("the long run's tables are not committed yet")
+    rows = pd.read_csv(LONG_TABLE.parent / "verdicts.csv")
+    quoted = {(layer, site) for layer, site, _ in _quoted_verdict_cells((REPO / "README.md").read_text())["long"]}
+    assert {(str(r.Layer), r.Site) for _, r in rows.iterrows()} <= quoted

@@ -271,6 +271,19 @@ def test_narrow_log_axis_gets_three_distinct_labels(tmp_path):
     assert all(48.2 <= float(t) <= 48.3 for t in labels)
 
 
+def test_log_axis_of_a_single_value_gets_one_short_label_and_a_window_around_it():
+    """A panel with one SAE (a partial run): its L0 is not printed to 7 digits, and its error bar
+    does not set the axis limits."""
+    fig, ax = plt.subplots()
+    ax.errorbar([98.63856], [0.7277], xerr=[[97.0], [300.0]], fmt="o")
+    P._log_axis(ax, "x", [98.63856])
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert labels == ["98.6"]
+    lo, hi = ax.get_xlim()
+    assert lo == pytest.approx(98.63856 / 1.5) and hi == pytest.approx(98.63856 * 1.5)
+
+
 # --------------------------------------------------------------------------- this run's verdicts
 # Each claim-bearing figure states, above each panel, this run's verdict on the paper's claim there
 # (saerepro.verdicts, the cells of results/tables/verdicts.md). Drawn from the committed default

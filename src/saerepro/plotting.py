@@ -218,12 +218,21 @@ def _log_axis(ax: plt.Axes, which: str, values) -> None:
     ``values`` span less than a factor 4 (so that a narrow axis still gets at least two ticks).
     When they span less than a factor 1.5 (e.g. 48.2 to 48.3), three ticks at the ends and the
     middle, rounded to the fewest digits that keep them distinct, so labels cannot collide.
+    A single value gets one tick (3 significant digits) in a window of a factor 1.5 either side.
     """
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v) & (v > 0)]
     span = v.max() / v.min() if v.size else 10.0
     axis = ax.xaxis if which == "x" else ax.yaxis
     (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+    if v.size and np.unique(v).size == 1:
+        # one value (a panel with one SAE): one tick at 3 significant digits, and a factor-1.5
+        # window around it, so its error bar is not stretched over the whole axis
+        (ax.set_xlim if which == "x" else ax.set_ylim)(v[0] / 1.5, v[0] * 1.5)
+        axis.set_major_locator(FixedLocator([float(f"{v[0]:.3g}")]))
+        axis.set_major_formatter(FuncFormatter(lambda t, _: f"{t:.3g}"))
+        axis.set_minor_locator(NullLocator())
+        return
     if span < 1.5:
         for digits in range(2, 8):
             ticks = np.unique([float(f"{t:.{digits}g}") for t in np.geomspace(v.min(), v.max(), 3)])
