@@ -67,47 +67,55 @@ def test_pursuit_sae_uses_the_trained_decoder_and_its_bias():
     assert torch.allclose(x_hat, x, atol=1e-4)
 
 
-def test_inference_opt_figure_draws_both_frontiers_per_architecture(tmp_path):
+def _ito_table():
+    """Two SAEs per architecture; the λ=1 dictionaries (own L0 20) are the better ones under
+    pursuit, and gated's beat baseline's by 0.05 at every k."""
     import pandas as pd
-
-    from saerepro.plotting import plot_inference_opt
 
     rows = []
     for arch, shift in (("gated", 0.05), ("baseline", 0.0)):
         for coef, l0 in ((1, 20.0), (2, 10.0)):
-            rows.append(
-                dict(
-                    layer=6,
-                    site="resid",
-                    architecture=arch,
-                    coefficient=coef,
-                    k=0,
-                    l0=l0,
-                    loss_recovered=0.7 + shift + 0.01 * l0,
-                    loss_recovered_se=0.01,
-                    l0_se=0.5,
-                )
-            )
+            base = dict(layer=6, site="resid", architecture=arch, coefficient=coef, loss_recovered_se=0.01, l0_se=0.5)
+            rows.append(dict(base, k=0, l0=l0, loss_recovered=0.7 + shift + 0.01 * l0))
             for k in (4, 8, 16):
-                rows.append(
-                    dict(
-                        layer=6,
-                        site="resid",
-                        architecture=arch,
-                        coefficient=coef,
-                        k=k,
-                        l0=k - 0.5,
-                        loss_recovered=0.6 + shift + 0.015 * k,
-                        loss_recovered_se=0.01,
-                        l0_se=0.1,
-                    )
-                )
-    fig = plot_inference_opt(pd.DataFrame(rows), tmp_path / "ito", layer=6)
-    gids = {ln.get_gid() for ln in fig.axes[0].get_lines()}
-    assert {"encoder:gated", "pursuit:gated", "encoder:baseline", "pursuit:baseline"} <= gids
-    pursuit = next(ln for ln in fig.axes[0].get_lines() if ln.get_gid() == "pursuit:gated")
-    assert list(pursuit.get_xdata()) == [3.5, 7.5, 15.5]
+                rows.append(dict(base, k=k, l0=k - 0.5, loss_recovered=0.6 + shift + 0.015 * k - 0.02 * (coef - 1)))
+    return pd.DataFrame(rows)
+
+
+def test_best_pursuit_decoder_is_the_one_with_the_highest_mean_pursuit_loss_recovered():
+    from saerepro.plotting import best_pursuit_decoders
+
+    best = best_pursuit_decoders(_ito_table()).set_index("architecture")
+    assert best.loc["gated", "coefficient"] == 1 and best.loc["baseline", "coefficient"] == 1
+    assert best.loc["gated", "own_l0"] == 20.0
+    assert best.loc["gated", "mean_loss_recovered"] - best.loc["baseline", "mean_loss_recovered"] == pytest.approx(0.05)
+
+
+def test_inference_opt_frontier_figure_draws_own_frontier_and_best_dictionary(tmp_path):
+    from saerepro.plotting import plot_inference_opt
+
+    fig = plot_inference_opt(_ito_table(), tmp_path / "ito", layer=6)
+    lines = {ln.get_gid(): ln for ln in fig.axes[0].get_lines()}
+    assert {"encoder:gated", "pursuit:gated", "encoder:baseline", "pursuit:baseline"} <= set(lines)
+    assert list(lines["pursuit:gated"].get_xdata()) == [3.5, 7.5, 15.5]
+    assert list(lines["pursuit:gated"].get_ydata()) == pytest.approx([0.71, 0.77, 0.89])  # λ=1's curve
+    note = next(t for t in fig.axes[0].texts if t.get_gid() == "best_decoders").get_text()
+    assert "λ=1 (own L0 20)" in note
     assert (tmp_path / "ito.png").stat().st_size > 10_000
+
+
+def test_inference_opt_decoder_figure_puts_each_dictionary_at_its_training_l0(tmp_path):
+    from saerepro.plotting import SITE_LABELS, plot_inference_opt_decoders
+
+    fig = plot_inference_opt_decoders(_ito_table(), tmp_path / "dec", layer=6)
+    panels = [ax for ax in fig.axes if ax.get_title().startswith(f"{SITE_LABELS['resid']},")]
+    assert [ax.get_title().split("k = ")[1] for ax in panels] == ["4", "8", "16"]
+    lines = {ln.get_gid(): ln for ln in panels[1].get_lines()}
+    gated, baseline = lines["decoders:gated:k8"], lines["decoders:baseline:k8"]
+    assert list(gated.get_xdata()) == [10.0, 20.0]  # own-encoder L0s, sorted
+    assert list(gated.get_ydata()) == pytest.approx([0.72 - 0.02 + 0.05, 0.72 + 0.05])
+    assert all(g > b for g, b in zip(gated.get_ydata(), baseline.get_ydata(), strict=True))
+    assert (tmp_path / "dec.png").stat().st_size > 10_000
 
 
 def test_inference_opt_is_planned_only_on_request(tmp_path):
@@ -148,4 +156,5 @@ def test_tiny_inference_opt_end_to_end(tmp_path):
     pursuit = table[table["k"] > 0]
     assert (pursuit["l0"] <= pursuit["k"] + 1e-9).all()
     assert (pursuit[pursuit["k"] == pursuit["k"].max()]["loss_recovered"] > 0).all()
-    assert (tmp_path / "figures/fig10_inference_opt.png").exists()
+    assert (tmp_path / "figures/fig10_inference_opt_decoders.png").exists()
+    assert (tmp_path / "figures/fig11_inference_opt_frontiers.png").exists()

@@ -24,7 +24,8 @@ rule inference_opt_hook_point:
 
 
 rule inference_opt:
-    """Figs. 10-11 analogue: the pursuit codes' frontiers beside the SAEs' own, gated vs baseline."""
+    """Figs. 10-11 analogue: each dictionary's pursuit loss recovered at fixed k (Fig. 10), and the
+    best dictionary's pursuit frontier beside the SAEs' own (Fig. 11), gated vs baseline."""
     input:
         [
             f"{P.TABLES}/inference_opt/{CFG.model}_L{layer}_{site}.csv"
@@ -32,8 +33,10 @@ rule inference_opt:
             if layer == CFG.headline
         ],
     output:
-        png=f"{P.FIGURES}/fig10_inference_opt.png",
-        pdf=f"{P.FIGURES}/fig10_inference_opt.pdf",
+        decoders=f"{P.FIGURES}/fig10_inference_opt_decoders.png",
+        decoders_pdf=f"{P.FIGURES}/fig10_inference_opt_decoders.pdf",
+        frontiers=f"{P.FIGURES}/fig11_inference_opt_frontiers.png",
+        frontiers_pdf=f"{P.FIGURES}/fig11_inference_opt_frontiers.pdf",
     log:
         f"{LOGS}/inference_opt/figure.log",
     script:
