@@ -91,6 +91,22 @@ def test_best_pursuit_decoder_is_the_one_with_the_highest_mean_pursuit_loss_reco
     assert best.loc["gated", "mean_loss_recovered"] - best.loc["baseline", "mean_loss_recovered"] == pytest.approx(0.05)
 
 
+def test_compare_dictionaries_judges_the_best_decoder_of_each_architecture_per_k():
+    from saerepro.inference_opt import compare_dictionaries
+
+    table = _ito_table()
+    judged = compare_dictionaries(table)
+    assert list(judged["k"]) == [4, 8, 16] and set(judged["verdict"]) == {"shown"}
+    assert judged["diff"].to_numpy() == pytest.approx([0.05] * 3)
+    assert judged["diff_se"].iloc[0] == pytest.approx(0.01 * 2**0.5)
+    assert set(judged["gated_coefficient"]) == {1.0}
+    # within 2 SE: not shown; baseline ahead beyond 2 SE: reversed
+    table.loc[table["architecture"] == "gated", "loss_recovered"] -= 0.04
+    assert set(compare_dictionaries(table)["verdict"]) == {"not shown"}
+    table.loc[table["architecture"] == "gated", "loss_recovered"] -= 0.04
+    assert set(compare_dictionaries(table)["verdict"]) == {"reversed"}
+
+
 def test_inference_opt_frontier_figure_draws_own_frontier_and_best_dictionary(tmp_path):
     from saerepro.plotting import plot_inference_opt
 
@@ -115,6 +131,8 @@ def test_inference_opt_decoder_figure_puts_each_dictionary_at_its_training_l0(tm
     assert list(gated.get_xdata()) == [10.0, 20.0]  # own-encoder L0s, sorted
     assert list(gated.get_ydata()) == pytest.approx([0.72 - 0.02 + 0.05, 0.72 + 0.05])
     assert all(g > b for g, b in zip(gated.get_ydata(), baseline.get_ydata(), strict=True))
+    note = next(t for t in panels[1].texts if t.get_gid() == "dictionary_verdict").get_text()
+    assert "+0.050 ± 0.014, shown" in note
     assert (tmp_path / "dec.png").stat().st_size > 10_000
 
 

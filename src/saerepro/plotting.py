@@ -1210,7 +1210,10 @@ def plot_inference_opt_decoders(
     (site, pursuit target k): each trained decoder's gradient-pursuit loss recovered (±1 SE) against
     the L0 its own encoder reached in training (log scale), gated vs baseline
     (``gid="decoders:<arch>:k<k>"``). A curve above the other at every training L0 means that
-    architecture learned the better dictionaries at that k."""
+    architecture learned the better dictionaries at that k. Each panel's note is the verdict of
+    :func:`saerepro.inference_opt.compare_dictionaries` there (best gated − best baseline ± SE)."""
+    from .inference_opt import compare_dictionaries
+
     fig_name = "fig10_inference_opt_decoders"
     _require(table, ["layer", "site", "architecture", "coefficient", "k", "l0", "loss_recovered"], fig_name)
     layer = _select_layer(table, layer, fig_name)
@@ -1221,6 +1224,7 @@ def plot_inference_opt_decoders(
     own_l0 = d[d["k"] == 0][["site", "architecture", "coefficient", "l0"]].rename(columns={"l0": "train_l0"})
     pursuit = d[d["k"] > 0].merge(own_l0, on=["site", "architecture", "coefficient"], how="inner")
     pursuit = pursuit[pursuit["train_l0"] > 0]
+    judged = compare_dictionaries(d) if "loss_recovered_se" in d else None
     fig, axes = plt.subplots(
         len(site_list),
         max(1, len(ks)),
@@ -1255,6 +1259,21 @@ def plot_inference_opt_decoders(
                     linewidth=1.4,
                     gid=f"decoders:{arch}:k{k}",
                 )
+            if judged is not None and not judged.empty:
+                v = judged[(judged["site"] == site) & (judged["k"] == k)]
+                if not v.empty:
+                    r = v.iloc[0]
+                    ax.text(
+                        0.02,
+                        0.97,
+                        f"best gated − best baseline:\n{r['diff']:+.3f} ± {r['diff_se']:.3f}, {r['verdict']}",
+                        transform=ax.transAxes,
+                        fontsize=7,
+                        ha="left",
+                        va="top",
+                        color="0.25",
+                        gid="dictionary_verdict",
+                    )
             _log_axis(ax, "x", pk["train_l0"])
             ax.set_xlabel("L0 of the decoder's own encoder")
         axes[i, 0].set_ylabel(_LABELS["loss_recovered"] + " (pursuit)")
