@@ -40,6 +40,19 @@ def test_dry_run_lists_the_whole_dag_for_the_default_config(tmp_path):
         assert rule in out, f"{rule} missing from the dry run"
 
 
+def test_every_rule_takes_the_prepared_model_as_ancient():
+    """prepared.json rewritten by another working directory that shares resources/ must not make
+    the corpus, caches and SAEs built from it out of date (Snakemake compares its mtime with the
+    outputs recorded here): every rule that reads it takes it as ancient()."""
+    uses = []
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for line in smk.read_text().splitlines():
+            if "rules.prepare_model.output" in line:
+                uses.append((smk.name, line.strip()))
+    assert len(uses) >= 4, uses  # prepare_corpus, cache_activations, reference_ce, on-the-fly training
+    assert all("ancient(rules.prepare_model.output)" in line for _, line in uses), uses
+
+
 @pytest.mark.parametrize(
     "change,key",
     [

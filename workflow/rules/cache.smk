@@ -3,7 +3,7 @@ if not ON_THE_FLY:  # on_the_fly computes activations inside training; nothing i
     rule cache_activations:
         """One LM pass (stopped after the deepest layer needed) caches every hook point."""
         input:
-            model=rules.prepare_model.output,
+            model=ancient(rules.prepare_model.output),
             corpus=rules.prepare_corpus.output.meta,
         output:
             cache_targets(),
@@ -20,7 +20,7 @@ rule reference_ce:
     """Clean CE once, zero-ablation CE per hook point, on the fixed held-out tokens; the clean pass
     is saved for every SAE evaluation to reuse."""
     input:
-        model=rules.prepare_model.output,
+        model=ancient(rules.prepare_model.output),
         corpus=rules.prepare_corpus.output.meta,
     output:
         reference_targets(),

