@@ -211,8 +211,9 @@ def compare_dictionaries(table, z: float | None = None):
     ``table``: :func:`run_inference_opt`'s rows (k = 0 rows, the SAEs' own encoders, are ignored).
     Returns one row per (layer, site, k) with ``gated`` and ``baseline`` (the highest pursuit loss
     recovered over that architecture's decoders, ``*_coefficient`` naming the decoder), ``diff``
-    (gated − baseline), ``diff_se`` (the two decoders' paired, sequence-aware SEs combined as
-    independent) and ``verdict``: *shown* where diff > z·SE, *reversed* where diff < −z·SE, else *not
+    (gated − baseline), ``diff_se`` (the two decoders' paired, sequence-aware SEs combined as if
+    independent: conservative, since both are evaluated on the same tokens and their errors
+    correlate, but the table keeps no per-token losses to pair them) and ``verdict``: *shown* where diff > z·SE, *reversed* where diff < −z·SE, else *not
     shown* (z: :data:`saerepro.verdicts.Z`). Taking the best of several noisy decoders favours the
     architecture with more of them near the top; both have as many here.
     """

@@ -1103,7 +1103,7 @@ def plot_inference_opt(
     archs = ("gated", "baseline")
     best = best_pursuit_decoders(d)
     fig, axes = plt.subplots(
-        1, len(site_list), figsize=(3.8 * len(site_list), 3.6), squeeze=False, layout="constrained"
+        1, len(site_list), figsize=(max(3.8 * len(site_list), 8.0), 3.8), squeeze=False, layout="constrained"
     )
     present: set[str] = set()
     for ax, site in zip(axes[0], site_list, strict=False):
@@ -1264,13 +1264,13 @@ def plot_inference_opt_decoders(
                 if not v.empty:
                     r = v.iloc[0]
                     ax.text(
-                        0.02,
-                        0.97,
+                        0.98,
+                        0.03,
                         f"best gated − best baseline:\n{r['diff']:+.3f} ± {r['diff_se']:.3f}, {r['verdict']}",
                         transform=ax.transAxes,
                         fontsize=7,
-                        ha="left",
-                        va="top",
+                        ha="right",
+                        va="bottom",
                         color="0.25",
                         gid="dictionary_verdict",
                     )
