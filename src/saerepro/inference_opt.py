@@ -99,9 +99,11 @@ __all__ = ["PursuitSAE", "gradient_pursuit"]
 #: Target L0s of the pursuit codes; the paper sweeps the same kind of range (Figs. 10–11).
 DEFAULT_KS = (4, 8, 16, 32, 64)
 
-#: Held-out tokens per pursuit evaluation: a prefix of the run's eval sequences (each (SAE, k)
-#: costs one spliced pass plus k pursuit iterations per token; 4096 keeps a hook point of 8 SAEs
-#: x 5 k near 10 min on 2 cores). SEs are paired and sequence-aware over these sequences.
+#: Held-out tokens per pursuit evaluation: a prefix of the run's eval sequences. Each (SAE, k) costs
+#: one spliced LM pass over them plus k pursuit iterations per token: measured on 2 cores (AMD EPYC,
+#: no AMX), a hook point of 10 SAEs x (5 k + own encoder) took 54 min: ~22 s for a pass with the
+#: SAE's own encoder, the pursuit adding ~1 s per unit of k (~90 s at k = 64). SEs are paired and
+#: sequence-aware over these sequences.
 EVAL_TOKENS = 4096
 
 
