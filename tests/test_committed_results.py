@@ -147,3 +147,22 @@ def test_the_readme_quotes_the_long_runs_verdicts_once_they_are_committed():
     rows = pd.read_csv(LONG_TABLE.parent / "verdicts.csv")
     quoted = {(layer, site) for layer, site, _ in _quoted_verdict_cells((REPO / "README.md").read_text())["long"]}
     assert {(str(r.Layer), r.Site) for _, r in rows.iterrows()} <= quoted
+
+
+def test_inference_opt_rows_quoted_in_results_md_are_what_the_committed_tables_say():
+    """docs/results.md quotes, per pursuit k, the best gated and baseline dictionaries of the long
+    run's committed inference-time-optimisation tables; a rerun that moves them must move the quote."""
+    from saerepro.inference_opt import compare_dictionaries
+
+    tables = sorted((LONG_TABLE.parent / "inference_opt").glob("*.csv"))
+    quoted = [line for line in (REPO / "docs/results.md").read_text().splitlines() if re.match(r"^\| k = \d+ \|", line)]
+    if not tables:
+        assert not quoted, "docs/results.md quotes inference-time optimisation rows, but none are committed"
+        return
+    judged = compare_dictionaries(pd.concat([pd.read_csv(p) for p in tables], ignore_index=True))
+    expected = [
+        f"| k = {r.k} | {r.gated:.3f} ({r.gated_coefficient:g}) | {r.baseline:.3f} ({r.baseline_coefficient:g}) "
+        f"| {r.diff:+.3f} ± {r.diff_se:.3f} | {r.verdict} |"
+        for r in judged.itertuples()
+    ]
+    assert quoted == expected

@@ -25,7 +25,8 @@ rule inference_opt_hook_point:
 
 rule inference_opt:
     """Figs. 10-11 analogue: each dictionary's pursuit loss recovered at fixed k (Fig. 10), and the
-    best dictionary's pursuit frontier beside the SAEs' own (Fig. 11), gated vs baseline."""
+    best dictionary's pursuit frontier beside the SAEs' own (Fig. 11), gated vs baseline.
+    """
     input:
         [
             f"{P.TABLES}/inference_opt/{CFG.model}_L{layer}_{site}.csv"
