@@ -143,15 +143,6 @@ def paper_lambda_range(model: str, family: str, site: str) -> tuple[float, float
     return min(lams), max(lams)
 
 
-def _quantile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolation quantile (numpy's default), without numpy."""
-    v = sorted(values)
-    pos = q * (len(v) - 1)
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(v) - 1)
-    return v[lo] + (v[hi] - v[lo]) * (pos - lo)
-
-
 def paper_target_l0(
     model: str, site: str | None = None, quantiles: tuple[float, float] = (0.1, 0.9)
 ) -> tuple[float, float]:
@@ -164,7 +155,9 @@ def paper_target_l0(
     else:
         rows = _table_rows(model, site)
     l0s = [r["l0"] for r in rows if r["l0"] > 0]
-    lo, hi = (_quantile(l0s, q) for q in quantiles)
+    import numpy as np
+
+    lo, hi = (float(np.quantile(l0s, q)) for q in quantiles)
     return round_significant(lo, 2), round_significant(hi, 2)
 
 

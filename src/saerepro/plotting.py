@@ -1124,32 +1124,14 @@ def plot_inference_opt(
             )
             _error_bars(ax, own, "l0", "loss_recovered", st.color, gid=f"errors:encoder:{arch}", alpha=0.4)
             fr = pareto_frontier(own, "l0", "loss_recovered")
-            ax.plot(
-                fr["l0"].to_numpy(dtype=float),
-                fr["loss_recovered"].to_numpy(dtype=float),
-                color=st.color,
-                marker=st.marker,
-                markersize=4,
-                linestyle="-",
-                linewidth=1.5,
-                gid=f"encoder:{arch}",
-            )
+            _ito_line(ax, fr, arch, "-", f"encoder:{arch}")
             pick = best[(best["site"] == site) & (best["architecture"] == arch)]
             if pick.empty:
                 continue
             coef = pick["coefficient"].iloc[0]
             curve = ds[(ds["architecture"] == arch) & (ds["coefficient"] == coef) & (ds["k"] > 0)].sort_values("k")
             _error_bars(ax, curve, "l0", "loss_recovered", st.color, gid=f"errors:pursuit:{arch}", alpha=0.4)
-            ax.plot(
-                curve["l0"].to_numpy(dtype=float),
-                curve["loss_recovered"].to_numpy(dtype=float),
-                color=st.color,
-                marker=st.marker,
-                markersize=4,
-                linestyle="--",
-                linewidth=1.5,
-                gid=f"pursuit:{arch}",
-            )
+            _ito_line(ax, curve, arch, "--", f"pursuit:{arch}")
             notes.append(f"best {st.label} dictionary: λ={coef:g} (own L0 {pick['own_l0'].iloc[0]:.3g})")
         if notes:
             ax.text(
@@ -1174,6 +1156,21 @@ def plot_inference_opt(
     _legend(fig, archs, present, extra=extra)
     save_figure(fig, stem)
     return fig
+
+
+def _ito_line(ax: plt.Axes, pts: pd.DataFrame, arch: str, linestyle: str, gid: str) -> None:
+    """L0 against loss recovered of ``pts``, joined in ``arch``'s colour and marker."""
+    st = arch_style(arch)
+    ax.plot(
+        pts["l0"].to_numpy(dtype=float),
+        pts["loss_recovered"].to_numpy(dtype=float),
+        color=st.color,
+        marker=st.marker,
+        markersize=4,
+        linestyle=linestyle,
+        linewidth=1.5,
+        gid=gid,
+    )
 
 
 def best_pursuit_decoders(table: pd.DataFrame) -> pd.DataFrame:
