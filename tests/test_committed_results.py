@@ -149,6 +149,31 @@ def test_the_readme_quotes_the_long_runs_verdicts_once_they_are_committed():
     assert {(str(r.Layer), r.Site) for _, r in rows.iterrows()} <= quoted
 
 
+def test_committed_inference_opt_tables_are_fresh():
+    """Each committed inference-time-optimisation table was made by committed code at an ancestor
+    of HEAD, under the long config, with no unchecked metric-moving change since (as the metrics
+    tables), and by the pursuit code at HEAD (``ito_code``)."""
+    from saerepro.inference_opt import ito_code_hash
+
+    tables = sorted((LONG_TABLE.parent / "inference_opt").glob("*.csv"))
+    if not tables:
+        pytest.skip("no inference-time-optimisation table is committed yet")
+    unavailable = git_history_unavailable(REPO)
+    if unavailable:
+        pytest.skip(unavailable)
+    cfg = load_config(REPO / "config/long.yaml")
+    for path in tables:
+        rows = pd.read_csv(path, dtype=str)
+        reasons = stale_reasons(rows, cfg, REPO, METRIC_MOVING_CODE + ("config/long.yaml",))
+        made_by = set(rows["ito_code"]) if "ito_code" in rows else {"no ito_code column"}
+        if made_by != {ito_code_hash()}:
+            reasons.append(f"made by pursuit code {sorted(made_by)}, HEAD's is {ito_code_hash()}")
+        assert not reasons, (
+            f"{path.relative_to(REPO)} is stale:\n  - " + "\n  - ".join(reasons) + "\nTo regenerate: run "
+            "`make repro-long` (it asks for inference_opt), then commit results/long/tables and figures/long."
+        )
+
+
 def test_inference_opt_rows_quoted_in_results_md_are_what_the_committed_tables_say():
     """docs/results.md quotes, per pursuit k, the best gated and baseline dictionaries of the long
     run's committed inference-time-optimisation tables; a rerun that moves them must move the quote."""

@@ -174,5 +174,8 @@ def test_tiny_inference_opt_end_to_end(tmp_path):
     pursuit = table[table["k"] > 0]
     assert (pursuit["l0"] <= pursuit["k"] + 1e-9).all()
     assert (pursuit[pursuit["k"] == pursuit["k"].max()]["loss_recovered"] > 0).all()
+    from saerepro.inference_opt import ito_code_hash
+
+    assert set(table["ito_code"]) == {ito_code_hash()} and table["git_commit"].str.len().min() >= 40
     assert (tmp_path / "figures/fig10_inference_opt_decoders.png").exists()
     assert (tmp_path / "figures/fig11_inference_opt_frontiers.png").exists()

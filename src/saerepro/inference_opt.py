@@ -122,6 +122,21 @@ def subset_clean(clean: dict, n_seq: int, n_pred: int) -> dict:
     return out
 
 
+def ito_code_hash() -> str:
+    """16 hex digits of the sha256 of the source of :func:`gradient_pursuit`, :class:`PursuitSAE`,
+    :func:`subset_clean` and :func:`run_inference_opt`, and of :data:`DEFAULT_KS` and
+    :data:`EVAL_TOKENS`: what computes an inference-time-optimisation table beyond the SAEs and
+    their evaluation (whose code :data:`saerepro.provenance.METRIC_MOVING_CODE` lists). Every row
+    records it (``ito_code``), so a committed table goes stale when the pursuit or its settings
+    change; comments outside those functions do not count."""
+    import hashlib
+    import inspect
+
+    parts = [inspect.getsource(obj) for obj in (gradient_pursuit, PursuitSAE, subset_clean, run_inference_opt)]
+    parts.append(repr((tuple(DEFAULT_KS), int(EVAL_TOKENS))))
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
 def run_inference_opt(
     cfg,
     layer: int,
@@ -138,7 +153,9 @@ def run_inference_opt(
 
     One row per (SAE, k): the SAE's key, ``k``, and the metrics of :func:`saerepro.evaluate.evaluate_sae`
     with paired SEs (``l0`` is the codes' actual L0 ≤ k). Also one row per SAE with ``k`` = 0 for its
-    own encoder on the same tokens, so both frontiers are compared on equal data. Writes ``out_csv``.
+    own encoder on the same tokens, so both frontiers are compared on equal data. Every row also
+    carries ``config_hash`` and ``git_commit`` (as metrics rows do) and :func:`ito_code_hash`, which
+    the freshness test of committed tables reads. Writes ``out_csv``.
     """
     import json
     from pathlib import Path
@@ -152,6 +169,7 @@ def run_inference_opt(
     from .models import load_model, resolve_device
     from .on_the_fly import hook_point_runs
     from .pipeline import activation_scale, load_clean_reference
+    from .provenance import config_hash, git_commit
     from .sae import load_sae
 
     device = str(resolve_device(cfg.device))
@@ -200,7 +218,7 @@ def run_inference_opt(
                     **metrics,
                 }
             )
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows).assign(config_hash=config_hash(cfg), git_commit=git_commit(), ito_code=ito_code_hash())
     Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_csv, index=False)
     return table
@@ -215,17 +233,17 @@ def compare_dictionaries(table, z: float | None = None):
     recovered over that architecture's decoders, ``*_coefficient`` naming the decoder), ``diff``
     (gated − baseline), ``diff_se`` (the two decoders' paired, sequence-aware SEs combined as if
     independent: conservative, since both are evaluated on the same tokens and their errors
-    correlate, but the table keeps no per-token losses to pair them) and ``verdict``: *shown* where diff > z·SE, *reversed* where diff < −z·SE, else *not
-    shown* (z: :data:`saerepro.verdicts.Z`). Taking the best of several noisy decoders favours the
+    correlate, but the table keeps no per-token losses to pair them) and ``verdict``
+    (:func:`saerepro.verdicts.sign_verdict` of that one difference: *shown* where diff > z·SE,
+    *reversed* where diff < −z·SE, else *not shown*; z defaults to :data:`saerepro.verdicts.Z`). Taking the best of several noisy decoders favours the
     architecture with more of them near the top; both have as many here.
     """
     import math
 
     import pandas as pd
 
-    from .verdicts import Z
+    from .verdicts import sign_verdict
 
-    z = Z if z is None else z
     rows = []
     pursuit = table[table["k"] > 0]
     for (layer, site, k), g in pursuit.groupby(["layer", "site", "k"], sort=True):
@@ -238,7 +256,7 @@ def compare_dictionaries(table, z: float | None = None):
             continue
         diff = float(best["gated"]["loss_recovered"] - best["baseline"]["loss_recovered"])
         se = math.hypot(float(best["gated"]["loss_recovered_se"]), float(best["baseline"]["loss_recovered_se"]))
-        verdict = "shown" if diff > z * se else "reversed" if diff < -z * se else "not shown"
+        verdict = sign_verdict(pd.DataFrame({"diff": [diff], "diff_se": [se]}), z)
         rows.append(
             {
                 "layer": int(layer),

@@ -74,8 +74,12 @@ def matched_l0(a: pd.DataFrame, b: pd.DataFrame, y: str, frontier: bool, n: int 
     )
 
 
-def _sign_verdict(m: pd.DataFrame) -> str:
-    sig = np.sign(m["diff"]) * (np.abs(m["diff"]) > Z * m["diff_se"])
+def sign_verdict(m: pd.DataFrame, z: float | None = None) -> str:
+    """The verdict on differences ``m["diff"]`` ± ``m["diff_se"]`` (one or several matched points):
+    each counts where |diff| > z·SE (z: :data:`Z`); *shown* / *reversed* when all points count with
+    one sign, *… at some L0* when some do, *mixed* when both signs do, else *not shown*."""
+    z = Z if z is None else z
+    sig = np.sign(m["diff"]) * (np.abs(m["diff"]) > z * m["diff_se"])
     if (sig > 0).any() and (sig < 0).any():
         return "mixed"
     if (sig > 0).any():
@@ -98,7 +102,7 @@ def frontier_claim(df: pd.DataFrame, a: str, b: str) -> str:
     if m is None:
         return "no overlap"
     r = _mid(m)
-    return f"{_sign_verdict(m)}: {r['diff']:+.3f} ± {r['diff_se']:.3f} at L0 {r['l0']:.0f}"
+    return f"{sign_verdict(m)}: {r['diff']:+.3f} ± {r['diff_se']:.3f} at L0 {r['l0']:.0f}"
 
 
 def shrinkage_claim(df: pd.DataFrame) -> str:
