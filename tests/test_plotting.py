@@ -9,6 +9,7 @@ import matplotlib
 import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 
 from saerepro import plotting as P
@@ -98,6 +99,17 @@ def test_fig01_default_layer_and_missing_data(agg, tmp_path):
     assert "not run" in mlp.texts[0].get_text()
     only_base = P.plot_pareto_headline(agg[agg.architecture == "baseline"], tmp_path / "g")
     assert "Gated (no data)" in [t.get_text() for t in only_base.legends[0].get_texts()]
+
+
+def test_fig01_of_a_neuron_site_run_draws_only_that_site(agg, tmp_path):
+    """A run of MLP neurons alone (config/experiments/neurons.yaml, paper Fig. 5) gets one panel,
+    not three empty paper-site panels beside it; with a paper site present, all three are drawn."""
+    neurons = agg[agg.site == "mlp"].assign(site="mlp_post")
+    fig = P.plot_pareto_headline(neurons, tmp_path / "n")
+    assert [ax.get_title().split("\n")[0] for ax in fig.axes] == [P.SITE_LABELS["mlp_post"]]
+    assert set(_lines(fig.axes[0], "frontier:")) == {"frontier:gated", "frontier:baseline"}
+    both = P.plot_pareto_headline(pd.concat([agg[agg.site == "resid"], neurons]), tmp_path / "b")
+    assert len(both.axes) == 4 and _texts(both.axes[1]) == ["no data"]
 
 
 def test_fig02_grid(agg, tmp_path):

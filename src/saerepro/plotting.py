@@ -187,11 +187,23 @@ def _select_layer(df: pd.DataFrame, layer: int | None, fig: str) -> int:
     return int(layer)
 
 
+#: Narrowest figure (inches): a one-panel figure keeps its title and legend inside it.
+MIN_FIG_WIDTH = 8.0
+
+
+def _fig_width(per_panel: float, n_panels: int) -> float:
+    return max(per_panel * n_panels, MIN_FIG_WIDTH)
+
+
 def _site_list(df: pd.DataFrame, sites: Sequence[str] | None) -> list[str]:
     if sites is not None:
         return list(sites)
     present = [str(s) for s in df["site"].unique()]
-    return list(SITES) + sorted(s for s in present if s not in SITES)
+    extra = sorted(s for s in present if s not in SITES)
+    if extra and not set(present) & set(SITES):
+        return extra  # e.g. a neuron-site run (paper Fig. 5): no empty paper-site panels beside it
+    # The paper's three sites always, so a missing one shows as "no data" rather than vanishing.
+    return list(SITES) + extra
 
 
 def _no_data(ax: plt.Axes, text: str = "no data") -> None:
@@ -435,7 +447,7 @@ def _pareto_row(
     site_list = _site_list(df[df["model"] == model], sites)
     height = 3.4 + (0.4 if claim else 0.0)  # room for the verdict notes above the panels
     fig, axes = plt.subplots(
-        1, len(site_list), figsize=(3.6 * len(site_list), height), squeeze=False, layout="constrained"
+        1, len(site_list), figsize=(_fig_width(3.6, len(site_list)), height), squeeze=False, layout="constrained"
     )
     present: set[str] = set()
     for ax, site in zip(axes[0], site_list, strict=False):
@@ -518,7 +530,7 @@ def _layer_site_grid(
     fig, axes = plt.subplots(
         len(layers),
         len(site_list),
-        figsize=(3.4 * len(site_list), row_height * len(layers) + 0.7),
+        figsize=(_fig_width(3.4, len(site_list)), row_height * len(layers) + 0.7),
         squeeze=False,
         layout="constrained",
     )
@@ -602,7 +614,7 @@ def plot_shrinkage(
     layer = _select_layer(sel if not sel.empty else d, layer, fig_name)
     d = _positive_l0(sel[sel["layer"] == layer])
     fig, axes = plt.subplots(
-        2, len(site_list), figsize=(3.6 * len(site_list), 6.5), squeeze=False, layout="constrained"
+        2, len(site_list), figsize=(_fig_width(3.6, len(site_list)), 6.5), squeeze=False, layout="constrained"
     )
     present: set[str] = set()
     for i, metric in enumerate(("gamma", "gamma_c")):
@@ -779,7 +791,7 @@ def plot_dead_latents(
     layer = _select_layer(sel if not sel.empty else d, layer, fig_name)
     d = _positive_l0(sel[sel["layer"] == layer])
     fig, axes = plt.subplots(
-        1, len(site_list), figsize=(3.6 * len(site_list), 3.4), squeeze=False, layout="constrained"
+        1, len(site_list), figsize=(_fig_width(3.6, len(site_list)), 3.4), squeeze=False, layout="constrained"
     )
     present: set[str] = set()
     for ax, site in zip(axes[0], site_list, strict=False):
@@ -916,7 +928,7 @@ def plot_half_l0(
     fig, axes = plt.subplots(
         len(models),
         len(site_list),
-        figsize=(3.6 * len(site_list), (3.0 + notes) * len(models) + 0.7),
+        figsize=(_fig_width(3.6, len(site_list)), (3.0 + notes) * len(models) + 0.7),
         squeeze=False,
         layout="constrained",
     )
@@ -1014,7 +1026,7 @@ def plot_learning_curve(table: pd.DataFrame, stem: str | Path, *, sites: Sequenc
     )
     site_list = _site_list(table, sites)
     fig, axes = plt.subplots(
-        2, len(site_list), figsize=(3.8 * len(site_list), 6.0), squeeze=False, layout="constrained"
+        2, len(site_list), figsize=(_fig_width(3.8, len(site_list)), 6.0), squeeze=False, layout="constrained"
     )
     flat = flattening(table)
     present: set[str] = set()
@@ -1103,7 +1115,7 @@ def plot_inference_opt(
     archs = ("gated", "baseline")
     best = best_pursuit_decoders(d)
     fig, axes = plt.subplots(
-        1, len(site_list), figsize=(max(3.8 * len(site_list), 8.0), 3.8), squeeze=False, layout="constrained"
+        1, len(site_list), figsize=(_fig_width(3.8, len(site_list)), 3.8), squeeze=False, layout="constrained"
     )
     present: set[str] = set()
     for ax, site in zip(axes[0], site_list, strict=False):

@@ -1,0 +1,65 @@
+"""The one-off experiments of config/experiments/: each is the long run's settings with one thing
+changed, so its SAEs compare with the long run's, and the neuron-site run (paper Fig. 5) plans its
+pilots first and aims where the paper's MLP SAEs sit."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from saerepro.config import load_config
+from saerepro.paper import lambda_at_l0, paper_target_l0
+
+REPO = Path(__file__).resolve().parents[1]
+EXPERIMENTS = REPO / "config" / "experiments"
+LONG = load_config(REPO / "config" / "long.yaml")
+
+
+@pytest.mark.parametrize("name", ["neurons", "seed_spread"])
+def test_experiment_trains_and_evaluates_as_the_long_run(name):
+    cfg = load_config(EXPERIMENTS / f"{name}.yaml")
+    assert cfg.model == LONG.model and cfg.corpus == LONG.corpus  # the long run's corpus is reused
+    assert (cfg.cache, cfg.reference, cfg.train) == (LONG.cache, LONG.reference, LONG.train)
+    assert set(cfg.layers) <= set(LONG.layers)
+
+
+def test_neuron_run_is_the_papers_fig5_comparison_at_gemma_mlp_neurons():
+    cfg = load_config(EXPERIMENTS / "neurons.yaml")
+    assert cfg.sites == ("mlp_post",) and set(cfg.architectures) == {"gated", "baseline"}
+    gated, baseline = cfg.architectures["gated"], cfg.architectures["baseline"]
+    # baseline 1.5x gated's latents, as the long run and the paper's Section 4.1 compare them
+    ratio = LONG.architectures["baseline"].expansion / LONG.architectures["gated"].expansion
+    assert baseline.d_sae(2048) == pytest.approx(ratio * gated.d_sae(2048))
+    assert cfg.pilot is not None and cfg.pilot.n_coefficients >= 4
+    assert cfg.pilot.target_at("mlp_post") == paper_target_l0("gelu-1l", "mlp_post")
+
+
+def _long_run_mlp_points(family: str) -> list[tuple[float, float]]:
+    with open(REPO / "results" / "long" / "tables" / "metrics.csv", newline="") as fh:
+        return [
+            (float(r["coefficient"]), float(r["l0"]))
+            for r in csv.DictReader(fh)
+            if r["site"] == "mlp" and r["layer"] == "6" and r["architecture"] == family
+        ]
+
+
+@pytest.mark.parametrize("family", ["gated", "baseline"])
+def test_neuron_probes_bracket_what_the_long_runs_mlp_saes_needed(family):
+    """No SAE has been trained on these neurons yet; the nearest measured λ -> L0 curve is the long
+    run's layer-6 mlp (the same layer's MLP, after W_out). The probes must bracket the λs it needed
+    for both ends of the target, with room (x3) for the neurons' curve to sit elsewhere."""
+    cfg = load_config(EXPERIMENTS / "neurons.yaml")
+    probes = cfg.probe_coefficients(family, "mlp_post")
+    for target in cfg.pilot.target_at("mlp_post"):
+        needed = lambda_at_l0(_long_run_mlp_points(family), target)
+        assert needed is not None, (family, target)
+        assert probes[0] * 3 < needed < probes[-1] / 3, (family, target, needed, probes)
+
+
+def test_neuron_run_plans_its_pilots_before_any_sae(tmp_path):
+    from test_paper_dryrun import dry_run, rule_counts
+
+    counts = rule_counts(dry_run(EXPERIMENTS / "neurons.yaml", tmp_path, "--cores", "2"))
+    assert counts.get("pilot") == 2 and "train" not in counts and counts.get("cache_activations") == 1
