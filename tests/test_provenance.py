@@ -225,6 +225,36 @@ def test_a_ledger_range_that_starts_after_the_change_does_not_cover_it(repo):
     assert moved[:12] in reason and later[:12] not in reason
 
 
+def test_comment_docstring_and_layout_changes_keep_rows_fresh_code_changes_do_not(repo):
+    code = 'def f(x):\n    """Adds one."""\n    return x + 1\n\n\nclass C:\n    a: int = 1\n'
+    made = _commit(repo, {"src/saerepro/evaluate.py": code}, "code")
+    reworded = (
+        '"""Module doc."""\n\n\ndef f(x):\n    """Adds one (why: a reason)."""\n    # a comment\n    return (x +\n'
+        '            1)\n\n\nclass C:\n    a: int = 1\n    """An attribute docstring."""\n'
+    )
+    _commit(repo, {"src/saerepro/evaluate.py": reworded}, "comments, docstrings, layout")
+    assert stale_reasons(_rows(made), _cfg(), repo) == []
+    moved = _commit(repo, {"src/saerepro/evaluate.py": reworded.replace("1)", "2)")}, "move")
+    (reason,) = stale_reasons(_rows(made), _cfg(), repo)
+    assert moved[:12] in reason and "1 commit(s)" in reason
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"config/config.yaml": "a: 1  # a comment, but in a config\n"},
+        {"src/saerepro/sae/new.py": "# a new file\n"},
+        {"src/saerepro/training.py": "lr = (1\n"},  # no longer parses
+    ],
+    ids=["config", "added-file", "syntax-error"],
+)
+def test_what_is_never_taken_as_a_comment_only_change(repo, files):
+    made = _git(repo, "rev-parse", "HEAD")
+    moved = _commit(repo, files, "change")
+    (reason,) = stale_reasons(_rows(made), _cfg(), repo)
+    assert moved[:12] in reason
+
+
 def test_history_unavailable_outside_a_checkout(tmp_path, monkeypatch):
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
     plain = tmp_path / "sdist"

@@ -223,7 +223,8 @@ class TrainDefaults:
     or ``cosine`` (saerepro.training.schedule.resample_rewarm_factor)."""
     resample_rewarm_start_factor: float = 0.0
     """LR right after a resample as a fraction of the scheduled LR, in [0, 1). The paper's
-    re-warm-up as issue 12 states it ("LR to 0.1×, then a cosine back over 1,000 steps"):
+    re-warm-up (App. D.1.1: "reducing learning rate to 0.1x the ordinary value, and, increasing it
+    with a cosine schedule back to the ordinary value over the next 1000 training steps"):
     ``cosine``, 0.1, ``resample_rewarm_steps: 1000``. The default (linear from 0 over
     ``warmup_steps``) is the suite's original behaviour."""
     resample_rewarm_steps: int | None = None

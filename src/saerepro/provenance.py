@@ -24,6 +24,7 @@ that would produce it now (``tests/test_committed_results.py``).
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
 import hashlib
@@ -225,7 +226,8 @@ def stale_reasons(rows, cfg, repo, paths=METRIC_MOVING_PATHS) -> list[str]:
     not an ancestor of HEAD; or when one of ``paths`` (:data:`METRIC_MOVING_PATHS`) changed
     between that commit and HEAD in a commit that :data:`NEUTRAL_LEDGER` does not record as
     checked metric-neutral (``benchmarks/neutral_check.py``: the tiny default-like config's metrics
-    byte-identical before and after, on one machine). Only commits are compared: uncommitted changes in the working
+    byte-identical before and after, on one machine) and that changed more than comments,
+    docstrings and layout there (:func:`code_unchanged`). Only commits are compared: uncommitted changes in the working
     tree are not looked at (they are not yet code anybody else runs).
     """
     records = rows.to_dict("records") if hasattr(rows, "to_dict") else [dict(r) for r in rows]
@@ -263,7 +265,11 @@ def stale_reasons(rows, cfg, repo, paths=METRIC_MOVING_PATHS) -> list[str]:
         if moving.returncode != 0:
             reasons.append(f"git rev-list {base}..HEAD failed: {moving.stderr.strip()}")
             continue
-        unchecked = [c for c in moving.stdout.split() if not _checked_neutral(repo, c, ledger)]
+        unchecked = [
+            c
+            for c in moving.stdout.split()
+            if not _checked_neutral(repo, c, ledger) and not code_unchanged(repo, c, paths)
+        ]
         if unchecked:
             diff = _git(repo, "diff", "--name-only", base, "HEAD", "--", *paths)
             reasons.append(
@@ -301,6 +307,47 @@ def _schema_reasons(records: list[dict], commits: Counter, repo, ledger: list[di
                 "benchmarks/neutral_check.py --migrate on it"
             )
     return reasons
+
+
+def code_unchanged(repo, commit: str, paths=METRIC_MOVING_PATHS) -> bool:
+    """Whether ``commit`` changed ``paths`` only in comments, docstrings and layout: every file it
+    touches there is Python and parses, before and after, to the same syntax tree once bare string
+    statements (docstrings) are dropped (:func:`_code_ast`). Such a commit cannot move a metric, so it needs no
+    neutral-check run. A changed config, an added, deleted or unparsable file, or a merge commit
+    counts as a change."""
+    if _git(repo, "rev-parse", "--verify", "--quiet", f"{commit}^2").returncode == 0:
+        return False  # a merge: its first-parent diff says nothing about the other side
+    listed = _git(repo, "diff-tree", "--no-commit-id", "--name-only", "-r", "--root", commit, "--", *paths)
+    files = listed.stdout.split()
+    if listed.returncode != 0 or not files:
+        return False
+    for name in files:
+        if not name.endswith(".py"):
+            return False
+        before = _git(repo, "show", f"{commit}^:{name}")
+        after = _git(repo, "show", f"{commit}:{name}")
+        if before.returncode != 0 or after.returncode != 0:
+            return False
+        try:
+            if _code_ast(before.stdout) != _code_ast(after.stdout):
+                return False
+        except SyntaxError:
+            return False
+    return True
+
+
+def _code_ast(source: str) -> str:
+    """``ast.dump`` of ``source`` without line numbers and without bare string statements: the
+    docstrings of modules, classes and functions and the attribute docstrings under dataclass
+    fields, which evaluate to nothing. What a comment or docstring edit leaves alone."""
+
+    class _DropStrings(ast.NodeTransformer):
+        def visit_Expr(self, node: ast.Expr) -> ast.Expr | None:
+            if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+                return None
+            return node
+
+    return ast.dump(_DropStrings().visit(ast.parse(source)))
 
 
 def read_neutral_ledger(repo) -> list[dict]:

@@ -17,8 +17,8 @@ inputs by the SAE's squared reconstruction error, draw one input per dead latent
 With zero biases a resampled latent's gate and magnitude pre-activations are both
 0.2·c·(x − b_dec)·d, so it fires (in every architecture) on inputs whose centred projection on its
 new direction d is positive, in particular on the input it was drawn from, once b_dec is small
-against it. The paper (arXiv 2404.16014) resamples as a general training detail; issue 12 asks for
-it wherever the paper used it, which includes its Gated SAEs.
+against it. The paper (arXiv 2404.16014, App. D.1.1) resamples as a general training detail of
+"our SAE training", its Gated SAEs included.
 """
 
 from __future__ import annotations

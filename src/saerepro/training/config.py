@@ -129,7 +129,7 @@ class TrainConfig:
 
     resample_rewarm_start_factor: float = 0.0
     """LR right after a resample, as a fraction of the scheduled LR, in [0, 1) (``cosine`` and 0.1:
-    the re-warm-up issue 12 attributes to the paper; 0 with ``linear``: a plain warm-up from 0)."""
+    the paper's re-warm-up, App. D.1.1; 0 with ``linear``: a plain warm-up from 0)."""
 
     baseline_path: str | None = None
     """baseline_rescale_shift: directory of the trained baseline SAE to freeze (required)."""

@@ -35,9 +35,10 @@ def resample_rewarm_factor(cfg: TrainConfig, steps_since: int) -> float:
       warm-up again; with s = 0 the first step after the resample gets lr/n and step n − 1 gets lr.
     * ``cosine``: s + (1 − s)·(1 − cos(π·min(1, steps_since/n)))/2: the first step after the
       resample gets s·lr, the LR then rises along a half cosine and is back to lr n steps after it.
-      ``cosine`` with s = 0.1 and n = 1000 is the re-warm-up issue 12 attributes to the paper
-      ("LR to 0.1×, then a cosine back over 1,000 steps"; we could not retrieve the paper's own
-      sentence to quote it).
+      ``cosine`` with s = 0.1 and n = 1000 is the paper's re-warm-up (App. D.1.1: "we reapply
+      learning rate warm-up after each resampling event, reducing learning rate to 0.1x the
+      ordinary value, and, increasing it with a cosine schedule back to the ordinary value over the
+      next 1000 training steps").
 
     n = 0: no re-warm-up (factor 1).
     """
