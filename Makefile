@@ -14,7 +14,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := Agg
 
-.PHONY: setup repro repro-long quick cached test test-fast lint dryrun report
+.PHONY: setup repro repro-long repro-neurons quick cached test test-fast lint dryrun report
 
 setup: $(STAMP)
 
@@ -42,6 +42,17 @@ repro-long: setup
 		--configfile ../../config/long.yaml --config resources_dir=../../resources -- all inference_opt
 	rm -rf results/long/tables && cp -r runs/long/results/tables results/long/tables
 	cp runs/long/figures/* figures/long/
+
+# Paper Fig. 5 on the CPU model (config/experiments/neurons.yaml, ~2.7 h on 2 cores): gated and
+# baseline SAEs on layer 6's MLP neurons, their lambdas chosen by a pilot; tables and figures are
+# copied to results/neurons/ and figures/neurons/. --rerun-triggers mtime: this folder has no record
+# of the prepared model it shares through resources/ (see the config's header).
+repro-neurons: setup
+	mkdir -p runs/neurons results/neurons figures/neurons
+	cd runs/neurons && ../../$(BIN)/snakemake --snakefile ../../Snakefile --cores all --rerun-triggers mtime $(RUNS_PROFILE) \
+		--configfile ../../config/experiments/neurons.yaml --config resources_dir=../../resources
+	rm -rf results/neurons/tables && cp -r runs/neurons/results/tables results/neurons/tables
+	cp runs/neurons/figures/* figures/neurons/
 
 # A first look (~10 min): its own working directory, so it never mixes with the default run's
 # results/ and figures/; model weights and corpus are shared through resources/.

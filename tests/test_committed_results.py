@@ -42,6 +42,13 @@ COMMITTED_RUNS = [
         "run `make repro-long`, then commit results/long/tables and figures/long",
         id="long",
     ),
+    pytest.param(
+        "results/neurons/tables/metrics.csv",
+        "config/experiments/neurons.yaml",
+        METRIC_MOVING_CODE + ("config/experiments/neurons.yaml",),
+        "run `make repro-neurons`, then commit results/neurons/tables and figures/neurons",
+        id="neurons",
+    ),
 ]
 
 
