@@ -14,7 +14,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := Agg
 
-.PHONY: setup repro repro-long repro-neurons quick cached test test-fast lint dryrun report
+.PHONY: setup repro repro-long long-partial repro-neurons quick cached test test-fast lint dryrun report
 
 setup: $(STAMP)
 
@@ -42,6 +42,13 @@ repro-long: setup
 		--configfile ../../config/long.yaml --config resources_dir=../../resources -- all inference_opt
 	rm -rf results/long/tables && cp -r runs/long/results/tables results/long/tables
 	cp runs/long/figures/* figures/long/
+
+# Where the long run stands while it spans sessions: the finished SAEs' tables and figures (and any
+# inference-time-optimisation tables) into results/long/ and figures/long/, the rest listed in
+# results/long/tables/missing_runs.csv. Reads only finished outputs: safe beside a running repro-long.
+long-partial: setup
+	$(BIN)/python -m saerepro.partial config/long.yaml --run-dir runs/long \
+		--tables results/long/tables --figures figures/long
 
 # Paper Fig. 5 on the CPU model (config/experiments/neurons.yaml, ~2.7 h on 2 cores): gated and
 # baseline SAEs on layer 6's MLP neurons, their lambdas chosen by a pilot; tables and figures are
