@@ -69,6 +69,7 @@ def test_partial_run_gets_its_tables_figures_and_missing_list(tmp_path, monkeypa
     missing = pd.read_csv(tmp_path / "out/tables/missing_runs.csv")
     assert list(zip(missing.site, missing.architecture, missing.coefficient, strict=True)) == [("mlp", "baseline", 2.0)]
     assert (tmp_path / "out/tables/inference_opt/gemma-3-270m_L2_resid.csv").exists()
+    assert (tmp_path / "out/tables/training_health.csv").exists()  # empty here: no loss curves
     figures = {p.name for p in (tmp_path / "out/figures").iterdir()}
     assert {
         "fig1_pareto_headline.png",

@@ -1,7 +1,8 @@
 """Aggregation: the sweep's per-SAE metrics rows into metrics.csv and the tables beside it.
 
-Also lists the configured SAEs that have no metrics (``missing_runs.csv``) and refuses rows from
-more than one config hash (:class:`MixedConfigError`).
+Also lists the configured SAEs that have no metrics (``missing_runs.csv``), each SAE's training
+health (``training_health.csv``, :mod:`saerepro.health`), and refuses rows from more than one
+config hash (:class:`MixedConfigError`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pandas as pd
 
 from . import paths
 from .config import Config
+from .health import SPIKE_FLAG, training_health
 from .io import atomic_path
 from .tables import KEY_COLUMNS, TIMING_COLUMNS, validate_metrics_table, write_half_l0_table, write_model_tables
 from .verdicts import write_verdicts
@@ -128,7 +130,24 @@ def aggregate(
     write_model_tables(df, table_path.parent)
     write_half_l0_table(df, table_path.parent / "half_l0")
     write_verdicts(df, table_path.parent / "verdicts")
+    _write_health(training_health(metric_files), table_path.parent)
     return df
+
+
+def _write_health(health: pd.DataFrame, tables_dir: Path) -> None:
+    """``training_health.csv`` (:mod:`saerepro.health`), and a warning naming each diverged run."""
+    with atomic_path(Path(tables_dir) / "training_health.csv") as tmp:
+        health.to_csv(tmp, index=False)
+    diverged = health[health["diverged"].astype(bool)] if len(health) else health
+    if len(diverged):
+        log.warning(
+            "%d SAE(s) diverged during training (loss >= %gx its best so far; %s): their metrics are "
+            "those of a damaged dictionary:\n%s",
+            len(diverged),
+            SPIKE_FLAG,
+            Path(tables_dir) / "training_health.csv",
+            diverged.to_string(index=False),
+        )
 
 
 def aggregate_finished(cfg: Config, table_path: Path = Path(paths.METRICS_TABLE)) -> pd.DataFrame | None:

@@ -5,7 +5,9 @@ the long table works too, each seed is then one point) or, for the last one, the
 table (:func:`saerepro.pareto.half_l0`), plus an output path *stem*; it writes ``<stem>.png`` and
 ``<stem>.pdf`` and returns the open :class:`~matplotlib.figure.Figure` (close it with
 ``plt.close(fig)`` when done). Missing architectures or sites are drawn as what exists: a panel
-without data says "no data", a legend entry of an architecture without data says "(no data)".
+without data says "no data", a legend entry of an architecture without data says "(no data)",
+and a panel's title names the architectures it lacks where the run trains them (not the ablations
+a run trains at one site only: :func:`_missing_note`).
 A table lacking a needed column raises :class:`FigureDataError` naming it.
 
 The figures of the paper's claims state this run's verdict on the claim above each panel, outside
@@ -265,11 +267,36 @@ def _positive_l0(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _missing_note(
-    ax: plt.Axes, archs: Sequence[str], panel: pd.DataFrame, fig_data: pd.DataFrame, loc: str = "lower right"
+    ax: plt.Axes,
+    archs: Sequence[str],
+    panel: pd.DataFrame,
+    fig_data: pd.DataFrame,
+    loc: str = "lower right",
+    *,
+    all_layers: pd.DataFrame | None = None,
 ) -> None:
-    """Name the architectures drawn elsewhere in the figure but absent from this panel."""
-    in_fig, in_panel = set(fig_data["architecture"]), set(panel["architecture"])
-    missing = [arch_style(a).label for a in archs if a in in_fig and a not in in_panel]
+    """Name the architectures this panel lacks although the run trains them here.
+
+    An architecture counts as missing at (layer, site) when it has SAEs at another site of that
+    layer and either at this site at another layer or at every other site of this layer that has
+    data: so TopK missing at one of three sites is named, but the ablations that a run trains at
+    the residual stream only are not listed under MLP and attention. ``fig_data``: the figure's
+    rows; ``all_layers``: the model's rows at every layer, where the figure draws one layer.
+    """
+    scope = fig_data if all_layers is None else all_layers
+    if panel.empty or scope.empty:
+        return
+    layer, site = int(panel["layer"].iloc[0]), str(panel["site"].iloc[0])
+    here = scope[scope["layer"].astype(int) == layer]
+    data_sites = set(here["site"]) - {site}
+    missing = []
+    for a in archs:
+        if a in set(panel["architecture"]):
+            continue
+        at_layer = set(here.loc[here["architecture"] == a, "site"])
+        at_site_elsewhere = ((scope["architecture"] == a) & (scope["site"] == site)).any()
+        if at_layer and (at_site_elsewhere or data_sites <= at_layer):
+            missing.append(arch_style(a).label)
     if not missing:
         return
     # in the panel's title, outside the axes: a note inside them could hide points; wrapped
@@ -462,7 +489,7 @@ def _pareto_row(
                 continue
             present.add(arch)
             _draw_points_and_frontier(ax, pts, arch, y, maximize_y)
-        _missing_note(ax, archs, ds, d, "lower right" if maximize_y else "upper right")
+        _missing_note(ax, archs, ds, d, "lower right" if maximize_y else "upper right", all_layers=sel)
         _log_axis(ax, "x", ds["l0"])
         ylabel = _LABELS.get(y, y)
         if log_y and (ds[y] > 0).all():
@@ -647,7 +674,7 @@ def plot_shrinkage(
                 )
                 _error_bars(ax, pts, "l0", metric, st.color, gid=f"errors:{metric}:{arch}")
             ax.axhline(1.0, color="0.15", linestyle="--", linewidth=1.3, gid="gamma_one", zorder=1.5)
-            _missing_note(ax, architectures, ds, d)
+            _missing_note(ax, architectures, ds, d, all_layers=sel)
             _log_axis(ax, "x", ds["l0"])
             if i == 1:
                 ax.set_xlabel(_LABELS["l0"])

@@ -18,6 +18,11 @@ rule aggregate:
             caption="../report/missing_runs.rst",
             category="Tables",
         ),
+        health=report(
+            f"{P.TABLES}/training_health.csv",
+            caption="../report/training_health.rst",
+            category="Tables",
+        ),
     log:
         f"{LOGS}/aggregate.log",
     script:
