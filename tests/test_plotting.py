@@ -112,6 +112,23 @@ def test_fig01_of_a_neuron_site_run_draws_only_that_site(agg, tmp_path):
     assert len(both.axes) == 4 and _texts(both.axes[1]) == ["no data"]
 
 
+def test_an_sae_that_diverged_in_training_is_crossed_out_and_named_in_the_legend(tmp_path):
+    table = synthetic_metrics_table(layers=(5,), coefficients=(1, 2, 4), seeds=(0, 1))
+    bad = (table.architecture == "topk") & (table.site == "resid") & (table.coefficient == 4) & (table.seed == 1)
+    table = table.assign(diverged=bad)
+    agg = aggregate_seeds(table)  # one diverged seed marks its (mean) point
+    assert int(agg["diverged"].sum()) == 1
+    fig = P.plot_delta_lm_loss(agg, tmp_path / "d", layer=5)
+    resid = fig.axes[0]
+    (cross,) = [c for c in resid.collections if c.get_gid() == "diverged:topk"]
+    point = agg[agg.diverged].iloc[0]
+    np.testing.assert_allclose(cross.get_offsets(), [[point.l0, point.delta_lm_loss]])
+    assert not any(str(c.get_gid()).startswith("diverged:") for ax in fig.axes[1:] for c in ax.collections)
+    assert P.DIVERGED_LABEL in [t.get_text() for t in fig.legends[0].get_texts()]
+    clean = P.plot_delta_lm_loss(aggregate_seeds(table.drop(columns="diverged")), tmp_path / "c", layer=5)
+    assert P.DIVERGED_LABEL not in [t.get_text() for t in clean.legends[0].get_texts()]
+
+
 def test_fig02_grid(agg, tmp_path):
     stem = tmp_path / "fig02"
     df = agg[~((agg.layer == 2) & (agg.site == "mlp"))]

@@ -42,6 +42,7 @@ import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -398,6 +399,19 @@ def _legend(fig: plt.Figure, archs: Sequence[str], present: set[str], extra: Seq
             )
         )
     handles += list(extra)
+    if any(str(c.get_gid()).startswith("diverged:") for ax in fig.axes for c in ax.collections):
+        handles.append(
+            Line2D(
+                [],
+                [],
+                linestyle="none",
+                marker="x",
+                color=DIVERGED_COLOR,
+                markersize=8,
+                markeredgewidth=1.8,
+                label=DIVERGED_LABEL,
+            )
+        )
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4), frameon=False)
 
 
@@ -421,11 +435,21 @@ def _error_bars(ax, pts: pd.DataFrame, x: str, y: str, color: str, gid: str, alp
     )
 
 
+#: Drawn over an SAE whose training blew up (``diverged`` of :mod:`saerepro.health`).
+DIVERGED_COLOR = "#C00000"
+DIVERGED_MARK: dict[str, Any] = {"marker": "x", "color": DIVERGED_COLOR, "s": 70, "linewidths": 1.8}
+DIVERGED_LABEL = "diverged in training (training_health.csv)"
+
+
 def _draw_points_and_frontier(ax, pts: pd.DataFrame, arch: str, y: str, maximize_y: bool) -> None:
-    """Markers for every SAE with ±1 SE bars, the (L0, y) Pareto frontier joined by a line on top."""
+    """Markers for every SAE with ±1 SE bars, the (L0, y) Pareto frontier joined by a line on top,
+    and a red cross over each SAE that diverged in training (when the table has ``diverged``)."""
     st = arch_style(arch)
     ax.scatter(pts["l0"], pts[y], color=st.color, marker=st.marker, s=22, alpha=0.6, linewidths=0, gid=f"points:{arch}")
     _error_bars(ax, pts, "l0", y, st.color, gid=f"errors:{arch}")
+    if "diverged" in pts and pts["diverged"].astype(bool).any():
+        bad = pts[pts["diverged"].astype(bool)]
+        ax.scatter(bad["l0"], bad[y], gid=f"diverged:{arch}", zorder=5, **DIVERGED_MARK)
     fr = pareto_frontier(pts, "l0", y, minimize_x=True, maximize_y=maximize_y)
     ax.plot(
         fr["l0"].to_numpy(dtype=float),

@@ -197,8 +197,9 @@ def aggregate_seeds(df: pd.DataFrame) -> pd.DataFrame:
     Adds ``n_seeds`` and ``<column>_sem`` (standard error of the mean over seeds; NaN when there
     is a single seed), and carries the evaluation SEs (:data:`SE_COLUMNS`) as their root mean
     square over seeds: the seeds are evaluated on the same sequences, so their evaluation errors
-    are correlated and do not average out. The input is validated first. This seed-averaged table
-    is what every figure function in :mod:`saerepro.plotting` takes.
+    are correlated and do not average out. A ``diverged`` column (:mod:`saerepro.health`) is
+    carried as "any seed diverged". The input is validated first. This seed-averaged table is what
+    every figure function in :mod:`saerepro.plotting` takes.
     """
     df = validate_metrics_table(df)
     keys = [c for c in KEY_COLUMNS if c != "seed"]
@@ -209,7 +210,10 @@ def aggregate_seeds(df: pd.DataFrame) -> pd.DataFrame:
     eval_se = [c for c in SE_COLUMNS if c.endswith("_se")]
     rms = df[keys + eval_se].assign(**{c: df[c] ** 2 for c in eval_se}).groupby(keys, sort=True)[eval_se].mean() ** 0.5
     n = g.size().rename("n_seeds")
-    return pd.concat([mean, n, sem, rms], axis=1).reset_index()
+    parts = [mean, n, sem, rms]
+    if "diverged" in df:  # saerepro.health, merged in for the figures: any seed's blow-up shows
+        parts.append(df.assign(diverged=df["diverged"].astype(bool)).groupby(keys, sort=True)["diverged"].any())
+    return pd.concat(parts, axis=1).reset_index()
 
 
 # --------------------------------------------------------------------------- paper tables

@@ -47,9 +47,11 @@ onerror:
 
 
 rule figures:
-    """Every Pareto and shrinkage figure, from the aggregated tables only."""
+    """Every Pareto and shrinkage figure, from the aggregated tables only (training_health.csv
+    marks the SAEs that diverged in training)."""
     input:
         table=P.METRICS_TABLE,
+        health=f"{P.TABLES}/training_health.csv",
     output:
         png=[
             report(
