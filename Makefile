@@ -14,7 +14,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := Agg
 
-.PHONY: setup repro repro-long long-partial repro-neurons quick cached test test-fast lint dryrun report
+.PHONY: setup repro repro-long long-partial repro-neurons repro-seeds quick cached test test-fast lint dryrun report
 
 setup: $(STAMP)
 
@@ -60,6 +60,21 @@ repro-neurons: setup
 		--configfile ../../config/experiments/neurons.yaml --config resources_dir=../../resources
 	rm -rf results/neurons/tables && cp -r runs/neurons/results/tables results/neurons/tables
 	cp runs/neurons/figures/* figures/neurons/
+
+# Seed-to-seed spread (config/experiments/seed_spread.yaml, ~2.7 h on 2 cores): 3 seeds of one gated and
+# one baseline lambda per site at layer 6. Its clean and zero-ablation CEs are the long run's (same model,
+# eval tokens and settings; tests/test_experiment_configs.py), copied when the long run has them (~50 min
+# saved). Tables and figures are copied to results/seed_spread/ and figures/seed_spread/.
+SEED_REF := results/gemma-3-270m/wiki-offline
+repro-seeds: setup
+	mkdir -p runs/seed_spread results/seed_spread figures/seed_spread
+	cd runs/seed_spread && for f in clean_reference.pt L6/resid/reference_ce.json L6/mlp/reference_ce.json \
+		L6/attn/reference_ce.json; do if [ -f ../long/$(SEED_REF)/$$f ] && [ ! -f $(SEED_REF)/$$f ]; then \
+		mkdir -p $$(dirname $(SEED_REF)/$$f) && cp ../long/$(SEED_REF)/$$f $(SEED_REF)/$$f; fi; done
+	cd runs/seed_spread && ../../$(BIN)/snakemake --snakefile ../../Snakefile --cores all --rerun-triggers mtime $(RUNS_PROFILE) \
+		--configfile ../../config/experiments/seed_spread.yaml --config resources_dir=../../resources
+	rm -rf results/seed_spread/tables && cp -r runs/seed_spread/results/tables results/seed_spread/tables
+	cp runs/seed_spread/figures/* figures/seed_spread/
 
 # A first look (~10 min): its own working directory, so it never mixes with the default run's
 # results/ and figures/; model weights and corpus are shared through resources/.

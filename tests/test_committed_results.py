@@ -49,6 +49,13 @@ COMMITTED_RUNS = [
         "run `make repro-neurons`, then commit results/neurons/tables and figures/neurons",
         id="neurons",
     ),
+    pytest.param(
+        "results/seed_spread/tables/metrics.csv",
+        "config/experiments/seed_spread.yaml",
+        METRIC_MOVING_CODE + ("config/experiments/seed_spread.yaml",),
+        "run `make repro-seeds`, then commit results/seed_spread/tables and figures/seed_spread",
+        id="seed_spread",
+    ),
 ]
 
 

@@ -120,10 +120,8 @@ def test_nothing_finished_writes_only_the_missing_list(workdir):
 
 def test_figures_mark_the_saes_training_health_names_as_diverged(workdir, monkeypatch):
     from saerepro import plotting
-    from saerepro.pipeline import make_figures
     from saerepro.tables import KEY_COLUMNS
 
-    cfg = load_config(CONFIG)
     table = workdir / "results/tables/metrics.csv"
     table.parent.mkdir(parents=True)
     synth = synthetic_metrics_table(layers=(2,), coefficients=(1.0, 2.0), seeds=(0,), sites=("resid",))
@@ -135,12 +133,12 @@ def test_figures_mark_the_saes_training_health_names_as_diverged(workdir, monkey
         return []
 
     monkeypatch.setattr(plotting, "make_all_figures", capture)
-    make_figures(cfg, table, workdir / "figures")
+    plotting.figures_from_tables(table.parent, workdir / "figures", headline_layer=2)
     assert "diverged" not in drawn["df"]  # no health table: nothing to mark
     health = synth[list(KEY_COLUMNS)].assign(diverged=False).iloc[1:]  # one SAE without a curve
     health.loc[health.index[0], "diverged"] = True
     health.to_csv(table.parent / "training_health.csv", index=False)
-    make_figures(cfg, table, workdir / "figures")
+    plotting.figures_from_tables(table.parent, workdir / "figures", headline_layer=2)
     marked = drawn["df"]
     assert len(marked) == len(synth) and int(marked["diverged"].sum()) == 1
     assert bool(marked.set_index(list(KEY_COLUMNS)).loc[tuple(health.iloc[0][list(KEY_COLUMNS)]), "diverged"])

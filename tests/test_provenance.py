@@ -239,6 +239,20 @@ def test_comment_docstring_and_layout_changes_keep_rows_fresh_code_changes_do_no
     assert moved[:12] in reason and "1 commit(s)" in reason
 
 
+def test_a_change_a_later_commit_reverts_keeps_rows_fresh_and_a_ledger_entry_cannot_launder_one(repo):
+    made = _git(repo, "rev-parse", "HEAD")
+    moved = _commit(repo, {"src/saerepro/training.py": "lr = 2\n"}, "move")
+    assert moved[:12] in stale_reasons(_rows(made), _cfg(), repo)[0]
+    _commit(repo, {"src/saerepro/training.py": "lr = 1  # back\n"}, "revert")
+    assert stale_reasons(_rows(made), _cfg(), repo) == []
+    # a neutral-checked commit after an unchecked change does not make that change checked
+    again = _commit(repo, {"src/saerepro/training.py": "lr = 3\n"}, "move again")
+    refactor = _commit(repo, {"src/saerepro/training.py": "lr = 3 + 0\n"}, "refactor")
+    _ledger(repo, (again, refactor))
+    (reason,) = stale_reasons(_rows(made), _cfg(), repo)
+    assert again[:12] in reason and refactor[:12] not in reason and "training.py" in reason
+
+
 @pytest.mark.parametrize(
     "files",
     [

@@ -35,11 +35,13 @@ def aggregate_partial(cfg: Config, tables_dir: Path, figures_dir: Path) -> pd.Da
     ``tables_dir`` and ``figures_dir``; None if no SAE has finished (then only missing_runs.csv)."""
     from .pilot import apply_pilot
     from .pipeline import aggregate_available
-    from .plotting import plot_inference_opt, plot_inference_opt_decoders
+    from .plotting import figures_from_tables, plot_inference_opt, plot_inference_opt_decoders
 
     tables_dir, figures_dir = Path(tables_dir).resolve(), Path(figures_dir).resolve()
     figures_dir.mkdir(parents=True, exist_ok=True)
-    df = aggregate_available(apply_pilot(cfg), tables_dir / "metrics.csv", figures_dir)
+    df = aggregate_available(apply_pilot(cfg), tables_dir / "metrics.csv", figures_dir=None)
+    if df is not None:
+        figures_from_tables(tables_dir, figures_dir, headline_layer=cfg.headline)
     ito = sorted(Path(paths.TABLES, "inference_opt").glob("*.csv"))
     if ito:
         (tables_dir / "inference_opt").mkdir(parents=True, exist_ok=True)

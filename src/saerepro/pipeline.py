@@ -360,22 +360,11 @@ def aggregate_available(
 
 
 def make_figures(cfg: Config, table_path: Path, out_dir: Path) -> list[Path]:
-    """Every figure, from the aggregated tables only: ``metrics.csv`` and, where aggregate wrote
-    it beside, ``training_health.csv`` (its ``diverged`` marks SAEs that blew up in training)."""
-    import pandas as pd
-
+    """Every figure, from the aggregated table only."""
     from .plotting import make_all_figures
-    from .tables import KEY_COLUMNS, read_metrics_table
+    from .tables import read_metrics_table
 
-    df = read_metrics_table(table_path)
-    health_path = Path(table_path).parent / "training_health.csv"
-    if health_path.exists():
-        health = pd.read_csv(health_path)
-        if len(health):
-            keys = list(KEY_COLUMNS)
-            df = df.merge(health[[*keys, "diverged"]], on=keys, how="left")
-            df["diverged"] = df["diverged"].fillna(False).astype(bool)
-    return make_all_figures(df, out_dir, headline_layer=cfg.headline)
+    return make_all_figures(read_metrics_table(table_path), out_dir, headline_layer=cfg.headline)
 
 
 # --------------------------------------------------------------------------- on-the-fly activations

@@ -1359,6 +1359,23 @@ FIGURES: dict[str, Callable[..., plt.Figure]] = {
 }
 
 
+def figures_from_tables(tables_dir: str | Path, out_dir: str | Path, **kwargs) -> list[Path]:
+    """:func:`make_all_figures` from the aggregated tables in ``tables_dir``: ``metrics.csv`` and,
+    where aggregate wrote it, ``training_health.csv``, whose ``diverged`` crosses out the SAEs that
+    blew up in training (:mod:`saerepro.health`). ``kwargs`` go to :func:`make_all_figures`."""
+    from .tables import KEY_COLUMNS, read_metrics_table
+
+    df = read_metrics_table(Path(tables_dir) / "metrics.csv")
+    health_path = Path(tables_dir) / "training_health.csv"
+    if health_path.exists():
+        health = pd.read_csv(health_path)
+        if len(health):
+            keys = list(KEY_COLUMNS)
+            df = df.merge(health[[*keys, "diverged"]], on=keys, how="left")
+            df["diverged"] = df["diverged"].fillna(False).astype(bool)
+    return make_all_figures(df, out_dir, **kwargs)
+
+
 def make_all_figures(
     metrics: pd.DataFrame,
     out_dir: str | Path,

@@ -223,12 +223,13 @@ def stale_reasons(rows, cfg, repo, paths=METRIC_MOVING_PATHS) -> list[str]:
 
     A row is stale when its ``config_hash`` is not :func:`config_hash` of ``cfg``; when its
     ``git_commit`` is ``-dirty`` (made from uncommitted code), unknown, not in the repository or
-    not an ancestor of HEAD; or when one of ``paths`` (:data:`METRIC_MOVING_PATHS`) changed
-    between that commit and HEAD in a commit that :data:`NEUTRAL_LEDGER` does not record as
-    checked metric-neutral (``benchmarks/neutral_check.py``: the tiny default-like config's metrics
-    byte-identical before and after, on one machine) and that changed more than comments,
-    docstrings and layout there (:func:`code_unchanged`). Only commits are compared: uncommitted changes in the working
-    tree are not looked at (they are not yet code anybody else runs).
+    not an ancestor of HEAD; or when the code of one of ``paths`` (:data:`METRIC_MOVING_PATHS`)
+    at HEAD is not what it was at that commit, comments, docstrings and layout aside, through
+    commits that :data:`NEUTRAL_LEDGER` does not record as checked metric-neutral
+    (``benchmarks/neutral_check.py``: the tiny default-like config's metrics byte-identical
+    before and after, on one machine; :func:`_unchecked_changes`). Only commits are compared:
+    uncommitted changes in the working tree are not looked at (they are not yet code anybody
+    else runs).
     """
     records = rows.to_dict("records") if hasattr(rows, "to_dict") else [dict(r) for r in rows]
     if not records:
@@ -261,20 +262,14 @@ def stale_reasons(rows, cfg, repo, paths=METRIC_MOVING_PATHS) -> list[str]:
         if _git(repo, "merge-base", "--is-ancestor", base, "HEAD").returncode != 0:
             reasons.append(f"{where} name commit {base}, which is not an ancestor of HEAD")
             continue
-        moving = _git(repo, "rev-list", f"{base}..HEAD", "--", *paths)
-        if moving.returncode != 0:
-            reasons.append(f"git rev-list {base}..HEAD failed: {moving.stderr.strip()}")
+        changed, unchecked = _unchecked_changes(repo, base, paths, ledger)
+        if changed is None:
+            reasons.append(f"git diff {base}..HEAD failed")
             continue
-        unchecked = [
-            c
-            for c in moving.stdout.split()
-            if not _checked_neutral(repo, c, ledger) and not code_unchanged(repo, c, paths)
-        ]
-        if unchecked:
-            diff = _git(repo, "diff", "--name-only", base, "HEAD", "--", *paths)
+        if changed:
             reasons.append(
                 f"{where} were made at commit {base[:12]}; metric-moving file(s) changed "
-                f"since: {', '.join(diff.stdout.split())} (in {len(unchecked)} commit(s) that "
+                f"since: {', '.join(changed)} (in {len(unchecked)} commit(s) that "
                 f"{NEUTRAL_LEDGER} does not record as checked metric-neutral: "
                 f"{', '.join(c[:12] for c in unchecked)})"
             )
@@ -309,31 +304,52 @@ def _schema_reasons(records: list[dict], commits: Counter, repo, ledger: list[di
     return reasons
 
 
-def code_unchanged(repo, commit: str, paths=METRIC_MOVING_PATHS) -> bool:
-    """Whether ``commit`` changed ``paths`` only in comments, docstrings and layout: every file it
-    touches there is Python and parses, before and after, to the same syntax tree once bare string
-    statements (docstrings) are dropped (:func:`_code_ast`). Such a commit cannot move a metric, so it needs no
-    neutral-check run. A changed config, an added, deleted or unparsable file, or a merge commit
-    counts as a change."""
-    if _git(repo, "rev-parse", "--verify", "--quiet", f"{commit}^2").returncode == 0:
-        return False  # a merge: its first-parent diff says nothing about the other side
-    listed = _git(repo, "diff-tree", "--no-commit-id", "--name-only", "-r", "--root", commit, "--", *paths)
-    files = listed.stdout.split()
-    if listed.returncode != 0 or not files:
-        return False
-    for name in files:
-        if not name.endswith(".py"):
-            return False
-        before = _git(repo, "show", f"{commit}^:{name}")
-        after = _git(repo, "show", f"{commit}:{name}")
-        if before.returncode != 0 or after.returncode != 0:
-            return False
+def _unchecked_changes(repo, base: str, paths, ledger: list[dict]) -> tuple[list[str] | None, list[str]]:
+    """The metric-moving files whose code at HEAD is not what the rows were made with, and the
+    unchecked commits that changed them (``None`` when git fails).
+
+    Per file, walking its commits since ``base`` oldest first, with the state at ``base``
+    accepted: a commit that leaves the file in the accepted state (a comment, docstring or layout
+    edit, :func:`_file_state`; or a revert) changes nothing; a commit the ledger records as
+    checked metric-neutral, while nothing unchecked precedes it, moves the accepted state to its
+    own; any other commit is unchecked until a later one returns the file to the accepted state.
+    The file is changed when HEAD's state is not the accepted one.
+    """
+    diff = _git(repo, "diff", "--name-only", base, "HEAD", "--", *paths)
+    if diff.returncode != 0:
+        return None, []
+    changed, unchecked = [], []
+    for name in diff.stdout.split():
+        accepted = _file_state(repo, base, name)
+        commits = _git(repo, "rev-list", "--reverse", "--topo-order", f"{base}..HEAD", "--", name).stdout.split()
+        pending: list[str] = []
+        for c in commits:
+            state = _file_state(repo, c, name)
+            if state == accepted:
+                pending = []
+            elif not pending and _checked_neutral(repo, c, ledger):
+                accepted = state
+            else:
+                pending.append(c)
+        if _file_state(repo, "HEAD", name) != accepted:
+            changed.append(name)
+            unchecked += [c for c in pending if c not in unchecked and not _checked_neutral(repo, c, ledger)]
+    return changed, unchecked
+
+
+def _file_state(repo, commit: str, name: str) -> str | None:
+    """What of ``name`` at ``commit`` can move a number: a Python file's syntax tree without
+    docstrings (:func:`_code_ast`; its raw text if it does not parse), any other file's text, None
+    where it does not exist."""
+    shown = _git(repo, "show", f"{commit}:{name}")
+    if shown.returncode != 0:
+        return None
+    if name.endswith(".py"):
         try:
-            if _code_ast(before.stdout) != _code_ast(after.stdout):
-                return False
+            return _code_ast(shown.stdout)
         except SyntaxError:
-            return False
-    return True
+            return "unparsable\n" + shown.stdout
+    return shown.stdout
 
 
 def _code_ast(source: str) -> str:

@@ -33,11 +33,15 @@ onerror:
     # With --keep-going, every SAE that could finish has; tabulate those and list the rest
     # (results/tables/missing_runs.csv, logs/aggregate.log) instead of leaving no table at all.
     from saerepro.pipeline import aggregate_available
+    from saerepro.plotting import figures_from_tables
     from saerepro.snake import logging_to
 
     with logging_to(f"{LOGS}/aggregate.log"):
         try:
-            aggregate_available(apply_pilot(CFG))
+            if aggregate_available(apply_pilot(CFG), figures_dir=None) is not None:
+                figures_from_tables(
+                    P.TABLES, P.FIGURES, headline_layer=CFG.headline
+                )
         except (
             Exception
         ):  # the run has already failed; say why this did too, don't mask it

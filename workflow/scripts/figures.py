@@ -1,7 +1,11 @@
 from pathlib import Path
 
-from saerepro.pipeline import make_figures
+from saerepro.plotting import figures_from_tables
 from saerepro.snake import job
 
 with job(snakemake) as cfg:
-    make_figures(cfg, Path(snakemake.input.table), Path(snakemake.output.png[0]).parent)
+    figures_from_tables(
+        Path(snakemake.input.table).parent,
+        Path(snakemake.output.png[0]).parent,
+        headline_layer=cfg.headline,
+    )
