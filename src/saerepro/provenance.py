@@ -235,6 +235,7 @@ def stale_reasons(rows, cfg, repo, paths=METRIC_MOVING_PATHS) -> list[str]:
     if not records:
         return ["the table has no rows"]
     ledger = read_neutral_ledger(repo)
+    states: dict[tuple[str, str], str | None] = {}  # (commit, file) -> _file_state, shared by all rows
     reasons = []
     expected = config_hash(cfg)
     hashes = Counter(str(r.get("config_hash")) for r in records)
@@ -262,7 +263,7 @@ def stale_reasons(rows, cfg, repo, paths=METRIC_MOVING_PATHS) -> list[str]:
         if _git(repo, "merge-base", "--is-ancestor", base, "HEAD").returncode != 0:
             reasons.append(f"{where} name commit {base}, which is not an ancestor of HEAD")
             continue
-        changed, unchecked = _unchecked_changes(repo, base, paths, ledger)
+        changed, unchecked = _unchecked_changes(repo, base, paths, ledger, states)
         if changed is None:
             reasons.append(f"git diff {base}..HEAD failed")
             continue
@@ -304,7 +305,9 @@ def _schema_reasons(records: list[dict], commits: Counter, repo, ledger: list[di
     return reasons
 
 
-def _unchecked_changes(repo, base: str, paths, ledger: list[dict]) -> tuple[list[str] | None, list[str]]:
+def _unchecked_changes(
+    repo, base: str, paths, ledger: list[dict], states: dict[tuple[str, str], str | None] | None = None
+) -> tuple[list[str] | None, list[str]]:
     """The metric-moving files whose code at HEAD is not what the rows were made with, and the
     unchecked commits that changed them (``None`` when git fails).
 
@@ -313,25 +316,34 @@ def _unchecked_changes(repo, base: str, paths, ledger: list[dict]) -> tuple[list
     edit, :func:`_file_state`; or a revert) changes nothing; a commit the ledger records as
     checked metric-neutral, while nothing unchecked precedes it, moves the accepted state to its
     own; any other commit is unchecked until a later one returns the file to the accepted state.
-    The file is changed when HEAD's state is not the accepted one.
+    The file is changed when HEAD's state is not the accepted one. ``states`` caches
+    :func:`_file_state` by (commit, file) across calls.
     """
     diff = _git(repo, "diff", "--name-only", base, "HEAD", "--", *paths)
-    if diff.returncode != 0:
+    head = _git(repo, "rev-parse", "HEAD").stdout.strip()
+    if diff.returncode != 0 or not head:
         return None, []
+    states = {} if states is None else states
+
+    def state_at(commit: str, name: str) -> str | None:
+        if (commit, name) not in states:
+            states[commit, name] = _file_state(repo, commit, name)
+        return states[commit, name]
+
     changed, unchecked = [], []
     for name in diff.stdout.split():
-        accepted = _file_state(repo, base, name)
+        accepted = state_at(base, name)
         commits = _git(repo, "rev-list", "--reverse", "--topo-order", f"{base}..HEAD", "--", name).stdout.split()
         pending: list[str] = []
         for c in commits:
-            state = _file_state(repo, c, name)
+            state = state_at(c, name)
             if state == accepted:
                 pending = []
             elif not pending and _checked_neutral(repo, c, ledger):
                 accepted = state
             else:
                 pending.append(c)
-        if _file_state(repo, "HEAD", name) != accepted:
+        if state_at(head, name) != accepted:
             changed.append(name)
             unchecked += [c for c in pending if c not in unchecked and not _checked_neutral(repo, c, ledger)]
     return changed, unchecked
