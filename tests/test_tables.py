@@ -280,3 +280,21 @@ def test_a_table_without_the_corpus_column_is_refused_naming_it(table, tmp_path)
     table.drop(columns=["corpus"]).to_csv(tmp_path / "metrics.csv", index=False)
     with pytest.raises(T.MetricsTableError, match="corpus"):
         T.read_metrics_table(tmp_path / "metrics.csv")
+
+
+def test_seed_spread_sets_each_settings_spread_across_seeds_beside_its_evaluation_se(tmp_path):
+    table = T.synthetic_metrics_table(layers=(6,), coefficients=(1.0, 2.0), seeds=(0, 1, 2), architectures=("gated",))
+    spread = T.seed_spread_table(table)
+    assert len(spread) == 6 and set(spread["n_seeds"]) == {3}  # 3 sites x 2 coefficients
+    one = table[(table.site == "mlp") & (table.coefficient == 2.0)]
+    row = spread[(spread.site == "mlp") & (spread.coefficient == 2.0)].iloc[0]
+    assert row["loss_recovered_seed_sd"] == pytest.approx(one["loss_recovered"].std(ddof=1))
+    assert row["loss_recovered_eval_se"] == pytest.approx(float(np.sqrt((one["loss_recovered_se"] ** 2).mean())))
+    assert row["loss_recovered_sd_over_se"] == pytest.approx(
+        row["loss_recovered_seed_sd"] / row["loss_recovered_eval_se"]
+    )
+    assert T.write_seed_spread_table(table, tmp_path / "seed_spread")[1].read_text().startswith("# Seed-to-seed")
+    # one seed per setting: no spread to report, no files
+    assert T.seed_spread_table(table[table.seed == 0]).empty
+    assert T.write_seed_spread_table(table[table.seed == 0], tmp_path / "none") == []
+    assert not (tmp_path / "none.csv").exists()

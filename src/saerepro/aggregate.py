@@ -17,7 +17,14 @@ from . import paths
 from .config import Config
 from .health import SPIKE_FLAG, training_health
 from .io import atomic_path
-from .tables import KEY_COLUMNS, TIMING_COLUMNS, validate_metrics_table, write_half_l0_table, write_model_tables
+from .tables import (
+    KEY_COLUMNS,
+    TIMING_COLUMNS,
+    validate_metrics_table,
+    write_half_l0_table,
+    write_model_tables,
+    write_seed_spread_table,
+)
 from .verdicts import write_verdicts
 
 log = logging.getLogger("saerepro")
@@ -130,6 +137,7 @@ def aggregate(
     write_model_tables(df, table_path.parent)
     write_half_l0_table(df, table_path.parent / "half_l0")
     write_verdicts(df, table_path.parent / "verdicts")
+    write_seed_spread_table(df, table_path.parent / "seed_spread")
     _write_health(training_health(metric_files), table_path.parent)
     return df
 

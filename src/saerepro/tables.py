@@ -506,6 +506,57 @@ def write_half_l0_table(df: pd.DataFrame, stem: str | Path, levels: Sequence[flo
     return [csv, md, tex]
 
 
+#: Metrics whose seed-to-seed spread :func:`seed_spread_table` reports beside their evaluation SE.
+SEED_SPREAD_METRICS: tuple[str, ...] = ("loss_recovered", "delta_lm_loss", "l0", "gamma_c")
+
+
+def seed_spread_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per SAE setting trained with several seeds (model, layer, site, architecture, coefficient):
+    ``n_seeds`` and, for each metric of :data:`SEED_SPREAD_METRICS`, its mean over seeds, its
+    standard deviation across seeds (``<m>_seed_sd``: how far one retraining moves it) and its
+    evaluation SE (``<m>_eval_se``, the seeds' root mean square), with ``<m>_sd_over_se``, their
+    ratio. A ratio near 1 means a single SAE's evaluation SE already covers what retraining moves;
+    well above 1, compare architectures across seeds, not within one. Empty without repeated seeds."""
+    df = validate_metrics_table(df)
+    keys = [c for c in KEY_COLUMNS if c != "seed"]
+    rows = []
+    for key, g in df.groupby(keys, sort=True):
+        if len(g) < 2:
+            continue
+        row = dict(zip(keys, key, strict=True), n_seeds=len(g))
+        for m in SEED_SPREAD_METRICS:
+            sd = float(g[m].std(ddof=1))
+            se = float(np.sqrt((g[f"{m}_se"] ** 2).mean())) if f"{m}_se" in g else float("nan")
+            row.update(
+                {
+                    m: float(g[m].mean()),
+                    f"{m}_seed_sd": sd,
+                    f"{m}_eval_se": se,
+                    f"{m}_sd_over_se": sd / se if se > 0 else float("nan"),
+                }
+            )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_seed_spread_table(df: pd.DataFrame, stem: str | Path) -> list[Path]:
+    """``<stem>.csv`` and ``<stem>.md`` of :func:`seed_spread_table`; nothing (and no files) when
+    no setting has more than one seed."""
+    table = seed_spread_table(df)
+    stem = Path(stem)
+    if table.empty:
+        return []
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    csv, md = stem.with_name(stem.name + ".csv"), stem.with_name(stem.name + ".md")
+    table.to_csv(csv, index=False)
+    md.write_text(
+        "# Seed-to-seed spread beside the evaluation SE\n\n"
+        "`<metric>_seed_sd`: standard deviation across seeds; `<metric>_eval_se`: the paired, sequence-aware "
+        "evaluation SE (root mean square over the seeds); `_sd_over_se`: their ratio.\n\n" + table_to_markdown(table)
+    )
+    return [csv, md]
+
+
 # --------------------------------------------------------------------------- synthetic data
 
 
