@@ -298,3 +298,23 @@ def test_seed_spread_sets_each_settings_spread_across_seeds_beside_its_evaluatio
     assert T.seed_spread_table(table[table.seed == 0]).empty
     assert T.write_seed_spread_table(table[table.seed == 0], tmp_path / "none") == []
     assert not (tmp_path / "none.csv").exists()
+
+
+def test_half_l0_interval_of_a_hook_point_is_its_own_and_brackets_its_ratio():
+    from saerepro.pareto import half_l0
+
+    agg = T.aggregate_seeds(T.synthetic_metrics_table(layers=(3, 6), architectures=("gated", "baseline")))
+    levels = (0.8, 0.9)
+    ci = T.half_l0_ratio_ci(agg, levels, n_boot=60)
+    base = half_l0(agg, levels)
+    ok = np.isfinite(ci[:, 0])
+    assert ok.sum() >= 6 and (ci[ok, 0] <= base["ratio"][ok]).all() and (base["ratio"][ok] <= ci[ok, 1]).all()
+    # the same hook point alone, or beside other hook points, gets the same interval
+    one = agg[(agg.layer == 6) & (agg.site == "mlp")]
+    rows = ((base.layer == 6) & (base.site == "mlp")).to_numpy()
+    np.testing.assert_array_equal(T.half_l0_ratio_ci(one, levels, n_boot=60), ci[rows])
+    # larger evaluation SEs, wider intervals
+    noisier = one.assign(loss_recovered_se=one["loss_recovered_se"] * 4)
+    wide, narrow = T.half_l0_ratio_ci(noisier, levels, n_boot=60), ci[rows]
+    both = np.isfinite(wide[:, 0]) & np.isfinite(narrow[:, 0])
+    assert both.any() and ((wide[both, 1] - wide[both, 0]) > (narrow[both, 1] - narrow[both, 0])).all()

@@ -16,6 +16,7 @@ be byte-identical when a run is repeated. Everything else is derived from it:
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .architectures import ARCHITECTURES
-from .pareto import DEFAULT_LEVELS, half_l0, pareto_frontiers
+from .pareto import DEFAULT_LEVELS, GROUP_COLUMNS, half_l0, pareto_frontiers
 from .provenance import PROVENANCE_COLUMNS
 from .sites import SITES
 
@@ -460,19 +461,36 @@ def half_l0_ratio_ci(
     table's paired, sequence-aware SEs (``loss_recovered_se``, ``l0_se``), independently across SAEs,
     and the frontiers and ratios recomputed. The SAEs share their eval sequences, so their errors
     are positively correlated and independent redraws overstate the noise of a comparison: the
-    interval is conservative. NaN where fewer than half the redraws give a defined ratio, or where
-    the table has no SE columns (e.g. a table from before they existed).
+    interval is conservative. Each hook point is redrawn on its own, from a generator seeded by
+    ``seed`` and the hook point's name, so its interval does not depend on what else the table
+    holds. NaN where fewer than half the redraws give a defined ratio, or where the table has no
+    SE columns (e.g. a table from before they existed).
     """
     base = half_l0(agg, levels)
     out = np.full((len(base), 2), np.nan)
     if not {"loss_recovered_se", "l0_se"} <= set(agg.columns):
         return out
-    rng = np.random.default_rng(seed)
-    draws = np.empty((n_boot, len(base)))
+    n_levels = len(list(levels))
+    sub = agg[agg["architecture"].isin(["gated", "baseline"])]
+    start = 0  # half_l0 gives each hook point, in this groupby's order, one row per level
+    for key, g in sub.groupby(list(GROUP_COLUMNS), sort=True, dropna=False):
+        name = "|".join(str(k) for k in (key if isinstance(key, tuple) else (key,)))
+        rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+        out[start : start + n_levels] = _ratio_interval(g, levels, n_boot, rng, coverage)
+        start += n_levels
+    assert start == len(base), "half_l0 and its bootstrap disagree on the hook points"
+    return out
+
+
+def _ratio_interval(g: pd.DataFrame, levels, n_boot: int, rng: np.random.Generator, coverage: float) -> np.ndarray:
+    """[n_levels, 2] bootstrap interval of one hook point's half-L0 ratios (NaN where undefined)."""
+    n_levels = len(list(levels))
+    out = np.full((n_levels, 2), np.nan)
+    draws = np.empty((n_boot, n_levels))
     for b in range(n_boot):
-        noisy = agg.assign(
-            loss_recovered=agg["loss_recovered"] + rng.standard_normal(len(agg)) * agg["loss_recovered_se"],
-            l0=np.maximum(agg["l0"] + rng.standard_normal(len(agg)) * agg["l0_se"], 1e-6),
+        noisy = g.assign(
+            loss_recovered=g["loss_recovered"] + rng.standard_normal(len(g)) * g["loss_recovered_se"],
+            l0=np.maximum(g["l0"] + rng.standard_normal(len(g)) * g["l0_se"], 1e-6),
         )
         draws[b] = half_l0(noisy, levels)["ratio"].to_numpy(dtype=float)
     ok = np.isfinite(draws).mean(axis=0) >= 0.5
