@@ -7,9 +7,10 @@ of the architecture. The metrics table cannot show this; each run's ``loss_curve
 :func:`training_health` reads them and ``aggregate`` writes one row per SAE to
 ``training_health.csv`` beside ``metrics.csv``, warning about every flagged run.
 
-Measured on the long run (layer 6, 1M tokens per SAE, 2026-12-03): every gated, baseline and
-JumpReLU SAE stayed within 2.7x of its best loss so far after warm-up; two TopK SAEs (k = 64 at
-resid and mlp, lr 0.003) jumped 44x and 26x and ended with 66% and 32% of their latents dead.
+Measured on the long run (1M tokens per SAE, 2026-12-03): every gated, baseline and JumpReLU SAE
+stayed within 2.7x of its best loss so far after warm-up; three TopK SAEs of layer 6 (k = 64 and 32
+at resid, 64 at mlp; Adam beta1 0, lr 0.003) jumped 44x, 32x and 26x and ended with 66%, 23% and
+32% of their latents dead.
 """
 
 from __future__ import annotations
