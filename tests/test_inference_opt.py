@@ -51,6 +51,37 @@ def test_signed_pursuit_and_bad_arguments():
         gradient_pursuit(x[:, :10], D, k=2)
 
 
+def _dense_pursuit(x, D, k, nonnegative, refine):
+    """Gradient pursuit written over the whole dictionary: every product is [N, F] x [F, d]."""
+    codes = torch.zeros(x.shape[0], D.shape[0], dtype=x.dtype)
+    support = torch.zeros_like(codes, dtype=torch.bool)
+    resid, rows = x.clone(), torch.arange(x.shape[0])
+    for it in range(k + refine):
+        corr = resid @ D.T
+        if it < k:
+            score = corr if nonnegative else corr.abs()
+            support[rows, score.masked_fill(support, -torch.inf).argmax(dim=1)] = True
+        g = torch.where(support, corr, torch.zeros(()))
+        gd = g @ D
+        codes += ((resid * gd).sum(dim=1) / (gd * gd).sum(dim=1))[:, None] * g
+        if nonnegative:
+            codes.clamp_(min=0)
+        resid = x - codes @ D
+    return codes
+
+
+@pytest.mark.parametrize("nonnegative", [True, False])
+def test_support_only_pursuit_equals_the_dense_algorithm(nonnegative):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(200, 32, generator=g, dtype=torch.float64)
+    D = torch.randn(300, 32, generator=g, dtype=torch.float64)
+    for k in (1, 5, 12):
+        dense = _dense_pursuit(x, D, k, nonnegative, refine=4)
+        found = gradient_pursuit(x, D, k, nonnegative=nonnegative, refine=4)
+        assert ((found != 0) == (dense != 0)).all()
+        torch.testing.assert_close(found, dense, rtol=1e-9, atol=1e-9)
+
+
 def test_pursuit_sae_uses_the_trained_decoder_and_its_bias():
     from saerepro.sae import make_sae
 
