@@ -23,7 +23,7 @@ CONFIG = {
 }
 
 
-def _finish(run_dir: Path, skip: tuple) -> None:
+def _finish(run_dir: Path, skip: tuple | None) -> None:
     """metrics.json for every run of CONFIG but ``skip`` (site, architecture, coefficient)."""
     synth = synthetic_metrics_table(
         layers=(2,), coefficients=(1.0, 2.0), seeds=(0,), sites=("resid", "mlp"), architectures=("gated", "baseline")
@@ -86,3 +86,37 @@ def test_nothing_finished_is_an_error_that_points_at_the_missing_list(tmp_path, 
     with pytest.raises(SystemExit, match="no SAE of run.yaml has finished"):
         main(["run.yaml", "--run-dir", "runs/r", "--tables", "out/tables", "--figures", "out/figures"])
     assert len(pd.read_csv(tmp_path / "out/tables/missing_runs.csv")) == 8
+
+
+def test_prior_tables_keep_the_earlier_machines_rows_and_this_run_replaces_its_own(tmp_path, monkeypatch):
+    """A run continued on a machine without its earlier run folder: the committed tables are the prior."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(CONFIG))
+    _finish(tmp_path / "runs" / "first", skip=("mlp", "baseline", 2.0))
+    _ito_table(tmp_path / "runs" / "first")
+    argv = ["run.yaml", "--tables", "out/tables", "--figures", "out/figures"]
+    main([*argv, "--run-dir", "runs/first"])
+    before = pd.read_csv(tmp_path / "out/tables/metrics.csv")
+
+    second = tmp_path / "runs" / "second"
+    _finish(second, skip=None)
+    for run in load_config(CONFIG).runs():  # keep only the missing SAE and one rerun of a finished one
+        path = second / paths.fill(paths.METRICS, run)
+        if (run.site, run.architecture, run.coefficient) == ("resid", "gated", 1.0):
+            path.write_text(json.dumps(dict(json.loads(path.read_text()), loss_recovered=0.123)))
+        elif (run.site, run.architecture, run.coefficient) != ("mlp", "baseline", 2.0):
+            path.unlink()
+    main([*argv, "--run-dir", "runs/second", "--prior", "out/tables"])
+
+    after = pd.read_csv(tmp_path / "out/tables/metrics.csv")
+    assert len(after) == 8 and pd.read_csv(tmp_path / "out/tables/missing_runs.csv").empty
+    key = ["site", "architecture", "coefficient"]
+    merged = after.merge(before, on=key, how="left", suffixes=("", "_before"))
+    rerun = (merged.site == "resid") & (merged.architecture == "gated") & (merged.coefficient == 1.0)
+    added = (merged.site == "mlp") & (merged.architecture == "baseline") & (merged.coefficient == 2.0)
+    assert merged.loc[rerun, "loss_recovered"].tolist() == [0.123]
+    kept = merged[~rerun & ~added]
+    assert len(kept) == 6 and (kept["loss_recovered"] == kept["loss_recovered_before"]).all()
+    assert (tmp_path / "out/tables/inference_opt/gemma-3-270m_L2_resid.csv").exists()  # kept from the prior
+    verdicts = pd.read_csv(tmp_path / "out/tables/verdicts.csv")
+    assert set(verdicts["Site"]) == {"resid", "mlp"}  # derived tables rewritten from all eight

@@ -129,6 +129,13 @@ def aggregate(
     df = validate_metrics_table(
         rows[~dead].drop(columns=[c for c in TIMING_COLUMNS if c in rows.columns]).reset_index(drop=True)
     )
+    return write_tables(df, timings, training_health(metric_files), table_path)
+
+
+def write_tables(df: pd.DataFrame, timings: pd.DataFrame, health: pd.DataFrame, table_path: Path) -> pd.DataFrame:
+    """``df`` (validated metrics rows) sorted by key into ``table_path``; ``timings`` and ``health``
+    beside it, and the paper-style, half-the-L0, verdict and seed-spread tables derived from ``df``."""
+    table_path = Path(table_path)
     df = df.sort_values(list(KEY_COLUMNS), kind="stable").reset_index(drop=True)
     with atomic_path(table_path) as tmp:
         df.to_csv(tmp, index=False)
@@ -138,7 +145,7 @@ def aggregate(
     write_half_l0_table(df, table_path.parent / "half_l0")
     write_verdicts(df, table_path.parent / "verdicts")
     write_seed_spread_table(df, table_path.parent / "seed_spread")
-    _write_health(training_health(metric_files), table_path.parent)
+    _write_health(health, table_path.parent)
     return df
 
 
