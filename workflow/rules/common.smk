@@ -107,9 +107,10 @@ def with_corpus(pattern):
 
 
 def ito_saes(wildcards):
-    """inference_opt's inputs: every gated and baseline SAE of the hook point."""
+    """inference_opt's inputs: every gated and baseline SAE of the hook point, trained (the pursuit
+    needs their decoders, not their evaluation)."""
     return [
-        P.fill(P.METRICS, run)
+        P.fill(P.TRAIN_INFO, run)
         for run in sweep_runs()
         if run.layer == int(wildcards.layer)
         and run.site == wildcards.site
