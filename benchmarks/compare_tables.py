@@ -1,10 +1,11 @@
 """How far two metrics tables of the same SAEs disagree: a rerun on another machine, thread count
 or commit against the committed table.
 
-    .venv/bin/python benchmarks/compare_tables.py OLD NEW [--csv OUT]
+    .venv/bin/python benchmarks/compare_tables.py OLD NEW [--query "k == 0"] [--csv OUT]
 
 OLD and NEW are ``metrics.csv`` files, or ``REF:path`` for a file as git stores it at REF (e.g.
-``HEAD:results/long/tables/metrics.csv``). For the SAEs both hold (same key columns) it prints each
+``HEAD:results/long/tables/metrics.csv``); an inference-time-optimisation table works too, cut by
+``--query`` to one k. For the SAEs both hold (same key columns) it prints each
 metric's differences NEW − OLD, in its own units and in units of the OLD row's paired standard
 error where the table has one (``<metric>_se``), and which provenance columns differ (CPU model,
 activation cache, commit). An evaluation SE measures the noise of the eval-token sample, so
@@ -51,8 +52,8 @@ def read(spec: str) -> pd.DataFrame:
 
 def compare(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     """One row per shared SAE key: ``d_<metric>`` = new − old and ``z_<metric>`` = d / old SE."""
-    key = list(KEY_COLUMNS)
-    both = old.merge(new, on=key, suffixes=("_old", "_new"))
+    key = [c for c in KEY_COLUMNS if c in old and c in new]
+    both = old.merge(new, on=key, suffixes=("_old", "_new"), validate="one_to_one")
     out = both[key].copy()
     for m in METRICS:
         if f"{m}_old" not in both or f"{m}_new" not in both:
@@ -70,9 +71,12 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("old")
     ap.add_argument("new")
+    ap.add_argument("--query", help="pandas query both tables are cut to first, e.g. 'k == 0'")
     ap.add_argument("--csv", help="write the per-SAE differences here")
     args = ap.parse_args(argv)
     old, new = read(args.old), read(args.new)
+    if args.query:
+        old, new = old.query(args.query), new.query(args.query)
     diff = compare(old, new)
     print(f"{len(diff)} SAEs in both ({len(old)} in OLD, {len(new)} in NEW)")
     for p in PROVENANCE:
@@ -95,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{m:16s} {d.median():11.3g} {d.max():10.3g} {zs}")
     if "z_loss_recovered" in diff:
         worst = diff.reindex(diff["z_loss_recovered"].abs().sort_values(ascending=False).index).head(5)
-        cols = [*KEY_COLUMNS[2:6], "d_l0", "d_loss_recovered", "z_loss_recovered"]
+        cols = [c for c in KEY_COLUMNS[2:6] if c in diff] + ["d_l0", "d_loss_recovered", "z_loss_recovered"]
         print("\nlargest loss-recovered differences:\n" + worst[cols].to_string(index=False))
     if args.csv:
         diff.to_csv(args.csv, index=False)
