@@ -14,7 +14,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := Agg
 
-.PHONY: setup repro repro-long long-partial repro-neurons repro-seeds quick cached test test-fast lint dryrun report
+.PHONY: setup repro repro-long long-resume long-partial repro-neurons repro-seeds quick cached test test-fast lint dryrun report
 
 setup: $(STAMP)
 
@@ -36,12 +36,24 @@ RUNS_PROFILE := --workflow-profile ../../workflow/profiles/default
 # The long reproduction (config/long.yaml): its own working directory, then its tables and figures
 # are copied to results/long/ and figures/long/ (committed, like the default run's). It also runs the
 # inference-time optimisation (paper Figs. 10-11) at the headline layer.
+LONG_SNAKEMAKE := ../../$(BIN)/snakemake --snakefile ../../Snakefile --cores all $(RUNS_PROFILE) \
+	--configfile ../../config/long.yaml --config resources_dir=../../resources
 repro-long: setup
 	mkdir -p runs/long results/long figures/long
-	cd runs/long && ../../$(BIN)/snakemake --snakefile ../../Snakefile --cores all $(RUNS_PROFILE) \
-		--configfile ../../config/long.yaml --config resources_dir=../../resources -- all inference_opt
+	cd runs/long && $(LONG_SNAKEMAKE) -- all inference_opt
 	rm -rf results/long/tables && cp -r runs/long/results/tables results/long/tables
 	cp runs/long/figures/* figures/long/
+
+# The long run continued on a machine without its earlier runs/long (each session's machine starts
+# without it): trains and evaluates only the SAEs results/long/tables/metrics.csv lacks, then merges
+# them into the committed tables (saerepro.partial --prior; every row keeps its provenance). The
+# inference-time optimisation is not rerun; for it, run `cd runs/long && $(LONG_SNAKEMAKE) -- inference_opt` first.
+long-resume: setup
+	mkdir -p runs/long
+	targets=$$($(BIN)/python -m saerepro.partial config/long.yaml --missing-targets results/long/tables) && \
+		if [ -n "$$targets" ]; then cd runs/long && $(LONG_SNAKEMAKE) -- $$targets; fi
+	$(BIN)/python -m saerepro.partial config/long.yaml --run-dir runs/long \
+		--tables results/long/tables --figures figures/long --prior results/long/tables
 
 # Where the long run stands while it spans sessions: the finished SAEs' tables and figures (and any
 # inference-time-optimisation tables) into results/long/ and figures/long/, the rest listed in

@@ -120,3 +120,13 @@ def test_prior_tables_keep_the_earlier_machines_rows_and_this_run_replaces_its_o
     assert (tmp_path / "out/tables/inference_opt/gemma-3-270m_L2_resid.csv").exists()  # kept from the prior
     verdicts = pd.read_csv(tmp_path / "out/tables/verdicts.csv")
     assert set(verdicts["Site"]) == {"resid", "mlp"}  # derived tables rewritten from all eight
+
+
+def test_missing_targets_name_the_metrics_files_the_prior_table_lacks(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(CONFIG))
+    _finish(tmp_path / "runs" / "first", skip=("mlp", "baseline", 2.0))
+    main(["run.yaml", "--run-dir", "runs/first", "--tables", "out/tables", "--figures", "out/figures"])
+    capsys.readouterr()
+    main(["run.yaml", "--missing-targets", "out/tables"])
+    assert capsys.readouterr().out.split() == ["results/gemma-3-270m/wiki-offline/L2/mlp/baseline/c2/s0/metrics.json"]

@@ -130,18 +130,46 @@ def merge_prior(cfg: Config, prior: PriorTables, tables_dir: Path) -> pd.DataFra
     return df
 
 
+def missing_targets(cfg: Config, metrics: pd.DataFrame) -> list[str]:
+    """The ``metrics.json`` path (relative to a run folder) of every SAE of ``cfg`` that has no row
+    in ``metrics``: what a run continued on a new machine still has to train and evaluate."""
+    from .pilot import apply_pilot
+    from .tables import KEY_COLUMNS
+
+    def key(model, corpus, layer, site, architecture, coefficient, seed):
+        return (str(model), str(corpus), int(layer), str(site), str(architecture), float(coefficient), int(seed))
+
+    columns = list(KEY_COLUMNS)
+    done = {key(*row) for row in metrics[columns].itertuples(index=False, name=None)}
+    return [
+        paths.fill(paths.METRICS, r)
+        for r in apply_pilot(cfg).runs()
+        if key(*(getattr(r, c) for c in columns)) not in done
+    ]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", help="the run's config, e.g. config/long.yaml")
     parser.add_argument("--run-dir", default=".", help="the run's working directory (holds results/)")
-    parser.add_argument("--tables", required=True, help="folder for the tables (replaced)")
-    parser.add_argument("--figures", required=True, help="folder for the figures")
+    parser.add_argument("--tables", help="folder for the tables (replaced)")
+    parser.add_argument("--figures", help="folder for the figures")
     parser.add_argument("--resources-dir", default="resources", help="the shared resources/ folder, relative to here")
     parser.add_argument("--prior", help="an earlier machine's tables of this run to keep rows from (may be --tables)")
+    parser.add_argument(
+        "--missing-targets",
+        metavar="TABLES",
+        help="only print the metrics.json target of every SAE of the config that TABLES' metrics.csv lacks",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     raw = yaml.safe_load(Path(args.config).read_text())
     raw["resources_dir"] = str(Path(args.resources_dir).resolve())
+    if args.missing_targets:
+        print("\n".join(missing_targets(load_config(raw), PriorTables.read(args.missing_targets).metrics)))
+        return
+    if not (args.tables and args.figures):
+        parser.error("--tables and --figures are required")
     tables, figures = Path(args.tables).resolve(), Path(args.figures).resolve()
     prior = PriorTables.read(args.prior) if args.prior else None
     if tables.exists():
