@@ -42,6 +42,12 @@ from .tables import flattening
 log = logging.getLogger("saerepro")
 
 #: Architectures whose SAE can be rebuilt from a checkpoint without extra config fields.
+#: torch threads for the whole curve: the DAG's train and evaluate rules' ``threads: 1``. On CPUs
+#: whose kernels split work by thread count (measured: AMX-bf16 Xeon, a baseline SAE's bf16 weights
+#: differ between 1 and 2 threads), other counts give other numbers, and the curve's last point would
+#: no longer be the DAG's own SAE.
+THREADS = 1
+
 SUPPORTED = ("gated", "baseline", "gated_strict_aux", "gated_unfrozen_decoder", "gated_no_rmag", "gated_untied")
 
 
@@ -62,7 +68,19 @@ def read_config(path: str | Path) -> tuple[Config, list[int], Path]:
 
 
 def run_learning_curve(cfg: Config, budgets: list[int], out_dir: Path, progress: bool = True) -> pd.DataFrame:
-    """Train and evaluate every SAE of ``cfg`` at each budget; returns (and writes) the table."""
+    """Train and evaluate every SAE of ``cfg`` at each budget, at :data:`THREADS` torch threads;
+    returns (and writes) the table."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    try:
+        return _run_learning_curve(cfg, budgets, out_dir, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_learning_curve(cfg: Config, budgets: list[int], out_dir: Path, progress: bool) -> pd.DataFrame:
     import dataclasses
 
     import torch
@@ -249,9 +267,6 @@ def main(argv: list[str] | None = None) -> None:
     elif args.plot_only:
         table = pd.read_csv(out_dir / "learning_curve.csv")
     else:
-        import torch
-
-        torch.set_num_threads(max(1, torch.get_num_threads()))
         table = run_learning_curve(cfg, budgets, out_dir)
     write_outputs(table, out_dir, Path(args.figures), merged=bool(args.merge))
     print(flattening(table).to_string(index=False))
