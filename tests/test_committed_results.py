@@ -194,13 +194,15 @@ def test_inference_opt_rows_quoted_in_results_md_are_what_the_committed_tables_s
     from saerepro.inference_opt import compare_dictionaries
 
     tables = sorted((LONG_TABLE.parent / "inference_opt").glob("*.csv"))
-    quoted = [line for line in (REPO / "docs/results.md").read_text().splitlines() if re.match(r"^\| k = \d+ \|", line)]
+    quoted = [
+        line for line in (REPO / "docs/results.md").read_text().splitlines() if re.match(r"^\| k = \d+ \| \w+ \|", line)
+    ]
     if not tables:
         assert not quoted, "docs/results.md quotes inference-time optimisation rows, but none are committed"
         return
     judged = compare_dictionaries(pd.concat([pd.read_csv(p) for p in tables], ignore_index=True))
     expected = [
-        f"| k = {r.k} | {r.gated:.3f} ({r.gated_coefficient:g}) | {r.baseline:.3f} ({r.baseline_coefficient:g}) "
+        f"| k = {r.k} | {r.site} | {r.gated:.3f} ({r.gated_coefficient:g}) | {r.baseline:.3f} ({r.baseline_coefficient:g}) "
         f"| {r.diff:+.3f} ± {r.diff_se:.3f} | {r.verdict} |"
         for r in judged.itertuples()
     ]
