@@ -8,6 +8,7 @@ prepared on first use under the repository's resources/ (shared with `make repro
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -51,6 +52,20 @@ def test_every_rule_takes_the_prepared_model_as_ancient():
                 uses.append((smk.name, line.strip()))
     assert len(uses) >= 4, uses  # prepare_corpus, cache_activations, reference_ce, on-the-fly training
     assert all("ancient(rules.prepare_model.output)" in line for _, line in uses), uses
+
+
+def test_every_figure_the_workflow_writes_has_a_report_caption():
+    """`snakemake --report` captions each figure from workflow/report/<stem>.rst: a figure rule whose
+    PNG has no caption file breaks the report, and one without report() leaves its figure out."""
+    from saerepro.plotting import FIGURES
+
+    rules = "\n".join(p.read_text() for p in sorted((REPO / "workflow" / "rules").glob("*.smk")))
+    written = set(re.findall(r"P\.FIGURES\}/(\w+)\.png", rules)) | set(FIGURES)
+    captioned = set(re.findall(r'caption="\.\./report/(\w+)\.rst"', rules)) | set(FIGURES)
+    assert "fig10_inference_opt_decoders" in written, written
+    assert written <= captioned, sorted(written - captioned)
+    missing = [s for s in sorted(written) if not (REPO / "workflow" / "report" / f"{s}.rst").is_file()]
+    assert not missing, missing
 
 
 @pytest.mark.parametrize(

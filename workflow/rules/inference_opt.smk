@@ -34,9 +34,17 @@ rule inference_opt:
             if layer == CFG.headline
         ],
     output:
-        decoders=f"{P.FIGURES}/fig10_inference_opt_decoders.png",
+        decoders=report(
+            f"{P.FIGURES}/fig10_inference_opt_decoders.png",
+            caption="../report/fig10_inference_opt_decoders.rst",
+            category="Figures",
+        ),
         decoders_pdf=f"{P.FIGURES}/fig10_inference_opt_decoders.pdf",
-        frontiers=f"{P.FIGURES}/fig11_inference_opt_frontiers.png",
+        frontiers=report(
+            f"{P.FIGURES}/fig11_inference_opt_frontiers.png",
+            caption="../report/fig11_inference_opt_frontiers.rst",
+            category="Figures",
+        ),
         frontiers_pdf=f"{P.FIGURES}/fig11_inference_opt_frontiers.pdf",
     log:
         f"{LOGS}/inference_opt/figure.log",
