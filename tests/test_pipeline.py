@@ -142,3 +142,31 @@ def test_figures_mark_the_saes_training_health_names_as_diverged(workdir, monkey
     marked = drawn["df"]
     assert len(marked) == len(synth) and int(marked["diverged"].sum()) == 1
     assert bool(marked.set_index(list(KEY_COLUMNS)).loc[tuple(health.iloc[0][list(KEY_COLUMNS)]), "diverged"])
+
+
+def test_partial_aggregation_figures_mark_diverged_saes_too(workdir, monkeypatch):
+    """aggregate_available (after --keep-going) draws its figures from the tables it just wrote,
+    training_health.csv included, as the figures rule does."""
+    from saerepro import aggregate as aggregate_module
+    from saerepro import plotting
+    from saerepro.tables import KEY_COLUMNS
+
+    cfg = load_config(CONFIG)
+    _write_metrics(cfg, skip={("mlp", "baseline", 2.0)})
+    first = next(r for r in cfg.runs() if (r.site, r.architecture, r.coefficient) == ("resid", "gated", 1.0))
+
+    def one_diverged(metric_files):
+        rows = [{c: getattr(first, c) for c in KEY_COLUMNS}]
+        return pd.DataFrame(rows).assign(diverged=True)
+
+    monkeypatch.setattr(aggregate_module, "training_health", one_diverged)
+    drawn = {}
+
+    def capture(df, out_dir, **kwargs):
+        drawn["df"] = df
+        return []
+
+    monkeypatch.setattr(plotting, "make_all_figures", capture)
+    assert len(aggregate_available(cfg, figures_dir=workdir / "figures")) == 7
+    marked = drawn["df"].set_index(list(KEY_COLUMNS))["diverged"]
+    assert int(marked.sum()) == 1 and bool(marked.loc[tuple(getattr(first, c) for c in KEY_COLUMNS)])

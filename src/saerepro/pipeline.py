@@ -360,11 +360,12 @@ def aggregate_available(
 
 
 def make_figures(cfg: Config, table_path: Path, out_dir: Path) -> list[Path]:
-    """Every figure, from the aggregated table only."""
-    from .plotting import make_all_figures
-    from .tables import read_metrics_table
+    """Every figure, from the aggregated tables only: ``table_path`` and the ``training_health.csv``
+    aggregate wrote beside it, so a partial run's figures cross out diverged SAEs as the
+    ``figures`` rule's do."""
+    from .plotting import figures_from_tables
 
-    return make_all_figures(read_metrics_table(table_path), out_dir, headline_layer=cfg.headline)
+    return figures_from_tables(Path(table_path).parent, out_dir, headline_layer=cfg.headline)
 
 
 # --------------------------------------------------------------------------- on-the-fly activations
