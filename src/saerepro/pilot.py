@@ -236,7 +236,16 @@ def run_pilot(
         )
         for run in runs
     ]
-    train_saes(tcfgs, cache, dirs, progress=False)
+    log.info(
+        "pilot L%s/%s/%s: training %d probes (coefficients %s) on %d tokens each, together",
+        layer,
+        site,
+        architecture,
+        len(probes),
+        probes,
+        pilot.tokens,
+    )
+    train_saes(tcfgs, cache, dirs)  # a progress bar in the job's log: the probes take minutes
     rows = sample_rows(cache.source, pilot.l0_rows, (cfg.seeds[0], 7919))
     l0s = [measure_l0(d, rows) for d in dirs]
     result: dict[str, Any] = {
