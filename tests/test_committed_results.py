@@ -24,6 +24,7 @@ from saerepro.tables import ALL_COLUMNS, read_metrics_table, write_half_l0_table
 REPO = Path(__file__).resolve().parents[1]
 TABLE = REPO / "results" / "tables" / "metrics.csv"
 LONG_TABLE = REPO / "results" / "long" / "tables" / "metrics.csv"
+NEURONS_TABLES = REPO / "results" / "neurons" / "tables"
 SITES = ("resid", "mlp", "attn")
 
 #: Each committed run: (table, config, metric-moving paths, how to regenerate it).
@@ -117,12 +118,14 @@ def _quoted_verdict_cells(text: str) -> dict[str, set[tuple[str, str, str]]]:
     """(layer, site, cell) of every verdict-table row quoted in a Markdown document, by run: rows that
     start with a site (README, the default run: layer "6"), with the model, layer and site
     (docs/results.md, a copy of the default run's verdicts.md), or with a layer and a site (README,
-    the long run)."""
+    the long run); a row whose site is ``mlp_post`` (with its layer) quotes the neurons run."""
     verdict = re.compile(r"^(shown|reversed|not shown|mixed|not run|no overlap)\b")
-    cells: dict[str, set[tuple[str, str, str]]] = {"default": set(), "long": set()}
+    cells: dict[str, set[tuple[str, str, str]]] = {"default": set(), "long": set(), "neurons": set()}
     for line in text.splitlines():
         parts = [p.strip() for p in line.strip().strip("|").split("|")]
-        if len(parts) >= 4 and parts[0] in SITES:
+        if len(parts) >= 5 and parts[0].isdigit() and parts[1] == "mlp_post":
+            run, layer, site, quoted = "neurons", parts[0], parts[1], parts[2:]
+        elif len(parts) >= 4 and parts[0] in SITES:
             run, layer, site, quoted = "default", "6", parts[0], parts[1:]
         elif len(parts) >= 6 and parts[2] in SITES and parts[1].isdigit():
             run, layer, site, quoted = "default", parts[1], parts[2], parts[3:]
@@ -145,7 +148,7 @@ def test_verdicts_quoted_in_the_docs_are_the_committed_ones(doc):
     moves a number must move the quote too."""
     quoted = _quoted_verdict_cells((REPO / doc).read_text())
     assert len(quoted["default"]) >= 9, f"{doc} quotes no verdict table of the default run"
-    for run, table in (("default", TABLE.parent), ("long", LONG_TABLE.parent)):
+    for run, table in (("default", TABLE.parent), ("long", LONG_TABLE.parent), ("neurons", NEURONS_TABLES)):
         if not quoted[run]:
             continue
         assert (table / "verdicts.csv").exists(), f"{doc} quotes {run}-run verdicts, but {table} has none"
