@@ -561,3 +561,20 @@ def test_notes_come_from_their_own_panel(agg, tmp_path):
     notes = [[_note(ax, "C2") for ax in f.axes] for f in (before, after)]
     assert notes[0][0] == notes[1][0] and notes[0][2] == notes[1][2]
     assert notes[0][1].startswith("shown") and notes[1][1].startswith("reversed")
+
+
+def test_half_l0_ci_of_a_lone_level_is_drawn_as_a_bar(agg, tmp_path):
+    """A shaded band between undefined neighbours has no width, so each defined level's 95% interval
+    is also an error bar (the neurons run has one level inside both frontiers)."""
+    half = half_l0(agg)
+    half = half[half.site == "resid"].assign(ratio=np.nan, ci_low=np.nan, ci_high=np.nan)
+    lone = half.index[(half.layer == 5)][1]
+    half.loc[lone, ["ratio", "ci_low", "ci_high"]] = [1.3, 0.9, 1.6]
+    fig = P.plot_half_l0(half, tmp_path / "lone")
+    ys = [
+        seg[:, 1]
+        for col in fig.axes[0].collections
+        if str(col.get_gid()).startswith("ratio_ci_bars")
+        for seg in col.get_segments()
+    ]
+    assert len(ys) == 1 and np.allclose(sorted(ys[0]), [0.9, 1.6])

@@ -412,7 +412,9 @@ def _legend(fig: plt.Figure, archs: Sequence[str], present: set[str], extra: Seq
                 label=DIVERGED_LABEL,
             )
         )
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4), frameon=False)
+    # at most one entry per ~2.8 inches of figure: a one-panel figure's "(no data)" labels overflowed
+    per_row = max(1, int(fig.get_figwidth() // 2.8))
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4, per_row), frameon=False)
 
 
 def _error_bars(ax, pts: pd.DataFrame, x: str, y: str, color: str, gid: str, alpha: float = 0.6) -> None:
@@ -1020,6 +1022,19 @@ def plot_half_l0(
                         alpha=0.18,
                         linewidth=0,
                         gid=f"ratio_ci:{model}:{int(layer)}",
+                    )
+                    # a band between undefined neighbours has no width: bars show each level's CI
+                    ok = np.isfinite(g["ci_low"].to_numpy(dtype=float)) & np.isfinite(g["ratio"].to_numpy(dtype=float))
+                    r = g["ratio"].to_numpy(dtype=float)[ok]
+                    ax.errorbar(
+                        g["level"].to_numpy(dtype=float)[ok],
+                        r,
+                        yerr=[r - g["ci_low"].to_numpy(dtype=float)[ok], g["ci_high"].to_numpy(dtype=float)[ok] - r],
+                        fmt="none",
+                        ecolor=colors[int(layer)],
+                        capsize=3,
+                        linewidth=1.2,
+                        gid=f"ratio_ci_bars:{model}:{int(layer)}",
                     )
             ax.axhline(1.0, color="0.15", linestyle=":", linewidth=1.3, gid="ratio_one", zorder=1.5)
             ax.axhline(2.0, color="0.15", linestyle="--", linewidth=1.3, gid="ratio_two", zorder=1.5)
