@@ -1024,12 +1024,12 @@ def plot_half_l0(
                         gid=f"ratio_ci:{model}:{int(layer)}",
                     )
                     # a band between undefined neighbours has no width: bars show each level's CI
-                    ok = np.isfinite(g["ci_low"].to_numpy(dtype=float)) & np.isfinite(g["ratio"].to_numpy(dtype=float))
-                    r = g["ratio"].to_numpy(dtype=float)[ok]
+                    level, r, lo, hi = (g[c].to_numpy(dtype=float) for c in ("level", "ratio", "ci_low", "ci_high"))
+                    ok = np.isfinite(lo) & np.isfinite(r)
                     ax.errorbar(
-                        g["level"].to_numpy(dtype=float)[ok],
-                        r,
-                        yerr=[r - g["ci_low"].to_numpy(dtype=float)[ok], g["ci_high"].to_numpy(dtype=float)[ok] - r],
+                        level[ok],
+                        r[ok],
+                        yerr=[r[ok] - lo[ok], hi[ok] - r[ok]],
                         fmt="none",
                         ecolor=colors[int(layer)],
                         capsize=3,
