@@ -35,7 +35,9 @@ RUNS_PROFILE := --workflow-profile ../../workflow/profiles/default
 
 # The long reproduction (config/long.yaml): its own working directory, then its tables and figures
 # are copied to results/long/ and figures/long/ (committed, like the default run's). It also runs the
-# inference-time optimisation (paper Figs. 10-11) at the headline layer.
+# inference-time optimisation (paper Figs. 10-11) at the headline layer, and ends with the MLP-neuron
+# sweep of repro-neurons (paper Fig. 5), so that every paper figure a CPU can make comes from this target
+# or `make repro`.
 LONG_SNAKEMAKE := ../../$(BIN)/snakemake --snakefile ../../Snakefile --cores all $(RUNS_PROFILE) \
 	--configfile ../../config/long.yaml --config resources_dir=../../resources
 repro-long: setup
@@ -43,6 +45,7 @@ repro-long: setup
 	cd runs/long && $(LONG_SNAKEMAKE) -- all inference_opt
 	rm -rf results/long/tables && cp -r runs/long/results/tables results/long/tables
 	cp runs/long/figures/* figures/long/
+	$(MAKE) repro-neurons
 
 # The long run continued on a machine without its earlier runs/long (each session's machine starts
 # without it): trains and evaluates only the SAEs results/long/tables/metrics.csv lacks, then merges
@@ -62,7 +65,7 @@ long-partial: setup
 	$(BIN)/python -m saerepro.partial config/long.yaml --run-dir runs/long \
 		--tables results/long/tables --figures figures/long
 
-# Paper Fig. 5 on the CPU model (config/experiments/neurons.yaml, ~2.7 h on 2 cores): gated and
+# Paper Fig. 5 on the CPU model (config/experiments/neurons.yaml, 79 min on the 2-core AMX Xeon): gated and
 # baseline SAEs on layer 6's MLP neurons, their lambdas chosen by a pilot; tables and figures are
 # copied to results/neurons/ and figures/neurons/. --rerun-triggers mtime: this folder has no record
 # of the prepared model it shares through resources/ (see the config's header).

@@ -110,3 +110,20 @@ def test_runs_in_their_own_folder_use_the_default_profile(target):
     profile = REPO / os.path.normpath(os.path.join(run_dir, line.split("--workflow-profile", 1)[1].split()[0]))
     assert profile == REPO / "workflow" / "profiles" / "default"
     assert "rerun-incomplete: true" in (profile / "config.yaml").read_text()
+
+
+def test_repro_long_also_runs_the_mlp_neuron_sweep_of_paper_fig_5():
+    """Issue 12: every paper figure a CPU can make comes from `make repro` or `make repro-long`;
+    Fig. 5's analogue is the neurons config, so repro-long must plan it after the long run."""
+    import shutil
+
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    out = subprocess.run(
+        ["make", "-n", "-o", ".venv/.saerepro-installed", "repro-long"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.replace("\\\n", " ")
+    runs = [ln.split()[1] for ln in out.splitlines() if ln.startswith("cd runs/") and "snakemake" in ln]
+    assert runs[0] == "runs/long"
+    assert "runs/neurons" in runs
+    neurons = next(ln for ln in out.splitlines() if ln.startswith("cd runs/neurons") and "snakemake" in ln)
+    assert "config/experiments/neurons.yaml" in neurons
