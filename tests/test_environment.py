@@ -120,7 +120,11 @@ def test_repro_long_also_runs_the_mlp_neuron_sweep_of_paper_fig_5():
     if shutil.which("make") is None:
         pytest.skip("no make")
     out = subprocess.run(
-        ["make", "-n", "-o", ".venv/.saerepro-installed", "repro-long"], cwd=REPO, capture_output=True, text=True, check=True
+        ["make", "-n", "-o", ".venv/.saerepro-installed", "repro-long"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.replace("\\\n", " ")
     runs = [ln.split()[1] for ln in out.splitlines() if ln.startswith("cd runs/") and "snakemake" in ln]
     assert runs[0] == "runs/long"

@@ -87,6 +87,24 @@ def test_fig01_frontier_lines_equal_the_frontier(agg, tmp_path):
     assert "layer 5" in fig._suptitle.get_text()
 
 
+def test_fig01_draws_dominated_points_visibly(agg, tmp_path):
+    """Every SAE is a marker, the dominated ones too, opaque enough to read and inside the axes
+    (issue 12: faint dominated points had hidden a negative loss recovered)."""
+    layer5 = agg[agg.layer == 5]
+    worst = layer5[(layer5.site == "mlp") & (layer5.architecture == "gated")].iloc[[0]]
+    dominated = worst.assign(l0=worst["l0"] * 2, loss_recovered=-0.4, coefficient=worst["coefficient"] / 7)
+    df = pd.concat([layer5, dominated], ignore_index=True)
+    fig = P.plot_pareto_headline(df, tmp_path / "d", layer=5)
+    ax = fig.axes[1]  # mlp
+    pts = df[(df.site == "mlp") & (df.architecture == "gated")]
+    (points,) = [c for c in ax.collections if c.get_gid() == "points:gated"]
+    drawn = sorted(map(tuple, np.asarray(points.get_offsets())))
+    assert drawn == sorted(zip(pts["l0"], pts["loss_recovered"], strict=True))
+    assert len(drawn) > len(pareto_frontier(pts, "l0", "loss_recovered"))
+    assert points.get_alpha() >= 0.5
+    assert ax.get_ylim()[0] < -0.4 < ax.get_ylim()[1]
+
+
 def test_fig01_default_layer_and_missing_data(agg, tmp_path):
     df = agg[~((agg.site == "attn") | ((agg.site == "mlp") & (agg.architecture == "gated")))]
     fig = P.plot_pareto_headline(df, tmp_path / "f")
