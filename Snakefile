@@ -63,6 +63,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/inference_opt.smk"
+include: "workflow/rules/toys.smk"
 
 
 rule all:

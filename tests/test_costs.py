@@ -36,7 +36,7 @@ def test_one_gated_sae_by_hand():
     d, m = 640, 2560
     # 7 products of 2dm FLOPs per token (see saerepro.costs), 10^6 tokens, at 5e14 FLOP/s.
     assert est.gpu_hours_by_stage["cached"]["train"] == pytest.approx(7 * 2 * d * m * 1e6 / 5e14 / 3600)
-    assert est.jobs == 9 and est.saes == 1 and est.hook_points == 1
+    assert est.jobs == 11 and est.saes == 1 and est.hook_points == 1
     corpus = (128_000 + 65_536) * 4  # int32 tokens: train + the kept eval tokens
     cache = 1000 * 127 * d * 2  # 1000 sequences minus BOS, float16
     sae = 4 * (2 * d * m + 3 * m + d)  # float32 W_enc, W_dec, b_gate, b_mag, r_mag, b_dec
@@ -90,8 +90,8 @@ def test_pilots_are_counted_and_a_dry_run_lists_them_before_the_saes_they_choose
     d, m = 640, 65536
     assert (est.pilots, est.probes) == (1, 4)
     assert est.saes == 3 + 1  # the gated pilot chooses 3 coefficients; the baseline keeps its grid
-    assert est.jobs == 2 * 4 + 7 + 1
-    assert est.dry_run_jobs == 2 * 1 + 7 + 1  # the pilot and the baseline's SAE; gated waits for it
+    assert est.jobs == 2 * 4 + 9 + 1
+    assert est.dry_run_jobs == 2 * 1 + 9 + 1  # the pilot and the baseline's SAE; gated waits for it
     probe_hours = 4 * 7 * 2 * d * m * 100_000 / 5e14 / 3600
     assert est.gpu_hours_by_stage["cached"]["pilot"] == pytest.approx(probe_hours)
     assert est.longest_job_hours["pilot"] == pytest.approx(probe_hours)
@@ -108,4 +108,4 @@ def test_pilots_are_counted_and_a_dry_run_lists_them_before_the_saes_they_choose
     assert (without.pilots, without.probes, without.dry_run_jobs) == (0, 0, without.jobs)
     assert "pilot" not in without.longest_job_hours
     text = format_table([est, without], HW, lm_note="float32")
-    assert "1 (4)" in text and "lists 10 of its 16 jobs before the pilots ran" in text
+    assert "1 (4)" in text and "lists 12 of its 18 jobs before the pilots ran" in text

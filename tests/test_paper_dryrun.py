@@ -105,11 +105,11 @@ def test_paper_config_dry_run_plans_the_pilots_first(config, tmp_path):
     assert not any(cfg.piloted(DERIVED_ARCHITECTURES.get(w["architecture"], w["architecture"])) for _, w in sae_jobs)
     assert "train" not in counts and "evaluate" not in counts and cfg.runs() == []
     # The DAG has exactly the jobs the cost estimate expects of a dry run before the pilots ran ...
-    assert job_count(output) == est.dry_run_jobs == counts["pilot"] + 7
+    assert job_count(output) == est.dry_run_jobs == counts["pilot"] + 9
     # ... and once they chose, one train and one evaluate per SAE: as many SAEs as the grids the
     # probes are anchored on (pilot.n_coefficients = their length).
     static = dataclasses.replace(cfg, pilot=None).runs()
-    assert est.saes == len(static) and est.jobs == 2 * len(static) + 7 + est.pilots
+    assert est.saes == len(static) and est.jobs == 2 * len(static) + 9 + est.pilots
     assert est.gpu_hours_by_stage["cached"]["pilot"] > 0 and est.probes == est.pilots * cfg.pilot.n_probes
     assert not (tmp_path / "resources").exists(), "a dry run creates nothing"
 
@@ -188,6 +188,8 @@ def test_slurm_dry_run_gives_every_job_resources_and_runs_no_slurm_command(tmp_p
             "reference_ce",
             "aggregate",
             "figures",
+            "toy_tables",
+            "toy_figures",
         } | sweep_rules, label
         for rule, res in submitted:
             for key in ("slurm_partition", "runtime", "mem_mb", "cpus_per_task"):

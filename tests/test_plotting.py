@@ -596,3 +596,34 @@ def test_half_l0_ci_of_a_lone_level_is_drawn_as_a_bar(agg, tmp_path):
         for seg in col.get_segments()
     ]
     assert len(ys) == 1 and np.allclose(sorted(ys[0]), [0.9, 1.6])
+
+
+def test_toy_figures_draw_their_tables(tmp_path):
+    from saerepro import toys
+
+    shrink = pd.DataFrame(
+        {
+            "architecture": ["baseline", "baseline", "gated", "gated"],
+            "coefficient": [0.5, 1.0, 0.5, 1.0],
+            "reconstruction": [0.75, 0.5, 1.0, 1.0],
+            "optimum": [0.75, 0.5, 1.0, 1.0],
+        }
+    )
+    fig = P.plot_shrinkage_toy(shrink, tmp_path / "f2")
+    _assert_written(tmp_path / "f2")
+    (ax,) = fig.axes
+    lines = _lines(ax, "toy:")
+    np.testing.assert_allclose(lines["toy:baseline"].get_ydata(), [0.75, 0.5])
+    np.testing.assert_allclose(lines["toy:gated"].get_ydata(), [1.0, 1.0])
+
+    jump = toys.jumprelu_toy(n=20_000)
+    fig = P.plot_jumprelu_toy(jump, tmp_path / "f15")
+    _assert_written(tmp_path / "f15")
+    frontier = _lines(fig.axes[2], "toy_frontier:")
+    for encoder in ("relu", "jumprelu"):
+        pts = jump[(jump.encoder == encoder) & (jump.setting == "fitted")].sort_values("fire_rate_off")
+        np.testing.assert_allclose(frontier[f"toy_frontier:{encoder}"].get_ydata(), pts["relative_mse"])
+    encoders = _lines(fig.axes[1], "toy_encoder:")
+    assert set(encoders) == {"toy_encoder:relu:fitted", "toy_encoder:jumprelu:fitted", "toy_encoder:jumprelu:app_f"}
+    with pytest.raises(P.FigureDataError, match="relative_mse"):
+        P.plot_jumprelu_toy(jump.drop(columns="relative_mse"), tmp_path / "bad")

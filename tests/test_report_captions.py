@@ -6,10 +6,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from saerepro.plotting import FIGURES
+from saerepro.plotting import FIGURES, TOY_FIGURES
 
 REPO = Path(__file__).resolve().parents[1]
 REPORT = REPO / "workflow" / "report"
@@ -74,7 +75,7 @@ def test_metrics_table_caption_names_every_table_the_figures_read():
 def test_the_paper_map_names_every_figure_the_suite_draws():
     paper_map = (REPO / "docs" / "paper-map.md").read_text()
     stems = set(re.findall(r"figures/(?:long/)?(\w+)\.\{png,pdf\}", paper_map))
-    missing = set(FIGURES) | {"fig10_inference_opt_decoders", "fig11_inference_opt_frontiers"}
+    missing = set(FIGURES) | set(TOY_FIGURES) | {"fig10_inference_opt_decoders", "fig11_inference_opt_frontiers"}
     assert not missing - stems, f"docs/paper-map.md does not list {sorted(missing - stems)}"
 
 
@@ -84,3 +85,57 @@ def test_captions_send_readers_to_files_that_exist(stem):
     text = (REPORT / f"{stem}.rst").read_text()
     for script in re.findall(r"benchmarks/\w+\.py", text):
         assert (REPO / script).exists(), (stem, script)
+
+
+TOYS = REPO / "results" / "tables" / "toys"
+
+
+def test_fig2_caption_every_trained_toy_sae_sits_on_its_loss_optimum():
+    caption = (REPORT / "fig2_shrinkage_toy.rst").read_text()
+    assert "to within 0.001 of the dashed optimum" in caption and "(0.5 at λ = 1)" in caption
+    table = pd.read_csv(TOYS / "shrinkage_toy.csv")
+    assert (table["reconstruction"] - table["optimum"]).abs().max() < 1e-3
+    base = table[table["architecture"] == "baseline"].set_index("coefficient")
+    assert base.loc[1.0, "reconstruction"] == pytest.approx(0.5, abs=1e-3)
+    assert (table.loc[table["architecture"] == "gated", "optimum"] == 1.0).all()
+
+
+def test_fig15_caption_quotes_the_committed_toy_table():
+    caption = " ".join((REPORT / "fig15_jumprelu_toy.rst").read_text().split())
+    table = pd.read_csv(TOYS / "jumprelu_toy.csv")
+    fitted = table[table["setting"] == "fitted"]
+
+    def at(encoder: str, t: float) -> pd.Series:
+        return fitted[(fitted["encoder"] == encoder) & np.isclose(fitted["t"], t)].iloc[0]
+
+    relu1, jump1, relu15, jump15 = at("relu", 1.0), at("jumprelu", 1.0), at("relu", 1.5), at("jumprelu", 1.5)
+    assert f"the best ReLU (m {relu1['m']:.2f}) has relative MSE {relu1['relative_mse']:.3f}" in caption
+    assert f"the best JumpReLU (d {jump1['d']:.2f}, m {jump1['m']:.2f}) {jump1['relative_mse']:.3f}" in caption
+    assert (
+        f"t = 1.5, {relu15['fire_rate_off']:.0%} false firing: {jump15['relative_mse']:.3f} against "
+        f"{relu15['relative_mse']:.3f}"
+    ) in caption
+    paper = table[(table["encoder"] == "jumprelu") & (table["setting"] == "app_f")].iloc[0]
+    assert f"has {paper['relative_mse']:.3f}: no better than the best ReLU at the same threshold" in caption
+    assert abs(paper["relative_mse"] - relu1["relative_mse"]) < 0.005
+    relu = fitted[fitted["encoder"] == "relu"]
+    best = relu.loc[relu["relative_mse"].idxmin()]
+    jump_best = fitted.loc[fitted.loc[fitted["encoder"] == "jumprelu", "relative_mse"].idxmin()]
+    assert f"about {best['fire_rate_off']:.0%} false firing, both {best['relative_mse']:.3f}" in caption
+    assert f"{jump_best['relative_mse']:.3f}" == f"{best['relative_mse']:.3f}"
+    by_t = fitted.pivot(index="t", columns="encoder", values="relative_mse")
+    assert (by_t["jumprelu"] <= by_t["relu"] + 1e-4).all()  # "at most the ReLU's"
+
+
+def test_committed_toy_tables_are_what_the_current_code_computes(tmp_path):
+    from saerepro.toys import write_toy_tables
+
+    for fresh in write_toy_tables(tmp_path):
+        committed = pd.read_csv(TOYS / fresh.name)
+        new = pd.read_csv(fresh)
+        assert list(new.columns) == list(committed.columns) and len(new) == len(committed), fresh.name
+        for col in new.columns:
+            if new[col].dtype.kind in "fi":
+                np.testing.assert_allclose(new[col], committed[col], rtol=1e-5, atol=1e-6, err_msg=col)
+            else:
+                assert new[col].equals(committed[col]), col

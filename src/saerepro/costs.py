@@ -302,12 +302,13 @@ def estimate(cfg: Config, hardware: Hardware = Hardware(), name: str = "", lm_dt
             "evaluate": eval_s / 3600,
         },
     }
-    # prepare_model, prepare_corpus, cache_activations, reference_ce, aggregate, figures, all;
+    # prepare_model, prepare_corpus, cache_activations, reference_ce, aggregate, figures,
+    # toy_tables, toy_figures, all;
     # one train and one evaluate per SAE; one job per pilot. Before the pilots ran, Snakemake knows
     # only the SAEs of unpiloted architectures (cfg.runs()).
     pilots = len(cfg.pilot_points())
-    jobs = 2 * len(runs) + 7 + pilots
-    dry_run_jobs = 2 * len(cfg.runs()) + 7 + pilots
+    jobs = 2 * len(runs) + 9 + pilots
+    dry_run_jobs = 2 * len(cfg.runs()) + 9 + pilots
     longest = {"train": train_longest_s / 3600}
     if pilots:
         longest["pilot"] = pilot_longest_s / 3600

@@ -1,4 +1,4 @@
-from saerepro.plotting import FIGURES
+from saerepro.plotting import FIGURES, TOY_FIGURES
 
 FIGURE_NAMES = list(FIGURES)  # one list of figures: saerepro.plotting's
 

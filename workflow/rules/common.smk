@@ -76,6 +76,7 @@ def all_targets():
         + pilot_targets()
         + [P.METRICS_TABLE]
         + [f"{P.FIGURES}/{name}.png" for name in FIGURE_NAMES]
+        + [f"{P.FIGURES}/{name}.png" for name in TOY_FIGURES]  # paper Figs. 2 and 15
     )
 
 
