@@ -76,7 +76,7 @@ repro-neurons: setup
 	rm -rf results/neurons/tables && cp -r runs/neurons/results/tables results/neurons/tables
 	cp runs/neurons/figures/* figures/neurons/
 
-# Seed-to-seed spread (config/experiments/seed_spread.yaml, ~2.7 h on 2 cores): 3 seeds of one gated and
+# Seed-to-seed spread (config/experiments/seed_spread.yaml, 59 min on the 2-core AMX Xeon): 3 seeds of one gated and
 # one baseline lambda per site at layer 6. Its clean and zero-ablation CEs are the long run's (same model,
 # eval tokens and settings; tests/test_experiment_configs.py), copied when the long run has them (~50 min
 # saved). Tables and figures are copied to results/seed_spread/ and figures/seed_spread/.

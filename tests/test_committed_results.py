@@ -103,7 +103,9 @@ def test_derived_tables_regenerate(tmp_path):
         assert path.stat().st_size > 100, path
 
 
-@pytest.mark.parametrize("tables", ["results/tables", "results/long/tables", "results/neurons/tables"])
+@pytest.mark.parametrize(
+    "tables", ["results/tables", "results/long/tables", "results/neurons/tables", "results/seed_spread/tables"]
+)
 def test_committed_verdicts_are_what_the_committed_table_says(tables, tmp_path):
     """The captions, the figures' in-panel notes and the README send readers to verdicts.md for what
     the data show: for every committed run it must be the verdict table the current code computes
@@ -214,3 +216,34 @@ def test_inference_opt_rows_quoted_in_results_md_are_what_the_committed_tables_s
         for r in judged.itertuples()
     ]
     assert quoted == expected
+
+
+def test_seed_spread_rows_quoted_in_results_md_are_the_committed_ones():
+    """docs/results.md quotes the seed-spread run per setting; a rerun that moves a number must move
+    the quote."""
+    tables = REPO / "results" / "seed_spread" / "tables"
+    if not (tables / "seed_spread.csv").exists():
+        pytest.skip("the seed-spread run is not committed yet")
+    spread = pd.read_csv(tables / "seed_spread.csv")
+    metrics = pd.read_csv(tables / "metrics.csv")
+    text = (REPO / "docs" / "results.md").read_text()
+    header = "| site | architecture | λ | loss recovered, seeds 0/1/2 | seed SD | eval SE | SD / SE |"
+    assert header in text
+    rows = []
+    for ln in text.split(header, 1)[1].splitlines()[2:]:  # after the header's rest and the rule
+        if not ln.startswith("|"):
+            break
+        rows.append(ln)
+    assert len(rows) == len(spread) == 6
+    for line in rows:
+        site, arch, lam, lr, sd, se, ratio, l0, l0_ratio, gc_ratio = (p.strip() for p in line.strip("|").split("|"))
+        r = spread[(spread.site == site) & (spread.architecture == arch) & (spread.coefficient == float(lam))].iloc[0]
+        seeds = metrics[(metrics.site == site) & (metrics.architecture == arch)].sort_values("seed")
+        assert lr == ", ".join(f"{v:.3f}" for v in seeds["loss_recovered"]), line
+        assert l0 == ", ".join(f"{v:.1f}" for v in seeds["l0"]), line
+        assert (sd, se, ratio) == (
+            f"{r.loss_recovered_seed_sd:.3f}",
+            f"{r.loss_recovered_eval_se:.3f}",
+            f"{r.loss_recovered_sd_over_se:.1f}",
+        ), line
+        assert (l0_ratio, gc_ratio) == (f"{r.l0_sd_over_se:.1f}", f"{r.gamma_c_sd_over_se:.1f}"), line

@@ -103,6 +103,15 @@ def test_aggregate_seeds(table):
     assert row["l0_sem"] == pytest.approx(sel["l0"].std(ddof=1) / math.sqrt(2))
     one = T.aggregate_seeds(table[table.seed == 0])
     assert one["gamma_sem"].isna().all() and (one["n_seeds"] == 1).all()
+    # one seed: the SE is the evaluation SE; several: the seed mean's SE includes their spread
+    np.testing.assert_array_equal(one["loss_recovered_se"], table[table.seed == 0]["loss_recovered_se"])
+    np.testing.assert_array_equal(one["loss_recovered_se"], one["loss_recovered_eval_se"])
+    eval_rms = np.sqrt((sel["loss_recovered_se"] ** 2).mean())
+    assert row["loss_recovered_eval_se"] == pytest.approx(eval_rms)
+    assert row["loss_recovered_se"] == pytest.approx(
+        np.hypot(eval_rms, sel["loss_recovered"].std(ddof=1) / math.sqrt(2))
+    )
+    assert (agg["l0_se"] >= agg["l0_eval_se"]).all() and (agg["l0_se"] > agg["l0_eval_se"]).any()
 
 
 def test_paper_table(table):

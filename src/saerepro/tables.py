@@ -196,9 +196,13 @@ def aggregate_seeds(df: pd.DataFrame) -> pd.DataFrame:
     """Mean over seeds of every run/metric column, per (model, layer, site, architecture, coefficient).
 
     Adds ``n_seeds`` and ``<column>_sem`` (standard error of the mean over seeds; NaN when there
-    is a single seed), and carries the evaluation SEs (:data:`SE_COLUMNS`) as their root mean
-    square over seeds: the seeds are evaluated on the same sequences, so their evaluation errors
-    are correlated and do not average out. A ``diverged`` column (:mod:`saerepro.health`) is
+    is a single seed). The evaluation SEs (:data:`SE_COLUMNS`) are carried as ``<metric>_eval_se``,
+    their root mean square over seeds (the seeds are evaluated on the same sequences, so their
+    evaluation errors are correlated and do not average out), and ``<metric>_se`` becomes the SE
+    of the seed mean, sqrt(eval_se² + sem²): with several seeds it includes what retraining moves,
+    which at 1M tokens is up to 33x the evaluation SE (results/seed_spread/tables/seed_spread.md), so
+    the figures' error bars and the verdicts read it; with one seed it is the evaluation SE. A
+    ``diverged`` column (:mod:`saerepro.health`) is
     carried as "any seed diverged". The input is validated first. This seed-averaged table is what
     every figure function in :mod:`saerepro.plotting` takes.
     """
@@ -211,7 +215,12 @@ def aggregate_seeds(df: pd.DataFrame) -> pd.DataFrame:
     eval_se = [c for c in SE_COLUMNS if c.endswith("_se")]
     rms = df[keys + eval_se].assign(**{c: df[c] ** 2 for c in eval_se}).groupby(keys, sort=True)[eval_se].mean() ** 0.5
     n = g.size().rename("n_seeds")
-    parts = [mean, n, sem, rms]
+    combined = pd.DataFrame(index=rms.index)
+    for c in eval_se:
+        spread = sem.get(f"{c[: -len('_se')]}_sem")
+        combined[c] = rms[c] if spread is None else np.sqrt(rms[c] ** 2 + spread.fillna(0.0) ** 2)
+    rms = rms.rename(columns={c: f"{c[: -len('_se')]}_eval_se" for c in eval_se})
+    parts = [mean, n, sem, combined, rms]
     if "diverged" in df:  # saerepro.health, merged in for the figures: any seed's blow-up shows
         parts.append(df.assign(diverged=df["diverged"].astype(bool)).groupby(keys, sort=True)["diverged"].any())
     return pd.concat(parts, axis=1).reset_index()
