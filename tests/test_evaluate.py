@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 
 from saerepro.evaluate import (
     LowPrecisionUnembed,
+    _logsumexp_rows_,
     clean_distribution_stats,
     clean_reference,
     evaluate_sae,
@@ -50,6 +52,48 @@ def test_kl_from_clean_statistics_equals_full_softmax():
     assert torch.allclose(ce, F.cross_entropy(w, targets, reduction="none"), atol=1e-4)
     assert torch.allclose(kl, expected_kl, atol=1e-3, rtol=1e-4)
     assert expected_kl.mean() > 0.1  # the perturbation is not trivially small
+
+
+def test_in_place_logsumexp_is_bit_identical_to_torch():
+    g = torch.Generator().manual_seed(3)
+    w = 30 * torch.randn(57, 3001, generator=g)
+    w[3, 100:] = -math.inf  # a row with masked tokens
+    w[5] = -math.inf  # a row with no finite logit: torch gives -inf, not nan
+    w[7, 9] = math.inf
+    expected = torch.logsumexp(w, dim=1)
+    assert torch.equal(_logsumexp_rows_(w.clone()), expected)
+
+
+def _spliced_ce_and_kl_allocating(hs, stats, W_U_T, b_U, targets, vocab_chunk):
+    """The float32 path as it was before it reused one buffer and skipped a zero bias."""
+    n, vocab = hs.shape[0], W_U_T.shape[0]
+    lse_s, target_w = torch.full((n,), -math.inf), torch.empty(n)
+    for v0 in range(0, vocab, vocab_chunk):
+        v1 = min(v0 + vocab_chunk, vocab)
+        w = (hs @ W_U_T[v0:v1].T).float()
+        if b_U is not None:
+            w = w + b_U[v0:v1]
+        lse_s = torch.logaddexp(lse_s, torch.logsumexp(w, dim=1))
+        hit = (targets >= v0) & (targets < v1)
+        rows = hit.nonzero(as_tuple=True)[0]
+        target_w[rows] = w[rows, targets[rows] - v0]
+    e_w = (stats["mu"] * hs).sum(dim=1) + stats["pb"]
+    return lse_s - target_w, (stats["ez"] - stats["lse"] - e_w + lse_s).clamp_min(0.0)
+
+
+@pytest.mark.parametrize("bias", ["zero", "random", "none"])
+def test_buffered_float32_unembed_is_bit_identical_to_allocating_one(bias):
+    g = torch.Generator().manual_seed(4)
+    n, d, vocab = 61, 24, 2999  # the last vocabulary chunk is shorter than the others
+    W_U_T, hc = torch.randn(vocab, d, generator=g), 3 * torch.randn(n, d, generator=g)
+    b_U = {"zero": torch.zeros(vocab), "random": torch.randn(vocab, generator=g), "none": None}[bias]
+    hs = hc + 0.5 * torch.randn(n, d, generator=g)
+    targets = torch.randint(0, vocab, (n,), generator=g)
+    stats = clean_distribution_stats(hc, W_U_T, b_U, targets, vocab_chunk=500)
+    ce, kl = spliced_ce_and_kl_from_stats(hs, stats, W_U_T, b_U, targets, vocab_chunk=500)
+    ce_ref, kl_ref = _spliced_ce_and_kl_allocating(hs, stats, W_U_T, b_U, targets, vocab_chunk=500)
+    assert torch.equal(ce, ce_ref)
+    assert torch.equal(kl, kl_ref)
 
 
 def test_bf16_unembed_centred_on_clean_lse_is_accurate_where_plain_bf16_is_not():

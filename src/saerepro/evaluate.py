@@ -153,9 +153,10 @@ def spliced_ce_and_kl_from_stats(
         h_aug = low_precision.augment(hidden_spliced, offset)
         h32 = hidden_spliced.float()
         lse_s = torch.full((n,), -math.inf, device=dev)
+        buf = torch.empty(n * min(vocab_chunk, vocab), device=dev)
         for v0 in range(0, vocab, vocab_chunk):
             v1 = min(v0 + vocab_chunk, vocab)
-            w = (h_aug @ low_precision.W_aug[v0:v1].T).float()  # ≈ logit − offset
+            w = _chunk(buf, n, v1 - v0).copy_(h_aug @ low_precision.W_aug[v0:v1].T)  # ≈ logit − offset
             # The tokens that carry the log-sum-exp (within `head_nats` of it for some row) get their
             # logits again as float32 products: bf16 noise there would bias lse upward (Jensen).
             head = (w > -low_precision.head_nats).any(dim=0).nonzero(as_tuple=True)[0]
@@ -166,7 +167,7 @@ def spliced_ce_and_kl_from_stats(
                 w[:, head] = exact
                 low_precision.exact_columns += int(head.numel())
             low_precision.columns += v1 - v0
-            lse_s = torch.logaddexp(lse_s, torch.logsumexp(w, dim=1))
+            lse_s = torch.logaddexp(lse_s, _logsumexp_rows_(w))
         lse_s = lse_s + offset
         target_w = (hidden_spliced.float() * W_U_T[targets].float()).sum(dim=1)
         if b_U is not None:
@@ -174,19 +175,48 @@ def spliced_ce_and_kl_from_stats(
     else:
         lse_s = torch.full((n,), -math.inf, device=dev)
         target_w = torch.empty(n, device=dev)
+        # A zero bias (Gemma's: TransformerLens gives every model a b_U) would change no logit.
+        bias = b_U if b_U is not None and bool(b_U.any()) else None
+        in_place = hidden_spliced.dtype == W_U_T.dtype == torch.float32
+        logits_buf = torch.empty(n * min(vocab_chunk, vocab), device=dev) if in_place else None
         for v0 in range(0, vocab, vocab_chunk):
             v1 = min(v0 + vocab_chunk, vocab)
-            w = (hidden_spliced @ W_U_T[v0:v1].T).float()
-            if b_U is not None:
-                w = w + b_U[v0:v1]
-            lse_s = torch.logaddexp(lse_s, torch.logsumexp(w, dim=1))
+            if logits_buf is not None:
+                w = torch.mm(hidden_spliced, W_U_T[v0:v1].T, out=_chunk(logits_buf, n, v1 - v0))
+            else:
+                w = (hidden_spliced @ W_U_T[v0:v1].T).float()
+            if bias is not None:
+                w.add_(bias[v0:v1])
             hit = (targets >= v0) & (targets < v1)
             if hit.any():
                 rows = hit.nonzero(as_tuple=True)[0]
                 target_w[rows] = w[rows, targets[rows] - v0]
+            lse_s = torch.logaddexp(lse_s, _logsumexp_rows_(w))
     e_w = (clean["mu"] * hidden_spliced.float()).sum(dim=1) + clean["pb"]
     kl = (clean["ez"] - clean["lse"] - e_w + lse_s).clamp_min(0.0)
     return lse_s - target_w, kl
+
+
+def _chunk(buf: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """A contiguous [rows, cols] view of the front of ``buf``: one buffer for every vocabulary chunk.
+
+    A fresh [1016, 32768] float32 tensor per chunk is a fresh mmap from the allocator, and its page
+    faults cost as much as the elementwise pass that fills it (an add into a fresh [1016, 32768]
+    tensor took twice as long as one into a reused buffer on the 2-core machine).
+    """
+    return buf[: rows * cols].view(rows, cols)
+
+
+def _logsumexp_rows_(w: torch.Tensor) -> torch.Tensor:
+    """``torch.logsumexp(w, dim=1)`` for a 2-D ``w``, computed in ``w``'s memory (``w`` is overwritten).
+
+    The same operations in the same order as torch's own (amax, infinite maxima set to 0,
+    exp(w − max) summed, log, + max), so the result is bit-identical (tested); torch's allocates
+    a second [N, V] tensor for w − max.
+    """
+    maxes = w.amax(dim=1, keepdim=True)
+    maxes.masked_fill_(maxes.abs() == math.inf, 0)
+    return w.sub_(maxes).exp_().sum(dim=1).log_().add_(maxes.squeeze(1))
 
 
 class LowPrecisionUnembed:
