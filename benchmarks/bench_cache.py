@@ -10,6 +10,7 @@ Prints two figures for the default config's hook points: tokens/s of ``cache_act
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +29,19 @@ def main() -> None:
     parser.add_argument("--config", default="config/config.yaml")
     parser.add_argument("--tokens", type=int, default=32768, help="tokens per measurement")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--default-allocator",
+        action="store_true",
+        help="keep glibc's default allocator settings (as the pipeline ran before saerepro.allocator): "
+        "sets $SAEREPRO_DEFAULT_ALLOCATOR=1, which subprocesses inherit",
+    )
     args = parser.parse_args()
+    if args.default_allocator:
+        os.environ["SAEREPRO_DEFAULT_ALLOCATOR"] = "1"
+    else:
+        from saerepro.allocator import keep_freed_memory
+
+        keep_freed_memory()
 
     cfg = load_config(args.config)
     corpus = Path(paths.corpus_dir(cfg))
@@ -42,7 +55,8 @@ def main() -> None:
     stop_at = max(layer for layer, _ in hook_points) + 1
     print(
         f"model {cfg.model}, hook points {hook_points}, stop_at_layer={stop_at}, "
-        f"{n_tok} tokens, batch {cfg.cache.batch_size} x {ctx}, torch threads {torch.get_num_threads()}"
+        f"{n_tok} tokens, batch {cfg.cache.batch_size} x {ctx}, torch threads {torch.get_num_threads()}, "
+        f"allocator: {'glibc defaults' if args.default_allocator else 'saerepro.allocator'}"
     )
 
     def bare() -> None:

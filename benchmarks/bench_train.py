@@ -272,6 +272,12 @@ def bench_multi(steps: int, n_saes: int = 2) -> dict[str, float]:
     }
 
 
+def _keep_freed_memory() -> str:
+    from saerepro.allocator import keep_freed_memory
+
+    return "saerepro.allocator (freed memory kept)" if keep_freed_memory() else "glibc defaults (mallopt refused)"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer steps")
@@ -282,12 +288,21 @@ def main() -> None:
         action="store_true",
         help="also gated and baseline with train.compile (torch.compile), against the bf16 peak",
     )
+    ap.add_argument(
+        "--default-allocator",
+        action="store_true",
+        help="keep glibc's default allocator settings (as the pipeline ran before saerepro.allocator): "
+        "sets $SAEREPRO_DEFAULT_ALLOCATOR=1, which subprocesses inherit",
+    )
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--cache", help=argparse.SUPPRESS)
     ap.add_argument("--n-saes", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, default=20, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.default_allocator:
+        os.environ["SAEREPRO_DEFAULT_ALLOCATOR"] = "1"
+    allocator = "glibc defaults" if args.default_allocator else _keep_freed_memory()
     if args.worker:
         _worker(args)
         return
@@ -296,7 +311,7 @@ def main() -> None:
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
         f"{torch.backends.cpu.get_cpu_capability()}; d_in={D_IN}, batch={BATCH}; "
-        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; allocator: {allocator}"
     )
     peak32 = matmul_peak(torch.float32, 3 if args.quick else 5)
     peak = max(peak32.values())

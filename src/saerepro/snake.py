@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from .allocator import keep_freed_memory
 from .config import load_config
 from .pilot import apply_pilot
 
@@ -27,6 +28,7 @@ def job(snakemake):
         file=sys.stderr,
         flush=True,
     )
+    keep_freed_memory()  # up to 3x faster SAE steps, bit-identical results (saerepro.allocator)
     threads = getattr(snakemake, "threads", None)
     if threads:
         import torch

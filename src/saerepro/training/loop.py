@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..activations import ActivationCache, open_cache
+from ..allocator import keep_freed_memory
 from ..models import resolve_device
 from .config import TrainConfig
 from .data import ShuffledStream, batch_to_tensor
@@ -50,6 +51,7 @@ def train_saes(
             raise ValueError(f"SAEs trained together must share TrainConfig.{name}; got {sorted(map(str, values))}")
     if len({os.path.abspath(d) for d in out_dirs}) != len(out_dirs):
         raise ValueError("out_dirs must be distinct")
+    keep_freed_memory()  # page faults of freshly mapped tensors would otherwise dominate a step
     if not isinstance(cache, ActivationCache):
         cache = open_cache(os.fspath(cache))
     cfg0 = cfgs[0]
