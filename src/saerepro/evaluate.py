@@ -159,7 +159,8 @@ def spliced_ce_and_kl_from_stats(
             w = _chunk(buf, n, v1 - v0).copy_(h_aug @ low_precision.W_aug[v0:v1].T)  # ≈ logit − offset
             # The tokens that carry the log-sum-exp (within `head_nats` of it for some row) get their
             # logits again as float32 products: bf16 noise there would bias lse upward (Jensen).
-            head = (w > -low_precision.head_nats).any(dim=0).nonzero(as_tuple=True)[0]
+            # a column's max over rows, not (w > t).any(dim=0): one pass, no [N, V] bool tensor
+            head = (w.amax(dim=0) > -low_precision.head_nats).nonzero(as_tuple=True)[0]
             if head.numel():
                 exact = h32 @ W_U_T[v0 + head].float().T - offset[:, None]
                 if b_U is not None:
