@@ -59,6 +59,9 @@ COMMITTED_RUNS = [
     ),
 ]
 
+#: Every committed run's tables folder (the captions' tests read them too).
+RUN_TABLE_DIRS = [str(Path(run.values[0]).parent) for run in COMMITTED_RUNS]
+
 
 @pytest.mark.parametrize("table, config, paths, regenerate", COMMITTED_RUNS)
 def test_committed_results_are_fresh(table, config, paths, regenerate):
@@ -103,9 +106,7 @@ def test_derived_tables_regenerate(tmp_path):
         assert path.stat().st_size > 100, path
 
 
-@pytest.mark.parametrize(
-    "tables", ["results/tables", "results/long/tables", "results/neurons/tables", "results/seed_spread/tables"]
-)
+@pytest.mark.parametrize("tables", RUN_TABLE_DIRS)
 def test_committed_verdicts_are_what_the_committed_table_says(tables, tmp_path):
     """The captions, the figures' in-panel notes and the README send readers to verdicts.md for what
     the data show: for every committed run it must be the verdict table the current code computes

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from saerepro.plotting import FIGURES, TOY_FIGURES
+from tests.test_committed_results import RUN_TABLE_DIRS as RUN_TABLES
 
 REPO = Path(__file__).resolve().parents[1]
 REPORT = REPO / "workflow" / "report"
-RUN_TABLES = ["results/tables", "results/long/tables", "results/neurons/tables", "results/seed_spread/tables"]
 
 
 def _committed(name: str) -> list[tuple[str, pd.DataFrame]]:
