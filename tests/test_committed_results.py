@@ -248,3 +248,20 @@ def test_seed_spread_rows_quoted_in_results_md_are_the_committed_ones():
             f"{r.loss_recovered_sd_over_se:.1f}",
         ), line
         assert (l0_ratio, gc_ratio) == (f"{r.l0_sd_over_se:.1f}", f"{r.gamma_c_sd_over_se:.1f}"), line
+
+
+def test_cross_machine_table_in_reliability_doc_is_what_the_two_committed_tables_say():
+    """docs/reliability.md quotes, per site, the largest moves between the committed default run (AMD
+    EPYC) and its rerun on the AMX Xeon (results/cross_machine/): recomputed here from both tables."""
+    amx = REPO / "results" / "cross_machine" / "default_amx_metrics.csv"
+    if not amx.exists():
+        pytest.skip("no cross-machine rerun committed")
+    keys = ["model", "layer", "site", "architecture", "coefficient", "seed"]
+    both = pd.read_csv(TABLE).merge(pd.read_csv(amx), on=keys, suffixes=("_old", "_new"))
+    assert len(both) == 24
+    assert (both["config_hash_old"] == both["config_hash_new"]).all()
+    doc = (REPO / "docs" / "reliability.md").read_text()
+    for site, g in both.groupby("site"):
+        d = {m: (g[f"{m}_new"] - g[f"{m}_old"]).abs().max() for m in ("loss_recovered", "l0", "gamma_c")}
+        row = f"| {site} | {d['loss_recovered']:.3f} | {d['l0']:.1f} | {d['gamma_c']:.3f} |"
+        assert row in doc, row
