@@ -10,13 +10,16 @@ Prints two figures for the default config's hook points: tokens/s of ``cache_act
 from __future__ import annotations
 
 import argparse
-import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_train import add_allocator_option, apply_allocator_option
 
 from saerepro import paths
 from saerepro.activations import cache_activations
@@ -29,19 +32,9 @@ def main() -> None:
     parser.add_argument("--config", default="config/config.yaml")
     parser.add_argument("--tokens", type=int, default=32768, help="tokens per measurement")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument(
-        "--default-allocator",
-        action="store_true",
-        help="keep glibc's default allocator settings (as the pipeline ran before saerepro.allocator): "
-        "sets $SAEREPRO_DEFAULT_ALLOCATOR=1, which subprocesses inherit",
-    )
+    add_allocator_option(parser)
     args = parser.parse_args()
-    if args.default_allocator:
-        os.environ["SAEREPRO_DEFAULT_ALLOCATOR"] = "1"
-    else:
-        from saerepro.allocator import keep_freed_memory
-
-        keep_freed_memory()
+    allocator = apply_allocator_option(args)
 
     cfg = load_config(args.config)
     corpus = Path(paths.corpus_dir(cfg))
@@ -56,7 +49,7 @@ def main() -> None:
     print(
         f"model {cfg.model}, hook points {hook_points}, stop_at_layer={stop_at}, "
         f"{n_tok} tokens, batch {cfg.cache.batch_size} x {ctx}, torch threads {torch.get_num_threads()}, "
-        f"allocator: {'glibc defaults' if args.default_allocator else 'saerepro.allocator'}"
+        f"allocator: {allocator}"
     )
 
     def bare() -> None:

@@ -20,7 +20,6 @@ not depend on the weights). Threads: torch's default (all cores) unless ``--thre
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import matmul_peak
+from bench_train import add_allocator_option, apply_allocator_option, matmul_peak
 
 from saerepro import paths
 from saerepro.config import load_config
@@ -40,29 +39,15 @@ from saerepro.models import load_model
 from saerepro.sae import load_sae, make_sae
 
 
-def _keep_freed_memory() -> str:
-    from saerepro.allocator import keep_freed_memory
-
-    return "saerepro.allocator (freed memory kept)" if keep_freed_memory() else "glibc defaults (mallopt refused)"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="config/config.yaml")
     parser.add_argument("--tokens", type=int, default=4096)
     parser.add_argument("--site", default="resid")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument(
-        "--default-allocator",
-        action="store_true",
-        help="keep glibc's default allocator settings (as the pipeline ran before saerepro.allocator): "
-        "sets $SAEREPRO_DEFAULT_ALLOCATOR=1, which subprocesses inherit",
-    )
+    add_allocator_option(parser)
     args = parser.parse_args()
-    if args.default_allocator:
-        os.environ["SAEREPRO_DEFAULT_ALLOCATOR"] = "1"
-    allocator = "glibc defaults" if args.default_allocator else _keep_freed_memory()
-    print(f"allocator: {allocator}")
+    print(f"allocator: {apply_allocator_option(args)}")
     if args.threads:
         torch.set_num_threads(args.threads)
 

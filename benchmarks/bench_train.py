@@ -272,9 +272,23 @@ def bench_multi(steps: int, n_saes: int = 2) -> dict[str, float]:
     }
 
 
-def _keep_freed_memory() -> str:
-    from saerepro.allocator import keep_freed_memory
+def add_allocator_option(parser: argparse.ArgumentParser) -> None:
+    """``--default-allocator``, the same flag in every benchmark (see :func:`apply_allocator_option`)."""
+    parser.add_argument(
+        "--default-allocator",
+        action="store_true",
+        help="keep glibc's default allocator settings (as the pipeline ran before saerepro.allocator): "
+        "sets $SAEREPRO_DEFAULT_ALLOCATOR=1, which subprocesses inherit",
+    )
 
+
+def apply_allocator_option(args: argparse.Namespace) -> str:
+    """Allocator settings as the pipeline's jobs have them, unless ``--default-allocator``; says which."""
+    from saerepro.allocator import OPT_OUT_ENV, keep_freed_memory
+
+    if args.default_allocator:
+        os.environ[OPT_OUT_ENV] = "1"
+        return "glibc defaults (--default-allocator)"
     return "saerepro.allocator (freed memory kept)" if keep_freed_memory() else "glibc defaults (mallopt refused)"
 
 
@@ -288,21 +302,14 @@ def main() -> None:
         action="store_true",
         help="also gated and baseline with train.compile (torch.compile), against the bf16 peak",
     )
-    ap.add_argument(
-        "--default-allocator",
-        action="store_true",
-        help="keep glibc's default allocator settings (as the pipeline ran before saerepro.allocator): "
-        "sets $SAEREPRO_DEFAULT_ALLOCATOR=1, which subprocesses inherit",
-    )
+    add_allocator_option(ap)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--cache", help=argparse.SUPPRESS)
     ap.add_argument("--n-saes", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, default=20, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.default_allocator:
-        os.environ["SAEREPRO_DEFAULT_ALLOCATOR"] = "1"
-    allocator = "glibc defaults" if args.default_allocator else _keep_freed_memory()
+    allocator = apply_allocator_option(args)
     if args.worker:
         _worker(args)
         return
