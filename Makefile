@@ -14,7 +14,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := Agg
 
-.PHONY: setup repro repro-long long-resume long-partial repro-neurons repro-seeds quick cached test test-fast lint dryrun report
+.PHONY: setup repro repro-long long-resume long-partial repro-neurons repro-seeds repro-mlp-seeds quick cached test test-fast lint dryrun report
 
 setup: $(STAMP)
 
@@ -90,6 +90,20 @@ repro-seeds: setup
 		--configfile ../../config/experiments/seed_spread.yaml --config resources_dir=../../resources
 	rm -rf results/seed_spread/tables && cp -r runs/seed_spread/results/tables results/seed_spread/tables
 	cp runs/seed_spread/figures/* figures/seed_spread/
+
+# Seed-aware verdicts at layer-6 mlp (config/experiments/mlp_seeds.yaml, ~50 min on the 2-core AMX Xeon): gated
+# and baseline at four of the long run's mlp lambdas, 3 seeds each, so every verdict's SE includes what
+# retraining moves. Reuses the long run's clean and zero-ablation CEs when runs/long has them (as repro-seeds).
+# Tables and figures are copied to results/mlp_seeds/ and figures/mlp_seeds/.
+repro-mlp-seeds: setup
+	mkdir -p runs/mlp_seeds results/mlp_seeds figures/mlp_seeds
+	cd runs/mlp_seeds && for f in clean_reference.pt L6/mlp/reference_ce.json; do \
+		if [ -f ../long/$(SEED_REF)/$$f ] && [ ! -f $(SEED_REF)/$$f ]; then \
+		mkdir -p $$(dirname $(SEED_REF)/$$f) && cp ../long/$(SEED_REF)/$$f $(SEED_REF)/$$f; fi; done
+	cd runs/mlp_seeds && ../../$(BIN)/snakemake --snakefile ../../Snakefile --cores all --rerun-triggers mtime $(RUNS_PROFILE) \
+		--configfile ../../config/experiments/mlp_seeds.yaml --config resources_dir=../../resources
+	rm -rf results/mlp_seeds/tables && cp -r runs/mlp_seeds/results/tables results/mlp_seeds/tables
+	cp runs/mlp_seeds/figures/* figures/mlp_seeds/
 
 # A first look (~10 min): its own working directory, so it never mixes with the default run's
 # results/ and figures/; model weights and corpus are shared through resources/.
