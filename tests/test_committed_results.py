@@ -57,6 +57,13 @@ COMMITTED_RUNS = [
         "run `make repro-seeds`, then commit results/seed_spread/tables and figures/seed_spread",
         id="seed_spread",
     ),
+    pytest.param(
+        "results/mlp_seeds/tables/metrics.csv",
+        "config/experiments/mlp_seeds.yaml",
+        METRIC_MOVING_CODE + ("config/experiments/mlp_seeds.yaml",),
+        "run `make repro-mlp-seeds`, then commit results/mlp_seeds/tables and figures/mlp_seeds",
+        id="mlp_seeds",
+    ),
 ]
 
 #: Every committed run's tables folder (the captions' tests read them too).
@@ -265,3 +272,33 @@ def test_cross_machine_table_in_reliability_doc_is_what_the_two_committed_tables
         d = {m: (g[f"{m}_new"] - g[f"{m}_old"]).abs().max() for m in ("loss_recovered", "l0", "gamma_c")}
         row = f"| {site} | {d['loss_recovered']:.3f} | {d['l0']:.1f} | {d['gamma_c']:.3f} |"
         assert row in doc, row
+
+
+def test_mlp_seed_rows_quoted_in_results_md_are_the_committed_ones():
+    """docs/results.md quotes the three-seed mlp run per setting (seeds and seed means); a rerun that
+    moves a number must move the quote."""
+    from saerepro.tables import aggregate_seeds
+
+    tables = REPO / "results" / "mlp_seeds" / "tables"
+    if not (tables / "metrics.csv").exists():
+        pytest.skip("the three-seed mlp run is not committed yet")
+    metrics = pd.read_csv(tables / "metrics.csv")
+    agg = aggregate_seeds(metrics)
+    text = (REPO / "docs" / "results.md").read_text()
+    header = "| architecture | λ | loss recovered, seeds 0/1/2 | seed mean ± SE | eval SE |"
+    assert header in text
+    rows = []
+    for ln in text.split(header, 1)[1].splitlines()[2:]:
+        if not ln.startswith("|"):
+            break
+        rows.append(ln)
+    assert len(rows) == len(agg) == 8
+    for line in rows:
+        arch, lam, lr, mean, eval_se, l0, gamma_c = (p.strip() for p in line.strip("|").split("|"))
+        r = agg[(agg.architecture == arch) & (agg.coefficient == float(lam))].iloc[0]
+        seeds = metrics[(metrics.architecture == arch) & (metrics.coefficient == float(lam))].sort_values("seed")
+        assert lr == ", ".join(f"{v:.3f}" for v in seeds["loss_recovered"]), line
+        assert l0 == ", ".join(f"{v:.1f}" for v in seeds["l0"]), line
+        assert mean == f"{r.loss_recovered:.3f} ± {r.loss_recovered_se:.3f}", line
+        assert eval_se == f"{r.loss_recovered_eval_se:.3f}", line
+        assert gamma_c == f"{r.gamma_c:.3f} ± {r.gamma_c_se:.3f}", line
