@@ -11,6 +11,7 @@ import torch
 from saerepro.config import load_config
 from saerepro.provenance import (
     HASH_NEUTRAL_DEFAULTS,
+    METRIC_MOVING_CODE,
     METRIC_MOVING_PATHS,
     NEUTRAL_LEDGER,
     config_hash,
@@ -291,3 +292,20 @@ def test_a_checked_schema_change_must_be_applied_to_the_committed_table(repo):
     assert stale_reasons(migrated, _cfg(), repo) == []
     # rows made at or after the change already have the new schema: nothing to apply
     assert stale_reasons(_rows(change), _cfg(), repo) == []
+
+
+def test_a_config_committed_after_its_rows_is_judged_by_the_config_hash(repo):
+    """A run made from a config still in the working tree, committed afterwards: the rows' commit
+    lacks the file, and their config_hash is what says which values they were made with."""
+    made = _git(repo, "rev-parse", "HEAD")
+    path = "config/experiments/new.yaml"
+    _commit(repo, {path: "a: 1\n"}, "the run's config, committed after the run")
+    paths = METRIC_MOVING_CODE + (path,)
+    assert stale_reasons(_rows(made), _cfg(), repo, paths) == []
+    # other values: stale by the hash, and the late config is named too
+    reasons = stale_reasons(_rows(made, _cfg(**{"train.lr": 0.001})), _cfg(), repo, paths)
+    assert len(reasons) == 2 and "config_hash" in reasons[0] and path in reasons[1]
+    # code is never excused: a metric-moving change after the rows is still stale
+    _commit(repo, {"src/saerepro/training.py": "lr = 2\n"}, "move a metric")
+    (reason,) = stale_reasons(_rows(made), _cfg(), repo, paths)
+    assert "src/saerepro/training.py" in reason and path not in reason.split("since:")[1].split("(")[0]

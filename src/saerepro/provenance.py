@@ -228,7 +228,9 @@ def stale_reasons(rows, cfg, repo, paths=METRIC_MOVING_PATHS) -> list[str]:
     at HEAD is not what it was at that commit, comments, docstrings and layout aside, through
     commits that :data:`NEUTRAL_LEDGER` does not record as checked metric-neutral
     (``benchmarks/neutral_check.py``: the tiny default-like config's metrics byte-identical
-    before and after, on one machine; :func:`_unchecked_changes`). Only commits are compared:
+    before and after, on one machine; :func:`_unchecked_changes`). A config among ``paths`` that
+    did not exist at that commit (a run made from a config committed after it) is judged by the
+    ``config_hash`` alone. Only commits are compared:
     uncommitted changes in the working tree are not looked at (they are not yet code anybody
     else runs).
     """
@@ -268,6 +270,10 @@ def stale_reasons(rows, cfg, repo, paths=METRIC_MOVING_PATHS) -> list[str]:
         if changed is None:
             reasons.append(f"git diff {base}..HEAD failed")
             continue
+        if all(h == expected for h in hashes):
+            # A config committed only after its run (the run read it from the working tree): its
+            # values are what the rows' config_hash says, and that hash is the current one.
+            changed = [f for f in changed if not _config_added_after(repo, base, f)]
         if changed:
             reasons.append(
                 f"{where} were made at commit {base[:12]}; metric-moving file(s) changed "
@@ -277,6 +283,13 @@ def stale_reasons(rows, cfg, repo, paths=METRIC_MOVING_PATHS) -> list[str]:
             )
     reasons += _schema_reasons(records, commits, repo, ledger)
     return reasons
+
+
+def _config_added_after(repo, base: str, path: str) -> bool:
+    """Whether ``path`` is a config (not code of :data:`METRIC_MOVING_CODE`) absent at commit ``base``."""
+    if any(path == p or path.startswith(p.rstrip("/") + "/") for p in METRIC_MOVING_CODE):
+        return False
+    return _git(repo, "cat-file", "-e", f"{base}:{path}").returncode != 0
 
 
 def _schema_reasons(records: list[dict], commits: Counter, repo, ledger: list[dict]) -> list[str]:
