@@ -14,7 +14,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := Agg
 
-.PHONY: setup repro repro-long long-resume long-partial repro-neurons repro-seeds repro-mlp-seeds quick cached test test-fast lint dryrun report
+.PHONY: setup promote repro repro-long long-resume long-partial repro-neurons repro-seeds repro-mlp-seeds quick cached test test-fast lint dryrun report
 
 setup: $(STAMP)
 
@@ -26,25 +26,34 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test,lint]"
 	touch $@
 
+# Every run writes under runs/<name>/ (the default: runs/default/) and never over a tracked file;
+# $(call timed,NAME,COMMAND) also records the command's wall seconds for the run's manifest.
+timed = mkdir -p $(CURDIR)/runs/$(1) && t0=$$(date +%s) && $(2) && echo $$(( $$(date +%s) - t0 )) > $(CURDIR)/runs/$(1)/wall_seconds
+
 repro: setup
-	$(BIN)/snakemake --cores all
+	$(call timed,default,$(BIN)/snakemake --cores all)
+	@echo "saerepro: tables in runs/default/results/tables/ (verdicts.md), figures in runs/default/figures/;"
+	@echo "          make promote RUN=default copies them over the committed results/tables and figures/"
+
+# The only step that writes committed results: runs/$(RUN)/ -> results/ and figures/, with a
+# manifest.json (commits, config hash, machines, date, wall time) beside the tables.
+promote: setup
+	@test -n "$(RUN)" || { echo "usage: make promote RUN=default|long|neurons|seed_spread|mlp_seeds"; exit 2; }
+	$(BIN)/python -m saerepro.manifest promote $(RUN)
 
 # Runs in runs/<name>/ do not see workflow/profiles/default from there (Snakemake looks beside the
 # working directory): name it, so a run killed mid-job resumes (--rerun-incomplete) as the default's does.
 RUNS_PROFILE := --workflow-profile ../../workflow/profiles/default
 
 # The long reproduction (config/long.yaml): its own working directory, then its tables and figures
-# are copied to results/long/ and figures/long/ (committed, like the default run's). It also runs the
+# are promoted to results/long/ and figures/long/ by `make promote RUN=long`. It also runs the
 # inference-time optimisation (paper Figs. 10-11) at the headline layer, and ends with the MLP-neuron
 # sweep of repro-neurons (paper Fig. 5), so that every paper figure a CPU can make comes from this target
 # or `make repro`.
 LONG_SNAKEMAKE := ../../$(BIN)/snakemake --snakefile ../../Snakefile --cores all $(RUNS_PROFILE) \
 	--configfile ../../config/long.yaml --config resources_dir=../../resources
 repro-long: setup
-	mkdir -p runs/long results/long figures/long
-	cd runs/long && $(LONG_SNAKEMAKE) -- all inference_opt
-	rm -rf results/long/tables && cp -r runs/long/results/tables results/long/tables
-	cp runs/long/figures/* figures/long/
+	$(call timed,long,cd runs/long && $(LONG_SNAKEMAKE) -- all inference_opt)
 	$(MAKE) repro-neurons
 
 # The long run continued on a machine without its earlier runs/long (each session's machine starts
@@ -67,43 +76,36 @@ long-partial: setup
 
 # Paper Fig. 5 on the CPU model (config/experiments/neurons.yaml, 79 min on the 2-core AMX Xeon): gated and
 # baseline SAEs on layer 6's MLP neurons, their lambdas chosen by a pilot; tables and figures are
-# copied to results/neurons/ and figures/neurons/. --rerun-triggers mtime: this folder has no record
+# promoted by `make promote RUN=neurons`. --rerun-triggers mtime: this folder has no record
 # of the prepared model it shares through resources/ (see the config's header).
 repro-neurons: setup
-	mkdir -p runs/neurons results/neurons figures/neurons
-	cd runs/neurons && ../../$(BIN)/snakemake --snakefile ../../Snakefile --cores all --rerun-triggers mtime $(RUNS_PROFILE) \
-		--configfile ../../config/experiments/neurons.yaml --config resources_dir=../../resources
-	rm -rf results/neurons/tables && cp -r runs/neurons/results/tables results/neurons/tables
-	cp runs/neurons/figures/* figures/neurons/
+	$(call timed,neurons,cd runs/neurons && ../../$(BIN)/snakemake --snakefile ../../Snakefile --cores all --rerun-triggers mtime $(RUNS_PROFILE) \
+		--configfile ../../config/experiments/neurons.yaml --config resources_dir=../../resources)
 
 # Seed-to-seed spread (config/experiments/seed_spread.yaml, 59 min on the 2-core AMX Xeon): 3 seeds of one gated and
 # one baseline lambda per site at layer 6. Its clean and zero-ablation CEs are the long run's (same model,
 # eval tokens and settings; tests/test_experiment_configs.py), copied when the long run has them (~50 min
-# saved). Tables and figures are copied to results/seed_spread/ and figures/seed_spread/.
+# saved). `make promote RUN=seed_spread` copies its tables and figures into results/ and figures/.
 SEED_REF := results/gemma-3-270m/wiki-offline
 repro-seeds: setup
-	mkdir -p runs/seed_spread results/seed_spread figures/seed_spread
+	mkdir -p runs/seed_spread
 	cd runs/seed_spread && for f in clean_reference.pt L6/resid/reference_ce.json L6/mlp/reference_ce.json \
 		L6/attn/reference_ce.json; do if [ -f ../long/$(SEED_REF)/$$f ] && [ ! -f $(SEED_REF)/$$f ]; then \
 		mkdir -p $$(dirname $(SEED_REF)/$$f) && cp ../long/$(SEED_REF)/$$f $(SEED_REF)/$$f; fi; done
-	cd runs/seed_spread && ../../$(BIN)/snakemake --snakefile ../../Snakefile --cores all --rerun-triggers mtime $(RUNS_PROFILE) \
-		--configfile ../../config/experiments/seed_spread.yaml --config resources_dir=../../resources
-	rm -rf results/seed_spread/tables && cp -r runs/seed_spread/results/tables results/seed_spread/tables
-	cp runs/seed_spread/figures/* figures/seed_spread/
+	$(call timed,seed_spread,cd runs/seed_spread && ../../$(BIN)/snakemake --snakefile ../../Snakefile --cores all --rerun-triggers mtime $(RUNS_PROFILE) \
+		--configfile ../../config/experiments/seed_spread.yaml --config resources_dir=../../resources)
 
 # Seed-aware verdicts at layer-6 mlp (config/experiments/mlp_seeds.yaml, ~50 min on the 2-core AMX Xeon): gated
 # and baseline at four of the long run's mlp lambdas, 3 seeds each, so every verdict's SE includes what
 # retraining moves. Reuses the long run's clean and zero-ablation CEs when runs/long has them (as repro-seeds).
-# Tables and figures are copied to results/mlp_seeds/ and figures/mlp_seeds/.
+# `make promote RUN=mlp_seeds` copies its tables and figures into results/ and figures/.
 repro-mlp-seeds: setup
-	mkdir -p runs/mlp_seeds results/mlp_seeds figures/mlp_seeds
+	mkdir -p runs/mlp_seeds
 	cd runs/mlp_seeds && for f in clean_reference.pt L6/mlp/reference_ce.json; do \
 		if [ -f ../long/$(SEED_REF)/$$f ] && [ ! -f $(SEED_REF)/$$f ]; then \
 		mkdir -p $$(dirname $(SEED_REF)/$$f) && cp ../long/$(SEED_REF)/$$f $(SEED_REF)/$$f; fi; done
-	cd runs/mlp_seeds && ../../$(BIN)/snakemake --snakefile ../../Snakefile --cores all --rerun-triggers mtime $(RUNS_PROFILE) \
-		--configfile ../../config/experiments/mlp_seeds.yaml --config resources_dir=../../resources
-	rm -rf results/mlp_seeds/tables && cp -r runs/mlp_seeds/results/tables results/mlp_seeds/tables
-	cp runs/mlp_seeds/figures/* figures/mlp_seeds/
+	$(call timed,mlp_seeds,cd runs/mlp_seeds && ../../$(BIN)/snakemake --snakefile ../../Snakefile --cores all --rerun-triggers mtime $(RUNS_PROFILE) \
+		--configfile ../../config/experiments/mlp_seeds.yaml --config resources_dir=../../resources)
 
 # A first look (~10 min): its own working directory, so it never mixes with the default run's
 # results/ and figures/; model weights and corpus are shared through resources/.
@@ -119,7 +121,7 @@ dryrun: setup
 	$(BIN)/snakemake -n --cores all
 
 report: setup
-	$(BIN)/snakemake --cores 1 --report results/report.html
+	$(BIN)/snakemake --cores 1 --report $(CURDIR)/runs/default/report.html
 
 test: setup
 	$(BIN)/python -m pytest

@@ -18,30 +18,28 @@ if not workflow.overwrite_configfiles:
     configfile: os.path.join(workflow.basedir, "config/config.yaml")
 
 
-# A non-default config run from the repository root writes to runs/<config stem>/, never over the
-# committed results/ and figures/ (those change only through make repro / make repro-long).
+# Run from the repository root, a config writes to runs/<name>/ (the default config: runs/default/),
+# never over the committed results/ and figures/: those change only through an explicit
+# `make promote RUN=<name>` (saerepro.manifest), so a run leaves `git status` clean.
 # Relative resources_dir stays relative to the repository, so weights and corpora are shared.
-if workflow.overwrite_configfiles and os.path.realpath(os.getcwd()) == os.path.realpath(
-    workflow.basedir
-):
-    _stem = os.path.splitext(os.path.basename(str(workflow.overwrite_configfiles[-1])))[
-        0
-    ]
-    if os.path.realpath(str(workflow.overwrite_configfiles[-1])) != os.path.realpath(
-        os.path.join(workflow.basedir, "config/config.yaml")
-    ):
-        # a model path is relative to where snakemake was started, not to runs/<stem>/
-        if isinstance(config.get("model"), str):
-            config["model"] = absolute_model_path(config["model"])
-        _resources = config.get("resources_dir", "resources")
-        if not os.path.isabs(_resources):
-            config["resources_dir"] = os.path.join(workflow.basedir, _resources)
-        print(
-            f"saerepro: config {_stem} writes to runs/{_stem}/ (not the committed results/)",
-            file=sys.stderr,
-        )
+if os.path.realpath(os.getcwd()) == os.path.realpath(workflow.basedir):
+    _default = os.path.join(workflow.basedir, "config/config.yaml")
+    _configfile = str((workflow.overwrite_configfiles or [_default])[-1])
+    _stem = os.path.splitext(os.path.basename(_configfile))[0]
+    if os.path.realpath(_configfile) == os.path.realpath(_default):
+        _stem = "default"
+    # a model path is relative to where snakemake was started, not to runs/<stem>/
+    if isinstance(config.get("model"), str):
+        config["model"] = absolute_model_path(config["model"])
+    _resources = config.get("resources_dir", "resources")
+    if not os.path.isabs(_resources):
+        config["resources_dir"] = os.path.join(workflow.basedir, _resources)
+    print(
+        f"saerepro: config {_stem} writes to runs/{_stem}/ (not the committed results/)",
+        file=sys.stderr,
+    )
 
-        workdir: f"runs/{_stem}"
+    workdir: f"runs/{_stem}"
 
 
 # Validates against workflow/schemas/config.schema.yaml and the model registry; a bad config

@@ -2,23 +2,25 @@
 
 `results/tables/metrics.csv` is committed so a reader sees the default reproduction without
 running it; these tests fail if a column is missing, a value is NaN, or any figure or derived
-table can no longer be produced from it, and (``test_committed_results_are_fresh``) if the table
-is stale: made under another config hash, from uncommitted code or a commit that is not an
-ancestor of HEAD, or before a change to a metric-moving file (saerepro.provenance.stale_reasons).
-Only commits are compared: uncommitted edits in the working tree are not looked at.
+table can no longer be produced from it, and if a committed run
+carries no manifest its rows confirm, or its config no longer has the values it was made with.
+What changed in the code since each committed run is listed in docs/results.md by
+saerepro.manifest, and checked here to be that script's listing.
 """
 
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from saerepro.config import load_config
+from saerepro.manifest import COMMITTED_RUNS, build_manifest, doc_block, freshness_markdown, read_manifest
 from saerepro.plotting import FIGURES, make_all_figures
-from saerepro.provenance import METRIC_MOVING_CODE, METRIC_MOVING_PATHS, git_history_unavailable, stale_reasons
+from saerepro.provenance import config_hash, git_history_unavailable
 from saerepro.tables import ALL_COLUMNS, read_metrics_table, write_half_l0_table, write_model_tables
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,63 +29,43 @@ LONG_TABLE = REPO / "results" / "long" / "tables" / "metrics.csv"
 NEURONS_TABLES = REPO / "results" / "neurons" / "tables"
 SITES = ("resid", "mlp", "attn")
 
-#: Each committed run: (table, config, metric-moving paths, how to regenerate it).
-COMMITTED_RUNS = [
-    pytest.param(
-        "results/tables/metrics.csv",
-        "config/config.yaml",
-        METRIC_MOVING_PATHS,
-        "run `make repro`, then commit results/tables and figures",
-        id="default",
-    ),
-    pytest.param(
-        "results/long/tables/metrics.csv",
-        "config/long.yaml",
-        METRIC_MOVING_CODE + ("config/long.yaml",),
-        "run `make repro-long`, then commit results/long/tables and figures/long",
-        id="long",
-    ),
-    pytest.param(
-        "results/neurons/tables/metrics.csv",
-        "config/experiments/neurons.yaml",
-        METRIC_MOVING_CODE + ("config/experiments/neurons.yaml",),
-        "run `make repro-neurons`, then commit results/neurons/tables and figures/neurons",
-        id="neurons",
-    ),
-    pytest.param(
-        "results/seed_spread/tables/metrics.csv",
-        "config/experiments/seed_spread.yaml",
-        METRIC_MOVING_CODE + ("config/experiments/seed_spread.yaml",),
-        "run `make repro-seeds`, then commit results/seed_spread/tables and figures/seed_spread",
-        id="seed_spread",
-    ),
-    pytest.param(
-        "results/mlp_seeds/tables/metrics.csv",
-        "config/experiments/mlp_seeds.yaml",
-        METRIC_MOVING_CODE + ("config/experiments/mlp_seeds.yaml",),
-        "run `make repro-mlp-seeds`, then commit results/mlp_seeds/tables and figures/mlp_seeds",
-        id="mlp_seeds",
-    ),
-]
-
-#: Every committed run's tables folder (the captions' tests read them too).
-RUN_TABLE_DIRS = [str(Path(run.values[0]).parent) for run in COMMITTED_RUNS]
+#: Every committed run with a full tables folder (the captions' tests read them too).
+RUNS = [run for run in COMMITTED_RUNS if run.metrics == "metrics.csv"]
+RUN_TABLE_DIRS = [run.tables for run in RUNS]
+#: Manifest fields recomputed from the tables (the rest, date, wall time and note, are recorded facts).
+DERIVED = ("config", "config_hash", "commits", "newest_commit", "machines", "package_versions", "n_saes", "job_seconds")
 
 
-@pytest.mark.parametrize("table, config, paths, regenerate", COMMITTED_RUNS)
-def test_committed_results_are_fresh(table, config, paths, regenerate):
-    if not (REPO / table).exists():
-        pytest.skip(f"{table} is not committed yet")
+@pytest.mark.parametrize("run", COMMITTED_RUNS, ids=[r.name for r in COMMITTED_RUNS])
+def test_every_committed_run_carries_a_manifest_its_tables_confirm(run):
+    """Each committed run says which commits, config hash, machines and packages made it, when, and
+    how long it took; a table replaced without `make promote` (which rewrites the manifest) fails."""
+    manifest = read_manifest(run, REPO)
+    rebuilt = build_manifest(run, REPO)
+    assert {k: manifest[k] for k in DERIVED} == {k: rebuilt[k] for k in DERIVED}
+    assert manifest["run"] == run.name and manifest["made"][:4] == "2026"
+    assert manifest["wall_seconds"] is not None or manifest["note"], "say why the wall time is unknown"
+    assert not any(c.endswith("-dirty") for c in manifest["commits"]), "rows made from uncommitted code"
+
+
+@pytest.mark.parametrize("run", COMMITTED_RUNS, ids=[r.name for r in COMMITTED_RUNS])
+def test_committed_rows_were_made_under_their_configs_current_values(run):
+    """A committed run's config may not change a value (its hash) without the run being redone."""
+    rows = pd.read_csv(REPO / run.table_path, dtype=str)
+    assert set(rows["config_hash"]) == {config_hash(load_config(REPO / run.config))}, (
+        f"{run.config} no longer describes {run.table_path}: rerun `make {run.make}` and `make promote RUN={run.name}`"
+    )
+
+
+def test_results_doc_lists_the_metric_moving_files_changed_since_each_committed_run():
+    """docs/results.md says, per committed run, which metric-moving files changed since its rows'
+    commits: the listing is the script's (saerepro.manifest), never written by hand."""
     unavailable = git_history_unavailable(REPO)
     if unavailable:
         pytest.skip(unavailable)
-    rows = pd.read_csv(REPO / table, dtype=str)
-    # what the Snakefile does: CFG = load_config(config); CONFIG_HASH = config_hash(CFG)
-    reasons = stale_reasons(rows, load_config(REPO / config), REPO, paths)
-    assert not reasons, (
-        f"{table} is stale, it is not what the code at HEAD produces from {config}:\n  - "
-        + "\n  - ".join(reasons)
-        + f"\nTo regenerate: {regenerate}."
+    assert doc_block(REPO / "docs/results.md") == freshness_markdown(REPO), (
+        "docs/results.md's freshness listing is out of date: run "
+        "`.venv/bin/python -m saerepro.manifest freshness --update docs/results.md` and commit it"
     )
 
 
@@ -181,9 +163,9 @@ def test_the_readme_quotes_the_long_runs_verdicts_once_they_are_committed():
 
 
 def test_committed_inference_opt_tables_are_fresh():
-    """Each committed inference-time-optimisation table was made by committed code at an ancestor
-    of HEAD, under the long config, with no unchecked metric-moving change since (as the metrics
-    tables), and by the pursuit code at HEAD (``ito_code``)."""
+    """Each committed inference-time-optimisation table was made under the long config, at a commit
+    of this history, by the pursuit code at HEAD (``ito_code``); the SAEs it reads are the long
+    run's (whose freshness docs/results.md lists)."""
     from saerepro.inference_opt import ito_code_hash
 
     tables = sorted((LONG_TABLE.parent / "inference_opt").glob("*.csv"))
@@ -192,16 +174,18 @@ def test_committed_inference_opt_tables_are_fresh():
     unavailable = git_history_unavailable(REPO)
     if unavailable:
         pytest.skip(unavailable)
-    cfg = load_config(REPO / "config/long.yaml")
+    expected = config_hash(load_config(REPO / "config/long.yaml"))
     for path in tables:
         rows = pd.read_csv(path, dtype=str)
-        reasons = stale_reasons(rows, cfg, REPO, METRIC_MOVING_CODE + ("config/long.yaml",))
-        made_by = set(rows["ito_code"]) if "ito_code" in rows else {"no ito_code column"}
-        if made_by != {ito_code_hash()}:
-            reasons.append(f"made by pursuit code {sorted(made_by)}, HEAD's is {ito_code_hash()}")
-        assert not reasons, (
-            f"{path.relative_to(REPO)} is stale:\n  - " + "\n  - ".join(reasons) + "\nTo regenerate: run "
-            "`make repro-long` (it asks for inference_opt), then commit results/long/tables and figures/long."
+        assert set(rows["config_hash"]) == {expected}, path
+        for commit in set(rows["git_commit"]):
+            assert not commit.endswith("-dirty"), path
+            assert (
+                subprocess.run(["git", "-C", str(REPO), "merge-base", "--is-ancestor", commit, "HEAD"]).returncode == 0
+            )
+        assert set(rows["ito_code"]) == {ito_code_hash()}, (
+            f"{path.relative_to(REPO)} was made by other pursuit code: run `make repro-long` (it asks for "
+            "inference_opt) and `make promote RUN=long`"
         )
 
 

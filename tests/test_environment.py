@@ -103,10 +103,11 @@ def test_runs_in_their_own_folder_use_the_default_profile(target):
     out = subprocess.run(
         ["make", "-n", "-o", ".venv/.saerepro-installed", target], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout
-    line = next(ln for ln in out.splitlines() if "snakemake" in ln and ln.startswith("cd runs/"))
+    line = next(ln for ln in out.splitlines() if "snakemake" in ln and "cd runs/" in ln)
     import os
 
-    run_dir = line.split()[1]  # runs/<name>: need not exist yet, so resolve the path as text
+    run_dir = line.split("cd runs/", 1)[1].split()[0]  # runs/<name>: need not exist yet, so resolve as text
+    run_dir = "runs/" + run_dir
     profile = REPO / os.path.normpath(os.path.join(run_dir, line.split("--workflow-profile", 1)[1].split()[0]))
     assert profile == REPO / "workflow" / "profiles" / "default"
     assert "rerun-incomplete: true" in (profile / "config.yaml").read_text()
@@ -126,8 +127,12 @@ def test_repro_long_also_runs_the_mlp_neuron_sweep_of_paper_fig_5():
         text=True,
         check=True,
     ).stdout.replace("\\\n", " ")
-    runs = [ln.split()[1] for ln in out.splitlines() if ln.startswith("cd runs/") and "snakemake" in ln]
+    runs = [
+        "runs/" + ln.split("cd runs/", 1)[1].split()[0]
+        for ln in out.splitlines()
+        if "cd runs/" in ln and "snakemake" in ln
+    ]
     assert runs[0] == "runs/long"
     assert "runs/neurons" in runs
-    neurons = next(ln for ln in out.splitlines() if ln.startswith("cd runs/neurons") and "snakemake" in ln)
+    neurons = next(ln for ln in out.splitlines() if "cd runs/neurons" in ln and "snakemake" in ln)
     assert "config/experiments/neurons.yaml" in neurons

@@ -10,16 +10,15 @@ import torch
 
 from saerepro.config import load_config
 from saerepro.provenance import (
+    ANALYSIS_ONLY,
     HASH_NEUTRAL_DEFAULTS,
     METRIC_MOVING_CODE,
-    METRIC_MOVING_PATHS,
-    NEUTRAL_LEDGER,
+    changed_since,
     config_hash,
     git_commit,
     git_history_unavailable,
     package_versions,
     provenance,
-    stale_reasons,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,7 +109,7 @@ def test_package_versions_and_provenance_fields():
     assert prov["torch_threads"] == torch.get_num_threads()
 
 
-# --------------------------------------------------------------------------- stale_reasons
+# --------------------------------------------------------------------------- changed_since
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -138,136 +137,58 @@ def repo(tmp_path):
     root = tmp_path / "repo"
     root.mkdir()
     _git(root, "init", "-q")
-    _commit(root, {"src/saerepro/training.py": "lr = 1\n", "config/config.yaml": "a: 1\n", "README.md": "hi\n"}, "code")
+    _commit(
+        root,
+        {
+            "src/saerepro/training/loop.py": "lr = 1\n",
+            "src/saerepro/plotting.py": "style = 1\n",
+            "config/config.yaml": "a: 1\n",
+            "docs/results.md": "text\n",
+        },
+        "made the results",
+    )
     return root
 
 
-def _rows(commit: str, cfg=None, n: int = 2) -> list[dict]:
-    return [{"config_hash": config_hash(cfg or _cfg()), "git_commit": commit}] * n
-
-
-def test_fresh_rows_have_no_stale_reason(repo):
+def test_changed_since_lists_every_metric_moving_edit_and_nothing_else(repo):
     made = _git(repo, "rev-parse", "HEAD")
-    assert git_history_unavailable(repo) is None
-    assert stale_reasons(_rows(made), _cfg(), repo) == []
-    # a later commit that touches no metric-moving path keeps them fresh
-    _commit(repo, {"README.md": "more\n", "src/saerepro/plotting.py": "x = 1\n"}, "docs")
-    assert stale_reasons(_rows(made), _cfg(), repo) == []
-    # uncommitted changes are not looked at: only commits are compared
-    (repo / "src/saerepro/training.py").write_text("lr = 2\n")
-    assert stale_reasons(_rows(made), _cfg(), repo) == []
+    assert changed_since(repo, made) == []
+    # analysis-only modules and docs cannot move a metrics row
+    _commit(repo, {"src/saerepro/plotting.py": "style = 2\n", "docs/results.md": "more\n"}, "figures and docs")
+    assert changed_since(repo, made) == []
+    # a comment is a change too: no diffing of syntax trees, nothing excused
+    _commit(repo, {"src/saerepro/training/loop.py": "lr = 1  # why\n"}, "a comment")
+    assert changed_since(repo, made) == ["src/saerepro/training/loop.py"]
+    _commit(repo, {"src/saerepro/sae/new.py": "x = 1\n", "config/config.yaml": "a: 2\n"}, "new module, new config")
+    assert changed_since(repo, made) == [
+        "config/config.yaml",
+        "src/saerepro/sae/new.py",
+        "src/saerepro/training/loop.py",
+    ]
+    # a run of another config does not depend on config/config.yaml
+    assert "config/config.yaml" not in changed_since(repo, made, METRIC_MOVING_CODE + ("config/long.yaml",))
+    # uncommitted edits count: the listing describes the working tree that a test or a doc sees
+    (repo / "Snakefile").write_text("rule all: pass\n")
+    _git(repo, "add", "Snakefile")
+    assert "Snakefile" in changed_since(repo, made)
+    with pytest.raises(ValueError, match="not a commit"):
+        changed_since(repo, "0123456789" * 4)
 
 
-def test_a_wrong_config_hash_is_stale(repo):
-    made = _git(repo, "rev-parse", "HEAD")
-    rows = _rows(made) + _rows(made, _cfg(**{"train.lr": 0.001}), n=1)
-    (reason,) = stale_reasons(rows, _cfg(), repo)
-    assert "1 of 3 row(s) have config_hash" in reason and config_hash(_cfg()) in reason
-
-
-def test_a_dirty_commit_is_stale(repo):
-    made = _git(repo, "rev-parse", "HEAD")
-    (reason,) = stale_reasons(_rows(made + "-dirty"), _cfg(), repo)
-    assert "uncommitted code" in reason and made in reason
-
-
-def test_a_commit_that_is_not_an_ancestor_is_stale(repo):
-    # a commit beside HEAD (same tree, no parent), and one the repository does not have
-    side = _git(repo, "commit-tree", "HEAD^{tree}", "-m", "side")
-    (reason,) = stale_reasons(_rows(side), _cfg(), repo)
-    assert "not an ancestor of HEAD" in reason
-    (reason,) = stale_reasons(_rows("0123456789" * 4), _cfg(), repo)
-    assert "not in this repository" in reason
-    (reason,) = stale_reasons(_rows("unknown"), _cfg(), repo)
-    assert "no git commit" in reason
-
-
-@pytest.mark.parametrize(
-    "path",
-    ["src/saerepro/training.py", "config/config.yaml", "src/saerepro/sae/gated.py", "src/saerepro/training/loop.py"],
-)
-def test_a_metric_moving_change_after_the_commit_is_stale(repo, path):
-    made = _git(repo, "rev-parse", "HEAD")
-    _commit(repo, {path: "changed\n"}, "move a metric")
-    (reason,) = stale_reasons(_rows(made), _cfg(), repo)
-    assert "metric-moving" in reason and path in reason
-    # the paths checked are a parameter: another run's config is not this run's
-    other = tuple(p for p in METRIC_MOVING_PATHS if not path.startswith(p))
-    assert stale_reasons(_rows(made), _cfg(), repo, other) == []
-
-
-def _ledger(repo: Path, *entries: tuple[str, str]) -> None:
-    import json
-
-    (repo / NEUTRAL_LEDGER).parent.mkdir(parents=True, exist_ok=True)
-    (repo / NEUTRAL_LEDGER).write_text(json.dumps([{"base": b, "head": h, "identical": True} for b, h in entries]))
-
-
-def test_metric_moving_commits_the_ledger_records_as_neutral_keep_rows_fresh(repo):
-    made = _git(repo, "rev-parse", "HEAD")
-    refactor = _commit(repo, {"src/saerepro/training.py": "lr = 1  # same\n"}, "refactor")
-    _ledger(repo, (made, refactor))
-    assert stale_reasons(_rows(made), _cfg(), repo) == []
-    # a later metric-moving commit outside every recorded range is stale, and only it is named
-    moved = _commit(repo, {"src/saerepro/evaluate.py": "x = 2\n"}, "move")
-    (reason,) = stale_reasons(_rows(made), _cfg(), repo)
-    assert moved[:12] in reason and refactor[:12] not in reason and "1 commit(s)" in reason
-    # entries chain: (refactor, moved] recorded too -> fresh again
-    _ledger(repo, (made, refactor), (refactor, moved))
-    assert stale_reasons(_rows(made), _cfg(), repo) == []
-
-
-def test_a_ledger_range_that_starts_after_the_change_does_not_cover_it(repo):
-    made = _git(repo, "rev-parse", "HEAD")
-    moved = _commit(repo, {"src/saerepro/training.py": "lr = 2\n"}, "move")
-    later = _commit(repo, {"src/saerepro/training.py": "lr = 2  # same\n"}, "refactor")
-    _ledger(repo, (moved, later))  # checks later against moved, says nothing of made -> moved
-    (reason,) = stale_reasons(_rows(made), _cfg(), repo)
-    assert moved[:12] in reason and later[:12] not in reason
-
-
-def test_comment_docstring_and_layout_changes_keep_rows_fresh_code_changes_do_not(repo):
-    code = 'def f(x):\n    """Adds one."""\n    return x + 1\n\n\nclass C:\n    a: int = 1\n'
-    made = _commit(repo, {"src/saerepro/evaluate.py": code}, "code")
-    reworded = (
-        '"""Module doc."""\n\n\ndef f(x):\n    """Adds one (why: a reason)."""\n    # a comment\n    return (x +\n'
-        '            1)\n\n\nclass C:\n    a: int = 1\n    """An attribute docstring."""\n'
-    )
-    _commit(repo, {"src/saerepro/evaluate.py": reworded}, "comments, docstrings, layout")
-    assert stale_reasons(_rows(made), _cfg(), repo) == []
-    moved = _commit(repo, {"src/saerepro/evaluate.py": reworded.replace("1)", "2)")}, "move")
-    (reason,) = stale_reasons(_rows(made), _cfg(), repo)
-    assert moved[:12] in reason and "1 commit(s)" in reason
-
-
-def test_a_change_a_later_commit_reverts_keeps_rows_fresh_and_a_ledger_entry_cannot_launder_one(repo):
-    made = _git(repo, "rev-parse", "HEAD")
-    moved = _commit(repo, {"src/saerepro/training.py": "lr = 2\n"}, "move")
-    assert moved[:12] in stale_reasons(_rows(made), _cfg(), repo)[0]
-    _commit(repo, {"src/saerepro/training.py": "lr = 1  # back\n"}, "revert")
-    assert stale_reasons(_rows(made), _cfg(), repo) == []
-    # a neutral-checked commit after an unchecked change does not make that change checked
-    again = _commit(repo, {"src/saerepro/training.py": "lr = 3\n"}, "move again")
-    refactor = _commit(repo, {"src/saerepro/training.py": "lr = 3 + 0\n"}, "refactor")
-    _ledger(repo, (again, refactor))
-    (reason,) = stale_reasons(_rows(made), _cfg(), repo)
-    assert again[:12] in reason and refactor[:12] not in reason and "training.py" in reason
-
-
-@pytest.mark.parametrize(
-    "files",
-    [
-        {"config/config.yaml": "a: 1  # a comment, but in a config\n"},
-        {"src/saerepro/sae/new.py": "# a new file\n"},
-        {"src/saerepro/training.py": "lr = (1\n"},  # no longer parses
-    ],
-    ids=["config", "added-file", "syntax-error"],
-)
-def test_what_is_never_taken_as_a_comment_only_change(repo, files):
-    made = _git(repo, "rev-parse", "HEAD")
-    moved = _commit(repo, files, "change")
-    (reason,) = stale_reasons(_rows(made), _cfg(), repo)
-    assert moved[:12] in reason
+def test_every_analysis_only_module_exists_and_no_sae_or_training_code_is_excused():
+    assert all((REPO / p).is_file() for p in ANALYSIS_ONLY), [p for p in ANALYSIS_ONLY if not (REPO / p).is_file()]
+    excused = " ".join(ANALYSIS_ONLY)
+    for moving in (
+        "sae/",
+        "training/",
+        "evaluate.py",
+        "metrics.py",
+        "activations.py",
+        "lm.py",
+        "models.py",
+        "config.py",
+    ):
+        assert moving not in excused, moving
 
 
 def test_history_unavailable_outside_a_checkout(tmp_path, monkeypatch):
@@ -277,35 +198,27 @@ def test_history_unavailable_outside_a_checkout(tmp_path, monkeypatch):
     assert "not a git checkout" in git_history_unavailable(plain)
 
 
-def test_a_checked_schema_change_must_be_applied_to_the_committed_table(repo):
-    import json
+def test_only_uncommitted_metric_moving_edits_make_a_run_dirty_and_they_are_listed(repo, monkeypatch):
+    """Issue 33: a fresh `make repro` that rewrote a committed figure or table marked every row
+    ``-dirty``; only an edit that can move a number does now, and provenance.json names it."""
+    import saerepro.provenance as P
 
-    made = _git(repo, "rev-parse", "HEAD")
-    change = _commit(repo, {"src/saerepro/pipeline.py": "corpus = 'c'\n"}, "corpus column")
-    (repo / NEUTRAL_LEDGER).parent.mkdir(parents=True, exist_ok=True)
-    entry = {"base": made, "head": change, "identical": True, "columns_added": {"corpus": "wiki"}}
-    (repo / NEUTRAL_LEDGER).write_text(json.dumps([{**entry, "columns_removed": ["n_tokens"]}]))
-    old = [dict(r, n_tokens=1) for r in _rows(made)]
-    (reason,) = stale_reasons(old, _cfg(), repo)
-    assert "'corpus'" in reason and "'n_tokens'" in reason and "--migrate" in reason
-    migrated = [{k: v for k, v in r.items() if k != "n_tokens"} | {"corpus": "wiki"} for r in old]
-    assert stale_reasons(migrated, _cfg(), repo) == []
-    # rows made at or after the change already have the new schema: nothing to apply
-    assert stale_reasons(_rows(change), _cfg(), repo) == []
+    monkeypatch.setattr(P, "_checkout", lambda: repo)
+    head = _git(repo, "rev-parse", "HEAD")
 
+    def fresh():
+        P.dirty_files.cache_clear()
+        P.git_commit.cache_clear()
+        return P.git_commit(), P.dirty_files()
 
-def test_a_config_committed_after_its_rows_is_judged_by_the_config_hash(repo):
-    """A run made from a config still in the working tree, committed afterwards: the rows' commit
-    lacks the file, and their config_hash is what says which values they were made with."""
-    made = _git(repo, "rev-parse", "HEAD")
-    path = "config/experiments/new.yaml"
-    _commit(repo, {path: "a: 1\n"}, "the run's config, committed after the run")
-    paths = METRIC_MOVING_CODE + (path,)
-    assert stale_reasons(_rows(made), _cfg(), repo, paths) == []
-    # other values: stale by the hash, and the late config is named too
-    reasons = stale_reasons(_rows(made, _cfg(**{"train.lr": 0.001})), _cfg(), repo, paths)
-    assert len(reasons) == 2 and "config_hash" in reasons[0] and path in reasons[1]
-    # code is never excused: a metric-moving change after the rows is still stale
-    _commit(repo, {"src/saerepro/training.py": "lr = 2\n"}, "move a metric")
-    (reason,) = stale_reasons(_rows(made), _cfg(), repo, paths)
-    assert "src/saerepro/training.py" in reason and path not in reason.split("since:")[1].split("(")[0]
+    try:
+        (repo / "docs/results.md").write_text("edited\n")
+        (repo / "src/saerepro/plotting.py").write_text("style = 3\n")
+        (repo / "results.csv").write_text("untracked\n")
+        assert fresh() == (head, ())
+        (repo / "src/saerepro/training/loop.py").write_text("lr = 2\n")
+        (repo / "config/config.yaml").write_text("a: 3\n")
+        assert fresh() == (f"{head}-dirty", ("config/config.yaml", "src/saerepro/training/loop.py"))
+    finally:
+        P.dirty_files.cache_clear()
+        P.git_commit.cache_clear()

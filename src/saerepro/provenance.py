@@ -18,20 +18,19 @@ columns after the required ones); the thread count stays in provenance.json only
 and an on-the-fly run of the same SAE train with different thread counts and their metrics rows
 are meant to be equal.
 
-:func:`stale_reasons` says why a committed results table no longer matches the code and config
-that would produce it now (``tests/test_committed_results.py``).
+:func:`changed_since` lists the metric-moving files that changed since a committed run's commit;
+:mod:`saerepro.manifest` writes each committed run's manifest and the freshness listing of the
+results docs from it.
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import functools
 import hashlib
 import json
 import platform
 import subprocess
-from collections import Counter
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -65,29 +64,53 @@ PROVENANCE_COLUMNS = ("config_hash", "git_commit", "package_versions", "cache_sh
 #: rows evaluated from an older provenance.json carry ``unknown``).
 MACHINE_COLUMNS = ("cpu_model", "cpu_capability")
 
-#: Code whose change can move a number in the metrics table (folders and files, repo-relative).
-#: ``src/saerepro/training`` covers training.py becoming a package.
+#: Where code that can move a number in a metrics row lives (repo-relative folders and files): the
+#: whole package, the rules and scripts that run it, the Snakefile. A new module counts from its
+#: first commit; only :data:`ANALYSIS_ONLY` is left out.
 METRIC_MOVING_CODE = (
-    "src/saerepro/config.py",
-    "src/saerepro/pipeline.py",
-    "src/saerepro/sites.py",
-    "src/saerepro/sae",
-    "src/saerepro/training.py",
-    "src/saerepro/training",
-    "src/saerepro/evaluate.py",
-    "src/saerepro/metrics.py",
-    "src/saerepro/lm.py",
-    "src/saerepro/activations.py",
-    "src/saerepro/streaming.py",
-    "src/saerepro/models.py",
-    "src/saerepro/corpus.py",
-    "src/saerepro/on_the_fly.py",
-    "src/saerepro/own_model.py",
-    "src/saerepro/allocator.py",
+    "src/saerepro",
+    "workflow/rules",
+    "workflow/scripts",
+    "workflow/schemas",
+    "Snakefile",
+)
+
+#: Modules that only read finished metrics rows (tables, verdicts, figures, costs, manifests) or
+#: make their own tables beside them (toys, learning curves, inference-time optimisation, which
+#: carries its own code hash): a change to them cannot move a committed metrics row. (``provenance``
+#: computes the rows' ``config_hash``; manifests check that hash directly.) The jobs still import
+#: some of them through the function-local import cycles of the pipeline/plotting modules, so
+#: this list is a judgement, kept short; every other file of the package counts.
+ANALYSIS_ONLY = tuple(
+    f"src/saerepro/{name}.py"
+    for name in (
+        "api",
+        "costs",
+        "health",
+        "inference_opt",
+        "learning_curve",
+        "manifest",
+        "paper",
+        "pareto",
+        "partial",
+        "plotting",
+        "provenance",
+        "tables",
+        "toys",
+        "verdicts",
+    )
+) + tuple(
+    f"workflow/scripts/{name}.py"
+    for name in ("figures", "inference_opt", "inference_opt_figure", "toy_figures", "toy_tables")
 )
 
 #: What the default run's committed table depends on: the code above and its config.
 METRIC_MOVING_PATHS = METRIC_MOVING_CODE + ("config/config.yaml",)
+
+
+def metric_moving_pathspec(paths=METRIC_MOVING_PATHS) -> list[str]:
+    """``paths`` as git pathspecs, :data:`ANALYSIS_ONLY` excluded."""
+    return [*paths, *(f":(exclude){p}" for p in ANALYSIS_ONLY)]
 
 
 #: Settings added after results were committed, with the value that keeps the behaviour they had
@@ -100,10 +123,6 @@ HASH_NEUTRAL_DEFAULTS: dict[str, object] = {
     "train.resample_rewarm_steps": None,
     "train.compile": False,
 }
-
-#: Checked metric-neutral changes (benchmarks/neutral_check.py): commits that touched metric-moving
-#: files but left the tiny default-like config's metrics byte-identical on one machine.
-NEUTRAL_LEDGER = "results/neutral_changes.json"
 
 
 def _drop_neutral_defaults(data: dict) -> dict:
@@ -128,25 +147,50 @@ def config_hash(cfg) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _checkout() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
 @functools.lru_cache(maxsize=1)
-def git_commit() -> str:
-    """The commit of the saerepro checkout in use, ``-dirty`` if it has uncommitted changes to
-    tracked files, or ``unknown`` outside a git checkout (e.g. an installed wheel)."""
-    repo = Path(__file__).resolve().parents[2]
+def dirty_files() -> tuple[str, ...]:
+    """The metric-moving files (:func:`metric_moving_pathspec`, any config under ``config/``) with
+    uncommitted changes in the saerepro checkout in use; empty outside a checkout. Untracked files
+    and edits elsewhere (docs, tests, committed results that a run copies) do not count: they
+    cannot move a number."""
     try:
-        head = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+        out = subprocess.run(
+            [
+                "git",
+                "-C",
+                str(_checkout()),
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                *metric_moving_pathspec(METRIC_MOVING_CODE + ("config",)),
+            ],
             capture_output=True,
             text=True,
             timeout=10,
             check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    return tuple(sorted(line[3:].split(" -> ")[-1] for line in out.splitlines() if line.strip()))
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str:
+    """The commit of the saerepro checkout in use, ``-dirty`` if a metric-moving file has
+    uncommitted changes (:func:`dirty_files`, which provenance.json lists), or ``unknown`` outside
+    a git checkout (e.g. an installed wheel)."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(_checkout()), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return f"{head}-dirty" if dirty else head
+    return f"{head}-dirty" if dirty_files() else head
 
 
 def package_versions() -> str:
@@ -190,6 +234,7 @@ def provenance(cfg, cache_sha256: str | None) -> dict:
     return {
         "config_hash": config_hash(cfg),
         "git_commit": git_commit(),
+        "dirty_files": list(dirty_files()),
         "package_versions": package_versions(),
         "cache_sha256": cache_sha256 or "none",
         "cpu_model": cpu_model(),
@@ -218,220 +263,36 @@ def git_history_unavailable(repo) -> str | None:
     return None
 
 
-def stale_reasons(rows, cfg, repo, paths=METRIC_MOVING_PATHS) -> list[str]:
-    """Why the metrics ``rows`` (a DataFrame or dicts) are not what the code at ``repo``'s HEAD
-    would produce under ``cfg``; an empty list when they are fresh.
+def changed_since(repo, commit: str, paths=METRIC_MOVING_PATHS) -> list[str]:
+    """The metric-moving files (:func:`metric_moving_pathspec` of ``paths``) whose content in
+    ``repo``'s working tree differs from ``commit``'s, sorted; a plain text diff, nothing excused.
 
-    A row is stale when its ``config_hash`` is not :func:`config_hash` of ``cfg``; when its
-    ``git_commit`` is ``-dirty`` (made from uncommitted code), unknown, not in the repository or
-    not an ancestor of HEAD; or when the code of one of ``paths`` (:data:`METRIC_MOVING_PATHS`)
-    at HEAD is not what it was at that commit, comments, docstrings and layout aside, through
-    commits that :data:`NEUTRAL_LEDGER` does not record as checked metric-neutral
-    (``benchmarks/neutral_check.py``: the tiny default-like config's metrics byte-identical
-    before and after, on one machine; :func:`_unchecked_changes`). A config among ``paths`` that
-    did not exist at that commit (a run made from a config committed after it) is judged by the
-    ``config_hash`` alone. Only commits are compared:
-    uncommitted changes in the working tree are not looked at (they are not yet code anybody
-    else runs).
-    """
-    records = rows.to_dict("records") if hasattr(rows, "to_dict") else [dict(r) for r in rows]
-    if not records:
-        return ["the table has no rows"]
-    ledger = read_neutral_ledger(repo)
-    states: dict[tuple[str, str], str | None] = {}  # (commit, file) -> _file_state, shared by all rows
-    reasons = []
-    expected = config_hash(cfg)
-    hashes = Counter(str(r.get("config_hash")) for r in records)
-    for h, n in sorted(hashes.items()):
-        if h != expected:
-            reasons.append(
-                f"{n} of {len(records)} row(s) have config_hash {h}, but the current code "
-                f"computes {expected} from the config"
-            )
-    commits = Counter(str(r.get("git_commit")) for r in records)
-    for commit, n in sorted(commits.items()):
-        where = f"{n} of {len(records)} row(s)"
-        base = commit.removesuffix("-dirty")
-        if commit != base:
-            reasons.append(
-                f"{where} were made from uncommitted code (git_commit {commit}): their "
-                "numbers cannot be traced to a commit"
-            )
-        if base in ("unknown", "none", "nan", ""):
-            reasons.append(f"{where} record no git commit ({commit!r})")
-            continue
-        if _git(repo, "cat-file", "-e", f"{base}^{{commit}}").returncode != 0:
-            reasons.append(f"{where} name commit {base}, which is not in this repository")
-            continue
-        if _git(repo, "merge-base", "--is-ancestor", base, "HEAD").returncode != 0:
-            reasons.append(f"{where} name commit {base}, which is not an ancestor of HEAD")
-            continue
-        changed, unchecked = _unchecked_changes(repo, base, paths, ledger, states)
-        if changed is None:
-            reasons.append(f"git diff {base}..HEAD failed")
-            continue
-        if all(h == expected for h in hashes):
-            # A config committed only after its run (the run read it from the working tree): its
-            # values are what the rows' config_hash says, and that hash is the current one.
-            changed = [f for f in changed if not _config_added_after(repo, base, f)]
-        if changed:
-            reasons.append(
-                f"{where} were made at commit {base[:12]}; metric-moving file(s) changed "
-                f"since: {', '.join(changed)} (in {len(unchecked)} commit(s) that "
-                f"{NEUTRAL_LEDGER} does not record as checked metric-neutral: "
-                f"{', '.join(c[:12] for c in unchecked)})"
-            )
-    reasons += _schema_reasons(records, commits, repo, ledger)
-    return reasons
-
-
-def _config_added_after(repo, base: str, path: str) -> bool:
-    """Whether ``path`` is a config (not code of :data:`METRIC_MOVING_CODE`) absent at commit ``base``."""
-    if any(path == p or path.startswith(p.rstrip("/") + "/") for p in METRIC_MOVING_CODE):
-        return False
-    return _git(repo, "cat-file", "-e", f"{base}:{path}").returncode != 0
-
-
-def _schema_reasons(records: list[dict], commits: Counter, repo, ledger: list[dict]) -> list[str]:
-    """A ledger entry newer than the rows may record a schema change (columns added with their one
-    value, or removed, by a checked neutral change): the table must have it applied
-    (``benchmarks/neutral_check.py --migrate``)."""
-    columns = set(records[0])
-    reasons = []
-    for e in ledger:
-        if not (e.get("columns_added") or e.get("columns_removed")):
-            continue
-        newer = any(
-            c.removesuffix("-dirty") != e["head"]
-            and _git(repo, "merge-base", "--is-ancestor", c.removesuffix("-dirty"), e["head"]).returncode == 0
-            for c in commits
-        )
-        if not newer:
-            continue
-        missing = sorted(set(e.get("columns_added", {})) - columns)
-        extra = sorted(set(e.get("columns_removed", [])) & columns)
-        if missing or extra:
-            reasons.append(
-                f"the table predates the schema change checked neutral in {e['base'][:12]}..{e['head'][:12]} "
-                f"(missing columns {missing}, removed columns still present {extra}): run "
-                "benchmarks/neutral_check.py --migrate on it"
-            )
-    return reasons
-
-
-def _unchecked_changes(
-    repo, base: str, paths, ledger: list[dict], states: dict[tuple[str, str], str | None] | None = None
-) -> tuple[list[str] | None, list[str]]:
-    """The metric-moving files whose code at HEAD is not what the rows were made with, and the
-    unchecked commits that changed them (``None`` when git fails).
-
-    Per file, walking its commits since ``base`` oldest first, with the state at ``base``
-    accepted: a commit that leaves the file in the accepted state (a comment, docstring or layout
-    edit, :func:`_file_state`; or a revert) changes nothing; a commit the ledger records as
-    checked metric-neutral, while nothing unchecked precedes it, moves the accepted state to its
-    own; any other commit is unchecked until a later one returns the file to the accepted state.
-    The file is changed when HEAD's state is not the accepted one. ``states`` caches
-    :func:`_file_state` by (commit, file) across calls.
-    """
-    diff = _git(repo, "diff", "--name-only", base, "HEAD", "--", *paths)
-    head = _git(repo, "rev-parse", "HEAD").stdout.strip()
-    if diff.returncode != 0 or not head:
-        return None, []
-    states = {} if states is None else states
-
-    def state_at(commit: str, name: str) -> str | None:
-        if (commit, name) not in states:
-            states[commit, name] = _file_state(repo, commit, name)
-        return states[commit, name]
-
-    changed, unchecked = [], []
-    for name in diff.stdout.split():
-        accepted = state_at(base, name)
-        commits = _git(repo, "rev-list", "--reverse", "--topo-order", f"{base}..HEAD", "--", name).stdout.split()
-        pending: list[str] = []
-        for c in commits:
-            state = state_at(c, name)
-            if state == accepted:
-                pending = []
-            elif not pending and _checked_neutral(repo, c, ledger):
-                accepted = state
-            else:
-                pending.append(c)
-        if state_at(head, name) != accepted:
-            changed.append(name)
-            unchecked += [c for c in pending if c not in unchecked and not _checked_neutral(repo, c, ledger)]
-    return changed, unchecked
-
-
-def _file_state(repo, commit: str, name: str) -> str | None:
-    """What of ``name`` at ``commit`` can move a number: a Python file's syntax tree without
-    docstrings (:func:`_code_ast`; its raw text if it does not parse), any other file's text, None
-    where it does not exist."""
-    shown = _git(repo, "show", f"{commit}:{name}")
-    if shown.returncode != 0:
-        return None
-    if name.endswith(".py"):
-        try:
-            return _code_ast(shown.stdout)
-        except SyntaxError:
-            return "unparsable\n" + shown.stdout
-    return shown.stdout
-
-
-def _code_ast(source: str) -> str:
-    """``ast.dump`` of ``source`` without line numbers and without bare string statements: the
-    docstrings of modules, classes and functions and the attribute docstrings under dataclass
-    fields, which evaluate to nothing. What a comment or docstring edit leaves alone."""
-
-    class _DropStrings(ast.NodeTransformer):
-        def visit_Expr(self, node: ast.Expr) -> ast.Expr | None:
-            if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
-                return None
-            return node
-
-    return ast.dump(_DropStrings().visit(ast.parse(source)))
-
-
-def read_neutral_ledger(repo) -> list[dict]:
-    """The entries of :data:`NEUTRAL_LEDGER` at ``repo`` (an empty list if it has none)."""
-    path = Path(repo) / NEUTRAL_LEDGER
-    if not path.exists():
-        return []
-    entries = json.loads(path.read_text())
-    for e in entries:
-        if not e.get("identical") or not e.get("base") or not e.get("head"):
-            raise ValueError(f"{path}: every entry needs base, head and identical: true; got {e}")
-    return entries
-
-
-def _checked_neutral(repo, commit: str, ledger: list[dict]) -> bool:
-    """Whether ``commit`` lies in (base, head] of a ledger entry: checked metric-neutral."""
-    for e in ledger:
-        if commit == e["base"]:
-            continue
-        if (
-            _git(repo, "merge-base", "--is-ancestor", e["base"], commit).returncode == 0
-            and _git(repo, "merge-base", "--is-ancestor", commit, e["head"]).returncode == 0
-        ):
-            return True
-    return False
+    Raises ValueError when ``commit`` is not a commit of ``repo`` (e.g. ``-dirty`` rows should be
+    passed without the suffix by the caller, which says so separately)."""
+    if _git(repo, "cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
+        raise ValueError(f"{commit} is not a commit of {repo}")
+    diff = _git(repo, "diff", "--name-only", commit, "--", *metric_moving_pathspec(paths))
+    if diff.returncode != 0:
+        raise RuntimeError(f"git diff {commit} failed: {diff.stderr.strip()}")
+    return sorted(diff.stdout.split())
 
 
 __all__ = [
+    "ANALYSIS_ONLY",
     "HASH_NEUTRAL_DEFAULTS",
     "MACHINE_COLUMNS",
     "METRIC_MOVING_CODE",
     "METRIC_MOVING_PATHS",
-    "NEUTRAL_LEDGER",
     "PROVENANCE_COLUMNS",
     "SWEEP_FIELDS",
+    "changed_since",
     "config_hash",
     "cpu_capability",
     "cpu_model",
+    "dirty_files",
     "git_commit",
     "git_history_unavailable",
+    "metric_moving_pathspec",
     "package_versions",
     "provenance",
-    "read_neutral_ledger",
-    "stale_reasons",
 ]

@@ -1,0 +1,301 @@
+"""Committed runs: where each one lives, the manifest that says what made it, and how fresh it is.
+
+A run's tables and figures are written under its working folder (``runs/<name>/``, never over a
+tracked file) and reach ``results/`` and ``figures/`` only through :func:`promote` (``make
+promote RUN=<name>``), which also writes ``manifest.json`` beside the tables: the commits, config
+hashes, machines and package versions of its rows (with how many rows each), when it was made and
+how long it took. :func:`freshness_markdown` lists, per committed run, the metric-moving files
+(:func:`saerepro.provenance.changed_since`) that changed since the commits its rows were made at:
+``docs/results.md`` carries that listing between :data:`FRESHNESS_BEGIN` and :data:`FRESHNESS_END`,
+and a test keeps it equal to what this module computes now (``python -m saerepro.manifest
+freshness --update docs/results.md`` rewrites it).
+
+    python -m saerepro.manifest promote default        # runs/default -> results/tables, figures/
+    python -m saerepro.manifest write long --wall-seconds 4012 --note "..."
+    python -m saerepro.manifest freshness [--update docs/results.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .provenance import METRIC_MOVING_CODE, changed_since, config_hash
+
+REPO = Path(__file__).resolve().parents[2]
+MANIFEST = "manifest.json"
+#: Written by the Makefile beside a run's outputs: seconds of the ``make`` call that finished it.
+WALL_FILE = "wall_seconds"
+FRESHNESS_BEGIN = "<!-- freshness: begin (python -m saerepro.manifest freshness --update docs/results.md) -->"
+FRESHNESS_END = "<!-- freshness: end -->"
+
+
+@dataclass(frozen=True)
+class CommittedRun:
+    """One committed run of the pipeline."""
+
+    name: str
+    """Its name: ``make promote RUN=<name>`` and the folder ``runs/<name>/`` it is made in."""
+    tables: str
+    """Repository folder of its tables and ``manifest.json``."""
+    config: str
+    """The config it was made from (repository path)."""
+    figures: str | None
+    """Repository folder of its figures, None for a table-only run."""
+    make: str | None
+    """The make target that makes it, None where no target does (a one-off comparison)."""
+    metrics: str = "metrics.csv"
+    """The metrics table's file name in :attr:`tables`."""
+
+    @property
+    def table_path(self) -> str:
+        return f"{self.tables}/{self.metrics}"
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """What its rows depend on: the metric-moving code and its config."""
+        return (*METRIC_MOVING_CODE, self.config)
+
+
+#: Every committed run, the default first.
+COMMITTED_RUNS = (
+    CommittedRun("default", "results/tables", "config/config.yaml", "figures", "repro"),
+    CommittedRun("long", "results/long/tables", "config/long.yaml", "figures/long", "repro-long"),
+    CommittedRun(
+        "neurons", "results/neurons/tables", "config/experiments/neurons.yaml", "figures/neurons", "repro-neurons"
+    ),
+    CommittedRun(
+        "seed_spread",
+        "results/seed_spread/tables",
+        "config/experiments/seed_spread.yaml",
+        "figures/seed_spread",
+        "repro-seeds",
+    ),
+    CommittedRun(
+        "mlp_seeds",
+        "results/mlp_seeds/tables",
+        "config/experiments/mlp_seeds.yaml",
+        "figures/mlp_seeds",
+        "repro-mlp-seeds",
+    ),
+    CommittedRun(
+        "cross_machine", "results/cross_machine", "config/config.yaml", None, None, metrics="default_amx_metrics.csv"
+    ),
+)
+
+
+def get_run(name: str) -> CommittedRun:
+    for run in COMMITTED_RUNS:
+        if run.name == name:
+            return run
+    raise KeyError(f"no committed run named {name!r}; known: {', '.join(r.name for r in COMMITTED_RUNS)}")
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=30).stdout.strip()
+
+
+def _counts(rows: pd.DataFrame, column: str) -> dict[str, int]:
+    if column not in rows:
+        return {"unknown": len(rows)}
+    return dict(sorted(Counter(rows[column].fillna("unknown").astype(str)).items()))
+
+
+def _machines(rows: pd.DataFrame) -> dict[str, int]:
+    if "cpu_model" not in rows:
+        return {"unknown": len(rows)}
+    capability = rows["cpu_capability"] if "cpu_capability" in rows else "unknown"
+    labels = (
+        rows["cpu_model"].fillna("unknown").astype(str)
+        + " ("
+        + pd.Series(capability, index=rows.index).astype(str)
+        + ")"
+    )
+    return dict(sorted(Counter(labels).items()))
+
+
+def _commit_date(repo: Path, commit: str) -> str | None:
+    return _git(repo, "show", "-s", "--format=%cI", commit.removesuffix("-dirty")) or None
+
+
+def _newest(repo: Path, commits) -> str:
+    """The commit among ``commits`` that every other one is an ancestor of (else the latest dated)."""
+    bases = sorted({c.removesuffix("-dirty") for c in commits})
+    for c in bases:
+        if all(
+            subprocess.run(
+                ["git", "-C", str(repo), "merge-base", "--is-ancestor", o, c], capture_output=True
+            ).returncode
+            == 0
+            for o in bases
+        ):
+            return c
+    return max(bases, key=lambda c: _commit_date(repo, c) or "")
+
+
+def build_manifest(
+    run: CommittedRun, repo: Path = REPO, *, made: str | None = None, wall_seconds: float | None = None, note: str = ""
+) -> dict:
+    """The manifest of ``run`` from its committed metrics table (and ``timings.csv`` if present).
+
+    ``made``: when the run finished (ISO date); by default the date of the newest commit its rows
+    name, i.e. the earliest the last SAE can have been made. ``wall_seconds``: measured wall time
+    (the ``make`` call that finished it), None where it was not measured in one piece."""
+    rows = pd.read_csv(repo / run.table_path, dtype=str)
+    commits = _counts(rows, "git_commit")
+    timings = repo / run.tables / "timings.csv"
+    job_seconds = None
+    if timings.exists():
+        t = pd.read_csv(timings)
+        job_seconds = round(float(t[[c for c in ("train_seconds", "eval_seconds") if c in t]].sum().sum()), 1)
+    newest = _newest(repo, commits)
+    return {
+        "run": run.name,
+        "config": run.config,
+        "config_hash": _counts(rows, "config_hash"),
+        "commits": commits,
+        "newest_commit": newest,
+        "machines": _machines(rows),
+        "package_versions": _counts(rows, "package_versions"),
+        "n_saes": len(rows),
+        "made": made or (_commit_date(repo, newest) or "unknown")[:10],
+        "wall_seconds": wall_seconds,
+        "job_seconds": job_seconds,
+        "tables": run.tables,
+        "figures": run.figures,
+        "make": f"make {run.make}" if run.make else None,
+        "note": note,
+    }
+
+
+def write_manifest(run: CommittedRun, repo: Path = REPO, **kwargs) -> Path:
+    path = repo / run.tables / MANIFEST
+    path.write_text(json.dumps(build_manifest(run, repo, **kwargs), indent=2) + "\n")
+    return path
+
+
+def read_manifest(run: CommittedRun, repo: Path = REPO) -> dict:
+    return json.loads((repo / run.tables / MANIFEST).read_text())
+
+
+def promote(run: CommittedRun, repo: Path = REPO, run_dir: Path | None = None, note: str = "") -> Path:
+    """Copy a finished run's tables and figures from its working folder (``runs/<name>/``) over the
+    committed ones and write its manifest (wall time from :data:`WALL_FILE` when the Makefile wrote
+    one). The only step that writes the committed results."""
+    run_dir = run_dir or repo / "runs" / run.name
+    source = run_dir / "results" / "tables"
+    if not (source / run.metrics).exists():
+        raise FileNotFoundError(f"{source / run.metrics} does not exist: run `make {run.make}` first")
+    target = repo / run.tables
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source, target)
+    if run.figures:
+        (repo / run.figures).mkdir(parents=True, exist_ok=True)
+        for figure in (run_dir / "figures").glob("*.*"):
+            shutil.copy2(figure, repo / run.figures / figure.name)
+    wall = run_dir / WALL_FILE
+    return write_manifest(
+        run,
+        repo,
+        made=datetime.date.today().isoformat(),
+        wall_seconds=float(wall.read_text()) if wall.exists() else None,
+        note=note,
+    )
+
+
+# --------------------------------------------------------------------------- freshness
+
+
+def freshness(run: CommittedRun, repo: Path = REPO) -> dict:
+    """What changed since ``run``'s rows were made: per commit its rows name, the metric-moving
+    files that differ now, and whether the rows' config hash is still the config's."""
+    from .config import load_config
+
+    rows = pd.read_csv(repo / run.table_path, dtype=str)
+    changed: dict[str, list[str]] = {}
+    for commit in sorted(set(rows["git_commit"])):
+        base = commit.removesuffix("-dirty")
+        try:
+            changed[commit] = changed_since(repo, base, run.paths)
+        except ValueError:
+            changed[commit] = ["(commit not in this repository)"]
+    now = config_hash(load_config(repo / run.config))
+    return {"changed": changed, "config_hash_now": now, "config_hash_rows": sorted(set(rows["config_hash"]))}
+
+
+def freshness_markdown(repo: Path = REPO) -> str:
+    """The listing ``docs/results.md`` carries: one entry per committed run."""
+    lines = []
+    for run in COMMITTED_RUNS:
+        if not (repo / run.table_path).exists():
+            continue
+        f = freshness(run, repo)
+        files = sorted({p for ps in f["changed"].values() for p in ps})
+        commits = ", ".join(f"`{c[:10]}`" for c in f["changed"])
+        head = f"- **{run.name}** (`{run.table_path}`, made at {commits})"
+        if f["config_hash_rows"] != [f["config_hash_now"]]:
+            head += f"; config hash now `{f['config_hash_now']}`, rows `{'`, `'.join(f['config_hash_rows'])}`"
+        if any(c.endswith("-dirty") for c in f["changed"]):
+            head += "; some rows were made from uncommitted code"
+        if not files:
+            lines.append(head + ": fresh, no metric-moving file changed since.")
+            continue
+        same_hash = f["config_hash_rows"] == [f["config_hash_now"]]
+        named = [f"`{p}` (same config hash)" if p == run.config and same_hash else f"`{p}`" for p in files]
+        lines.append(head + f": {len(files)} metric-moving file(s) changed since:")
+        lines.append("  " + ", ".join(named) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def update_doc(doc: Path, text: str) -> bool:
+    """Replace the block between the freshness markers of ``doc`` by ``text``; True if it changed."""
+    old = doc.read_text()
+    start, end = old.index(FRESHNESS_BEGIN) + len(FRESHNESS_BEGIN), old.index(FRESHNESS_END)
+    new = old[:start] + "\n" + text + old[end:]
+    doc.write_text(new)
+    return new != old
+
+
+def doc_block(doc: Path) -> str:
+    text = doc.read_text()
+    return text[text.index(FRESHNESS_BEGIN) + len(FRESHNESS_BEGIN) : text.index(FRESHNESS_END)].lstrip("\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m saerepro.manifest", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("promote", help="copy runs/<run>/ into the committed results and write its manifest")
+    p.add_argument("run")
+    p.add_argument("--note", default="")
+    w = sub.add_parser("write", help="(re)write the manifest of a committed run from its tables")
+    w.add_argument("run")
+    w.add_argument("--wall-seconds", type=float)
+    w.add_argument("--made", help="ISO date the run finished (default: the date of its newest commit)")
+    w.add_argument("--note", default="")
+    f = sub.add_parser("freshness", help="print (or --update a doc with) what changed since each committed run")
+    f.add_argument("--update", type=Path)
+    args = parser.parse_args(argv)
+    if args.command == "promote":
+        print(f"saerepro: wrote {promote(get_run(args.run), note=args.note)}")
+    elif args.command == "write":
+        path = write_manifest(get_run(args.run), made=args.made, wall_seconds=args.wall_seconds, note=args.note)
+        print(f"saerepro: wrote {path}")
+    elif args.update:
+        changed = update_doc(args.update, freshness_markdown())
+        print(f"saerepro: {args.update} {'updated' if changed else 'already up to date'}")
+    else:
+        sys.stdout.write(freshness_markdown())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
