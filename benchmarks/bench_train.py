@@ -5,6 +5,7 @@ machine's own matmul peak.
     python benchmarks/bench_train.py --multi     # also: several SAEs per process vs processes
     python benchmarks/bench_train.py --quick     # fewer steps (smoke test)
     python benchmarks/bench_train.py --compile   # also train.compile (torch.compile) against the bf16 peak
+    python benchmarks/bench_train.py --sparse    # only: dense vs sparse steps (train.sparse_step) by L0
 
 Shapes are the default pipeline's: d_in = 640 (Gemma-3-270M residual stream), gated width 2560
 (4×), baseline width 3840 (6×, compute-matched), batch 1024. Reported per architecture: tokens/s
@@ -144,6 +145,71 @@ def bench_ours(
     units = FLOP_UNITS["topk+auxk" if auxk else arch]
     flops = units * 2 * BATCH * D_IN * d_sae
     return {"d_sae": d_sae, "s_per_step": dt, "tokens_per_s": BATCH / dt, "gflops": flops / dt / 1e9}
+
+
+def _run_at_l0(arch: str, l0: float, bf16: bool, sparse: bool, tmp: Path, cache) -> tuple:
+    """A Run of ``arch`` whose encoder bias puts ~``l0`` latents per token above threshold on the
+    benchmark's batches (the same initial weights for the dense and the sparse Run)."""
+    from saerepro.training import Run, TrainConfig
+
+    d_sae = WIDTH["baseline"] if arch == "baseline" else WIDTH["gated"]
+    torch.manual_seed(0)
+    cfg = TrainConfig(
+        arch,
+        1e-4,
+        d_sae=d_sae,
+        batch_size=BATCH,
+        total_tokens=BATCH * 10_000,
+        device="cpu",
+        autocast_bf16=bf16,
+        dead_tokens_threshold=10**9,
+        sparse_step=sparse,
+        lr=1e-5,  # small steps: the L0 stays where it was set while timing
+    )
+    run = Run(cfg, cache, tmp / f"{arch}-{l0}-{bf16}-{sparse}", torch.device("cpu"))
+    xs = [torch.from_numpy(np.asarray(cache.array[i * BATCH : (i + 1) * BATCH], dtype=np.float32)) for i in range(4)]
+    with torch.no_grad():
+        z = (xs[0] - run.sae.b_dec) @ run.sae.W_enc
+        threshold = torch.quantile(z.flatten()[:: max(1, z.numel() // 4_000_000)], 1 - l0 / d_sae)
+        getattr(run.sae, "b_gate" if arch != "baseline" else "b_enc").fill_(-float(threshold))
+    return run, xs
+
+
+def bench_sparse(l0s: tuple[int, ...], steps: int, bf16: bool) -> None:
+    """Dense against sparse steps (train.sparse_step) of gated and baseline at several L0s: tokens/s
+    of each, the ratio, and the dense-equivalent FLOP rate (the dense step's FLOPs / the step's time)
+    against the bf16 matmul peak measured in the same run. A sparse step beyond 100% does less work
+    than the dense count, which is the point."""
+    import saerepro.training.run as run_module
+    from saerepro.activations import open_cache
+
+    run_module.SPARSE_MAX_DENSITY = 1.0  # measure every L0; the pipeline's crossover is what this finds
+    peak = max(matmul_peak(torch.bfloat16 if bf16 else torch.float32, 3).values())
+    tmp = Path(tempfile.mkdtemp(prefix="bench_sparse_"))
+    cache = open_cache(write_cache(tmp / "cache", 4 * BATCH))
+    precision = "bf16 autocast" if bf16 else "fp32"
+    print(
+        f"\ndense vs sparse steps ({precision}, {torch.get_num_threads()} threads; peak {peak:.0f} GFLOP/s measured now):"
+    )
+    print(
+        f"{'arch':9s} {'L0':>6s} {'density':>8s} {'dense tok/s':>11s} {'sparse tok/s':>12s} {'ratio':>6s} {'dense-eq % peak':>16s}"
+    )
+    for arch in ("gated", "baseline"):
+        for l0 in l0s:
+            dense, xs = _run_at_l0(arch, l0, bf16, False, tmp, cache)
+            sparse, _ = _run_at_l0(arch, l0, bf16, True, tmp, cache)
+            sparse.density = 0.0  # sparse from the first timed step
+            for i in range(2):
+                dense.train_step(xs[i])
+                sparse.train_step(xs[i])
+            t_dense = median_step_time(lambda i, r=dense, xs=xs: r.train_step(xs[i % 4]), steps)
+            t_sparse = median_step_time(lambda i, r=sparse, xs=xs: r.train_step(xs[i % 4]), steps)
+            got = sparse.density * sparse.sae.cfg.d_sae
+            flops = FLOP_UNITS[arch] * 2 * BATCH * D_IN * sparse.sae.cfg.d_sae
+            print(
+                f"{arch:9s} {got:6.1f} {sparse.density:8.4f} {BATCH / t_dense:11.0f} {BATCH / t_sparse:12.0f} "
+                f"{t_dense / t_sparse:6.2f} {100 * flops / t_sparse / 1e9 / peak:15.0f}%"
+            )
 
 
 def bench_sae_lens_stock(arch: str, steps: int) -> dict[str, float]:
@@ -302,6 +368,7 @@ def main() -> None:
         action="store_true",
         help="also gated and baseline with train.compile (torch.compile), against the bf16 peak",
     )
+    ap.add_argument("--sparse", action="store_true", help="only dense vs sparse steps by L0")
     add_allocator_option(ap)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--cache", help=argparse.SUPPRESS)
@@ -320,6 +387,11 @@ def main() -> None:
         f"{torch.backends.cpu.get_cpu_capability()}; d_in={D_IN}, batch={BATCH}; "
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; allocator: {allocator}"
     )
+    if args.sparse:
+        l0s = (16, 64, 256) if args.quick else (16, 32, 64, 128, 256, 512)
+        for bf16 in (True, False) if not args.no_bf16 else (False,):
+            bench_sparse(l0s, steps, bf16)
+        return
     peak32 = matmul_peak(torch.float32, 3 if args.quick else 5)
     peak = max(peak32.values())
     print(

@@ -718,3 +718,49 @@ def test_compiled_loss_trains_the_same_sae_up_to_rounding(cache, tmp_path, archi
     # and it is a different code path, not the eager one under another name
     assert compiled["train_config"]["compile"] is True
     assert "compile" not in eager["train_config"]  # omitted at its default: older runs' records stay equal
+
+
+@pytest.mark.parametrize("architecture", ["gated", "baseline"])
+def test_sparse_steps_train_the_same_sae_up_to_rounding(cache, tmp_path, architecture, monkeypatch):
+    """``sparse_step: true`` computes the dense step's loss and gradients on the active pairs
+    (tests/sae/test_sae_sparse.py); over 60 float32 steps the weights and loss curve stay within
+    float32 rounding drift of the dense run's. The crossover is raised above this small SAE's
+    density (~0.4), so every step but the first (dense: no density known yet) is sparse."""
+    import saerepro.training.run as run_module
+    from saerepro.sae import make_sae
+
+    monkeypatch.setattr(run_module, "SPARSE_MAX_DENSITY", 0.6)
+    cls = type(make_sae(architecture, 4, 8))
+    calls = []
+    original = cls.sparse_loss_terms
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "sparse_loss_terms", counted)
+    dense = train_sae(small_cfg(architecture, total_tokens=128 * 60), cache, tmp_path / "dense", progress=False)
+    assert not calls
+    sparse = train_sae(
+        small_cfg(architecture, total_tokens=128 * 60, sparse_step=True), cache, tmp_path / "sparse", progress=False
+    )
+    assert len(calls) == 59
+    assert sparse["steps"] == dense["steps"] == 60
+    wd, ws = weights(tmp_path / "dense"), weights(tmp_path / "sparse")
+    for name in wd:
+        assert torch.allclose(wd[name], ws[name], rtol=1e-3, atol=1e-4), name
+    for row_d, row_s in zip(read_curve(tmp_path / "dense"), read_curve(tmp_path / "sparse"), strict=True):
+        assert float(row_s["loss"]) == pytest.approx(float(row_d["loss"]), rel=1e-3)
+        assert float(row_s["l0"]) == pytest.approx(float(row_d["l0"]), abs=0.05)
+    assert sparse["train_config"]["sparse_step"] is True and "sparse_step" not in dense["train_config"]
+
+
+def test_sparse_steps_fall_back_to_dense_above_the_crossover(cache, tmp_path, monkeypatch):
+    """This small SAE's latents stay ~40% active, above SPARSE_MAX_DENSITY: every step runs dense."""
+    from saerepro.sae import make_sae
+    from saerepro.training.run import SPARSE_MAX_DENSITY
+
+    cls = type(make_sae("gated", 4, 8))
+    monkeypatch.setattr(cls, "sparse_loss_terms", lambda *a, **k: pytest.fail("a sparse step above the crossover"))
+    info = train_sae(small_cfg("gated", total_tokens=128 * 20, sparse_step=True), cache, tmp_path, progress=False)
+    assert info["steps"] == 20 and float(read_curve(tmp_path)[-1]["l0"]) / 48 > SPARSE_MAX_DENSITY

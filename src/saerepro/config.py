@@ -218,6 +218,9 @@ class TrainDefaults:
     compile: bool = False
     """``torch.compile`` each SAE's loss (saerepro.training.TrainConfig.compile): faster steps,
     not bit-identical to uncompiled ones."""
+    sparse_step: bool = False
+    """Sparse training steps (saerepro.training.TrainConfig.sparse_step): the same loss and
+    gradients on the active pairs only; faster at low L0, not bit-identical to dense steps."""
     resample_rewarm_shape: str = "linear"
     """LR re-warm-up after each dead-latent resample (architectures with ``resample``): ``linear``
     or ``cosine`` (saerepro.training.schedule.resample_rewarm_factor)."""

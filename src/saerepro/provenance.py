@@ -122,6 +122,7 @@ HASH_NEUTRAL_DEFAULTS: dict[str, object] = {
     "train.resample_rewarm_start_factor": 0.0,
     "train.resample_rewarm_steps": None,
     "train.compile": False,
+    "train.sparse_step": False,
 }
 
 

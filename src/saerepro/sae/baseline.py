@@ -41,8 +41,11 @@ from .common import (
     LossOutput,
     SaeReproMixin,
     l1_penalty,
+    l1_penalty_active,
     reconstruction_loss,
+    sparse_feature_acts,
 )
+from .sparse import ActivePairs, active_encoder_values, decode_active
 
 
 @dataclass
@@ -106,6 +109,36 @@ class BaselineSAE(SaeReproMixin, SAE[BaselineSAEConfig]):
             terms=terms,
             feature_acts=feature_acts,
             x_hat=x_hat,
+        )
+
+    has_sparse_step = True
+
+    @override
+    def sparse_loss_terms(
+        self, x: torch.Tensor, coefficient: float, dead_mask: torch.Tensor | None = None
+    ) -> LossOutput:
+        """:meth:`loss_terms` on the active pairs: the one dense product is z = x̃ W_enc; f = z + b_enc
+        where that is positive and exactly 0 (with zero gradient) elsewhere, so the decoder, the L1
+        term and every backward product need only those pairs (:mod:`saerepro.sae.sparse`)."""
+        x = x.to(self.dtype)
+        with torch.no_grad():
+            x_centered = x - self.b_dec
+            z = x_centered @ self.W_enc  # bf16 under autocast, as loss_terms' product
+            pairs = ActivePairs.from_mask(z > -self.b_enc)  # = (z + b_enc > 0) in IEEE arithmetic, one pass
+            z_active = z[pairs.rows, pairs.cols].to(self.dtype)
+        z_active, _ = active_encoder_values(z_active, x_centered, self.W_enc, self.b_dec, pairs)
+        values = z_active + self.b_enc[pairs.cols]  # > 0 at every pair: ReLU is the identity there
+        x_hat = decode_active(pairs, values, self.W_dec) + self.b_dec
+        terms = {
+            "recon": reconstruction_loss(x, x_hat),
+            "sparsity": coefficient * l1_penalty_active(values, pairs.batch),
+        }
+        return LossOutput(
+            total=terms["recon"] + terms["sparsity"],
+            terms=terms,
+            feature_acts=sparse_feature_acts(pairs, values),
+            x_hat=x_hat,
+            active=(pairs, values),
         )
 
 

@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
+from .sparse import ActivePairs
+
 #: Prefix of every architecture name saerepro registers with sae-lens (its own names such as
 #: ``gated`` or ``topk`` are taken by sae-lens' stock, different, implementations).
 SAE_LENS_PREFIX = "saerepro_"
@@ -54,6 +56,18 @@ def l1_penalty(acts: torch.Tensor) -> torch.Tensor:
     return _at_least_f32(acts).abs().sum(dim=-1).mean()
 
 
+def sparse_feature_acts(pairs: ActivePairs, values: torch.Tensor) -> torch.Tensor:
+    """The latents of a sparse step as a [batch, d_sae] sparse COO tensor (no dense copy)."""
+    return torch.sparse_coo_tensor(
+        torch.stack([pairs.rows, pairs.cols]), values.detach(), (pairs.batch, pairs.width), check_invariants=False
+    )
+
+
+def l1_penalty_active(values: torch.Tensor, batch: int) -> torch.Tensor:
+    """:func:`l1_penalty` of latents given by their non-zero ``values`` [nnz] over ``batch`` rows."""
+    return _at_least_f32(values).abs().sum() / batch
+
+
 def l0_norm(acts: torch.Tensor) -> torch.Tensor:
     """mean_b ‖a_b‖₀: number of non-zero latents per token, averaged over the batch (a metric)."""
     return (acts != 0).sum(dim=-1, dtype=torch.float32).mean()
@@ -73,6 +87,22 @@ class LossOutput:
     feature_acts: torch.Tensor
     x_hat: torch.Tensor
     extras: dict[str, Any] = field(default_factory=dict)
+    active: tuple[ActivePairs, torch.Tensor] | None = None
+    """A sparse step's latents as (pairs, values); ``feature_acts`` is then a sparse COO tensor."""
+
+    def fired(self) -> torch.Tensor:
+        """[d_sae] bool: latents active on some token of the batch (every architecture's latents are >= 0)."""
+        if self.active is not None:
+            pairs, values = self.active
+            return pairs.fired(values.detach())
+        return self.feature_acts.detach().amax(dim=0) > 0
+
+    def l0(self) -> float:
+        """Mean number of active latents per token."""
+        if self.active is not None:
+            pairs, values = self.active
+            return float(pairs.l0(values.detach()))
+        return float(l0_norm(self.feature_acts.detach()))
 
 
 # --------------------------------------------------------------------------- shared behaviour
@@ -171,6 +201,20 @@ class SaeReproMixin:
     ) -> LossOutput:
         """The training loss on a batch ``x`` [batch, d_in] of normalised activations."""
         raise NotImplementedError
+
+    #: Whether :meth:`sparse_loss_terms` exists (the same loss, computed on the active pairs).
+    has_sparse_step: ClassVar[bool] = False
+
+    def sparse_loss_terms(
+        self,
+        x: torch.Tensor,
+        coefficient: float,
+        dead_mask: torch.Tensor | None = None,
+    ) -> LossOutput:
+        """:meth:`loss_terms`'s value and gradients, with everything after the encoder product
+        computed on the active (row, latent) pairs (:mod:`saerepro.sae.sparse`); its output has
+        :attr:`LossOutput.active` set and a sparse ``feature_acts``."""
+        raise NotImplementedError(f"{type(self).__name__} has no sparse training step")
 
     # -- helpers used by the subclasses
 

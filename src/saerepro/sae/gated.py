@@ -73,8 +73,11 @@ from .common import (
     LossOutput,
     SaeReproMixin,
     l1_penalty,
+    l1_penalty_active,
     reconstruction_loss,
+    sparse_feature_acts,
 )
+from .sparse import ActivePairs, active_encoder_values, decode_active, sampled_product
 
 
 def gated_aux_reconstruction_loss(
@@ -281,6 +284,65 @@ class GatedSAE(SaeReproMixin, SAE[GatedSAEConfig]):
         }
         total = terms["recon"] + terms["sparsity"] + terms["aux"]
         return LossOutput(total=total, terms=terms, feature_acts=feature_acts, x_hat=x_hat)
+
+    has_sparse_step = True
+
+    @override
+    def sparse_loss_terms(
+        self, x: torch.Tensor, coefficient: float, dead_mask: torch.Tensor | None = None
+    ) -> LossOutput:
+        """:meth:`loss_terms` on the open gates only.
+
+        The one dense product is z = x̃ W_gate (under autocast as in :meth:`loss_terms`). A gate is
+        open where π_gate = z + b_gate > 0; there f = ReLU(π_mag) and ReLU(π_gate) = π_gate, and
+        everywhere else both are exactly 0 with zero gradient (the Heaviside passes none, and
+        ReLU's is 0 below 0). So the decoder, the aux decoder, the L1 term and every backward
+        product need only the open pairs: the encoder's weight gradient is a sparse × dense product
+        and b_dec's a vector–matrix product (:func:`active_encoder_values`), both decoders are
+        ``embedding_bag`` s (:func:`decode_active`). For ``gated_strict_aux`` the aux copy of the
+        pairs' π_gate passes no gradient to b_dec, as :class:`_GateProjection` does densely.
+        """
+        x = x.to(self.dtype)
+        b_dec = self.b_dec
+        with torch.no_grad():
+            x_centered = x - b_dec
+            z = x_centered @ self.W_enc  # bf16 under autocast, as loss_terms' product
+            pairs = ActivePairs.from_mask(z > -self.b_gate)  # = (z + b_gate > 0) in IEEE arithmetic, one pass
+            z_open = z[pairs.rows, pairs.cols].to(self.dtype)
+        z_open, z_open_aux = active_encoder_values(
+            z_open, x_centered, self.W_enc, b_dec, pairs, aux_reaches_b_dec=self.aux_grad_through_centring
+        )
+        cols = pairs.cols
+        gate_acts = z_open + self.b_gate[cols]  # π_gate > 0 at every pair: ReLU(π_gate) = π_gate
+        if not self.tied:
+            mag = active_encoder_values(
+                sampled_product(x_centered, self.W_mag, pairs), x_centered, self.W_mag, b_dec, pairs
+            )
+            pi_mag = mag[0] + self.b_mag[cols]
+        elif self.use_r_mag:
+            pi_mag = z_open * self.r_mag.exp()[cols] + self.b_mag[cols]
+        else:
+            pi_mag = z_open + self.b_mag[cols]
+        values = torch.relu(pi_mag)
+        x_hat = decode_active(pairs, values, self.W_dec) + b_dec
+        aux_gate_acts = gate_acts if self.aux_grad_through_centring else z_open_aux + self.b_gate[cols]
+        if self.freeze_decoder_in_aux:
+            x_hat_aux = decode_active(pairs, aux_gate_acts, self.W_dec.detach()) + b_dec.detach()
+        else:
+            x_hat_aux = decode_active(pairs, aux_gate_acts, self.W_dec) + b_dec
+        terms = {
+            "recon": reconstruction_loss(x, x_hat),
+            "sparsity": coefficient * l1_penalty_active(gate_acts, pairs.batch),
+            "aux": reconstruction_loss(x, x_hat_aux),
+        }
+        total = terms["recon"] + terms["sparsity"] + terms["aux"]
+        return LossOutput(
+            total=total,
+            terms=terms,
+            feature_acts=sparse_feature_acts(pairs, values),
+            x_hat=x_hat,
+            active=(pairs, values),
+        )
 
     @torch.no_grad()
     def jumprelu_threshold(self) -> torch.Tensor:

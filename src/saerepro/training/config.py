@@ -29,6 +29,7 @@ _OMITTED_AT_DEFAULT: dict[str, Any] = {
     "resample_rewarm_shape": "linear",
     "resample_rewarm_start_factor": 0.0,
     "compile": False,
+    "sparse_step": False,
 }
 
 
@@ -152,6 +153,14 @@ class TrainConfig:
     uncompiled run (``benchmarks/bench_train.py --compile`` measures the speed). Needs a C++
     compiler on CPU (Triton on CUDA); the first steps pay the compilation (~5-25 s)."""
 
+    sparse_step: bool = False
+    """Compute each step after the encoder product on the active (row, latent) pairs only, for the
+    architectures that have a sparse step (:attr:`saerepro.sae.common.SaeReproMixin.has_sparse_step`):
+    the same loss and gradients (``tests/sae/test_sae_sparse.py``) at a fraction of the work when
+    few latents are active. A step runs dense while the previous step's density exceeds
+    :data:`saerepro.training.run.SPARSE_MAX_DENSITY` (the first steps). Under bf16 autocast the
+    decoders run in float32, so the rounding is not the dense step's."""
+
     device: str = "auto"
     """auto (cuda, else mps, else cpu), cpu, cuda, cuda:N or mps."""
 
@@ -239,6 +248,7 @@ class TrainConfig:
             arch=cast(Any, arch.training_settings() or None),  # a mapping: the class builds it
             autocast_bf16=cfg.train.autocast_bf16,
             compile=cfg.train.compile,
+            sparse_step=cfg.train.sparse_step,
             baseline_path=str(parent_dir) if parent_dir is not None else None,
             hook_name=hook_name(run.layer, run.site),
             device=str(resolve_device(cfg.device)),
@@ -393,6 +403,8 @@ def _check_flags(c: TrainConfig) -> None:
         _bad("autocast_bf16", c.autocast_bf16, "true or false")
     if not isinstance(c.compile, bool):
         _bad("compile", c.compile, "true or false")
+    if not isinstance(c.sparse_step, bool):
+        _bad("sparse_step", c.sparse_step, "true or false")
     if not isinstance(c.device, str) or not (
         c.device in ("auto", "cpu", "cuda", "mps") or (c.device.startswith("cuda:") and c.device[5:].isdigit())
     ):

@@ -23,7 +23,6 @@ import torch
 from ..activations import ActivationCache
 from ..io import atomic_path
 from ..sae import resample_dead_latents
-from ..sae.common import l0_norm
 from ..sae.registry import sae_lens_architecture
 from .config import TrainConfig
 from .data import sample_rows
@@ -36,6 +35,10 @@ TRAIN_INFO_FILE = "train_info.json"
 SAE_CFG_FILE = "cfg.json"
 SAE_WEIGHTS_FILE = "sae_weights.safetensors"
 _CHECKPOINT_FORMAT = 1
+#: A sparse step (TrainConfig.sparse_step) runs while the previous step's share of active (row,
+#: latent) pairs is at most this; above it the dense step is as fast or faster
+#: (benchmarks/bench_train.py --sparse measures the crossover, docs/performance.md).
+SPARSE_MAX_DENSITY = 0.06
 #: Config fields that may change between an interrupted run and its resumption.
 _RESUMABLE_CHANGES = frozenset({"checkpoint_every_steps", "device"})
 
@@ -56,6 +59,8 @@ class Run:
         self.sae = build_sae(cfg, cache, device, init_b_dec=not (self.out_dir / CHECKPOINT_FILE).exists())
         self.optimizer = _adam(self.sae.trainable_parameters(), cfg, device)
         self.loss_terms = torch.compile(self.sae.loss_terms) if cfg.compile else self.sae.loss_terms
+        self.sparse = cfg.sparse_step and self.sae.has_sparse_step
+        self.density = 1.0  # of the last step's latents: the first step is dense
         self.step = 0
         self.tokens_since_fired = torch.zeros(self.sae.cfg.d_sae, dtype=torch.long, device=device)
         self.resamples: list[dict[str, int]] = []
@@ -84,8 +89,10 @@ class Run:
             group["lr"] = lr
         coefficient = coefficient_at(cfg, step)
         dead = self.tokens_since_fired >= cfg.dead_window
+        sparse = self.sparse and self.density <= SPARSE_MAX_DENSITY
+        loss_terms = sae.sparse_loss_terms if sparse else self.loss_terms
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=cfg.autocast_bf16):
-            out = self.loss_terms(x, coefficient, dead if sae.needs_dead_mask else None)
+            out = loss_terms(x, coefficient, dead if sae.needs_dead_mask else None)
         if not bool(torch.isfinite(out.total)):
             bad = [name for name, value in out.terms.items() if not bool(torch.isfinite(value))] or ["total"]
             values = {name: float(value.detach()) for name, value in out.terms.items()}
@@ -102,7 +109,9 @@ class Run:
         if sae.unit_norm_decoder:
             sae.normalize_decoder_()
         with torch.no_grad():
-            fired = out.feature_acts.detach().amax(dim=0) > 0  # every architecture's latents are >= 0
+            fired = out.fired()
+            if self.sparse:
+                self.density = out.l0() / sae.cfg.d_sae
             self.tokens_since_fired += x.shape[0]
             self.tokens_since_fired[fired] = 0
         self.step += 1
@@ -122,7 +131,7 @@ class Run:
                 "loss": float(out.total.detach()),
             }
             row.update({name: float(out.terms[name].detach()) for name in sae.loss_term_names})
-            row["l0"] = float(l0_norm(out.feature_acts))
+            row["l0"] = out.l0()
             row["dead_fraction"] = float((self.tokens_since_fired >= cfg.dead_window).float().mean())
             self.rows.append(row)
         self.in_step = False
