@@ -111,15 +111,23 @@ def test_committed_verdicts_are_what_the_committed_table_says(tables, tmp_path):
 
 
 def _quoted_verdict_cells(text: str) -> dict[str, set[tuple[str, str, str]]]:
-    """(layer, site, cell) of every verdict-table row quoted in a Markdown document, by run: rows that
+    """(layer, site, cell) of every verdict-table row quoted in a Markdown document, by run (a row
+    that starts with ``mlp_seeds`` quotes the three-seed mlp run): rows that
     start with a site (README, the default run: layer "6"), with the model, layer and site
     (docs/results.md, a copy of the default run's verdicts.md), or with a layer and a site (README,
     the long run); a row whose site is ``mlp_post`` (with its layer) quotes the neurons run."""
-    verdict = re.compile(r"^(shown|reversed|not shown|mixed|not run|no overlap)\b")
-    cells: dict[str, set[tuple[str, str, str]]] = {"default": set(), "long": set(), "neurons": set()}
+    verdict = re.compile(r"^(shown|reversed|not shown|not judged|mixed|not run|no overlap)\b")
+    cells: dict[str, set[tuple[str, str, str]]] = {
+        "default": set(),
+        "long": set(),
+        "neurons": set(),
+        "mlp_seeds": set(),
+    }
     for line in text.splitlines():
         parts = [p.strip() for p in line.strip().strip("|").split("|")]
-        if len(parts) >= 5 and parts[0].isdigit() and parts[1] == "mlp_post":
+        if len(parts) >= 6 and parts[0] == "mlp_seeds":
+            run, layer, site, quoted = "mlp_seeds", parts[1], parts[2], parts[3:]
+        elif len(parts) >= 5 and parts[0].isdigit() and parts[1] == "mlp_post":
             run, layer, site, quoted = "neurons", parts[0], parts[1], parts[2:]
         elif len(parts) >= 4 and parts[0] in SITES:
             run, layer, site, quoted = "default", "6", parts[0], parts[1:]
@@ -144,7 +152,8 @@ def test_verdicts_quoted_in_the_docs_are_the_committed_ones(doc):
     moves a number must move the quote too."""
     quoted = _quoted_verdict_cells((REPO / doc).read_text())
     assert len(quoted["default"]) >= 9, f"{doc} quotes no verdict table of the default run"
-    for run, table in (("default", TABLE.parent), ("long", LONG_TABLE.parent), ("neurons", NEURONS_TABLES)):
+    runs = (("default", TABLE.parent), ("long", LONG_TABLE.parent), ("neurons", NEURONS_TABLES))
+    for run, table in (*runs, ("mlp_seeds", REPO / "results" / "mlp_seeds" / "tables")):
         if not quoted[run]:
             continue
         assert (table / "verdicts.csv").exists(), f"{doc} quotes {run}-run verdicts, but {table} has none"

@@ -86,6 +86,7 @@ ANALYSIS_ONLY = tuple(
     for name in (
         "api",
         "costs",
+        "frontier",
         "health",
         "inference_opt",
         "learning_curve",

@@ -223,7 +223,23 @@ def aggregate_seeds(df: pd.DataFrame) -> pd.DataFrame:
     parts = [mean, n, sem, combined, rms]
     if "diverged" in df:  # saerepro.health, merged in for the figures: any seed's blow-up shows
         parts.append(df.assign(diverged=df["diverged"].astype(bool)).groupby(keys, sort=True)["diverged"].any())
-    return pd.concat(parts, axis=1).reset_index()
+    out = pd.concat(parts, axis=1).reset_index()
+    out.attrs["sae_rows"] = SaeRows(df)  # the verdicts' fitted frontiers need every seed (verdicts.sae_rows)
+    return out
+
+
+class SaeRows:
+    """The per-SAE rows a seed-aggregated table was made from, kept in its ``attrs``. Compared by
+    identity: pandas compares ``attrs`` when it concatenates frames, and DataFrames do not compare
+    to a truth value."""
+
+    def __init__(self, rows: pd.DataFrame):
+        self.rows = rows
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    __hash__ = object.__hash__
 
 
 # --------------------------------------------------------------------------- paper tables

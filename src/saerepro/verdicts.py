@@ -1,183 +1,255 @@
 """The paper's claims as a verdict table: one row per (model, layer, site), one column per claim.
 
 Each cell is *shown*, *not shown*, *reversed* (the data favour the opposite), *mixed* (significant
-both ways at different L0), *no overlap* or *not run*, followed by the numbers it rests on, ± their
-SE. A difference counts when it exceeds twice its SE; the SE of a difference of two SAEs is
-√(SE₁² + SE₂²), conservative because both are evaluated on the same sequences (their errors are
-positively correlated). Values between SAEs are interpolated linearly in log L0 (SEs too).
+both ways at different L0), *… at some L0*, *no overlap* or *not run*, followed by the numbers it
+rests on. The rules are fixed in :class:`VerdictRules` and stated in docs/metrics.md ("Verdicts");
+they are applied mechanically to fitted frontiers (:mod:`saerepro.frontier`), whose bootstrap bands
+include what retraining moves (seeds resampled within λ, or a single-seed fit's residual scatter),
+never the evaluation SEs alone. ``tests/test_frontier.py`` measures their error rates by simulation.
 
 Claims (Rajamanoharan et al. 2024):
 
-* **C1 shrinkage**: baseline SAEs shrink (γ_c < 1) and gated SAEs do not, at matched L0.
-* **C2 Pareto improvement**: at equal L0 gated SAEs recover more loss than baseline SAEs.
-* **C3 half the L0**: for equal loss recovered the baseline needs more L0 than gated (the paper: ~2×);
-  the ratio's 95% interval from :func:`saerepro.tables.half_l0_ratio_ci`.
-* **C4 frozen decoder in the aux term** (Fig. 8): gated ≥ ``gated_unfrozen_decoder`` at equal L0.
-* **C5 more than a shrinkage fix** (Fig. 9): gated ≥ ``baseline_rescale_shift`` at equal L0.
+* **C1 shrinkage**: over the L0 range, the baseline's γ_c band lies below 1 and the gated γ_c band
+  within ±``gamma_tolerance`` of 1 (both halves of the claim); *reversed* where the band of
+  gated − baseline lies below 0.
+* **C2 Pareto improvement**: a simultaneous 95% band of gated − baseline loss recovered over the L0
+  range: *shown* / *reversed* where it excludes 0 over the whole range, *… at some L0* where over
+  part of it, *mixed* where both; the cell gives the share of the (log) range where each sign holds.
+* **C3 half the L0**: baseline L0 / gated L0 at the highest of ``ratio_levels`` inside both
+  architectures' observed loss recovered, with a bootstrap interval in which undefined draws count
+  against the interval instead of being dropped; *shown* when it excludes 1, and whether it is
+  consistent with the paper's ≈ 2.
+* **C4 frozen decoder in the aux term** (Fig. 8): C2's test, gated against ``gated_unfrozen_decoder``.
+* **C5 more than a shrinkage fix** (Fig. 9): C2's test, gated against ``baseline_rescale_shift``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .pareto import DEFAULT_LEVELS, half_l0, pareto_frontier
+from .frontier import Fit, fit, interval_counting_undefined, simultaneous_band
 
 CLAIMS: dict[str, str] = {
-    "C1": "shrinkage (γ_c, baseline vs gated, matched L0)",
-    "C2": "Pareto improvement (loss recovered, gated − baseline, matched L0)",
-    "C3": "L0 ratio baseline / gated at matched loss recovered",
-    "C4": "frozen decoder in aux (gated − gated_unfrozen_decoder)",
-    "C5": "beyond rescale-shift (gated − baseline_rescale_shift)",
+    "C1": "shrinkage (γ_c: baseline below 1, gated within the tolerance of 1, over the L0 range)",
+    "C2": "Pareto improvement (loss recovered, gated − baseline, simultaneous band over the L0 range)",
+    "C3": "L0 ratio baseline / gated at a stated loss recovered",
+    "C4": "frozen decoder in aux (gated − gated_unfrozen_decoder, as C2)",
+    "C5": "beyond rescale-shift (gated − baseline_rescale_shift, as C2)",
 }
 
-#: A difference is significant beyond this many standard errors.
+
+@dataclass(frozen=True)
+class VerdictRules:
+    """The tests behind every verdict, fixed before the data they judge (docs/metrics.md)."""
+
+    l0_range: tuple[float, float] = (10.0, 150.0)
+    """L0 range of every comparison, clipped to the L0s both fits have SAEs at."""
+    ratio_levels: tuple[float, ...] = (0.7, 0.8, 0.9)
+    """Loss-recovered levels of C3; the verdict is at the highest inside both observed ranges."""
+    gamma_tolerance: float = 0.05
+    """C1: how far gated γ_c may be from 1 and still count as "no shrinkage" (its band must lie
+    within 1 ± this over the whole range: an equivalence test)."""
+    level: float = 0.95
+    """Coverage of every band and interval."""
+    n_boot: int = 1000
+    """Bootstrap refits per fitted frontier."""
+    seed: int = 0
+    """Seed of the bootstrap."""
+    grid: int = 60
+    """Log-spaced L0s at which bands are evaluated."""
+
+
+RULES = VerdictRules()
+
+#: The cell where an architecture has fewer than 3 SAEs or SAEs at fewer than 2 coefficients.
+NOT_JUDGED = "not judged: an architecture has fewer than 3 SAEs at 2 or more λ, no frontier to fit"
+
+#: The inference-time-optimisation comparison's single differences (saerepro.inference_opt) count
+#: beyond this many standard errors.
 Z = 2.0
 
 
-def _curve(pts: pd.DataFrame, y: str, frontier: bool) -> pd.DataFrame:
-    pts = pts[pts["l0"].astype(float) > 0]
-    if frontier:
-        pts = pareto_frontier(pts, "l0", y)
-    return pts.sort_values("l0", kind="stable")
-
-
-def _at(curve: pd.DataFrame, y: str, l0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    lx = np.log(curve["l0"].to_numpy(dtype=float))
-    val = np.interp(np.log(l0), lx, curve[y].to_numpy(dtype=float))
-    se_col = f"{y}_se"
-    se = np.interp(np.log(l0), lx, curve[se_col].to_numpy(dtype=float)) if se_col in curve else np.zeros_like(val)
-    return val, se
-
-
-def matched_l0(a: pd.DataFrame, b: pd.DataFrame, y: str, frontier: bool, n: int = 5) -> pd.DataFrame | None:
-    """``y`` of architectures a and b at ``n`` log-spaced L0s inside both L0 ranges (or None).
-
-    Columns l0, a, a_se, b, b_se, diff (a − b), diff_se. With ``frontier`` each side is its Pareto
-    frontier (min L0, max y), else all its SAEs in order of L0.
-    """
-    ca, cb = _curve(a, y, frontier), _curve(b, y, frontier)
-    if len(ca) < 2 or len(cb) < 2:
-        return None
-    lo = max(ca["l0"].min(), cb["l0"].min())
-    hi = min(ca["l0"].max(), cb["l0"].max())
-    if not lo < hi:
-        return None
-    l0 = np.geomspace(lo, hi, n)
-    va, sa = _at(ca, y, l0)
-    vb, sb = _at(cb, y, l0)
-    return pd.DataFrame(
-        {"l0": l0, "a": va, "a_se": sa, "b": vb, "b_se": sb, "diff": va - vb, "diff_se": np.hypot(sa, sb)}
-    )
-
-
 def sign_verdict(m: pd.DataFrame, z: float | None = None) -> str:
-    """The verdict on differences ``m["diff"]`` ± ``m["diff_se"]`` (one or several matched points):
-    each counts where |diff| > z·SE (z: :data:`Z`); *shown* / *reversed* when all points count with
-    one sign, *… at some L0* when some do, *mixed* when both signs do, else *not shown*."""
+    """The verdict on single differences ``m["diff"]`` ± ``m["diff_se"]`` (used by
+    :func:`saerepro.inference_opt.compare_dictionaries`): each counts where |diff| > z·SE."""
     z = Z if z is None else z
     sig = np.sign(m["diff"]) * (np.abs(m["diff"]) > z * m["diff_se"])
-    if (sig > 0).any() and (sig < 0).any():
+    return _sign_label(np.asarray(sig > 0), np.asarray(sig < 0))
+
+
+def sae_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The per-SAE rows behind ``table``: itself, or, for a seed-aggregated table, the rows it
+    averaged (:func:`saerepro.tables.aggregate_seeds` keeps them in ``attrs["sae_rows"]``) when
+    their seed means are still the table's values; a table edited since (or without them) is
+    judged as it is, one point per row."""
+    kept = table.attrs.get("sae_rows")
+    if kept is None or "n_seeds" not in table:
+        return table
+    rows = kept.rows
+    settings = ["model", "layer", "site", "architecture", "coefficient"]
+    values = [c for c in ("l0", "loss_recovered", "gamma_c") if c in rows and c in table]
+    means = rows.groupby(settings, sort=False)[values].mean().reset_index()
+    both = table[settings + values].merge(means, on=settings, how="left", suffixes=("", "_rows"))
+    if not all(np.allclose(both[c], both[f"{c}_rows"], rtol=1e-12, atol=0, equal_nan=True) for c in values):
+        return table
+    return rows.merge(table[settings].drop_duplicates(), on=settings)
+
+
+def _fit(df: pd.DataFrame, arch: str, metric: str, rules: VerdictRules) -> Fit | None:
+    pts = df[df["architecture"] == arch]
+    return fit(pts, metric, rules.n_boot, rules.seed) if len(pts) else None
+
+
+def _grid(fits: list[Fit], rules: VerdictRules) -> np.ndarray | None:
+    lo = max([rules.l0_range[0], *(f.l0_range[0] for f in fits)])
+    hi = min([rules.l0_range[1], *(f.l0_range[1] for f in fits)])
+    return np.geomspace(lo, hi, rules.grid) if lo < hi else None
+
+
+def _sign_label(pos: np.ndarray, neg: np.ndarray) -> str:
+    if pos.any() and neg.any():
         return "mixed"
-    if (sig > 0).any():
-        return "shown" if (sig > 0).all() else "shown at some L0"
-    if (sig < 0).any():
-        return "reversed" if (sig < 0).all() else "reversed at some L0"
+    if pos.all():
+        return "shown"
+    if neg.all():
+        return "reversed"
+    if pos.any():
+        return "shown at some L0"
+    if neg.any():
+        return "reversed at some L0"
     return "not shown"
 
 
-def _mid(m: pd.DataFrame) -> pd.Series:
-    return m.iloc[len(m) // 2]
-
-
-def frontier_claim(df: pd.DataFrame, a: str, b: str) -> str:
-    """C2/C4/C5: a's loss-recovered frontier above b's at matched L0 (a − b ± SE at the middle L0)."""
-    pa, pb = df[df["architecture"] == a], df[df["architecture"] == b]
-    if pa.empty or pb.empty:
+def frontier_claim(df: pd.DataFrame, a: str, b: str, rules: VerdictRules = RULES) -> str:
+    """C2/C4/C5: a's fitted loss-recovered frontier against b's, by a simultaneous band of a − b."""
+    df = sae_rows(df)
+    archs = set(df["architecture"])
+    if a not in archs or b not in archs:
         return "not run"
-    m = matched_l0(pa, pb, "loss_recovered", frontier=True)
-    if m is None:
+    fa, fb = _fit(df, a, "loss_recovered", rules), _fit(df, b, "loss_recovered", rules)
+    if fa is None or fb is None:
+        return NOT_JUDGED
+    grid = _grid([fa, fb], rules)
+    if grid is None:
         return "no overlap"
-    r = _mid(m)
-    return f"{sign_verdict(m)}: {r['diff']:+.3f} ± {r['diff_se']:.3f} at L0 {r['l0']:.0f}"
-
-
-def shrinkage_claim(df: pd.DataFrame) -> str:
-    """C1: baseline γ_c below 1 and below gated's, at matched L0 (both ± SE at the middle L0)."""
-    g, b = df[df["architecture"] == "gated"], df[df["architecture"] == "baseline"]
-    if g.empty or b.empty:
-        return "not run"
-    m = matched_l0(g, b, "gamma_c", frontier=False)
-    if m is None:
-        return "no overlap"
-    r = _mid(m)
-    base_shrinks = r["b"] + Z * r["b_se"] < 1
-    if base_shrinks and r["diff"] > Z * r["diff_se"]:
-        verdict = "shown"
-    elif r["diff"] < -Z * r["diff_se"]:
-        verdict = "reversed"
-    else:
-        verdict = "not shown"
+    diff = fa.predict(grid) - fb.predict(grid)
+    low, high = simultaneous_band(diff, fa.predict_draws(grid) - fb.predict_draws(grid), rules.level, min(fa.df, fb.df))
+    pos, neg = low > 0, high < 0
+    label = _sign_label(pos, neg)
+    i = (
+        int(np.argmax(low))
+        if label.startswith(("shown", "mixed"))
+        else int(np.argmin(high))
+        if "reversed" in label
+        else len(grid) // 2
+    )
+    half = (high[i] - low[i]) / 2
     return (
-        f"{verdict}: γ_c gated {r['a']:.3f} ± {r['a_se']:.3f}, baseline {r['b']:.3f} ± {r['b_se']:.3f} "
-        f"at L0 {r['l0']:.0f}"
+        f"{label}: {diff[i]:+.3f} ± {half:.3f} at L0 {grid[i]:.0f} (ahead on {pos.mean():.0%}, behind on "
+        f"{neg.mean():.0%} of L0 {grid[0]:.0f}–{grid[-1]:.0f})"
     )
 
 
-def ratio_claim(df: pd.DataFrame, levels=DEFAULT_LEVELS) -> str:
-    """C3: the half-L0 ratio and its 95% interval at the middle loss-recovered level where it is defined."""
-    from .tables import half_l0_ratio_ci
-
+def shrinkage_claim(df: pd.DataFrame, rules: VerdictRules = RULES) -> str:
+    """C1 on fitted γ_c curves: baseline's band below 1 and gated's within the tolerance of 1."""
+    df = sae_rows(df)
     if not {"gated", "baseline"} <= set(df["architecture"]):
         return "not run"
-    half = half_l0(df, levels)
-    ci = half_l0_ratio_ci(df, levels)
-    half = half.assign(ci_low=ci[:, 0], ci_high=ci[:, 1])
-    ok = half[np.isfinite(half["ratio"].to_numpy(dtype=float))]
-    if ok.empty:
+    fg, fb = _fit(df, "gated", "gamma_c", rules), _fit(df, "baseline", "gamma_c", rules)
+    if fg is None or fb is None:
+        return NOT_JUDGED
+    grid = _grid([fg, fb], rules)
+    if grid is None:
         return "no overlap"
-    r = ok.iloc[len(ok) // 2]
-    lo, hi = r["ci_low"], r["ci_high"]
-    if np.isfinite(lo) and lo > 1:
-        verdict = "shown"
-    elif np.isfinite(hi) and hi < 1:
-        verdict = "reversed"
+    g, b = fg.predict(grid), fb.predict(grid)
+    g_lo, g_hi = simultaneous_band(g, fg.predict_draws(grid), rules.level, fg.df)
+    b_lo, b_hi = simultaneous_band(b, fb.predict_draws(grid), rules.level, fb.df)
+    d_lo, d_hi = simultaneous_band(
+        g - b, fg.predict_draws(grid) - fb.predict_draws(grid), rules.level, min(fg.df, fb.df)
+    )
+    tol = rules.gamma_tolerance
+    base_shrinks = b_hi < 1
+    gated_near_one = (g_lo > 1 - tol) & (g_hi < 1 + tol)
+    if base_shrinks.all() and gated_near_one.all():
+        label = "shown"
+    elif (d_hi < 0).all():
+        label = "reversed"
     else:
-        verdict = "not shown"
-    interval = f" [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) else ""
-    return f"{verdict}: {r['ratio']:.2f}{interval} at loss recovered {r['level']:g}"
+        label = "not shown"
+    i = len(grid) // 2
+    return (
+        f"{label}: γ_c gated {g[i]:.3f} [{g_lo[i]:.3f}, {g_hi[i]:.3f}], baseline {b[i]:.3f} [{b_lo[i]:.3f}, "
+        f"{b_hi[i]:.3f}] at L0 {grid[i]:.0f}; baseline below 1 on {base_shrinks.mean():.0%}, gated within "
+        f"±{tol:g} of 1 on {gated_near_one.mean():.0%} of L0 {grid[0]:.0f}–{grid[-1]:.0f}"
+    )
 
 
-#: Claim -> its verdict on one (model, layer, site) group of the seed-aggregated table. The
-#: verdict table and the figures' notes (:mod:`saerepro.plotting`) both judge through this map.
-JUDGES: dict[str, Callable[[pd.DataFrame], str]] = {
+def ratio_claim(df: pd.DataFrame, rules: VerdictRules = RULES) -> str:
+    """C3: baseline / gated L0 at equal loss recovered, from the fitted frontiers."""
+    df = sae_rows(df)
+    if not {"gated", "baseline"} <= set(df["architecture"]):
+        return "not run"
+    fg, fb = _fit(df, "gated", "loss_recovered", rules), _fit(df, "baseline", "loss_recovered", rules)
+    if fg is None or fb is None:
+        return NOT_JUDGED
+    inside = [
+        lv for lv in rules.ratio_levels if max(fg.y_range[0], fb.y_range[0]) <= lv <= min(fg.y_range[1], fb.y_range[1])
+    ]
+    if not inside:
+        return "no overlap"
+    level = max(inside)
+    l0_g, draws_g = fg.l0_at(level)
+    l0_b, draws_b = fb.l0_at(level)
+    ratio = l0_b / l0_g
+    with np.errstate(divide="ignore", invalid="ignore"):
+        draws = draws_b / draws_g
+    lo, hi, undefined = interval_counting_undefined(draws, rules.level, ratio, min(fg.df, fb.df))
+    label = "shown" if lo > 1 else "reversed" if hi < 1 else "not shown"
+    two = "≈2 not excluded" if lo <= 2 <= hi else "2 excluded"
+    tail = f"; undefined in {undefined:.0%} of draws" if undefined > 0 else ""
+    point = f"{ratio:.2f}" if np.isfinite(ratio) else "undefined (a fit not monotone)"
+    return f"{label}: {point} [{lo:.2f}, {hi:.2f}] at loss recovered {level:g} ({two}{tail})"
+
+
+#: Claim -> its verdict on one (model, layer, site) group of per-SAE rows (or a seed-aggregated
+#: table that keeps them, :func:`sae_rows`). The verdict table and the figures' notes
+#: (:mod:`saerepro.plotting`) both judge through this map.
+JUDGES: dict[str, Callable[[pd.DataFrame, VerdictRules], str]] = {
     "C1": shrinkage_claim,
-    "C2": lambda g: frontier_claim(g, "gated", "baseline"),
+    "C2": lambda g, r: frontier_claim(g, "gated", "baseline", r),
     "C3": ratio_claim,
-    "C4": lambda g: frontier_claim(g, "gated", "gated_unfrozen_decoder"),
-    "C5": lambda g: frontier_claim(g, "gated", "baseline_rescale_shift"),
+    "C4": lambda g, r: frontier_claim(g, "gated", "gated_unfrozen_decoder", r),
+    "C5": lambda g, r: frontier_claim(g, "gated", "baseline_rescale_shift", r),
 }
 assert set(JUDGES) == set(CLAIMS)
 
 
-def verdict(agg: pd.DataFrame, claim: str, model: str, layer: int, site: str) -> str | None:
+def _at(table: pd.DataFrame, model: str, layer: int, site: str) -> pd.DataFrame:
+    return table[(table["model"] == model) & (table["layer"].astype(int) == int(layer)) & (table["site"] == site)]
+
+
+def verdict(
+    table: pd.DataFrame, claim: str, model: str, layer: int, site: str, rules: VerdictRules = RULES
+) -> str | None:
     """The verdict on ``claim`` at (model, layer, site): its cell of :func:`verdict_table`, from the
     same rows; None where the table has no rows there."""
-    g = agg[(agg["model"] == model) & (agg["layer"].astype(int) == int(layer)) & (agg["site"] == site)]
-    return JUDGES[claim](g) if len(g) else None
+    g = _at(sae_rows(table), model, layer, site)
+    return JUDGES[claim](g, rules) if len(g) else None
 
 
-def verdict_table(agg: pd.DataFrame) -> pd.DataFrame:
-    """One row per (model, layer, site) of the seed-aggregated table, a column per claim (C1–C5).
+def verdict_table(table: pd.DataFrame, rules: VerdictRules = RULES) -> pd.DataFrame:
+    """One row per (model, layer, site) of the per-SAE rows, a column per claim (C1–C5).
 
     C4 and C5 are judged only where their ablation was trained ("not run" elsewhere).
     """
     rows = []
-    for (model, layer, site), g in agg.groupby(["model", "layer", "site"], sort=False):
-        rows.append({"Model": model, "Layer": int(layer), "Site": site, **{c: j(g) for c, j in JUDGES.items()}})
+    for (model, layer, site), g in sae_rows(table).groupby(["model", "layer", "site"], sort=False):
+        rows.append({"Model": model, "Layer": int(layer), "Site": site, **{c: j(g, rules) for c, j in JUDGES.items()}})
     order = {"resid": 0, "mlp": 1, "attn": 2}
     out = pd.DataFrame(rows)
     if out.empty:
@@ -190,11 +262,12 @@ def verdict_table(agg: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def write_verdicts(df: pd.DataFrame, stem: str | Path) -> list[Path]:
-    """``<stem>.csv`` and ``<stem>.md`` (with the claims' legend) from the long results table."""
-    from .tables import aggregate_seeds, table_to_markdown
+def write_verdicts(df: pd.DataFrame, stem: str | Path, rules: VerdictRules = RULES) -> list[Path]:
+    """``<stem>.csv`` and ``<stem>.md`` (with the claims' legend and the rules) from the long
+    results table (every SAE and seed)."""
+    from .tables import table_to_markdown, validate_metrics_table
 
-    table = verdict_table(aggregate_seeds(df))
+    table = verdict_table(validate_metrics_table(df), rules)
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     csv, md = stem.with_name(stem.name + ".csv"), stem.with_name(stem.name + ".md")
@@ -205,9 +278,11 @@ def write_verdicts(df: pd.DataFrame, stem: str | Path) -> list[Path]:
         + table_to_markdown(table)
         + "\n"
         + legend
-        + f"\n\nA difference counts beyond {Z:g} SE (paired, sequence-aware evaluation SEs; "
-        "see docs/metrics.md). Numbers: the difference or values at the middle of the L0 range "
-        "both architectures cover.\n"
+        + f"\n\nRules (docs/metrics.md, Verdicts): frontiers fitted to every SAE and seed, {rules.level:.0%} "
+        f"bootstrap bands ({rules.n_boot} refits; seeds resampled within λ, or a single-seed fit's residual "
+        f"scatter), L0 range {rules.l0_range[0]:g}–{rules.l0_range[1]:g} clipped to both fits' SAEs, C3 at the "
+        f"highest of loss recovered {', '.join(f'{v:g}' for v in rules.ratio_levels)} both reach, γ_c "
+        f"tolerance ±{rules.gamma_tolerance:g}.\n"
     )
     return [csv, md]
 
@@ -215,10 +290,13 @@ def write_verdicts(df: pd.DataFrame, stem: str | Path) -> list[Path]:
 __all__ = [
     "CLAIMS",
     "JUDGES",
+    "RULES",
+    "VerdictRules",
     "frontier_claim",
-    "matched_l0",
     "ratio_claim",
+    "sae_rows",
     "shrinkage_claim",
+    "sign_verdict",
     "verdict",
     "verdict_table",
     "write_verdicts",
