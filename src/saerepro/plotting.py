@@ -443,25 +443,69 @@ DIVERGED_MARK: dict[str, Any] = {"marker": "x", "color": DIVERGED_COLOR, "s": 70
 DIVERGED_LABEL = "diverged in training (training_health.csv)"
 
 
+def _draw_fit(ax, pts: pd.DataFrame, arch: str, y: str) -> bool:
+    """The frontier the verdicts read (:func:`saerepro.frontier.fit` on every SAE and seed behind
+    ``pts``, :func:`saerepro.verdicts.sae_rows`) with its simultaneous band, over the L0s the
+    architecture has SAEs at (``gid="fit:<arch>"``, ``"band:<arch>"``); each seed's SAE as a small
+    hollow marker where ``pts`` are seed means (``gid="seeds:<arch>"``). False where no fit exists
+    (fewer than 3 SAEs at 2 λ)."""
+    from .frontier import TRANSFORMS, fit, simultaneous_band
+    from .verdicts import RULES, sae_rows
+
+    if y not in TRANSFORMS:
+        return False
+    rows = sae_rows(pts)
+    f = fit(rows, y, RULES.n_boot, RULES.seed)
+    if f is None:
+        return False
+    st = arch_style(arch)
+    if len(rows) > len(pts):
+        ax.scatter(
+            rows["l0"],
+            rows[y],
+            facecolors="none",
+            edgecolors=st.color,
+            marker=st.marker,
+            s=14,
+            alpha=0.6,
+            linewidths=0.8,
+            gid=f"seeds:{arch}",
+        )
+    grid = np.geomspace(*f.l0_range, RULES.grid)
+    curve = f.predict(grid)
+    low, high = simultaneous_band(curve, f.predict_draws(grid), RULES.level, f.df)
+    # a band far wider than the data (few SAEs at the ends) is cut at half the points' span beyond
+    # them, so it does not squash the panel
+    span = float(rows[y].max() - rows[y].min()) or 1.0
+    low, high = np.clip(low, rows[y].min() - span / 2, None), np.clip(high, None, rows[y].max() + span / 2)
+    ax.fill_between(grid, low, high, color=st.color, alpha=0.15, linewidth=0, gid=f"band:{arch}")
+    ax.plot(grid, curve, color=st.color, linestyle=st.linestyle, linewidth=1.8, label=st.label, gid=f"fit:{arch}")
+    return True
+
+
 def _draw_points_and_frontier(ax, pts: pd.DataFrame, arch: str, y: str, maximize_y: bool) -> None:
-    """Markers for every SAE with ±1 SE bars, the (L0, y) Pareto frontier joined by a line on top,
-    and a red cross over each SAE that diverged in training (when the table has ``diverged``)."""
+    """Markers for every SAE with ±1 SE bars, a red cross over each SAE that diverged in training
+    (when the table has ``diverged``), the fitted frontier with its band where one exists
+    (:func:`_draw_fit`), and the empirical (L0, y) Pareto frontier joined by a line: faint and
+    unlabelled beside a fit, the curve itself where there is none."""
     st = arch_style(arch)
     ax.scatter(pts["l0"], pts[y], color=st.color, marker=st.marker, s=22, alpha=0.6, linewidths=0, gid=f"points:{arch}")
     _error_bars(ax, pts, "l0", y, st.color, gid=f"errors:{arch}")
     if "diverged" in pts and pts["diverged"].astype(bool).any():
         bad = pts[pts["diverged"].astype(bool)]
         ax.scatter(bad["l0"], bad[y], gid=f"diverged:{arch}", zorder=5, **DIVERGED_MARK)
+    fitted = _draw_fit(ax, pts[~pts["diverged"].astype(bool)] if "diverged" in pts else pts, arch, y)
     fr = pareto_frontier(pts, "l0", y, minimize_x=True, maximize_y=maximize_y)
     ax.plot(
         fr["l0"].to_numpy(dtype=float),
         fr[y].to_numpy(dtype=float),
         color=st.color,
         marker=st.marker,
-        markersize=5,
-        linestyle=st.linestyle,
-        linewidth=1.6,
-        label=st.label,
+        markersize=4 if fitted else 5,
+        linestyle=":" if fitted else st.linestyle,
+        linewidth=0.9 if fitted else 1.6,
+        alpha=0.5 if fitted else 1.0,
+        label=None if fitted else st.label,
         gid=f"frontier:{arch}",
     )
 
@@ -687,15 +731,18 @@ def plot_shrinkage(
                     continue
                 present.add(arch)
                 st = arch_style(arch)
+                # γ_c is what C1 judges: its fitted line and band (the verdict's), the SAEs joined faintly
+                fitted = metric == "gamma_c" and _draw_fit(ax, pts, arch, metric)
                 ax.plot(
                     pts["l0"].to_numpy(dtype=float),
                     pts[metric].to_numpy(dtype=float),
                     color=st.color,
                     marker=st.marker,
                     markersize=5,
-                    linestyle=st.linestyle,
-                    linewidth=1.4,
-                    label=st.label,
+                    linestyle=":" if fitted else st.linestyle,
+                    linewidth=0.9 if fitted else 1.4,
+                    alpha=0.6 if fitted else 1.0,
+                    label=None if fitted else st.label,
                     gid=f"{metric}:{arch}",
                 )
                 _error_bars(ax, pts, "l0", metric, st.color, gid=f"errors:{metric}:{arch}")
