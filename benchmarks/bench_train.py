@@ -156,7 +156,7 @@ def _run_at_l0(arch: str, l0: float, bf16: bool, sparse: bool, tmp: Path, cache)
     torch.manual_seed(0)
     cfg = TrainConfig(
         arch,
-        1e-4,
+        round(l0) if arch == "topk" else 1e-4,
         d_sae=d_sae,
         batch_size=BATCH,
         total_tokens=BATCH * 10_000,
@@ -168,14 +168,16 @@ def _run_at_l0(arch: str, l0: float, bf16: bool, sparse: bool, tmp: Path, cache)
     )
     run = Run(cfg, cache, tmp / f"{arch}-{l0}-{bf16}-{sparse}", torch.device("cpu"))
     xs = [torch.from_numpy(np.asarray(cache.array[i * BATCH : (i + 1) * BATCH], dtype=np.float32)) for i in range(4)]
+    if arch == "topk":  # k is the coefficient: nothing to set
+        return run, xs
     with torch.no_grad():
         z = (xs[0] - run.sae.b_dec) @ run.sae.W_enc
         threshold = torch.quantile(z.flatten()[:: max(1, z.numel() // 4_000_000)], 1 - l0 / d_sae)
-        getattr(run.sae, "b_gate" if arch != "baseline" else "b_enc").fill_(-float(threshold))
+        getattr(run.sae, "b_gate" if arch.startswith("gated") else "b_enc").fill_(-float(threshold))
     return run, xs
 
 
-def bench_sparse(l0s: tuple[int, ...], steps: int, bf16: bool) -> None:
+def bench_sparse(l0s: tuple[int, ...], steps: int, bf16: bool, archs: tuple[str, ...] = ("gated", "baseline")) -> None:
     """Dense against sparse steps (train.sparse_step) of gated and baseline at several L0s: tokens/s
     of each, the ratio, and the dense-equivalent FLOP rate (the dense step's FLOPs / the step's time)
     against the bf16 matmul peak measured in the same run. A sparse step beyond 100% does less work
@@ -194,7 +196,7 @@ def bench_sparse(l0s: tuple[int, ...], steps: int, bf16: bool) -> None:
     print(
         f"{'arch':9s} {'L0':>6s} {'density':>8s} {'dense tok/s':>11s} {'sparse tok/s':>12s} {'ratio':>6s} {'dense-eq % peak':>16s}"
     )
-    for arch in ("gated", "baseline"):
+    for arch in archs:
         for l0 in l0s:
             dense, xs = _run_at_l0(arch, l0, bf16, False, tmp, cache)
             sparse, _ = _run_at_l0(arch, l0, bf16, True, tmp, cache)
@@ -205,7 +207,7 @@ def bench_sparse(l0s: tuple[int, ...], steps: int, bf16: bool) -> None:
             t_dense = median_step_time(lambda i, r=dense, xs=xs: r.train_step(xs[i % 4]), steps)
             t_sparse = median_step_time(lambda i, r=sparse, xs=xs: r.train_step(xs[i % 4]), steps)
             got = sparse.density * sparse.sae.cfg.d_sae
-            flops = FLOP_UNITS[arch] * 2 * BATCH * D_IN * sparse.sae.cfg.d_sae
+            flops = FLOP_UNITS[arch] * 2 * BATCH * D_IN * sparse.sae.cfg.d_sae  # topk: AuxK off here
             print(
                 f"{arch:9s} {got:6.1f} {sparse.density:8.4f} {BATCH / t_dense:11.0f} {BATCH / t_sparse:12.0f} "
                 f"{t_dense / t_sparse:6.2f} {100 * flops / t_sparse / 1e9 / peak:15.0f}%"
@@ -369,6 +371,11 @@ def main() -> None:
         help="also gated and baseline with train.compile (torch.compile), against the bf16 peak",
     )
     ap.add_argument("--sparse", action="store_true", help="only dense vs sparse steps by L0")
+    ap.add_argument(
+        "--sparse-archs",
+        default="gated,baseline",
+        help="architectures of --sparse (any of gated,baseline,topk,jumprelu)",
+    )
     add_allocator_option(ap)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--cache", help=argparse.SUPPRESS)
@@ -390,7 +397,7 @@ def main() -> None:
     if args.sparse:
         l0s = (16, 64, 256) if args.quick else (16, 32, 64, 128, 256, 512)
         for bf16 in (True, False) if not args.no_bf16 else (False,):
-            bench_sparse(l0s, steps, bf16)
+            bench_sparse(l0s, steps, bf16, tuple(args.sparse_archs.split(",")))
         return
     peak32 = matmul_peak(torch.float32, 3 if args.quick else 5)
     peak = max(peak32.values())

@@ -720,17 +720,25 @@ def test_compiled_loss_trains_the_same_sae_up_to_rounding(cache, tmp_path, archi
     assert "compile" not in eager["train_config"]  # omitted at its default: older runs' records stay equal
 
 
-@pytest.mark.parametrize("architecture", ["gated", "baseline"])
-def test_sparse_steps_train_the_same_sae_up_to_rounding(cache, tmp_path, architecture, monkeypatch):
+@pytest.mark.parametrize(
+    "architecture, coefficient, extra",
+    [
+        ("gated", 0.05, {}),
+        ("baseline", 0.05, {}),
+        ("topk", 8, {"dead_tokens_threshold": 128 * 3}),  # AuxK active from step 3
+        ("jumprelu", 0.05, {}),
+    ],
+)
+def test_sparse_steps_train_the_same_sae_up_to_rounding(cache, tmp_path, architecture, coefficient, extra, monkeypatch):
     """``sparse_step: true`` computes the dense step's loss and gradients on the active pairs
     (tests/sae/test_sae_sparse.py); over 60 float32 steps the weights and loss curve stay within
     float32 rounding drift of the dense run's. The crossover is raised above this small SAE's
     density (~0.4), so every step but the first (dense: no density known yet) is sparse."""
     import saerepro.training.run as run_module
-    from saerepro.sae import make_sae
+    from saerepro.sae import ARCHITECTURES
 
     monkeypatch.setattr(run_module, "SPARSE_MAX_DENSITY", 0.6)
-    cls = type(make_sae(architecture, 4, 8))
+    cls = ARCHITECTURES[architecture]
     calls = []
     original = cls.sparse_loss_terms
 
@@ -739,10 +747,15 @@ def test_sparse_steps_train_the_same_sae_up_to_rounding(cache, tmp_path, archite
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(cls, "sparse_loss_terms", counted)
-    dense = train_sae(small_cfg(architecture, total_tokens=128 * 60), cache, tmp_path / "dense", progress=False)
+    dense = train_sae(
+        small_cfg(architecture, coefficient, total_tokens=128 * 60, **extra), cache, tmp_path / "dense", progress=False
+    )
     assert not calls
     sparse = train_sae(
-        small_cfg(architecture, total_tokens=128 * 60, sparse_step=True), cache, tmp_path / "sparse", progress=False
+        small_cfg(architecture, coefficient, total_tokens=128 * 60, sparse_step=True, **extra),
+        cache,
+        tmp_path / "sparse",
+        progress=False,
     )
     assert len(calls) == 59
     assert sparse["steps"] == dense["steps"] == 60

@@ -9,7 +9,11 @@ import torch
 from saerepro.sae import GATED_FAMILY, make_sae
 from saerepro.sae.sparse import ActivePairs, decode_active, sampled_product
 
-SPARSE_ARCHITECTURES = (*GATED_FAMILY, "baseline")
+SPARSE_ARCHITECTURES = (*GATED_FAMILY, "baseline", "topk", "jumprelu")
+#: TopK's k at each shift (its density is k / d_sae); JumpReLU with a wide kernel, so that many
+#: pairs fall in the straight-through estimators' window below θ.
+TOPK_K = {0.0: 40, 2.0: 10, 5.0: 2}
+ARCH_KWARGS = {"jumprelu": {"bandwidth": 0.3, "init_threshold": 0.5}}
 #: Relative tolerance of each dtype (issue 29): float32 1e-5, float64 1e-12.
 TOLERANCE = {"float32": 1e-5, "float64": 1e-12}
 
@@ -17,7 +21,8 @@ TOLERANCE = {"float32": 1e-5, "float64": 1e-12}
 def _sae(name: str, dtype: str, shift: float, d_in: int = 24, d_sae: int = 96, seed: int = 0):
     """Random weights with non-zero biases; ``shift`` moves every encoder bias (the density)."""
     torch.manual_seed(seed)
-    sae = make_sae(name, d_in, d_sae, dtype=dtype)
+    kwargs = {"k": TOPK_K[shift], "k_aux": 7} if name == "topk" else ARCH_KWARGS.get(name, {})
+    sae = make_sae(name, d_in, d_sae, dtype=dtype, **kwargs)
     with torch.no_grad():
         for p in sae.parameters():
             p.add_(0.3 * torch.randn_like(p))
@@ -44,9 +49,10 @@ def _close(a: torch.Tensor, b: torch.Tensor, rel: float) -> bool:
 def test_sparse_step_gives_the_dense_steps_losses_and_gradients(name, shift, dtype):
     sae = _sae(name, dtype, shift)
     x = torch.randn(128, 24, dtype=getattr(torch, dtype)) + 0.5
-    dense = sae.loss_terms(x, coefficient=0.7)
+    dead = torch.rand(96, generator=torch.Generator().manual_seed(3)) < 0.3 if sae.needs_dead_mask else None  # AuxK
+    dense = sae.loss_terms(x, coefficient=0.7, dead_mask=dead)
     dense_grads = _grads(sae, dense)
-    sparse = sae.sparse_loss_terms(x, coefficient=0.7)
+    sparse = sae.sparse_loss_terms(x, coefficient=0.7, dead_mask=dead)
     sparse_grads = _grads(sae, sparse)
     rel = TOLERANCE[dtype]
     pairs, values = sparse.active
@@ -56,6 +62,8 @@ def test_sparse_step_gives_the_dense_steps_losses_and_gradients(name, shift, dty
         assert _close(sparse.terms[term].detach(), dense.terms[term].detach(), rel), term
     assert _close(sparse.x_hat.detach(), dense.x_hat.detach(), rel)
     assert torch.equal(sparse.feature_acts.to_dense() != 0, dense.feature_acts != 0)
+    if name == "jumprelu":  # pairs inside the kernel's window below θ: there, f is 0 but θ gets a gradient
+        assert int((values == 0).sum()) > 0
     assert _close(pairs.to_dense(values.detach()), dense.feature_acts.detach(), rel)
     assert torch.equal(sparse.fired(), dense.fired()) and sparse.l0() == pytest.approx(dense.l0())
     for param, grad in dense_grads.items():

@@ -32,7 +32,15 @@ from sae_lens.saes.sae import SAE, SAEConfig
 from torch import nn
 from typing_extensions import override
 
-from .common import SAE_LENS_PREFIX, ArchTrainingConfig, LossOutput, SaeReproMixin, reconstruction_loss
+from .common import (
+    SAE_LENS_PREFIX,
+    ArchTrainingConfig,
+    LossOutput,
+    SaeReproMixin,
+    reconstruction_loss,
+    sparse_feature_acts,
+)
+from .sparse import ActivePairs, active_encoder_values, decode_active
 
 
 def step_l0_penalty(hidden_pre: torch.Tensor, threshold: torch.Tensor, bandwidth: float) -> torch.Tensor:
@@ -143,6 +151,41 @@ class JumpReLUSAE(SaeReproMixin, SAE[JumpReLUSAEConfig]):
             "sparsity": coefficient * step_l0_penalty(hidden_pre, threshold, bandwidth),
         }
         return LossOutput(total=terms["recon"] + terms["sparsity"], terms=terms, feature_acts=feature_acts, x_hat=x_hat)
+
+    has_sparse_step = True
+
+    @override
+    def sparse_loss_terms(
+        self, x: torch.Tensor, coefficient: float, dead_mask: torch.Tensor | None = None
+    ) -> LossOutput:
+        """:meth:`loss_terms` on the pairs where z − θ > −ε/2: above θ the latent is active, and
+        within ε/2 below it only the straight-through estimators' rectangle kernel is non-zero;
+        everywhere else f, H and every gradient are exactly 0. The pairs are passed to sae-lens'
+        ``JumpReLU``/``Step`` functions as one row ([1, nnz], each pair with its latent's θ), so
+        their per-latent θ gradient becomes a per-pair one, summed into θ by the gather's backward."""
+        x = x.to(self.dtype)
+        bandwidth = self.cfg.bandwidth
+        with torch.no_grad():
+            x_centered = x - self.b_dec
+            z = x_centered @ self.W_enc  # bf16 under autocast, as loss_terms' product
+            hidden_pre = z + self.b_enc
+            pairs = ActivePairs.from_mask((hidden_pre - self.threshold.to(hidden_pre.dtype)) / bandwidth > -0.5)
+            z_near = z[pairs.rows, pairs.cols].to(self.dtype)
+        z_near, _ = active_encoder_values(z_near, x_centered, self.W_enc, self.b_dec, pairs)
+        pre = (z_near + self.b_enc[pairs.cols])[None]
+        threshold = self.threshold.to(pre.dtype)[pairs.cols]
+        values = jumprelu_ste(pre, threshold, bandwidth)[0]
+        x_hat = decode_active(pairs, values, self.W_dec) + self.b_dec
+        steps = Step.apply(pre, threshold, bandwidth, False)
+        l0 = steps.to(torch.promote_types(steps.dtype, torch.float32)).sum() / pairs.batch  # type: ignore[union-attr]
+        terms = {"recon": reconstruction_loss(x, x_hat), "sparsity": coefficient * l0}
+        return LossOutput(
+            total=terms["recon"] + terms["sparsity"],
+            terms=terms,
+            feature_acts=sparse_feature_acts(pairs, values),
+            x_hat=x_hat,
+            active=(pairs, values),
+        )
 
     @override
     @torch.no_grad()

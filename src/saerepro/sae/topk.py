@@ -30,7 +30,16 @@ from sae_lens.saes.topk_sae import TopKSAEConfig as StockTopKSAEConfig
 from torch import nn
 from typing_extensions import override
 
-from .common import SAE_LENS_PREFIX, ArchTrainingConfig, LossOutput, SaeReproMixin, reconstruction_loss, zero_like_loss
+from .common import (
+    SAE_LENS_PREFIX,
+    ArchTrainingConfig,
+    LossOutput,
+    SaeReproMixin,
+    reconstruction_loss,
+    sparse_feature_acts,
+    zero_like_loss,
+)
+from .sparse import ActivePairs, active_encoder_values, decode_active
 
 
 def topk_dead_acts(hidden_pre: torch.Tensor, dead_mask: torch.Tensor, k_aux: int) -> torch.Tensor:
@@ -147,3 +156,55 @@ class TopKSAE(SaeReproMixin, StockTopKSAE):
             aux = zero_like_loss(recon)
         terms = {"recon": recon, "auxk": aux}
         return LossOutput(total=recon + aux, terms=terms, feature_acts=feature_acts, x_hat=x_hat)
+
+    has_sparse_step = True
+
+    @override
+    def sparse_loss_terms(
+        self, x: torch.Tensor, coefficient: float, dead_mask: torch.Tensor | None = None
+    ) -> LossOutput:
+        """:meth:`loss_terms` on the k selected latents per token (and the k_aux dead ones of AuxK):
+        the one dense product is z = x̃ W_enc, the top-k selection reads it, and the decoders, the
+        AuxK decoder and every backward product use only the selected pairs."""
+        x = x.to(self.dtype)
+        with torch.no_grad():
+            x_centered = x - self.b_dec
+            z = x_centered @ self.W_enc  # bf16 under autocast, as loss_terms' product
+            hidden_pre = z + self.b_enc
+            pairs = _topk_pairs(hidden_pre, self.cfg.k)
+            z_top = z[pairs.rows, pairs.cols].to(self.dtype)
+        z_top, _ = active_encoder_values(z_top, x_centered, self.W_enc, self.b_dec, pairs)
+        values = torch.relu(z_top + self.b_enc[pairs.cols])
+        x_hat = decode_active(pairs, values, self.W_dec) + self.b_dec
+        recon = reconstruction_loss(x, x_hat)
+        if dead_mask is not None and bool(dead_mask.any()):
+            k_aux = min(self.k_aux, int(dead_mask.sum()))
+            with torch.no_grad():
+                masked = torch.where(dead_mask[None], hidden_pre, torch.full_like(hidden_pre, -torch.inf))
+                aux_pairs = _topk_pairs(masked, k_aux)
+                z_aux = z[aux_pairs.rows, aux_pairs.cols].to(self.dtype)
+            z_aux, _ = active_encoder_values(z_aux, x_centered, self.W_enc, self.b_dec, aux_pairs)
+            aux_values = torch.relu(z_aux + self.b_enc[aux_pairs.cols])
+            residual = (x.to(x_hat.dtype) - x_hat).detach()
+            aux = self.cfg.auxk_coefficient * reconstruction_loss(
+                residual, decode_active(aux_pairs, aux_values, self.W_dec)
+            )
+        else:
+            aux = zero_like_loss(recon)
+        terms = {"recon": recon, "auxk": aux}
+        return LossOutput(
+            total=recon + aux,
+            terms=terms,
+            feature_acts=sparse_feature_acts(pairs, values),
+            x_hat=x_hat,
+            active=(pairs, values),
+        )
+
+
+def _topk_pairs(scores: torch.Tensor, k: int) -> ActivePairs:
+    """The k highest-scoring latents of each row as pairs (k per row, so the offsets are fixed)."""
+    batch, width = scores.shape
+    indices = scores.topk(k, dim=-1, sorted=False).indices
+    rows = torch.arange(batch, device=scores.device).repeat_interleave(k)
+    offsets = torch.arange(batch, device=scores.device) * k
+    return ActivePairs(rows, indices.reshape(-1), offsets, batch, width)
