@@ -12,6 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -79,6 +80,34 @@ def test_gemma_gguf_read_by_path_has_the_registry_shape():
     by_path, registered = get_spec(str(GEMMA_GGUF)), get_spec("gemma-3-270m")
     for key in ("n_layers", "d_model", "n_heads", "d_head", "max_context", "d_mlp", "gated_mlp", "d_vocab", "tl_name"):
         assert getattr(by_path, key) == getattr(registered, key), key
+    assert by_path.add_bos and registered.add_bos  # Gemma wants BOS, and its GGUF says so
+
+
+def test_a_models_own_bos_convention_is_read_and_sets_the_corpus_rows(llama_folder, llama_gguf, tmp_path):
+    """Issue 31: the tiny Llama's byte-level BPE tokenizer adds no BOS and its GGUF says
+    add_bos_token false (as Qwen2.5's does): its rows get no prefix, and its corpus tag says so."""
+    import shutil
+
+    from saerepro.corpus import SequencePacker
+    from saerepro.own_model import folder_adds_bos, gguf_adds_bos
+    from saerepro.paths import corpus_tag
+
+    assert not get_spec(str(llama_folder)).add_bos and not get_spec(str(llama_gguf)).add_bos
+    assert gguf_adds_bos({"tokenizer.ggml.add_bos_token": True})
+    assert gguf_adds_bos({"tokenizer.ggml.model": "llama"}) and not gguf_adds_bos({"tokenizer.ggml.model": "gpt2"})
+    with_bos = tmp_path / "with-bos"
+    shutil.copytree(llama_folder, with_bos)
+    config = json.loads((with_bos / "tokenizer_config.json").read_text())
+    (with_bos / "tokenizer_config.json").write_text(json.dumps({**config, "add_bos_token": True}))
+    assert folder_adds_bos(with_bos) and not folder_adds_bos(llama_folder)
+    assert corpus_tag(load_config(tiny_config(str(llama_folder)))).endswith("-nobos")
+    assert not corpus_tag(load_config(tiny_config(str(with_bos)))).endswith("-nobos")
+    rows = SequencePacker(4, None, [9])
+    rows.add([1, 2, 3, 4, 5, 6, 7, 8])
+    assert rows.array().tolist() == [[1, 2, 3, 4], [5, 6, 7, 8]]  # no prefix: every position a text token
+    rows = SequencePacker(4, 0, [9])
+    rows.add([1, 2, 3, 4, 5, 6, 7, 8])
+    assert rows.array().tolist() == [[0, 1, 2, 3], [0, 4, 5, 6], [0, 7, 8, 9]]  # BOS, then 3 text tokens
 
 
 def test_registered_names_are_not_paths():
@@ -265,6 +294,13 @@ def test_tiny_config_runs_every_rule_on_an_own_model(kind, llama_folder, tmp_pat
     assert (tmp_path / f"results/{tag}/text-jsonl/L1/resid/reference_ce.json").exists()
     prepared = json.loads((tmp_path / f"resources/models/{tag}/prepared.json").read_text())
     assert prepared["source"] == ("local" if kind == "folder" else "gguf_file")
+    # no BOS (the model's own convention): rows start with text, and the metrics still come from
+    # every position but the first
+    (corpus,) = (tmp_path / f"resources/corpus/{tag}").glob("*-nobos")
+    meta = json.loads((corpus / "meta.json").read_text())
+    assert meta["add_bos"] is False and meta["bos_token_id"] is None
+    first = np.load(corpus / "train.npy")[:, 0]
+    assert len(set(first.tolist())) > 1
 
 
 GEMMA_PREPARED = REPO / "resources" / "models" / "gemma-3-270m"

@@ -170,9 +170,10 @@ def in_eval_split(doc_id: str, eval_fraction: float) -> bool:
 
 class SequencePacker:
     """Concatenates documents (joined by ``sep_ids``) and cuts rows of ``context_size - 1``
-    tokens, each prefixed with BOS, until ``max_tokens`` (BOS included) are reached."""
+    tokens, each prefixed with BOS, until ``max_tokens`` (BOS included) are reached; with
+    ``bos_id`` None (a model without BOS) rows of ``context_size`` tokens and no prefix."""
 
-    def __init__(self, context_size: int, bos_id: int, sep_ids: list[int], max_tokens: int | None = None):
+    def __init__(self, context_size: int, bos_id: int | None, sep_ids: list[int], max_tokens: int | None = None):
         self.context_size = context_size
         self.bos_id = bos_id
         self.sep_ids = list(sep_ids)
@@ -188,11 +189,12 @@ class SequencePacker:
         """Append one document's tokens (ignored once the packer is full)."""
         if self.full:
             return
-        body = self.context_size - 1
+        prefix = [] if self.bos_id is None else [self.bos_id]
+        body = self.context_size - len(prefix)
         self._buffer.extend(tokens)
         self._buffer.extend(self.sep_ids)
         while len(self._buffer) >= body and not self.full:
-            self.rows.append(np.asarray([self.bos_id] + self._buffer[:body], dtype=np.int32))
+            self.rows.append(np.asarray(prefix + self._buffer[:body], dtype=np.int32))
             self._buffer = self._buffer[body:]
 
     def array(self) -> np.ndarray:
@@ -203,7 +205,11 @@ class SequencePacker:
 
 
 def pack_sequences(
-    token_lists: Iterable[list[int]], context_size: int, bos_id: int, sep_ids: list[int], max_tokens: int | None = None
+    token_lists: Iterable[list[int]],
+    context_size: int,
+    bos_id: int | None,
+    sep_ids: list[int],
+    max_tokens: int | None = None,
 ) -> np.ndarray:
     """Concatenate documents (joined by ``sep_ids``) and cut rows of ``context_size - 1``
     tokens, each prefixed with BOS. The incomplete tail is dropped. ``max_tokens`` bounds the
@@ -233,6 +239,7 @@ def prepare_corpus(
     max_eval_tokens: int | None = None,
     source: str = "wiki-offline",
     batch: int = 512,
+    add_bos: bool = True,
 ) -> dict:
     """Split ``docs``, tokenise and pack both splits; write ``train.npy``, ``eval.npy`` and
     ``meta.json`` into ``out_dir`` atomically. Returns the metadata.
@@ -240,15 +247,17 @@ def prepare_corpus(
     ``docs`` may be a stream: it is read once, documents of a split already holding its token
     budget are not tokenised, and reading stops as soon as both splits are full. A split's
     ``documents`` count is the number of its documents read (every one, unless both budgets
-    were met before the end of ``docs``)."""
-    if tokenizer.bos_token_id is None:
-        raise ValueError("the tokenizer has no BOS token; every sequence must start with one")
+    were met before the end of ``docs``). ``add_bos``: the model's convention
+    (:attr:`saerepro.models.ModelSpec.add_bos`); without it rows carry no prefix."""
+    if add_bos and tokenizer.bos_token_id is None:
+        raise ValueError("the model starts sequences with BOS, but its tokenizer has no BOS token")
+    bos_id = tokenizer.bos_token_id if add_bos else None
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     sep = tokenizer(DOC_SEPARATOR, add_special_tokens=False)["input_ids"]
     packers = {
-        "train": SequencePacker(context_size, tokenizer.bos_token_id, sep, max_train_tokens),
-        "eval": SequencePacker(context_size, tokenizer.bos_token_id, sep, max_eval_tokens),
+        "train": SequencePacker(context_size, bos_id, sep, max_train_tokens),
+        "eval": SequencePacker(context_size, bos_id, sep, max_eval_tokens),
     }
     pending: dict[str, list[Document]] = {"train": [], "eval": []}
     counts = {"train": 0, "eval": 0}
@@ -285,7 +294,8 @@ def prepare_corpus(
     meta = {
         "source": source,
         "context_size": context_size,
-        "bos_token_id": int(tokenizer.bos_token_id),
+        "bos_token_id": None if bos_id is None else int(bos_id),
+        "add_bos": add_bos,
         "eval_fraction": eval_fraction,
         "split_rule": "sha256(doc_id) < eval_fraction -> eval",
         "doc_separator": DOC_SEPARATOR,

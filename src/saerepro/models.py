@@ -91,6 +91,12 @@ class ModelSpec:
     tokenizer: str | None = None
     """Hub id or folder of the tokenizer when the weights folder holds none (TransformerLens-native
     checkpoints); None: the weights folder's own."""
+    add_bos: bool = True
+    """The model's sequence convention: whether its tokenizer starts every sequence with BOS
+    (Gemma: yes; Qwen2.5: ``add_bos_token`` false). Corpus rows are packed with BOS first, or with
+    no prefix at all; the first position is left out of caches and metrics either way (it has no
+    context). A model given by path reads it from its tokenizer or GGUF metadata
+    (:mod:`saerepro.own_model`); registry models state it."""
     notes: str = field(default="", compare=False)
     """Free text shown in the model table of docs/models-and-corpora.md."""
 

@@ -266,8 +266,39 @@ def spec_from_folder(folder: Path) -> ModelSpec:
         d_mlp=d_mlp,
         gated_mlp=arch in GATED_MLP,
         d_vocab=cfg.get("vocab_size"),
+        add_bos=folder_adds_bos(folder),
         notes=f"{arch} from the folder {folder}",
     )
+
+
+def folder_adds_bos(folder: Path) -> bool:
+    """Whether the folder's tokenizer starts a sequence with BOS: its ``tokenizer_config.json``'s
+    ``add_bos_token`` where it says, else what the tokenizer does to a short text."""
+    config = folder / "tokenizer_config.json"
+    if config.is_file():
+        try:
+            value = json.loads(config.read_text()).get("add_bos_token")
+        except json.JSONDecodeError:
+            value = None
+        if isinstance(value, bool):
+            return value
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    ids = tok("a", add_special_tokens=True)["input_ids"]
+    return tok.bos_token_id is not None and bool(ids) and ids[0] == tok.bos_token_id
+
+
+#: GGUF tokenizer models whose llama.cpp default is to add BOS when the metadata does not say.
+GGUF_BOS_BY_DEFAULT = frozenset({"llama", "gemma", "t5"})
+
+
+def gguf_adds_bos(meta: dict) -> bool:
+    """A GGUF's sequence convention: ``tokenizer.ggml.add_bos_token``, else llama.cpp's default for
+    its tokenizer model (SentencePiece models add BOS, byte-level BPE ones such as Qwen's do not)."""
+    if "tokenizer.ggml.add_bos_token" in meta:
+        return bool(meta["tokenizer.ggml.add_bos_token"])
+    return meta.get("tokenizer.ggml.model") in GGUF_BOS_BY_DEFAULT
 
 
 def spec_from_gguf(path: Path) -> ModelSpec:
@@ -305,6 +336,7 @@ def spec_from_gguf(path: Path) -> ModelSpec:
         d_mlp=need("feed_forward_length"),
         gated_mlp=hf_arch in GATED_MLP,
         d_vocab=int(d_vocab) if d_vocab is not None else None,
+        add_bos=gguf_adds_bos(meta),
         notes=f"{hf_arch} from the GGUF {path}",
     )
 

@@ -40,11 +40,14 @@ def corpus_tag(cfg: Config) -> str:
     """Names the corpus variant: every setting that changes the token arrays. A local file or
     folder adds the first 12 hex digits of its content's SHA-256 (:func:`source_sha256`), so that
     edited text is a new corpus (tokens, caches and every SAE downstream are rebuilt). Registry and
-    Hub corpora keep the tags they always had (``wiki-offline-ctx128-n524288-e0.05``)."""
+    Hub corpora keep the tags they always had (``wiki-offline-ctx128-n524288-e0.05``); a model that
+    starts sequences without BOS (:attr:`saerepro.models.ModelSpec.add_bos`) adds ``-nobos``."""
     source = cfg.corpus.name
     if cfg.corpus.is_local:
         source += f"-{source_sha256(cfg.corpus.source)[:12]}"
-    return f"{source}-ctx{cfg.corpus.context_size}-n{cfg.corpus.train_tokens}-e{cfg.corpus.eval_fraction:g}"
+    # a model without BOS gets other rows (no prefix): its own caches
+    bos = "" if cfg.spec.add_bos else "-nobos"
+    return f"{source}-ctx{cfg.corpus.context_size}-n{cfg.corpus.train_tokens}-e{cfg.corpus.eval_fraction:g}{bos}"
 
 
 def model_dir(cfg: Config) -> str:

@@ -78,6 +78,7 @@ def prepare_corpus(cfg: Config, out_dir: str | Path) -> dict:
         load_documents(cfg),
         eval_fraction=cfg.corpus.eval_fraction,
         max_train_tokens=cfg.corpus.train_tokens,
+        add_bos=cfg.spec.add_bos,
         max_eval_tokens=max(4 * cfg.reference.eval_tokens, 65536),
         source=cfg.corpus.source,
     )
