@@ -666,3 +666,34 @@ def test_pareto_and_shrinkage_panels_draw_the_fitted_frontiers_with_bands_and_ev
     assert not [
         ln for ln in shrink.axes[0].get_lines() if str(ln.get_gid()).startswith("fit:")
     ]  # raw γ: no verdict, no fit
+
+
+def test_figures_of_a_run_show_only_the_sites_it_asked_for(tmp_path, monkeypatch):
+    """Issue 28, point 7: a run of layer-6 mlp alone (make repro-mlp-seeds) gets no empty resid and
+    attn panels; a site whose SAEs are only missing (a partial run) still shows as "no data"."""
+    raw = synthetic_metrics_table(
+        layers=(6,), sites=("mlp",), architectures=("gated", "baseline"), coefficients=(1, 2, 4)
+    )
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    raw.to_csv(tables / "metrics.csv", index=False)
+    pd.DataFrame(columns=["model", "corpus", "layer", "site", "architecture", "coefficient", "seed"]).to_csv(
+        tables / "missing_runs.csv", index=False
+    )
+    panels = []
+    draw = P.FIGURES["fig1_pareto_headline"]
+
+    def spy(df, stem, **kwargs):
+        fig = draw(df, stem, **kwargs)
+        panels.append([ax.get_title().split("\n")[0] for ax in fig.axes])
+        return fig
+
+    monkeypatch.setitem(P.FIGURES, "fig1_pareto_headline", spy)
+    P.figures_from_tables(tables, tmp_path / "figs", headline_layer=6)
+    assert panels[-1] == [P.SITE_LABELS["mlp"]]
+    pd.DataFrame([{"model": "gemma-3-270m", "corpus": "wiki-offline", "layer": 6, "site": "attn"}]).to_csv(
+        tables / "missing_runs.csv", index=False
+    )
+    P.figures_from_tables(tables, tmp_path / "partial", headline_layer=6)
+    assert panels[-1] == [P.SITE_LABELS["mlp"], P.SITE_LABELS["attn"]]  # the missing site is a panel again
+    assert len(draw(aggregate_seeds(raw), tmp_path / "direct").axes) == 3  # called directly: the paper's three

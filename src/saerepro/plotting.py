@@ -1424,10 +1424,18 @@ FIGURES: dict[str, Callable[..., plt.Figure]] = {
 def figures_from_tables(tables_dir: str | Path, out_dir: str | Path, **kwargs) -> list[Path]:
     """:func:`make_all_figures` from the aggregated tables in ``tables_dir``: ``metrics.csv`` and,
     where aggregate wrote it, ``training_health.csv``, whose ``diverged`` crosses out the SAEs that
-    blew up in training (:mod:`saerepro.health`). ``kwargs`` go to :func:`make_all_figures`."""
+    blew up in training (:mod:`saerepro.health`). ``kwargs`` go to :func:`make_all_figures`; its
+    ``sites`` default to those the run asked for (with SAEs, or listed in ``missing_runs.csv``)."""
     from .tables import KEY_COLUMNS, read_metrics_table
 
     df = read_metrics_table(Path(tables_dir) / "metrics.csv")
+    # the sites the run asked for: those with SAEs and those whose SAEs are missing (a partial run);
+    # a paper site the config never asked for gets no empty panel
+    asked = set(df["site"])
+    missing_path = Path(tables_dir) / "missing_runs.csv"
+    if missing_path.exists():
+        asked |= set(pd.read_csv(missing_path)["site"].astype(str))
+    kwargs.setdefault("sites", [s for s in SITES if s in asked] + sorted(asked - set(SITES)))
     health_path = Path(tables_dir) / "training_health.csv"
     if health_path.exists():
         health = pd.read_csv(health_path)
@@ -1444,6 +1452,7 @@ def make_all_figures(
     *,
     headline_layer: int | Mapping[str, int] | None = None,
     levels: Sequence[float] | None = None,
+    sites: Sequence[str] | None = None,
 ) -> list[Path]:
     """Every figure of :data:`FIGURES` from the long results table; returns the written paths.
 
@@ -1451,7 +1460,8 @@ def make_all_figures(
     are ``<out_dir>/<stem>.{png,pdf}``; with several, the per-model figures go to
     ``<out_dir>/<model>/<stem>.{png,pdf}`` and ``half_l0_ratios`` (all models) stays in ``out_dir``.
     ``headline_layer`` (an int, or model -> int) is the layer of the single-layer figures
-    (default: the middle layer present); ``levels`` the loss-recovered levels of the half-L0 plot
+    (default: the middle layer present); ``sites`` the panels (default: the paper's three sites
+    and any other present); ``levels`` the loss-recovered levels of the half-L0 plot
     (default :data:`saerepro.pareto.DEFAULT_LEVELS`). Figures are closed after saving.
     """
     from .pareto import DEFAULT_LEVELS, half_l0
@@ -1474,7 +1484,7 @@ def make_all_figures(
             if name == "half_l0_ratios":
                 continue
             grid = name in ("fig12_pareto_grid", "fig14_gamma_grid")
-            kwargs = {"model": model} if grid else {"model": model, "layer": layer}
+            kwargs = {"model": model, "sites": sites} if grid else {"model": model, "layer": layer, "sites": sites}
             _done(func(agg, base / name, **kwargs), base / name)
     from .tables import half_l0_ratio_ci
 
@@ -1482,7 +1492,7 @@ def make_all_figures(
     lv = DEFAULT_LEVELS if levels is None else levels
     ci = half_l0_ratio_ci(agg, lv)
     half = half_l0(agg, lv).assign(ci_low=ci[:, 0], ci_high=ci[:, 1])
-    _done(plot_half_l0(half, stem, verdicts=verdict_table(agg)), stem)
+    _done(plot_half_l0(half, stem, verdicts=verdict_table(agg), sites=sites), stem)
     return paths
 
 
