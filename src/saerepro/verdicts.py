@@ -105,6 +105,15 @@ def _fit(df: pd.DataFrame, arch: str, metric: str, rules: VerdictRules) -> Fit |
     return fit(pts, metric, rules.n_boot, rules.seed) if len(pts) else None
 
 
+def _fit_pair(df: pd.DataFrame, a: str, b: str, metric: str, rules: VerdictRules) -> tuple[Fit, Fit] | str:
+    """The fitted frontiers of architectures a and b, or the cell that says why there are none."""
+    archs = set(df["architecture"])
+    if a not in archs or b not in archs:
+        return "not run"
+    fa, fb = _fit(df, a, metric, rules), _fit(df, b, metric, rules)
+    return NOT_JUDGED if fa is None or fb is None else (fa, fb)
+
+
 def _grid(fits: list[Fit], rules: VerdictRules) -> np.ndarray | None:
     lo = max([rules.l0_range[0], *(f.l0_range[0] for f in fits)])
     hi = min([rules.l0_range[1], *(f.l0_range[1] for f in fits)])
@@ -127,13 +136,10 @@ def _sign_label(pos: np.ndarray, neg: np.ndarray) -> str:
 
 def frontier_claim(df: pd.DataFrame, a: str, b: str, rules: VerdictRules = RULES) -> str:
     """C2/C4/C5: a's fitted loss-recovered frontier against b's, by a simultaneous band of a − b."""
-    df = sae_rows(df)
-    archs = set(df["architecture"])
-    if a not in archs or b not in archs:
-        return "not run"
-    fa, fb = _fit(df, a, "loss_recovered", rules), _fit(df, b, "loss_recovered", rules)
-    if fa is None or fb is None:
-        return NOT_JUDGED
+    fits = _fit_pair(sae_rows(df), a, b, "loss_recovered", rules)
+    if isinstance(fits, str):
+        return fits
+    fa, fb = fits
     grid = _grid([fa, fb], rules)
     if grid is None:
         return "no overlap"
@@ -157,12 +163,10 @@ def frontier_claim(df: pd.DataFrame, a: str, b: str, rules: VerdictRules = RULES
 
 def shrinkage_claim(df: pd.DataFrame, rules: VerdictRules = RULES) -> str:
     """C1 on fitted γ_c curves: baseline's band below 1 and gated's within the tolerance of 1."""
-    df = sae_rows(df)
-    if not {"gated", "baseline"} <= set(df["architecture"]):
-        return "not run"
-    fg, fb = _fit(df, "gated", "gamma_c", rules), _fit(df, "baseline", "gamma_c", rules)
-    if fg is None or fb is None:
-        return NOT_JUDGED
+    fits = _fit_pair(sae_rows(df), "gated", "baseline", "gamma_c", rules)
+    if isinstance(fits, str):
+        return fits
+    fg, fb = fits
     grid = _grid([fg, fb], rules)
     if grid is None:
         return "no overlap"
@@ -191,12 +195,10 @@ def shrinkage_claim(df: pd.DataFrame, rules: VerdictRules = RULES) -> str:
 
 def ratio_claim(df: pd.DataFrame, rules: VerdictRules = RULES) -> str:
     """C3: baseline / gated L0 at equal loss recovered, from the fitted frontiers."""
-    df = sae_rows(df)
-    if not {"gated", "baseline"} <= set(df["architecture"]):
-        return "not run"
-    fg, fb = _fit(df, "gated", "loss_recovered", rules), _fit(df, "baseline", "loss_recovered", rules)
-    if fg is None or fb is None:
-        return NOT_JUDGED
+    fits = _fit_pair(sae_rows(df), "gated", "baseline", "loss_recovered", rules)
+    if isinstance(fits, str):
+        return fits
+    fg, fb = fits
     inside = [
         lv for lv in rules.ratio_levels if max(fg.y_range[0], fb.y_range[0]) <= lv <= min(fg.y_range[1], fb.y_range[1])
     ]

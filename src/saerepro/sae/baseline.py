@@ -43,7 +43,7 @@ from .common import (
     l1_penalty,
     l1_penalty_active,
     reconstruction_loss,
-    sparse_feature_acts,
+    sparse_output,
 )
 from .sparse import ActivePairs, active_encoder_values, decode_active
 
@@ -133,13 +133,7 @@ class BaselineSAE(SaeReproMixin, SAE[BaselineSAEConfig]):
             "recon": reconstruction_loss(x, x_hat),
             "sparsity": coefficient * l1_penalty_active(values, pairs.batch),
         }
-        return LossOutput(
-            total=terms["recon"] + terms["sparsity"],
-            terms=terms,
-            feature_acts=sparse_feature_acts(pairs, values),
-            x_hat=x_hat,
-            active=(pairs, values),
-        )
+        return sparse_output(terms, pairs, values, x_hat)
 
 
 class BaselineRescaleShiftSAE(SaeReproMixin, SAE[BaselineRescaleShiftSAEConfig]):

@@ -25,7 +25,9 @@ trainer logs each of them (see :class:`LossOutput`).
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -56,11 +58,16 @@ def l1_penalty(acts: torch.Tensor) -> torch.Tensor:
     return _at_least_f32(acts).abs().sum(dim=-1).mean()
 
 
-def sparse_feature_acts(pairs: ActivePairs, values: torch.Tensor) -> torch.Tensor:
-    """The latents of a sparse step as a [batch, d_sae] sparse COO tensor (no dense copy)."""
-    return torch.sparse_coo_tensor(
+def sparse_output(
+    terms: dict[str, torch.Tensor], pairs: ActivePairs, values: torch.Tensor, x_hat: torch.Tensor
+) -> LossOutput:
+    """A sparse step's :class:`LossOutput`: the terms' sum, the latents as a [batch, d_sae] sparse
+    COO tensor (no dense copy) and as (pairs, values)."""
+    feature_acts = torch.sparse_coo_tensor(
         torch.stack([pairs.rows, pairs.cols]), values.detach(), (pairs.batch, pairs.width), check_invariants=False
     )
+    total = functools.reduce(operator.add, terms.values())  # in the terms' order, as the dense steps add them
+    return LossOutput(total=total, terms=terms, feature_acts=feature_acts, x_hat=x_hat, active=(pairs, values))
 
 
 def l1_penalty_active(values: torch.Tensor, batch: int) -> torch.Tensor:

@@ -75,7 +75,7 @@ from .common import (
     l1_penalty,
     l1_penalty_active,
     reconstruction_loss,
-    sparse_feature_acts,
+    sparse_output,
 )
 from .sparse import ActivePairs, active_encoder_values, decode_active, sampled_product
 
@@ -335,14 +335,7 @@ class GatedSAE(SaeReproMixin, SAE[GatedSAEConfig]):
             "sparsity": coefficient * l1_penalty_active(gate_acts, pairs.batch),
             "aux": reconstruction_loss(x, x_hat_aux),
         }
-        total = terms["recon"] + terms["sparsity"] + terms["aux"]
-        return LossOutput(
-            total=total,
-            terms=terms,
-            feature_acts=sparse_feature_acts(pairs, values),
-            x_hat=x_hat,
-            active=(pairs, values),
-        )
+        return sparse_output(terms, pairs, values, x_hat)
 
     @torch.no_grad()
     def jumprelu_threshold(self) -> torch.Tensor:

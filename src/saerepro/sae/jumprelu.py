@@ -38,7 +38,7 @@ from .common import (
     LossOutput,
     SaeReproMixin,
     reconstruction_loss,
-    sparse_feature_acts,
+    sparse_output,
 )
 from .sparse import ActivePairs, active_encoder_values, decode_active
 
@@ -179,13 +179,7 @@ class JumpReLUSAE(SaeReproMixin, SAE[JumpReLUSAEConfig]):
         steps = Step.apply(pre, threshold, bandwidth, False)
         l0 = steps.to(torch.promote_types(steps.dtype, torch.float32)).sum() / pairs.batch  # type: ignore[union-attr]
         terms = {"recon": reconstruction_loss(x, x_hat), "sparsity": coefficient * l0}
-        return LossOutput(
-            total=terms["recon"] + terms["sparsity"],
-            terms=terms,
-            feature_acts=sparse_feature_acts(pairs, values),
-            x_hat=x_hat,
-            active=(pairs, values),
-        )
+        return sparse_output(terms, pairs, values, x_hat)
 
     @override
     @torch.no_grad()

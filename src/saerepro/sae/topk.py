@@ -36,7 +36,7 @@ from .common import (
     LossOutput,
     SaeReproMixin,
     reconstruction_loss,
-    sparse_feature_acts,
+    sparse_output,
     zero_like_loss,
 )
 from .sparse import ActivePairs, active_encoder_values, decode_active
@@ -192,13 +192,7 @@ class TopKSAE(SaeReproMixin, StockTopKSAE):
         else:
             aux = zero_like_loss(recon)
         terms = {"recon": recon, "auxk": aux}
-        return LossOutput(
-            total=recon + aux,
-            terms=terms,
-            feature_acts=sparse_feature_acts(pairs, values),
-            x_hat=x_hat,
-            active=(pairs, values),
-        )
+        return sparse_output(terms, pairs, values, x_hat)
 
 
 def _topk_pairs(scores: torch.Tensor, k: int) -> ActivePairs:
