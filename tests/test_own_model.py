@@ -325,3 +325,14 @@ def test_generic_gguf_path_reproduces_the_prepared_gemma_weights_bit_for_bit(tmp
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in b)
     assert (out / "tokenizer.json").read_bytes() == (GEMMA_PREPARED / "tokenizer.json").read_bytes()
     assert (out / "config.json").read_bytes() == (GEMMA_PREPARED / "config.json").read_bytes()
+
+
+def test_a_truncated_gguf_is_refused_at_validation_with_its_sizes(llama_gguf, tmp_path):
+    """Issue 31: a GGUF cut to half its size used to pass validation and fail 40 s into
+    prepare_model ("cannot reshape array"); its tensor table says how long it must be."""
+    meta = read_gguf_metadata(llama_gguf)
+    assert meta["_data_bytes_needed"] == meta["_file_bytes"] == llama_gguf.stat().st_size
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(llama_gguf.read_bytes()[: llama_gguf.stat().st_size // 2])
+    with pytest.raises(ConfigError, match=r"truncated: its tensor table needs [\d,]+ bytes, the file has [\d,]+"):
+        load_config(tiny_config(str(cut)))

@@ -153,7 +153,7 @@ def read_gguf_metadata(path: str | Path) -> dict:
     with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
         if buf[:4] != b"GGUF":
             raise ModelPathError(f"{path} is not a GGUF file (it does not start with the GGUF magic)")
-        version, _n_tensors, n_kv = struct.unpack_from("<IQQ", buf, 4)
+        version, n_tensors, n_kv = struct.unpack_from("<IQQ", buf, 4)
         if version < 2:
             raise ModelPathError(f"{path}: GGUF version {version} is too old (2 or later is read)")
         pos = 24
@@ -190,7 +190,31 @@ def read_gguf_metadata(path: str | Path) -> dict:
                 pos += struct.calcsize("<" + _SCALARS[vtype])
             else:
                 raise ModelPathError(f"{path}: unknown GGUF value type {vtype} for key {key!r}")
+        meta["_data_bytes_needed"] = _tensor_data_end(buf, pos, n_tensors, int(meta.get("general.alignment", 32)))
+        meta["_file_bytes"] = len(buf)
         return meta
+
+
+def _tensor_data_end(buf, pos: int, n_tensors: int, alignment: int) -> int:
+    """Where the last tensor's data ends: the aligned start of the data section plus the largest
+    offset + size in the tensor table (sizes from gguf's block sizes per quantisation type)."""
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    end = 0
+    for _ in range(n_tensors):
+        (n,) = struct.unpack_from("<Q", buf, pos)
+        pos += 8 + n
+        (n_dims,) = struct.unpack_from("<I", buf, pos)
+        dims = struct.unpack_from(f"<{n_dims}Q", buf, pos + 4)
+        ggml_type, offset = struct.unpack_from("<IQ", buf, pos + 4 + 8 * n_dims)
+        pos += 4 + 8 * n_dims + 12
+        block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(ggml_type)]
+        elements = 1
+        for d in dims:
+            elements *= d
+        end = max(end, offset + elements // block * type_size)
+    start = (pos + alignment - 1) // alignment * alignment
+    return start + end
 
 
 # --------------------------------------------------------------------------- specs
@@ -302,8 +326,14 @@ def gguf_adds_bos(meta: dict) -> bool:
 
 
 def spec_from_gguf(path: Path) -> ModelSpec:
-    """A spec for a GGUF file, its shape read from the GGUF metadata."""
+    """A spec for a GGUF file, its shape read from the GGUF metadata; a file shorter than its own
+    tensor table says (a partial download or copy) is refused here, before any job."""
     meta = read_gguf_metadata(path)
+    if meta["_data_bytes_needed"] > meta["_file_bytes"]:
+        raise ModelPathError(
+            f"{path} is truncated: its tensor table needs {meta['_data_bytes_needed']:,} bytes, the file has "
+            f"{meta['_file_bytes']:,} (an interrupted download or copy?); fetch or copy it again"
+        )
     arch = meta.get("general.architecture")
     if arch not in GGUF_ARCHITECTURES:
         raise ModelPathError(
