@@ -365,3 +365,21 @@ def test_hub_ids_and_existing_paths_pass_corpus_validation(tmp_path):
     text = tmp_path / "mine.jsonl"
     text.write_text('{"text": "hello"}\n')
     assert load_config(with_change("corpus.source", str(text))).corpus.source == str(text)
+
+
+@pytest.mark.parametrize(
+    "name, content, words",
+    [
+        ("empty.txt", "", "is empty"),
+        ("blank.txt", "\n   \n\n", "holds no text"),
+        ("other.jsonl", '{"body": "hello"}\n', "has no field 'text'.*it has: body"),
+        ("broken.jsonl", "{not json\n", "is not JSON lines"),
+        ("table.csv", "id,body\n1,hello\n", "has no column 'text'.*columns: id, body"),
+    ],
+)
+def test_a_local_corpus_without_usable_text_is_refused_at_validation(tmp_path, name, content, words):
+    """Issue 31: an empty .txt used to fail 30 s into prepare_corpus, a missing text field later still."""
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=rf"config key 'corpus.source': .*{words}"):
+        load_config(with_change("corpus.source", str(path)))

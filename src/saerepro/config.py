@@ -140,6 +140,10 @@ class CorpusConfig:
                 f"config key 'corpus.source': {self.source!r} is a file of unknown type {path.suffix!r}; "
                 f"allowed: {', '.join(LOCAL_DATA_BUILDERS)} files, or a folder of them"
             )
+        if self.is_local and path.is_file():
+            problem = _first_document_problem(path, self.text_field)
+            if problem:
+                raise ConfigError(f"config key 'corpus.source': {self.source!r} {problem}")
 
     @property
     def is_local(self) -> bool:
@@ -162,6 +166,36 @@ class CorpusConfig:
 
 #: A source starting like this, or ending in ".<letters>", is taken for a path, not a Hub id.
 _PATH_PREFIXES = ("/", "./", "../", "~")
+
+
+def _first_document_problem(path: Path, text_field: str) -> str | None:
+    """What is wrong with a local text file before any job reads it: empty, no text, or (JSON lines,
+    CSV) no ``text_field``; None when its first document looks usable. Reads a few lines only."""
+    import csv
+    import json
+
+    if path.stat().st_size == 0:
+        return "is empty: there is no text to train or evaluate on"
+    if path.suffix == ".txt":
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            if not any(line.strip() for _, line in zip(range(10_000), fh, strict=False)):
+                return "holds no text in its first 10,000 lines (one document per line)"
+    elif path.suffix == ".jsonl":
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            first = next((line for line in fh if line.strip()), "")
+        try:
+            row = json.loads(first)
+        except json.JSONDecodeError as err:
+            return f"is not JSON lines: its first line does not parse ({err})"
+        if not isinstance(row, dict) or text_field not in row:
+            keys = ", ".join(sorted(row)) if isinstance(row, dict) else type(row).__name__
+            return f"has no field {text_field!r} (config key corpus.text_field) in its first record; it has: {keys}"
+    elif path.suffix == ".csv":
+        with path.open(encoding="utf-8", errors="replace", newline="") as fh:
+            header = next(csv.reader(fh), [])
+        if text_field not in header:
+            return f"has no column {text_field!r} (config key corpus.text_field); columns: {', '.join(header)}"
+    return None
 
 
 def _looks_like_path(source: str) -> bool:
