@@ -64,6 +64,13 @@ include: "workflow/rules/inference_opt.smk"
 include: "workflow/rules/toys.smk"
 
 
+# A finished run prints its verdict table and where its tables and figures are.
+onsuccess:
+    from saerepro.manifest import run_summary
+
+    print(run_summary(os.getcwd()), end="", file=sys.stderr)
+
+
 rule all:
     default_target: True
     input:

@@ -189,6 +189,9 @@ def test_tiny_config_runs_end_to_end_on_real_gemma_with_its_expected_metrics_and
     assert len(list((run / "figures").glob("*.png"))) >= 7
     assert len(list((run / "logs").rglob("*.log"))) >= 10  # every job logged
 
+    # the run ends by saying what it found and where (issue 31)
+    assert "the paper's claims judged on this run" in result.stderr
+    assert f"saerepro: tables in {run.resolve()}/results/tables" in result.stderr
     assert subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True).stdout == ""
     assert set(table["git_commit"]) == {head}, set(table["git_commit"])
     moves = tiny_metric_moves(table, pd.read_csv(TINY_EXPECTED, comment="#"))

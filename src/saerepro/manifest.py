@@ -212,6 +212,28 @@ def promote(run: CommittedRun, repo: Path = REPO, run_dir: Path | None = None, n
     )
 
 
+def run_summary(workdir: str | Path) -> str:
+    """What a finished run shows on the terminal: its verdict table (or, for a sweep without one,
+    the SAEs' count) and the absolute paths of its tables and figures; empty before aggregation."""
+    workdir = Path(workdir).resolve()
+    tables, figures = workdir / "results" / "tables", workdir / "figures"
+    if not (tables / "metrics.csv").exists():
+        return ""
+    lines = []
+    verdicts = tables / "verdicts.md"
+    if verdicts.exists():
+        body = verdicts.read_text().split("\n\n")
+        table = next((b for b in body if b.lstrip().startswith("|")), "")
+        lines += ["saerepro: the paper's claims judged on this run (verdicts.md):", table.rstrip(), ""]
+    else:
+        n = len(pd.read_csv(tables / "metrics.csv"))
+        lines.append(f"saerepro: {n} SAE(s) evaluated (metrics.csv)")
+    lines.append(f"saerepro: tables in {tables}")
+    if figures.is_dir():
+        lines.append(f"saerepro: figures in {figures}")
+    return "\n".join(lines) + "\n"
+
+
 # --------------------------------------------------------------------------- freshness
 
 
