@@ -22,32 +22,47 @@ if not workflow.overwrite_configfiles:
 # never over the committed results/ and figures/: those change only through an explicit
 # `make promote RUN=<name>` (saerepro.manifest), so a run leaves `git status` clean.
 # Relative resources_dir stays relative to the repository, so weights and corpora are shared.
-if os.path.realpath(os.getcwd()) == os.path.realpath(workflow.basedir):
+_AT_ROOT = os.path.realpath(os.getcwd()) == os.path.realpath(workflow.basedir)
+if _AT_ROOT:
     _default = os.path.join(workflow.basedir, "config/config.yaml")
     _configfile = str((workflow.overwrite_configfiles or [_default])[-1])
     _stem = os.path.splitext(os.path.basename(_configfile))[0]
     if os.path.realpath(_configfile) == os.path.realpath(_default):
         _stem = "default"
-    # a model path is relative to where snakemake was started, not to runs/<stem>/
+    # a model or corpus path is relative to where snakemake was started, not to runs/<stem>/
     if isinstance(config.get("model"), str):
         config["model"] = absolute_model_path(config["model"])
+    _source = (config.get("corpus") or {}).get("source")
+    if isinstance(_source, str) and os.path.exists(os.path.expanduser(_source)):
+        config["corpus"]["source"] = os.path.abspath(os.path.expanduser(_source))
     _resources = config.get("resources_dir", "resources")
     if not os.path.isabs(_resources):
         config["resources_dir"] = os.path.join(workflow.basedir, _resources)
+
+# Validates against workflow/schemas/config.schema.yaml and the model registry; a bad config
+# stops here, before any job runs and before any folder is made, with one error naming the key.
+# Not snakemake.utils.validate: load_config checks the same schema (defaults filled in as Snakemake
+# does) and then what a schema cannot say (a layer within the model's depth, a corpus path that
+# exists and holds text, a GGUF as long as its tensor table, coefficients per site), and its errors
+# name the key and the allowed values instead of a jsonschema trace.
+CFG = load_config(config)
+print(
+    f"saerepro: {CFG.spec.name} "
+    + (
+        "starts each sequence with BOS"
+        if CFG.spec.add_bos
+        else "adds no BOS (its own convention)"
+    ),
+    file=sys.stderr,
+)
+
+if _AT_ROOT:
     print(
         f"saerepro: config {_stem} writes to runs/{_stem}/ (not the committed results/)",
         file=sys.stderr,
     )
 
     workdir: f"runs/{_stem}"
-
-
-# Validates against workflow/schemas/config.schema.yaml and the model registry; a bad config
-# stops here, before any job runs, with one error naming the key. Not snakemake.utils.validate:
-# load_config checks the same schema (defaults filled in as Snakemake does) and then what a schema
-# cannot say (a layer within the model's depth, a corpus path that exists, coefficients per site),
-# and its errors name the key and the allowed values instead of a jsonschema trace.
-CFG = load_config(config)
 
 
 report: "workflow/report/workflow.rst"

@@ -248,6 +248,12 @@ def test_every_config_run_in_the_repository_root_writes_under_runs(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "writes to runs/default/" in result.stdout + result.stderr
     assert not (root / "results").exists() and (root / "runs" / "default").is_dir()
+    # a refused config leaves no folder behind (issue 31): validation comes before the workdir
+    bad = root / "config" / "bad.yaml"
+    bad.write_text((root / "config" / "test" / "tiny.yaml").read_text().replace("layers: [2]", "layers: [40]"))
+    result = subprocess_snakemake(root, "-n", "--cores", "1", "--configfile", "config/bad.yaml")
+    assert result.returncode != 0 and "layers[0]" in result.stdout + result.stderr
+    assert not (root / "runs" / "bad").exists()
 
 
 def subprocess_snakemake(root, *args, timeout=600):
