@@ -336,3 +336,16 @@ def test_a_truncated_gguf_is_refused_at_validation_with_its_sizes(llama_gguf, tm
     cut.write_bytes(llama_gguf.read_bytes()[: llama_gguf.stat().st_size // 2])
     with pytest.raises(ConfigError, match=r"truncated: its tensor table needs [\d,]+ bytes, the file has [\d,]+"):
         load_config(tiny_config(str(cut)))
+
+
+def test_a_corpus_short_of_the_budget_is_refused_naming_what_it_holds(llama_folder, tmp_path):
+    """Issue 31: a corpus of 18,624 tokens for train_tokens 65,536 used to succeed (a warning in a
+    log file) with a cache folder named n65536; now prepare_corpus stops and says how many there are."""
+    from saerepro.pipeline import prepare_corpus
+
+    text = tmp_path / "small.jsonl"
+    text.write_text("".join(json.dumps({"text": f"the sun rises in the east {i}."}) + "\n" for i in range(40)))
+    raw = tiny_config(str(llama_folder), resources_dir=str(tmp_path / "resources"))
+    raw["corpus"] = {"source": str(text), "context_size": 16, "train_tokens": 65536}
+    with pytest.raises(ValueError, match=r"holds only [\d,]+ training tokens, but corpus.train_tokens is 65,536"):
+        prepare_corpus(load_config(raw), tmp_path / "corpus")

@@ -82,9 +82,22 @@ def prepare_corpus(cfg: Config, out_dir: str | Path) -> dict:
         max_eval_tokens=max(4 * cfg.reference.eval_tokens, 65536),
         source=cfg.corpus.source,
     )
-    train_tokens = meta["splits"]["train"]["tokens"]
+    # A corpus short of the budget would leave the cache (whose folder names the asked-for count)
+    # and every SAE trained on it silently smaller: refuse, saying what there is (issue 31).
+    train_tokens, eval_tokens = meta["splits"]["train"]["tokens"], meta["splits"]["eval"]["tokens"]
+    short = []
     if train_tokens < cfg.corpus.train_tokens * 0.99 - cfg.corpus.context_size:
-        log.warning("corpus holds only %d training tokens, config asked for %d", train_tokens, cfg.corpus.train_tokens)
+        short.append(
+            f"{train_tokens:,} training tokens, but corpus.train_tokens is {cfg.corpus.train_tokens:,} "
+            f"(lower it to {train_tokens:,} or less, or give more text)"
+        )
+    if eval_tokens < cfg.reference.eval_tokens:
+        short.append(
+            f"{eval_tokens:,} held-out tokens, but reference.eval_tokens is {cfg.reference.eval_tokens:,} "
+            f"(lower it, raise corpus.eval_fraction from {cfg.corpus.eval_fraction:g}, or give more text)"
+        )
+    if short:
+        raise ValueError(f"the corpus {cfg.corpus.source!r} holds only " + "; and only ".join(short))
     return meta
 
 
