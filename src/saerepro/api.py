@@ -114,7 +114,8 @@ def load_lm(
     device: str = "cpu",
     threads: int | None = None,
 ):
-    """The HookedTransformer of a registry model (prepared under ``resources_dir``, e.g. by the DAG)."""
+    """The HookedTransformer of ``model``: a registry name, or a model folder or ``.gguf`` path as a
+    config's ``model:`` takes it (prepared under ``resources_dir``, e.g. by the DAG)."""
     from .models import get_spec, load_model
 
     set_threads(threads)
