@@ -97,7 +97,7 @@ def test_derived_tables_regenerate(tmp_path):
 
 @pytest.mark.parametrize("tables", RUN_TABLE_DIRS)
 def test_committed_verdicts_are_what_the_committed_table_says(tables, tmp_path):
-    """The captions, the figures' in-panel notes and the README send readers to verdicts.md for what
+    """The captions and the README send readers to verdicts.md for what
     the data show: for every committed run it must be the verdict table the current code computes
     from that run's committed metrics.csv (the long run's is the only one with C4 and C5)."""
     from saerepro.verdicts import write_verdicts

@@ -113,8 +113,7 @@ def test_fig01_default_layer_and_missing_data(agg, tmp_path):
     assert _texts(attn) == ["no data"] and not attn.get_lines()
     assert set(_lines(mlp, "frontier:")) == {"frontier:baseline"}
     assert "(no data: Gated)" in mlp.get_title()  # outside the axes, over no point
-    assert [t.get_gid() for t in mlp.texts] == ["verdict"]  # and the C2 note ("not run"), above it
-    assert "not run" in mlp.texts[0].get_text()
+    assert not mlp.texts  # and no verdict note: verdicts live in verdicts.md and the caption
     only_base = P.plot_pareto_headline(agg[agg.architecture == "baseline"], tmp_path / "g")
     assert "Gated (no data)" in [t.get_text() for t in only_base.legends[0].get_texts()]
 
@@ -352,16 +351,6 @@ def committed():
     return agg, V.verdict_table(agg), raw
 
 
-def _note(ax, claim: str) -> str:
-    """The verdict stated above ``ax``: its one ``gid="verdict"`` text, head line checked and
-    removed, wrapping undone."""
-    notes = [t.get_text() for t in ax.texts if t.get_gid() == "verdict"]
-    assert len(notes) == 1, notes
-    head, body = notes[0].split("\n", 1)
-    assert head == P.CLAIM_HEADS[claim]
-    return " ".join(body.split())
-
-
 def _cell(table, layer: int, site: str, claim: str) -> str:
     row = table[(table["Layer"] == layer) & (table["Site"] == site)]
     assert len(row) == 1
@@ -381,24 +370,12 @@ def _panels(fig, agg, per_layer_rows: bool):
             yield ax, layers[i] if per_layer_rows else layers[(len(layers) - 1) // 2], site
 
 
-def _assert_outside_the_data(fig):
-    """Every verdict note lies in the figure, over no axes' data area, no title and no other note."""
-    fig.canvas.draw()
-    r = fig.canvas.get_renderer()
-    notes = [t for ax in fig.axes for t in ax.texts if t.get_gid() == "verdict"]
-    assert notes
-    boxes = [t.get_window_extent(r) for t in notes]
-    titles = [ax.title.get_window_extent(r) for ax in fig.axes if ax.get_title()]
-    titles.append(fig._suptitle.get_window_extent(r))
-    for k, box in enumerate(boxes):
-        assert fig.bbox.containsx(box.x0) and fig.bbox.containsx(box.x1), "note clipped at the side"
-        assert fig.bbox.containsy(box.y0) and fig.bbox.containsy(box.y1), "note clipped at the top/bottom"
-        for ax in fig.axes:
-            assert not box.overlaps(ax.get_window_extent(r)), f"note over the data area: {notes[k].get_text()!r}"
-        for title in titles:
-            assert not box.overlaps(title), f"note over a title: {notes[k].get_text()!r}"
-        for other in boxes[k + 1 :]:
-            assert not box.overlaps(other)
+def _assert_no_verdict_on_the_panels(fig):
+    """Issue 28, point 7: a panel is titled by its hook point; the verdict is in verdicts.md and
+    the caption, not on the figure."""
+    assert not [t for ax in fig.axes for t in ax.texts if t.get_gid() == "verdict"]
+    for ax in fig.axes:
+        assert "C1" not in ax.get_title() and "C2" not in ax.get_title() and "This run" not in ax.get_title()
 
 
 def _frontier(pts):
@@ -426,15 +403,23 @@ def _seed_means(raw, layer, site, arch):
 NUM = r"([+-]?\d+\.\d+)"
 
 
-@pytest.mark.parametrize("func", [P.plot_pareto_headline, P.plot_pareto_grid])
-def test_committed_pareto_figures_state_c2_per_panel(committed, tmp_path, func):
+@pytest.mark.parametrize(
+    "func",
+    [
+        P.plot_pareto_headline,
+        P.plot_pareto_grid,
+        P.plot_shrinkage,
+        P.plot_gamma_grid,
+        P.plot_gated_ablations,
+        P.plot_baseline_rescale_shift,
+    ],
+)
+def test_committed_figures_are_titled_by_hook_point_with_no_verdict_on_them(committed, tmp_path, func):
     agg, table, raw = committed
     fig = func(agg, tmp_path / "f")
-    panels = list(_panels(fig, agg, per_layer_rows=func is P.plot_pareto_grid))
-    assert len(panels) == len(table)
-    for ax, layer, site in panels:
-        assert _note(ax, "C2") == _cell(table, layer, site, "C2")
-    _assert_outside_the_data(fig)
+    panels = list(_panels(fig, agg, per_layer_rows=func in (P.plot_pareto_grid, P.plot_gamma_grid)))
+    assert len(panels) >= len(table)
+    _assert_no_verdict_on_the_panels(fig)
 
 
 def _fits(raw, layer, site, metric):
@@ -448,12 +433,11 @@ def _fits(raw, layer, site, metric):
 SHARES = r"\(ahead on (\d+)%, behind on (\d+)% of L0 (\d+)–(\d+)\)"
 
 
-def test_committed_c2_notes_state_what_the_fitted_frontiers_show(committed, tmp_path):
+def test_committed_c2_cells_state_what_the_fitted_frontiers_show(committed):
     agg, table, raw = committed
-    fig = P.plot_pareto_headline(agg, tmp_path / "f")
     checked = 0
-    for ax, layer, site in _panels(fig, agg, per_layer_rows=False):
-        text = _note(ax, "C2")
+    for layer, site in zip(table["Layer"], table["Site"], strict=True):
+        text = _cell(table, layer, site, "C2")
         m = re.fullmatch(
             rf"(shown|shown at some L0|not shown|reversed|reversed at some L0|mixed): {NUM} ± {NUM} at L0 (\d+) {SHARES}",
             text,
@@ -477,27 +461,10 @@ def test_committed_c2_notes_state_what_the_fitted_frontiers_show(committed, tmp_
     assert checked == len(table)
 
 
-@pytest.mark.parametrize("func", [P.plot_shrinkage, P.plot_gamma_grid])
-def test_committed_shrinkage_figures_state_c1_per_panel(committed, tmp_path, func):
+def test_committed_c1_cells_state_what_the_fitted_gammas_show(committed):
     agg, table, raw = committed
-    fig = func(agg, tmp_path / "f")
-    n_sites = len(set(agg["site"]))
-    if func is P.plot_shrinkage:  # the note sits over the γ_c (bottom) row; the γ row has none
-        assert not [t for ax in fig.axes[:n_sites] for t in ax.texts if t.get_gid() == "verdict"]
-        panels = list(_panels(fig, agg, per_layer_rows=False))[n_sites:]
-    else:
-        panels = list(_panels(fig, agg, per_layer_rows=True))
-    assert len(panels) == len(table)
-    for ax, layer, site in panels:
-        assert _note(ax, "C1") == _cell(table, layer, site, "C1")
-    _assert_outside_the_data(fig)
-
-
-def test_committed_c1_notes_state_what_the_fitted_gammas_show(committed, tmp_path):
-    agg, table, raw = committed
-    fig = P.plot_gamma_grid(agg, tmp_path / "f")
-    for ax, layer, site in _panels(fig, agg, per_layer_rows=True):
-        text = _note(ax, "C1")
+    for layer, site in zip(table["Layer"], table["Site"], strict=True):
+        text = _cell(table, layer, site, "C1")
         band = rf"{NUM} \[{NUM}, {NUM}\]"
         m = re.fullmatch(
             rf"(shown|not shown|reversed): γ_c gated {band}, baseline {band} at L0 (\d+); baseline below 1 on "
@@ -515,13 +482,12 @@ def test_committed_c1_notes_state_what_the_fitted_gammas_show(committed, tmp_pat
         assert (word == "shown") == (base_below == 100 and gated_near == 100), (site, text)
 
 
-def test_committed_half_l0_figure_states_c3_per_panel(committed, tmp_path):
+def test_committed_c3_cells_state_what_the_fitted_frontiers_need(committed, tmp_path):
     agg, table, raw = committed
-    half = half_l0(agg)
-    fig = P.plot_half_l0(half, tmp_path / "f", verdicts=table)
-    for ax, layer, site in _panels(fig, agg, per_layer_rows=False):
-        text = _note(ax, "C3")
-        assert text == _cell(table, layer, site, "C3")
+    fig = P.plot_half_l0(half_l0(agg), tmp_path / "f")
+    _assert_no_verdict_on_the_panels(fig)
+    for layer, site in zip(table["Layer"], table["Site"], strict=True):
+        text = _cell(table, layer, site, "C3")
         bound = r"(-?inf|[+-]?\d+\.\d+)"
         m = re.fullmatch(
             rf"(shown|not shown|reversed): (\d+\.\d+|undefined \(a fit not monotone\)) \[{bound}, {bound}\] at "
@@ -536,34 +502,15 @@ def test_committed_half_l0_figure_states_c3_per_panel(committed, tmp_path):
             assert b.l0_at(level)[0] / g.l0_at(level)[0] == pytest.approx(float(m[2]), abs=0.01), (site, text)
         assert (m[1] == "shown") == (low > 1) and (m[1] == "reversed") == (high < 1), (site, text)
         assert (m[6] == "≈2 not excluded") == (low <= 2 <= high)
-    _assert_outside_the_data(fig)
 
 
-@pytest.mark.parametrize("func,claim", [(P.plot_gated_ablations, "C4"), (P.plot_baseline_rescale_shift, "C5")])
-def test_committed_ablation_figures_state_c4_c5(committed, tmp_path, func, claim):
-    agg, table, raw = committed
-    fig = func(agg, tmp_path / "f")
-    for ax, layer, site in _panels(fig, agg, per_layer_rows=False):
-        assert _note(ax, claim) == _cell(table, layer, site, claim)
-    _assert_outside_the_data(fig)
-
-
-@pytest.mark.parametrize(
-    "func,claim,ablation",
-    [
-        (P.plot_gated_ablations, "C4", "gated_unfrozen_decoder"),
-        (P.plot_baseline_rescale_shift, "C5", "baseline_rescale_shift"),
-    ],
-)
-def test_ablation_notes_follow_where_the_ablation_was_trained(agg, tmp_path, func, claim, ablation):
+@pytest.mark.parametrize("claim,ablation", [("C4", "gated_unfrozen_decoder"), ("C5", "baseline_rescale_shift")])
+def test_ablation_verdicts_follow_where_the_ablation_was_trained(agg, claim, ablation):
     # trained at resid only (as in the long run): resid has a verdict with numbers, mlp and attn "not run"
     df = agg[(agg["architecture"] != ablation) | (agg["site"] == "resid")]
     table = V.verdict_table(df)
-    fig = func(df, tmp_path / "f", layer=5)
-    notes = {site: _note(ax, claim) for ax, _, site in _panels(fig, df, per_layer_rows=False)}
-    assert notes == {s: _cell(table, 5, s, claim) for s in ("resid", "mlp", "attn")}
-    assert notes["mlp"] == notes["attn"] == "not run" and " at L0 " in notes["resid"]
-    _assert_outside_the_data(fig)
+    cells = {s: _cell(table, 5, s, claim) for s in ("resid", "mlp", "attn")}
+    assert cells["mlp"] == cells["attn"] == "not run" and " at L0 " in cells["resid"]
 
 
 def test_missing_architectures_are_named_where_the_run_trains_them_and_wrapped(agg, tmp_path):
@@ -576,23 +523,20 @@ def test_missing_architectures_are_named_where_the_run_trains_them_and_wrapped(a
     lost = agg[~agg["architecture"].str.startswith("gated_") | (agg["site"] != "mlp")]
     fig = P.plot_gated_ablations(lost, tmp_path / "g", layer=5)
     assert fig.axes[1].get_title().count(";") == 3 and "no data" not in fig.axes[2].get_title()
-    _assert_outside_the_data(fig)
     r = fig.canvas.get_renderer()
     titles = [ax.title.get_window_extent(r) for ax in fig.axes]
     assert not any(a.overlaps(b) for k, a in enumerate(titles) for b in titles[k + 1 :])
     assert all(fig.bbox.containsx(t.x0) and fig.bbox.containsx(t.x1) for t in titles)
 
 
-def test_notes_come_from_their_own_panel(agg, tmp_path):
-    # the synthetic sites differ: moving one site's gated SAEs changes that panel's note only
+def test_verdicts_come_from_their_own_panel(agg):
+    # the synthetic sites differ: moving one site's gated SAEs changes that site's verdict only
     moved = agg.copy()
     sel = (moved["site"] == "mlp") & (moved["architecture"] == "gated")
     moved.loc[sel, "loss_recovered"] -= 0.2
-    before = P.plot_pareto_headline(agg, tmp_path / "a", layer=5)
-    after = P.plot_pareto_headline(moved, tmp_path / "b", layer=5)
-    notes = [[_note(ax, "C2") for ax in f.axes] for f in (before, after)]
-    assert notes[0][0] == notes[1][0] and notes[0][2] == notes[1][2]
-    assert notes[0][1].startswith("shown") and notes[1][1].startswith("reversed")
+    cells = [[_cell(V.verdict_table(a), 5, s, "C2") for s in ("resid", "mlp", "attn")] for a in (agg, moved)]
+    assert cells[0][0] == cells[1][0] and cells[0][2] == cells[1][2]
+    assert cells[0][1].startswith("shown") and cells[1][1].startswith("reversed")
 
 
 def test_half_l0_ci_of_a_lone_level_is_drawn_as_a_bar(agg, tmp_path):
@@ -697,3 +641,20 @@ def test_figures_of_a_run_show_only_the_sites_it_asked_for(tmp_path, monkeypatch
     P.figures_from_tables(tables, tmp_path / "partial", headline_layer=6)
     assert panels[-1] == [P.SITE_LABELS["mlp"], P.SITE_LABELS["attn"]]  # the missing site is a panel again
     assert len(draw(aggregate_seeds(raw), tmp_path / "direct").axes) == 3  # called directly: the paper's three
+
+
+def test_the_half_l0_figure_plots_the_fitted_ratios_the_c3_verdict_reads(tmp_path, monkeypatch):
+    raw = synthetic_metrics_table(
+        layers=(6,), sites=("resid",), architectures=("gated", "baseline"), coefficients=(1, 2, 4, 8)
+    )
+    seen = []
+    draw = P.plot_half_l0
+    monkeypatch.setattr(P, "plot_half_l0", lambda half, stem, **kw: seen.append(half) or draw(half, stem, **kw))
+    P.make_all_figures(raw, tmp_path, headline_layer=6)
+    (half,) = seen
+    pd.testing.assert_frame_equal(half, V.fitted_half_l0(raw))
+    row = half[half["level"] == 0.9].iloc[0]
+    assert (
+        f"{row.ratio:.2f} [{row.ci_low:.2f}, {row.ci_high:.2f}] at loss recovered 0.9"
+        in V.verdict_table(raw).iloc[0]["C3"]
+    )

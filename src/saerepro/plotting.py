@@ -10,12 +10,9 @@ and a panel's title names the architectures it lacks where the run trains them (
 a run trains at one site only: :func:`_missing_note`).
 A table lacking a needed column raises :class:`FigureDataError` naming it.
 
-The figures of the paper's claims state this run's verdict on the claim above each panel, outside
-the data area (``gid="verdict"``): the cell of :func:`saerepro.verdicts.verdict_table` at that
-panel's (model, layer, site), with its numbers, after a head line :data:`CLAIM_HEADS` naming the
-claim. C2 on ``fig1_pareto_headline`` and ``fig12_pareto_grid``, C1 on ``fig6_shrinkage`` (over
-the γ_c row) and ``fig14_gamma_grid``, C3 on ``half_l0_ratios`` (given ``verdicts``), C4 on
-``fig8_ablations`` and C5 on ``fig9_rescale_shift`` ("not run" where the ablation was not trained).
+A panel is titled by its hook point only: this run's verdicts are in its ``verdicts.md``
+(:func:`saerepro.verdicts.write_verdicts`), which the figures' captions point to, not on the panels.
+The figures draw what the verdicts read: each architecture's fitted frontier with its band.
 
 Points with L0 ≤ 0 cannot be shown on the log L0 axis and are left out of the L0 plots.
 
@@ -37,7 +34,6 @@ stem (:data:`FIGURES`)      content
 
 from __future__ import annotations
 
-import re
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -58,11 +54,9 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullForma
 from .pareto import pareto_frontier
 from .sites import SITES
 from .tables import ARCHITECTURES
-from .verdicts import verdict
 
 __all__ = [
     "ARCH_STYLES",
-    "CLAIM_HEADS",
     "FIGURES",
     "SITE_LABELS",
     "ArchStyle",
@@ -311,68 +305,6 @@ def _missing_note(
     )
 
 
-#: What each claim of :mod:`saerepro.verdicts` compares: the first line of its note on a panel.
-CLAIM_HEADS: dict[str, str] = {
-    "C1": "This run, C1 (shrinkage, γ_c at matched L0):",
-    "C2": "This run, C2 (loss recovered, gated − baseline):",
-    "C3": "This run, C3 (L0 baseline / L0 gated, 95% CI):",
-    "C4": "This run, C4 (gated − unfrozen decoder):",
-    "C5": "This run, C5 (gated − baseline + rescale & shift):",
-}
-
-_NOTE_SIZE = 7.5
-_NOTE_WIDTH = 48  # characters per line of a note
-
-
-def _wrap(text: str) -> str:
-    """``text`` broken into lines of at most :data:`_NOTE_WIDTH` characters, never before a
-    number or a ± nor inside "at L0" / "at loss recovered" (so "baseline 0.914 ± 0.005" and
-    "at L0 24" stay on one line)."""
-    glued = re.sub(r" (?=[0-9+\-±\[])", "\xa0", text)
-    glued = re.sub(r"at (L0|loss recovered)", lambda m: m.group(0).replace(" ", "\xa0"), glued)
-    out = textwrap.fill(glued, _NOTE_WIDTH, break_long_words=False, break_on_hyphens=False)
-    return out.replace("\xa0", " ")
-
-
-def _verdict_note(ax: plt.Axes, claim: str, verdicts: Sequence[str]) -> None:
-    """This run's verdict(s) on ``claim`` above the panel, under its title (``gid="verdict"``):
-    outside the data area, so it hides no point. The text is :data:`CLAIM_HEADS` then each
-    verdict on its own (wrapped) line."""
-    if not verdicts:
-        return
-    text = "\n".join([CLAIM_HEADS[claim], *(_wrap(v) for v in verdicts)])
-    lines = text.count("\n") + 1
-    gap = 3.0  # points between the axes and the note, and between the note and the title
-    ax.annotate(
-        text,
-        xy=(0.5, 1.0),
-        xycoords="axes fraction",
-        xytext=(0, gap),
-        textcoords="offset points",
-        ha="center",
-        va="bottom",
-        fontsize=_NOTE_SIZE,
-        color="0.2",
-        annotation_clip=False,
-        gid="verdict",
-    )
-    # the title goes above the note
-    ax.set_title(
-        ax.get_title(),
-        fontsize=plt.rcParams["axes.titlesize"],
-        pad=2 * gap + lines * _NOTE_SIZE * 1.2 + 1,
-    )
-
-
-def _claim_note(ax: plt.Axes, claim: str | None, df: pd.DataFrame, model: str, layer: int, site: str) -> None:
-    """The note of :func:`_verdict_note` with the verdict of :func:`saerepro.verdicts.verdict` on
-    the figure's table at (model, layer, site), the cell of the verdict table there."""
-    if claim is None:
-        return
-    v = verdict(df, claim, model, layer, site)
-    _verdict_note(ax, claim, [v] if v is not None else [])
-
-
 def _token_label(n: float) -> str:
     """262144 -> '262k', 1048576 -> '1.05M': tick labels for token budgets."""
     return f"{n / 1e6:.3g}M" if n >= 1e6 else f"{n / 1e3:.3g}k"
@@ -533,7 +465,6 @@ def _pareto_row(
     y: str = "loss_recovered",
     maximize_y: bool = True,
     log_y: bool = False,
-    claim: str | None = None,
 ) -> plt.Figure:
     _require(df, ["model", "layer", "site", "architecture", "l0", y], fig_name)
     model = _select_model(df, model, fig_name)
@@ -542,7 +473,7 @@ def _pareto_row(
     layer = _select_layer(sel if not sel.empty else d, layer, fig_name)
     d = _positive_l0(sel[sel["layer"] == layer])
     site_list = _site_list(df[df["model"] == model], sites)
-    height = 3.4 + (0.4 if claim else 0.0)  # room for the verdict notes above the panels
+    height = 3.4
     fig, axes = plt.subplots(
         1, len(site_list), figsize=(_fig_width(3.6, len(site_list)), height), squeeze=False, layout="constrained"
     )
@@ -567,7 +498,6 @@ def _pareto_row(
             ylabel += " (log scale)"
         ax.set_xlabel(_LABELS["l0"])
         ax.set_ylabel(ylabel)
-        _claim_note(ax, claim, df, model, layer, site)
     fig.suptitle(f"{title} — {_on(d, model)}, layer {layer}")
     _legend(fig, archs, present)
     save_figure(fig, stem)
@@ -589,8 +519,7 @@ def plot_pareto_headline(
     """Fig. 1 analogue: L0 (log x) vs loss recovered, gated vs baseline, one panel per site.
 
     Every SAE is a faint marker; each architecture's Pareto frontier (min L0, max loss recovered)
-    is joined by a line (``gid="frontier:<arch>"``). Above each panel, this run's verdict on claim C2
-    there (:func:`saerepro.verdicts.verdict`, ``gid="verdict"``). ``layer`` defaults to the middle
+    is joined by a line (``gid="frontier:<arch>"``). ``layer`` defaults to the middle
     layer present (pass the configured headline layer). ``model`` may be omitted if the table holds
     one model. Needs columns model, layer, site, architecture, l0, loss_recovered.
     """
@@ -603,7 +532,6 @@ def plot_pareto_headline(
         model=model,
         layer=layer,
         sites=sites,
-        claim="C2",
     )
 
 
@@ -654,15 +582,14 @@ def plot_pareto_grid(
 ) -> plt.Figure:
     """Figs. 12–13 analogue: L0 vs loss recovered on a grid of layers (rows) × sites (columns).
 
-    One model per figure; every SAE a faint marker, each architecture's frontier joined; above each
-    panel this run's verdict on claim C2 there (``gid="verdict"``).
+    One model per figure; every SAE a faint marker, each architecture's frontier joined.
     Needs columns model, layer, site, architecture, l0, loss_recovered.
     """
     model, d, layers, fig, axes, cells = _layer_site_grid(
         df, "fig12_pareto_grid", ["loss_recovered"], model, sites, architectures, row_height=3.1
     )
     present: set[str] = set()
-    for i, j, layer, site, ax, ds in cells:
+    for i, j, layer, _site, ax, ds in cells:
         if ds.empty:
             _no_data(ax)
         else:
@@ -673,7 +600,6 @@ def plot_pareto_grid(
                     _draw_points_and_frontier(ax, pts, arch, "loss_recovered", True)
             _missing_note(ax, architectures, ds, d)
             _log_axis(ax, "x", ds["l0"])
-            _claim_note(ax, "C2", df, model, layer, site)
         if j == 0:
             ax.set_ylabel(f"Layer {layer}\n{_LABELS['loss_recovered']}")
         if i == len(layers) - 1:
@@ -698,8 +624,7 @@ def plot_shrinkage(
 
     Each architecture's SAEs are joined in order of L0 (``gid="gamma:<arch>"`` /
     ``"gamma_c:<arch>"``); a dashed line marks γ = 1 (no shrinkage; ``gid="gamma_one"``).
-    γ < 1 means the reconstructions are too short (shrinkage). Above each γ_c panel, this run's
-    verdict on claim C1 there (``gid="verdict"``).
+    γ < 1 means the reconstructions are too short (shrinkage).
     Needs columns model, layer, site, architecture, l0, gamma, gamma_c.
     """
     fig_name = "fig6_shrinkage"
@@ -751,7 +676,6 @@ def plot_shrinkage(
             _log_axis(ax, "x", ds["l0"])
             if i == 1:
                 ax.set_xlabel(_LABELS["l0"])
-                _claim_note(ax, "C1", df, model, layer, site)
     fig.suptitle(f"Shrinkage: relative reconstruction bias vs L0 — {_on(d, model)}, layer {layer}")
     one = Line2D([], [], color="0.15", linestyle="--", linewidth=1.3, label=r"$\gamma = 1$ (no shrinkage)")
     _legend(fig, architectures, present, extra=[one])
@@ -769,9 +693,8 @@ def plot_gated_ablations(
     sites: Sequence[str] | None = None,
 ) -> plt.Figure:
     """Fig. 8 analogue: Pareto frontiers of gated vs gated_unfrozen_decoder, gated_no_rmag,
-    gated_untied and gated_strict_aux (L0 vs loss recovered), one panel per site at one layer; above
-    each panel this run's verdict on claim C4 (gated vs unfrozen decoder; "not run" where that
-    ablation was not trained). Needs columns model, layer, site, architecture, l0, loss_recovered."""
+    gated_untied and gated_strict_aux (L0 vs loss recovered), one panel per site at one layer.
+    Needs columns model, layer, site, architecture, l0, loss_recovered."""
     return _pareto_row(
         df,
         stem,
@@ -781,7 +704,6 @@ def plot_gated_ablations(
         model=model,
         layer=layer,
         sites=sites,
-        claim="C4",
     )
 
 
@@ -795,8 +717,7 @@ def plot_baseline_rescale_shift(
     sites: Sequence[str] | None = None,
 ) -> plt.Figure:
     """Fig. 9 analogue: Pareto frontiers of baseline vs baseline_rescale_shift vs gated
-    (L0 vs loss recovered), one panel per site at one layer; above each panel this run's verdict on
-    claim C5 ("not run" where rescale & shift was not trained).
+    (L0 vs loss recovered), one panel per site at one layer.
     Needs columns model, layer, site, architecture, l0, loss_recovered."""
     return _pareto_row(
         df,
@@ -807,7 +728,6 @@ def plot_baseline_rescale_shift(
         model=model,
         layer=layer,
         sites=sites,
-        claim="C5",
     )
 
 
@@ -936,8 +856,7 @@ def plot_gamma_grid(
     architectures: Sequence[str] = ("gated", "baseline"),
 ) -> plt.Figure:
     """Fig. 14 analogue: γ (filled markers, solid) and γ_c (open markers, dotted) vs L0 at every
-    layer (rows) and site (columns) of the table; dashed line at γ = 1 (no shrinkage); above each
-    panel this run's verdict on claim C1 there (``gid="verdict"``).
+    layer (rows) and site (columns) of the table; dashed line at γ = 1 (no shrinkage).
     ``gid="<metric>:<arch>:<layer>:<site>"``. Needs columns model, layer, site, architecture, l0,
     gamma, gamma_c."""
     model, d, layers, fig, axes, cells = _layer_site_grid(
@@ -980,7 +899,6 @@ def plot_gamma_grid(
             )
         ax.axhline(1.0, color="0.15", linestyle="--", linewidth=1.2, zorder=1.5)
         _log_axis(ax, "x", ds["l0"])
-        _claim_note(ax, "C1", df, model, layer, site)
         if i == len(layers) - 1:
             ax.set_xlabel(_LABELS["l0"])
     fig.suptitle(f"Shrinkage at every layer and site — {_on(d, model)}")
@@ -1000,7 +918,6 @@ def plot_half_l0(
     stem: str | Path,
     *,
     sites: Sequence[str] | None = None,
-    verdicts: pd.DataFrame | None = None,
 ) -> plt.Figure:
     """L0 ratio baseline / gated needed for equal loss recovered, from :func:`saerepro.pareto.half_l0`.
 
@@ -1009,10 +926,7 @@ def plot_half_l0(
     dotted, ``gid="ratio_one"``) and 2 ("half the L0", dashed, ``gid="ratio_two"``). Undefined
     ratios (level outside a frontier) leave gaps; a panel without any defined ratio says so.
     Optional columns ci_low, ci_high (:func:`saerepro.tables.half_l0_ratio_ci`) are drawn as a
-    shaded 95% band (``gid="ratio_ci:<model>:<layer>"``). With ``verdicts``
-    (:func:`saerepro.verdicts.verdict_table` of the same aggregated table) each panel states this
-    run's verdict on claim C3 above it (``gid="verdict"``), one line per layer ("layer <n>: ..."
-    when the figure has several layers).
+    shaded 95% band (``gid="ratio_ci:<model>:<layer>"``).
     Needs columns model, layer, site, level, ratio.
     """
     fig_name = "half_l0_ratios"
@@ -1024,11 +938,10 @@ def plot_half_l0(
     all_layers = sorted(int(v) for v in half["layer"].unique())
     cmap = plt.get_cmap("viridis")
     colors = {L: cmap(k / max(len(all_layers) - 1, 1) * 0.9) for k, L in enumerate(all_layers)}
-    notes = 0.2 + 0.3 * len(all_layers) if verdicts is not None else 0.0  # inches of verdict notes
     fig, axes = plt.subplots(
         len(models),
         len(site_list),
-        figsize=(_fig_width(3.6, len(site_list)), (3.0 + notes) * len(models) + 0.7),
+        figsize=(_fig_width(3.6, len(site_list)), 3.0 * len(models) + 0.7),
         squeeze=False,
         layout="constrained",
     )
@@ -1041,10 +954,6 @@ def plot_half_l0(
             ds = half[(half["model"] == model) & (half["site"] == site)]
             title = SITE_LABELS.get(site, site)
             ax.set_title(f"{model}\n{title}" if len(models) > 1 else title)
-            if verdicts is not None:
-                v = verdicts[(verdicts["Model"] == model) & (verdicts["Site"] == site)].sort_values("Layer")
-                prefix = "layer {}: " if len(all_layers) > 1 else ""
-                _verdict_note(ax, "C3", [prefix.format(int(r.Layer)) + r.C3 for r in v.itertuples()])
             if ds.empty or not np.isfinite(ds["ratio"].to_numpy(dtype=float)).any():
                 _no_data(ax, "no data" if ds.empty else "no level inside\nboth frontiers")
                 continue
@@ -1060,6 +969,8 @@ def plot_half_l0(
                     linewidth=1.4,
                     gid=f"ratio:{model}:{int(layer)}",
                 )
+                if {"ci_low", "ci_high"} <= set(g.columns):  # unbounded ends (undefined draws) are not drawn
+                    g = g.assign(**{c: g[c].where(np.isfinite(g[c].astype(float))) for c in ("ci_low", "ci_high")})
                 if {"ci_low", "ci_high"} <= set(g.columns) and np.isfinite(g["ci_low"].to_numpy(dtype=float)).any():
                     ax.fill_between(
                         g["level"].to_numpy(dtype=float),
@@ -1072,7 +983,7 @@ def plot_half_l0(
                     )
                     # a band between undefined neighbours has no width: bars show each level's CI
                     level, r, lo, hi = (g[c].to_numpy(dtype=float) for c in ("level", "ratio", "ci_low", "ci_high"))
-                    ok = np.isfinite(lo) & np.isfinite(r)
+                    ok = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(r)
                     ax.errorbar(
                         level[ok],
                         r[ok],
@@ -1464,9 +1375,8 @@ def make_all_figures(
     and any other present); ``levels`` the loss-recovered levels of the half-L0 plot
     (default :data:`saerepro.pareto.DEFAULT_LEVELS`). Figures are closed after saving.
     """
-    from .pareto import DEFAULT_LEVELS, half_l0
+    from .pareto import DEFAULT_LEVELS
     from .tables import aggregate_seeds, slug
-    from .verdicts import verdict_table
 
     agg = aggregate_seeds(metrics)
     out_dir = Path(out_dir)
@@ -1486,13 +1396,12 @@ def make_all_figures(
             grid = name in ("fig12_pareto_grid", "fig14_gamma_grid")
             kwargs = {"model": model, "sites": sites} if grid else {"model": model, "layer": layer, "sites": sites}
             _done(func(agg, base / name, **kwargs), base / name)
-    from .tables import half_l0_ratio_ci
+    from .verdicts import fitted_half_l0
 
     stem = out_dir / "half_l0_ratios"
-    lv = DEFAULT_LEVELS if levels is None else levels
-    ci = half_l0_ratio_ci(agg, lv)
-    half = half_l0(agg, lv).assign(ci_low=ci[:, 0], ci_high=ci[:, 1])
-    _done(plot_half_l0(half, stem, verdicts=verdict_table(agg), sites=sites), stem)
+    # C3's ratios from the fitted frontiers (what the verdicts read), not the interpolated points
+    half = fitted_half_l0(metrics, DEFAULT_LEVELS if levels is None else levels)
+    _done(plot_half_l0(half, stem, sites=sites), stem)
     return paths
 
 

@@ -218,9 +218,31 @@ def ratio_claim(df: pd.DataFrame, rules: VerdictRules = RULES) -> str:
     return f"{label}: {point} [{lo:.2f}, {hi:.2f}] at loss recovered {level:g} ({two}{tail})"
 
 
+def fitted_half_l0(table: pd.DataFrame, levels=(0.7, 0.8, 0.9, 0.95), rules: VerdictRules = RULES) -> pd.DataFrame:
+    """C3's ratio at each of ``levels``, per (model, layer, site): L0_baseline / L0_gated of the
+    fitted frontiers with their interval (as :func:`ratio_claim`; NaN where a level lies outside
+    either architecture's observed loss recovered). Columns model, layer, site, level, ratio,
+    ci_low, ci_high, undefined (share of draws)."""
+    rows = []
+    for (model, layer, site), g in sae_rows(table).groupby(["model", "layer", "site"], sort=True):
+        fits = _fit_pair(g, "gated", "baseline", "loss_recovered", rules)
+        for level in levels:
+            row = {"model": model, "layer": int(layer), "site": site, "level": float(level)}
+            ratio = low = high = undefined = np.nan
+            if not isinstance(fits, str):
+                fg, fb = fits
+                if max(fg.y_range[0], fb.y_range[0]) <= level <= min(fg.y_range[1], fb.y_range[1]):
+                    (l0_g, draws_g), (l0_b, draws_b) = fg.l0_at(level), fb.l0_at(level)
+                    ratio = l0_b / l0_g
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        draws = draws_b / draws_g
+                    low, high, undefined = interval_counting_undefined(draws, rules.level, ratio, min(fg.df, fb.df))
+            rows.append({**row, "ratio": ratio, "ci_low": low, "ci_high": high, "undefined": undefined})
+    return pd.DataFrame(rows)
+
+
 #: Claim -> its verdict on one (model, layer, site) group of per-SAE rows (or a seed-aggregated
-#: table that keeps them, :func:`sae_rows`). The verdict table and the figures' notes
-#: (:mod:`saerepro.plotting`) both judge through this map.
+#: table that keeps them, :func:`sae_rows`). The verdict table judges through this map.
 JUDGES: dict[str, Callable[[pd.DataFrame, VerdictRules], str]] = {
     "C1": shrinkage_claim,
     "C2": lambda g, r: frontier_claim(g, "gated", "baseline", r),
@@ -294,6 +316,7 @@ __all__ = [
     "JUDGES",
     "RULES",
     "VerdictRules",
+    "fitted_half_l0",
     "frontier_claim",
     "ratio_claim",
     "sae_rows",
