@@ -73,3 +73,25 @@ def test_write_verdicts(tmp_path):
     assert len(pd.read_csv(csv)) == 1
     text = md.read_text()
     assert "C3" in text and "shown" in text and "Rules" in text and "±0.05" in text
+
+
+def test_the_l0_range_is_stated_per_hook_point_in_the_config_and_moves_no_hash():
+    from saerepro.config import ConfigError, load_config
+    from saerepro.provenance import config_hash
+
+    raw = {
+        "model": "gemma-3-270m",
+        "layers": [5],
+        "sites": ["resid", "attn"],
+        "architectures": {"gated": {"coefficients": [1.0]}, "baseline": {"coefficients": [1.0]}},
+    }
+    plain = load_config(raw)
+    stated = load_config({**raw, "verdicts": {"l0_range": [12, 120], "site_l0_range": {"attn": [20, 60]}}})
+    assert config_hash(plain) == config_hash(stated)  # analysis only: nothing retrains
+    rules = V.rules_from_config(stated)
+    assert rules.l0_range == (12.0, 120.0) and rules.site_l0_range == {"attn": (20.0, 60.0)}
+    df = synthetic_metrics_table(layers=(5,), sites=("resid", "attn"), coefficients=(1, 2, 4, 8, 16, 32))
+    table = V.verdict_table(df, rules).set_index("Site")
+    assert "of L0 20–60)" in table.loc["attn", "C2"] and "of L0 20–60)" not in table.loc["resid", "C2"]
+    with pytest.raises(ConfigError, match=r"verdicts.site_l0_range.attn.*0 < lo < hi"):
+        load_config({**raw, "verdicts": {"site_l0_range": {"attn": [60, 20]}}})

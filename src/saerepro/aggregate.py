@@ -25,7 +25,7 @@ from .tables import (
     write_model_tables,
     write_seed_spread_table,
 )
-from .verdicts import write_verdicts
+from .verdicts import RULES, VerdictRules, rules_from_config, write_verdicts
 
 log = logging.getLogger("saerepro")
 
@@ -129,10 +129,12 @@ def aggregate(
     df = validate_metrics_table(
         rows[~dead].drop(columns=[c for c in TIMING_COLUMNS if c in rows.columns]).reset_index(drop=True)
     )
-    return write_tables(df, timings, training_health(metric_files), table_path)
+    return write_tables(df, timings, training_health(metric_files), table_path, rules_from_config(cfg))
 
 
-def write_tables(df: pd.DataFrame, timings: pd.DataFrame, health: pd.DataFrame, table_path: Path) -> pd.DataFrame:
+def write_tables(
+    df: pd.DataFrame, timings: pd.DataFrame, health: pd.DataFrame, table_path: Path, rules: VerdictRules = RULES
+) -> pd.DataFrame:
     """``df`` (validated metrics rows) sorted by key into ``table_path``; ``timings`` and ``health``
     beside it, and the paper-style, half-the-L0, verdict and seed-spread tables derived from ``df``."""
     table_path = Path(table_path)
@@ -143,7 +145,7 @@ def write_tables(df: pd.DataFrame, timings: pd.DataFrame, health: pd.DataFrame, 
         timings.sort_values(list(KEY_COLUMNS), kind="stable").to_csv(tmp, index=False)
     write_model_tables(df, table_path.parent)
     write_half_l0_table(df, table_path.parent / "half_l0")
-    write_verdicts(df, table_path.parent / "verdicts")
+    write_verdicts(df, table_path.parent / "verdicts", rules)
     write_seed_spread_table(df, table_path.parent / "seed_spread")
     _write_health(health, table_path.parent)
     return df

@@ -439,6 +439,23 @@ class ArchitectureConfig:
 
 
 @dataclass(frozen=True)
+class VerdictsConfig:
+    """The pre-stated L0 range of the verdicts (:class:`saerepro.verdicts.VerdictRules`); analysis
+    only, outside the config hash."""
+
+    l0_range: tuple[float, float] = (10.0, 150.0)
+    """(lo, hi) L0 range every claim is judged over, clipped to where both fits have SAEs."""
+    site_l0_range: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """(lo, hi) per site, replacing ``l0_range`` at those sites."""
+
+    def __post_init__(self) -> None:
+        ranges = {"l0_range": self.l0_range, **{f"site_l0_range.{s}": r for s, r in self.site_l0_range.items()}}
+        for key, (lo, hi) in ranges.items():
+            if not 0 < lo < hi:
+                raise ConfigError(f"config key 'verdicts.{key}': need 0 < lo < hi, got [{lo}, {hi}]")
+
+
+@dataclass(frozen=True)
 class PilotConfig:
     """Pilot mode (:mod:`saerepro.pilot`): short probe runs over a wide λ range at each hook point
     choose the λ grid whose L0s span a target range, replacing ``coefficients``."""
@@ -536,6 +553,8 @@ class Config:
     """Absolute path of a model given by path (``model`` then holds its tag); None for a name."""
     pilot: PilotConfig | None = None
     """Pilot mode (None: off): piloted architectures train the λ grids their pilots choose."""
+    verdicts: VerdictsConfig = field(default_factory=VerdictsConfig)
+    """The verdicts' pre-stated L0 range (analysis only)."""
     pilot_grids: dict[str, tuple[float, ...]] | None = None
     """Grids chosen by pilots so far, by ``saerepro.pilot.pilot_key`` (``saerepro.pilot.apply_pilot``)."""
 
@@ -755,6 +774,10 @@ def load_config(raw: dict | str | Path) -> Config:
         allow_mixed_configs=data["allow_mixed_configs"],
         activations=ActivationsConfig(**data["activations"]),
         pilot=_pilot(data["pilot"]) if "pilot" in data else None,
+        verdicts=VerdictsConfig(
+            l0_range=(float(data["verdicts"]["l0_range"][0]), float(data["verdicts"]["l0_range"][1])),
+            site_l0_range={s: (float(r[0]), float(r[1])) for s, r in data["verdicts"]["site_l0_range"].items()},
+        ),
     )
 
 

@@ -107,6 +107,7 @@ def merge_prior(cfg: Config, prior: PriorTables, tables_dir: Path) -> pd.DataFra
     ``prior``'s: every table rewritten, ``missing_runs.csv`` cut to the SAEs neither has."""
     from .aggregate import check_config_hashes, write_tables
     from .tables import KEY_COLUMNS, read_metrics_table, validate_metrics_table
+    from .verdicts import rules_from_config
 
     def here(name: str) -> pd.DataFrame:
         path = tables_dir / name
@@ -121,6 +122,7 @@ def merge_prior(cfg: Config, prior: PriorTables, tables_dir: Path) -> pd.DataFra
         _newest_first(here("timings.csv"), prior.timings),
         _newest_first(here("training_health.csv"), prior.health),
         tables_dir / "metrics.csv",
+        rules_from_config(cfg),
     )
     missing = here("missing_runs.csv")
     if len(missing):

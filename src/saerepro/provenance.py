@@ -41,6 +41,7 @@ PROVENANCE_FILE = "provenance.json"
 #: Config fields that are sweep axes or locations, not settings: left out of the hash.
 #: ``pilot`` and ``pilot_grids`` choose coefficients (a sweep axis), as ``architectures`` does.
 #: ``model_path`` is where a model given by path lies; ``model`` (its tag) names its content.
+#: ``verdicts`` only says how finished rows are judged (:mod:`saerepro.verdicts`).
 SWEEP_FIELDS = (
     "layers",
     "sites",
@@ -52,6 +53,7 @@ SWEEP_FIELDS = (
     "model_path",
     "pilot",
     "pilot_grids",
+    "verdicts",
 )
 
 #: Packages whose versions can change a number in the table.

@@ -49,6 +49,8 @@ class VerdictRules:
 
     l0_range: tuple[float, float] = (10.0, 150.0)
     """L0 range of every comparison, clipped to the L0s both fits have SAEs at."""
+    site_l0_range: dict[str, tuple[float, float]] | None = None
+    """(lo, hi) per site, replacing ``l0_range`` there (a config's ``verdicts.site_l0_range``)."""
     ratio_levels: tuple[float, ...] = (0.7, 0.8, 0.9)
     """Loss-recovered levels of C3; the verdict is at the highest inside both observed ranges."""
     gamma_tolerance: float = 0.05
@@ -65,6 +67,12 @@ class VerdictRules:
 
 
 RULES = VerdictRules()
+
+
+def rules_from_config(cfg) -> VerdictRules:
+    """The default rules with the config's pre-stated L0 ranges (``verdicts:``)."""
+    return VerdictRules(l0_range=cfg.verdicts.l0_range, site_l0_range=dict(cfg.verdicts.site_l0_range) or None)
+
 
 #: The cell where an architecture has fewer than 3 SAEs or SAEs at fewer than 2 coefficients.
 NOT_JUDGED = "not judged: an architecture has fewer than 3 SAEs at 2 or more λ, no frontier to fit"
@@ -114,9 +122,10 @@ def _fit_pair(df: pd.DataFrame, a: str, b: str, metric: str, rules: VerdictRules
     return NOT_JUDGED if fa is None or fb is None else (fa, fb)
 
 
-def _grid(fits: list[Fit], rules: VerdictRules) -> np.ndarray | None:
-    lo = max([rules.l0_range[0], *(f.l0_range[0] for f in fits)])
-    hi = min([rules.l0_range[1], *(f.l0_range[1] for f in fits)])
+def _grid(fits: list[Fit], rules: VerdictRules, site: str) -> np.ndarray | None:
+    stated = (rules.site_l0_range or {}).get(site, rules.l0_range)
+    lo = max([stated[0], *(f.l0_range[0] for f in fits)])
+    hi = min([stated[1], *(f.l0_range[1] for f in fits)])
     return np.geomspace(lo, hi, rules.grid) if lo < hi else None
 
 
@@ -140,7 +149,7 @@ def frontier_claim(df: pd.DataFrame, a: str, b: str, rules: VerdictRules = RULES
     if isinstance(fits, str):
         return fits
     fa, fb = fits
-    grid = _grid([fa, fb], rules)
+    grid = _grid([fa, fb], rules, str(df["site"].iloc[0]))
     if grid is None:
         return "no overlap"
     diff = fa.predict(grid) - fb.predict(grid)
@@ -167,7 +176,7 @@ def shrinkage_claim(df: pd.DataFrame, rules: VerdictRules = RULES) -> str:
     if isinstance(fits, str):
         return fits
     fg, fb = fits
-    grid = _grid([fg, fb], rules)
+    grid = _grid([fg, fb], rules, str(df["site"].iloc[0]))
     if grid is None:
         return "no overlap"
     g, b = fg.predict(grid), fb.predict(grid)
@@ -319,6 +328,7 @@ __all__ = [
     "fitted_half_l0",
     "frontier_claim",
     "ratio_claim",
+    "rules_from_config",
     "sae_rows",
     "shrinkage_claim",
     "sign_verdict",
