@@ -6,6 +6,7 @@ machine's own matmul peak.
     python benchmarks/bench_train.py --quick     # fewer steps (smoke test)
     python benchmarks/bench_train.py --compile   # also train.compile (torch.compile) against the bf16 peak
     python benchmarks/bench_train.py --sparse    # only: dense vs sparse steps (train.sparse_step) by L0
+    python benchmarks/bench_train.py --multi-only  # only: several SAEs per process, dense and sparse
 
 Shapes are the default pipeline's: d_in = 640 (Gemma-3-270M residual stream), gated width 2560
 (4×), baseline width 3840 (6×, compute-matched), batch 1024. Reported per architecture: tokens/s
@@ -274,10 +275,38 @@ def bench_stream(n_batches: int) -> float:
 
 
 def _worker(args: argparse.Namespace) -> None:
-    """Subprocess: train ``--n-saes`` gated SAEs over one read of the cache, print JSON."""
+    """Subprocess: train ``--n-saes`` gated SAEs over one read of the cache, print JSON.
+
+    Without ``--l0``: dense steps from a fresh initialisation (``train_saes`` itself). With it:
+    bf16-autocast sparse steps of SAEs set to ~that L0 (as ``--sparse`` sets them), stepped over one
+    shuffled stream as ``train_saes`` does, with the seconds spent producing batches counted apart.
+    """
     from saerepro.training import TrainConfig, train_saes
 
     torch.set_num_threads(args.threads)
+    if args.l0:
+        from saerepro.activations import open_cache
+        from saerepro.training import ShuffledStream, batch_to_tensor
+
+        cache = open_cache(args.cache)
+        tmp = Path(tempfile.mkdtemp(prefix="bench_multi_"))
+        runs = [_run_at_l0("gated", args.l0, True, True, tmp / str(i), cache)[0] for i in range(args.n_saes)]
+        for run in runs:
+            run.density = 0.0
+        c0 = runs[0].cfg
+        batches = ShuffledStream(cache.source, BATCH, 0, c0.shuffle_buffer_tokens, c0.shuffle_chunk_tokens).batches(0)
+        data = 0.0
+        t = time.perf_counter()
+        for _ in range(args.steps):
+            t_data = time.perf_counter()
+            x = batch_to_tensor(next(batches), torch.device("cpu"))
+            data += time.perf_counter() - t_data
+            for run in runs:
+                run.train_step(x)
+        seconds = time.perf_counter() - t
+        l0 = sum(r.density * r.sae.cfg.d_sae for r in runs) / len(runs)
+        print(json.dumps({"seconds": seconds, "data_seconds": data, "l0": l0}))
+        return
     cfgs = [
         TrainConfig(
             "gated",
@@ -297,47 +326,41 @@ def _worker(args: argparse.Namespace) -> None:
     print(json.dumps({"seconds": time.perf_counter() - t}))
 
 
-def bench_multi(steps: int, n_saes: int = 2) -> dict[str, float]:
+def bench_multi(steps: int, n_saes: int = 2, l0: float = 0.0) -> dict[str, float]:
     """SAE-tokens/s for n_saes gated SAEs: one process (all threads) vs n parallel 1-thread processes
-    vs n sequential all-thread processes. Process start-up (imports, ~5 s) is excluded by timing
-    inside the worker."""
+    (the pipeline's one job per SAE) vs n sequential all-thread processes. ``l0`` > 0: sparse steps
+    at that L0 (see :func:`_worker`), and the share of the one process's time spent producing
+    batches. Process start-up (imports, ~5 s) is excluded by timing inside the worker."""
     tmp = Path(tempfile.mkdtemp(prefix="bench_multi_cache_"))
     cache = write_cache(tmp, 64 * BATCH)
     threads = torch.get_num_threads()
 
     def launch(n: int, th: int) -> subprocess.Popen:
-        cmd = [
-            sys.executable,
-            __file__,
-            "--worker",
-            "--cache",
-            str(cache),
-            "--n-saes",
-            str(n),
-            "--threads",
-            str(th),
-            "--steps",
-            str(steps),
-        ]
+        cmd = [sys.executable, __file__, "--worker", "--cache", str(cache), "--n-saes", str(n)]
+        cmd += ["--threads", str(th), "--steps", str(steps), "--l0", str(l0)]
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": str(th)})
 
-    def seconds(p: subprocess.Popen) -> float:
+    def result(p: subprocess.Popen) -> dict[str, float]:
         out, _ = p.communicate()
-        return json.loads(out.strip().splitlines()[-1])["seconds"]
+        return json.loads(out.strip().splitlines()[-1])
 
     sae_tokens = n_saes * steps * BATCH
-    one_proc = seconds(launch(n_saes, threads))
+    one = result(launch(n_saes, threads))
     procs = [launch(1, 1) for _ in range(n_saes)]
     t0 = time.perf_counter()
-    parallel = max(seconds(p) for p in procs)
+    parallel = max(result(p)["seconds"] for p in procs)
     wall_parallel = time.perf_counter() - t0
-    sequential = sum(seconds(launch(1, threads)) for _ in range(n_saes))
-    return {
-        f"one process, {n_saes} SAEs, {threads} threads": sae_tokens / one_proc,
+    sequential = sum(result(launch(1, threads))["seconds"] for _ in range(n_saes))
+    out = {
+        f"one process, {n_saes} SAEs, {threads} threads": sae_tokens / one["seconds"],
         f"{n_saes} parallel processes, 1 thread each": sae_tokens / parallel,
         f"{n_saes} sequential processes, {threads} threads each": sae_tokens / sequential,
         "_wall_parallel_incl_startup_s": wall_parallel,
     }
+    if "data_seconds" in one:
+        out["_data_share_one_process"] = one["data_seconds"] / one["seconds"]
+        out["_l0"] = one["l0"]
+    return out
 
 
 def add_allocator_option(parser: argparse.ArgumentParser) -> None:
@@ -371,10 +394,11 @@ def main() -> None:
         help="also gated and baseline with train.compile (torch.compile), against the bf16 peak",
     )
     ap.add_argument("--sparse", action="store_true", help="only dense vs sparse steps by L0")
+    ap.add_argument("--multi-only", action="store_true", help="only several SAEs per process vs processes")
     ap.add_argument(
         "--sparse-archs",
         default="gated,baseline",
-        help="architectures of --sparse (any of gated,baseline,topk,jumprelu)",
+        help="architectures of --sparse (gated and its ablations, baseline, topk, jumprelu)",
     )
     add_allocator_option(ap)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -382,6 +406,7 @@ def main() -> None:
     ap.add_argument("--n-saes", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, default=20, help=argparse.SUPPRESS)
+    ap.add_argument("--l0", type=float, default=0.0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     allocator = apply_allocator_option(args)
     if args.worker:
@@ -394,6 +419,9 @@ def main() -> None:
         f"{torch.backends.cpu.get_cpu_capability()}; d_in={D_IN}, batch={BATCH}; "
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; allocator: {allocator}"
     )
+    if args.multi_only:
+        print_multi(steps=10 if args.quick else 30)
+        return
     if args.sparse:
         l0s = (16, 64, 256) if args.quick else (16, 32, 64, 128, 256, 512)
         for bf16 in (True, False) if not args.no_bf16 else (False,):
@@ -462,10 +490,22 @@ def main() -> None:
             )
 
     if args.multi:
-        print("\nseveral SAEs of one hook point (gated, width 2560), SAE-tokens/s, end to end incl. data:")
-        for name, v in bench_multi(steps=10 if args.quick else 30).items():
+        print_multi(steps=10 if args.quick else 30)
+
+
+def print_multi(steps: int) -> None:
+    """Several SAEs of one hook point in one process vs one process each: dense steps from a fresh
+    initialisation, then bf16 sparse steps at L0 ~32 (the default run's regime after its first steps)."""
+    for l0, what in ((0.0, "dense fp32 steps"), (32.0, "sparse bf16 steps at L0 ~32")):
+        print(f"\nseveral SAEs of one hook point (gated, width 2560, {what}), SAE-tokens/s, incl. data:")
+        r = bench_multi(steps=steps, l0=l0)
+        for name, v in r.items():
             if not name.startswith("_"):
                 print(f"  {name:45s} {v:9.0f}")
+        if "_data_share_one_process" in r:
+            print(
+                f"  (L0 {r['_l0']:.1f}; producing batches: {100 * r['_data_share_one_process']:.1f}% of the one process's time)"
+            )
 
 
 if __name__ == "__main__":
