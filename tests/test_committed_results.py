@@ -161,6 +161,22 @@ def test_verdicts_quoted_in_the_docs_are_the_committed_ones(doc):
         assert not wrong, f"{doc} quotes {run}-run verdicts that {table}/verdicts.csv does not have: {wrong}"
 
 
+def test_the_readmes_results_block_is_written_from_the_committed_verdict_tables():
+    """Every number in the README's results block is a committed one: the block is what
+    ``python -m saerepro.manifest readme`` writes from the verdict tables and manifests now."""
+    from saerepro.manifest import README_BEGIN, README_END, readme_results_markdown
+
+    assert doc_block(REPO / "README.md", README_BEGIN, README_END) == readme_results_markdown(REPO), (
+        "the README's results block is out of date: run "
+        "`.venv/bin/python -m saerepro.manifest readme --update README.md` and commit it"
+    )
+
+
+def test_the_readme_stays_short():
+    """A newcomer reads it in a minute; facts live in docs/ (issue 32: at most ~8 kB)."""
+    assert (REPO / "README.md").stat().st_size <= 8 * 1024
+
+
 def test_the_readme_quotes_the_long_runs_verdicts_once_they_are_committed():
     """The long run is the README's headline: once its verdicts are committed, every (layer, site) row
     of them is quoted there."""

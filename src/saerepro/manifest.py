@@ -13,6 +13,7 @@ freshness --update docs/results.md`` rewrites it).
     python -m saerepro.manifest promote default        # runs/default -> results/tables, figures/
     python -m saerepro.manifest write long --wall-seconds 4012 --note "..."
     python -m saerepro.manifest freshness [--update docs/results.md]
+    python -m saerepro.manifest readme [--update README.md]   # the README's results block
 """
 
 from __future__ import annotations
@@ -37,6 +38,34 @@ MANIFEST = "manifest.json"
 WALL_FILE = "wall_seconds"
 FRESHNESS_BEGIN = "<!-- freshness: begin (python -m saerepro.manifest freshness --update docs/results.md) -->"
 FRESHNESS_END = "<!-- freshness: end -->"
+README_BEGIN = "<!-- results: begin (python -m saerepro.manifest readme --update README.md) -->"
+README_END = "<!-- results: end -->"
+#: The claims the README's results block reads, with what each verdict cell tests (docs/metrics.md).
+README_CLAIMS = {
+    "C1": "C1 shrinkage (γ_c)",
+    "C2": "C2 Pareto improvement (gated − baseline loss recovered)",
+    "C3": "C3 L0 baseline / gated at equal loss recovered [95% CI]",
+}
+_VERDICT_ORDER = (
+    "shown",
+    "shown at some L0",
+    "mixed",
+    "reversed at some L0",
+    "reversed",
+    "not shown",
+    "not judged",
+    "not run",
+)
+_VERDICT_WORDS = (
+    "shown at some L0",
+    "reversed at some L0",
+    "shown",
+    "reversed",
+    "mixed",
+    "not shown",
+    "not judged",
+    "not run",
+)
 
 
 @dataclass(frozen=True)
@@ -278,18 +307,68 @@ def freshness_markdown(repo: Path = REPO) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_doc(doc: Path, text: str) -> bool:
-    """Replace the block between the freshness markers of ``doc`` by ``text``; True if it changed."""
+def _verdict_word(cell: str) -> str:
+    for word in _VERDICT_WORDS:
+        if cell.startswith(word):
+            return word
+    return cell.split(":")[0]
+
+
+def _hook_points(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def readme_results_markdown(repo: Path = REPO) -> str:
+    """The README's results block, written from the committed verdict tables and manifests of the
+    long run (the headline: a table and one line per claim) and the default run (a table), so every
+    number the README quotes is a committed one (a test keeps the README equal to this)."""
+    out = []
+    for name, heading in (("long", "Long run"), ("default", "Default run")):
+        run = get_run(name)
+        verdicts = pd.read_csv(repo / run.tables / "verdicts.csv", dtype=str)
+        m = read_manifest(run, repo)
+        machines = ", ".join(m["machines"])
+        wall = f", {m['wall_seconds'] / 60:.0f} min" if m.get("wall_seconds") else ""
+        out.append(
+            f"**{heading}** (`make {run.make}`, `{run.config}`: {m['n_saes']} SAEs, made {m['made']} on {machines}"
+            f"{wall}; verdicts with their reasons in `{run.tables}/verdicts.md`, figures in `{run.figures}/`):"
+        )
+        out.append("")
+        keyed = name == "long"
+        cols = (["layer", "site"] if keyed else ["site"]) + list(README_CLAIMS.values())
+        out.append("| " + " | ".join(cols) + " |")
+        out.append("|" + " --- |" * len(cols))
+        for _, r in verdicts.iterrows():
+            key = [r["Layer"], r["Site"]] if keyed else [r["Site"]]
+            out.append("| " + " | ".join(key + [r[c] for c in README_CLAIMS]) + " |")
+        out.append("")
+        if not keyed:
+            continue
+        for claim in [*README_CLAIMS, "C4", "C5"]:
+            by_word: dict[str, list[str]] = {}
+            for _, r in verdicts.iterrows():
+                by_word.setdefault(_verdict_word(r[claim]), []).append(f"layer-{r['Layer']} {r['Site']}")
+            order = sorted(
+                by_word, key=lambda w: _VERDICT_ORDER.index(w) if w in _VERDICT_ORDER else len(_VERDICT_ORDER)
+            )
+            said = "; ".join(f"{w} at {_hook_points(by_word[w])}" for w in order)
+            out.append(f"- **{claim}**: {said}.")
+        out.append("")
+    return "\n".join(out)
+
+
+def update_doc(doc: Path, text: str, begin: str = FRESHNESS_BEGIN, end: str = FRESHNESS_END) -> bool:
+    """Replace the block between the ``begin`` and ``end`` markers of ``doc`` by ``text``; True if it changed."""
     old = doc.read_text()
-    start, end = old.index(FRESHNESS_BEGIN) + len(FRESHNESS_BEGIN), old.index(FRESHNESS_END)
-    new = old[:start] + "\n" + text + old[end:]
+    start, stop = old.index(begin) + len(begin), old.index(end)
+    new = old[:start] + "\n" + text + old[stop:]
     doc.write_text(new)
     return new != old
 
 
-def doc_block(doc: Path) -> str:
+def doc_block(doc: Path, begin: str = FRESHNESS_BEGIN, end: str = FRESHNESS_END) -> str:
     text = doc.read_text()
-    return text[text.index(FRESHNESS_BEGIN) + len(FRESHNESS_BEGIN) : text.index(FRESHNESS_END)].lstrip("\n")
+    return text[text.index(begin) + len(begin) : text.index(end)].lstrip("\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -305,12 +384,20 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--note", default="")
     f = sub.add_parser("freshness", help="print (or --update a doc with) what changed since each committed run")
     f.add_argument("--update", type=Path)
+    r = sub.add_parser("readme", help="print (or --update README.md with) the results block from the verdict tables")
+    r.add_argument("--update", type=Path)
     args = parser.parse_args(argv)
     if args.command == "promote":
         print(f"saerepro: wrote {promote(get_run(args.run), note=args.note)}")
     elif args.command == "write":
         path = write_manifest(get_run(args.run), made=args.made, wall_seconds=args.wall_seconds, note=args.note)
         print(f"saerepro: wrote {path}")
+    elif args.command == "readme":
+        if args.update:
+            changed = update_doc(args.update, readme_results_markdown(), README_BEGIN, README_END)
+            print(f"saerepro: {args.update} {'updated' if changed else 'already up to date'}")
+        else:
+            sys.stdout.write(readme_results_markdown())
     elif args.update:
         changed = update_doc(args.update, freshness_markdown())
         print(f"saerepro: {args.update} {'updated' if changed else 'already up to date'}")
