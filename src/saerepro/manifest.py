@@ -117,7 +117,12 @@ COMMITTED_RUNS = (
         "repro-mlp-seeds",
     ),
     CommittedRun(
-        "cross_machine", "results/cross_machine", "config/config.yaml", None, None, metrics="default_amx_metrics.csv"
+        "cross_machine",
+        "results/cross_machine",
+        "config/experiments/default_dense.yaml",
+        None,
+        None,
+        metrics="default_amx_metrics.csv",
     ),
 )
 
