@@ -70,7 +70,8 @@ def test_a_setting_at_its_hash_neutral_default_leaves_the_hash_as_before_it_exis
 
     from saerepro.provenance import SWEEP_FIELDS
 
-    cfg = _cfg()
+    dense = {"train.sparse_step": False}  # the tiny config, like the default, switches sparse steps on
+    cfg = _cfg(**dense)
     for dotted, neutral in HASH_NEUTRAL_DEFAULTS.items():
         section, leaf = dotted.split(".")
         assert getattr(getattr(cfg, section), leaf) == neutral, dotted
@@ -83,11 +84,12 @@ def test_a_setting_at_its_hash_neutral_default_leaves_the_hash_as_before_it_exis
         :16
     ]
     assert config_hash(cfg) == before
-    assert config_hash(_cfg(**{"reference.precision": "bfloat16"})) != before
-    assert config_hash(_cfg(**{"train.resample_rewarm_shape": "cosine"})) != before
-    assert config_hash(_cfg(**{"train.resample_rewarm_start_factor": 0.1})) != before
-    assert config_hash(_cfg(**{"train.resample_rewarm_steps": 1000})) != before
-    assert config_hash(_cfg(**{"train.compile": True})) != before
+    assert config_hash(_cfg(**dense, **{"reference.precision": "bfloat16"})) != before
+    assert config_hash(_cfg(**dense, **{"train.resample_rewarm_shape": "cosine"})) != before
+    assert config_hash(_cfg(**dense, **{"train.resample_rewarm_start_factor": 0.1})) != before
+    assert config_hash(_cfg(**dense, **{"train.resample_rewarm_steps": 1000})) != before
+    assert config_hash(_cfg(**dense, **{"train.compile": True})) != before
+    assert config_hash(_cfg()) != before  # sparse_step: true
 
 
 def test_git_commit_names_this_checkout():
