@@ -777,3 +777,19 @@ def test_sparse_steps_fall_back_to_dense_above_the_crossover(cache, tmp_path, mo
     monkeypatch.setattr(cls, "sparse_loss_terms", lambda *a, **k: pytest.fail("a sparse step above the crossover"))
     info = train_sae(small_cfg("gated", total_tokens=128 * 20, sparse_step=True), cache, tmp_path, progress=False)
     assert info["steps"] == 20 and float(read_curve(tmp_path)[-1]["l0"]) / 48 > SPARSE_MAX_DENSITY
+
+
+def test_a_resumed_sparse_run_takes_the_steps_the_uninterrupted_one_takes(cache, tmp_path, monkeypatch):
+    """The checkpoint keeps the last step's density, so the first step after a resume is sparse
+    exactly when the uninterrupted run's is: the weights and loss curve are identical."""
+    import saerepro.training.run as run_module
+
+    monkeypatch.setattr(run_module, "SPARSE_MAX_DENSITY", 0.6)  # this small SAE's density is ~0.4
+    cfg = small_cfg("gated", 0.05, total_tokens=128 * 30, checkpoint_every_steps=7, sparse_step=True)
+    train_sae(cfg, cache, tmp_path / "full", progress=False)
+    part = train_sae(cfg, cache, tmp_path / "resumed", stop_at_step=14, progress=False)
+    assert not part["completed"]
+    train_sae(cfg, cache, tmp_path / "resumed", progress=False)
+    w_full, w_res = weights(tmp_path / "full"), weights(tmp_path / "resumed")
+    assert all(torch.equal(w_full[k], w_res[k]) for k in w_full)
+    assert (tmp_path / "full" / "loss_curve.csv").read_text() == (tmp_path / "resumed" / "loss_curve.csv").read_text()

@@ -165,6 +165,8 @@ class Run:
             "resamples": self.resamples,
             "rows": self.rows,
             "elapsed": self.elapsed,
+            # whether the next step runs sparse: a resumed run must take the step the uninterrupted one takes
+            "density": self.density,
         }
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.checkpoint_path) as tmp, open(tmp, "wb") as f:
@@ -193,6 +195,7 @@ class Run:
         self.resamples = list(state["resamples"])
         self.rows = list(state["rows"])
         self.elapsed = float(state["elapsed"])
+        self.density = float(state.get("density", 1.0))  # checkpoints from before sparse steps: dense
         logging.getLogger("saerepro").info(
             "resumed %s from its checkpoint at step %d of %d", self.out_dir, self.step, self.cfg.total_steps
         )
