@@ -56,16 +56,8 @@ _VERDICT_ORDER = (
     "not judged",
     "not run",
 )
-_VERDICT_WORDS = (
-    "shown at some L0",
-    "reversed at some L0",
-    "shown",
-    "reversed",
-    "mixed",
-    "not shown",
-    "not judged",
-    "not run",
-)
+#: the same words, longest first, so a prefix match finds "shown at some L0" before "shown"
+_VERDICT_WORDS = tuple(sorted(_VERDICT_ORDER, key=len, reverse=True))
 
 
 @dataclass(frozen=True)
