@@ -183,10 +183,11 @@ def bench_sparse(l0s: tuple[int, ...], steps: int, bf16: bool, archs: tuple[str,
     of each, the ratio, and the dense-equivalent FLOP rate (the dense step's FLOPs / the step's time)
     against the bf16 matmul peak measured in the same run. A sparse step beyond 100% does less work
     than the dense count, which is the point."""
-    import saerepro.training.run as run_module
     from saerepro.activations import open_cache
+    from saerepro.sae import ARCHITECTURES
 
-    run_module.SPARSE_MAX_DENSITY = 1.0  # measure every L0; the pipeline's crossover is what this finds
+    for cls in ARCHITECTURES.values():  # measure every L0: each architecture's crossover is what this finds
+        cls.sparse_max_density = 1.0
     peak = max(matmul_peak(torch.bfloat16 if bf16 else torch.float32, 3).values())
     tmp = Path(tempfile.mkdtemp(prefix="bench_sparse_"))
     cache = open_cache(write_cache(tmp / "cache", 4 * BATCH))

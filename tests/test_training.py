@@ -734,11 +734,10 @@ def test_sparse_steps_train_the_same_sae_up_to_rounding(cache, tmp_path, archite
     (tests/sae/test_sae_sparse.py); over 60 float32 steps the weights and loss curve stay within
     float32 rounding drift of the dense run's. The crossover is raised above this small SAE's
     density (~0.4), so every step but the first (dense: no density known yet) is sparse."""
-    import saerepro.training.run as run_module
     from saerepro.sae import ARCHITECTURES
 
-    monkeypatch.setattr(run_module, "SPARSE_MAX_DENSITY", 0.6)
     cls = ARCHITECTURES[architecture]
+    monkeypatch.setattr(cls, "sparse_max_density", 0.6)
     calls = []
     original = cls.sparse_loss_terms
 
@@ -769,22 +768,46 @@ def test_sparse_steps_train_the_same_sae_up_to_rounding(cache, tmp_path, archite
 
 
 def test_sparse_steps_fall_back_to_dense_above_the_crossover(cache, tmp_path, monkeypatch):
-    """This small SAE's latents stay ~40% active, above SPARSE_MAX_DENSITY: every step runs dense."""
+    """This small SAE's latents stay ~40% active, above gated's crossover: every step runs dense."""
     from saerepro.sae import make_sae
-    from saerepro.training.run import SPARSE_MAX_DENSITY
 
     cls = type(make_sae("gated", 4, 8))
     monkeypatch.setattr(cls, "sparse_loss_terms", lambda *a, **k: pytest.fail("a sparse step above the crossover"))
     info = train_sae(small_cfg("gated", total_tokens=128 * 20, sparse_step=True), cache, tmp_path, progress=False)
-    assert info["steps"] == 20 and float(read_curve(tmp_path)[-1]["l0"]) / 48 > SPARSE_MAX_DENSITY
+    assert info["steps"] == 20 and float(read_curve(tmp_path)[-1]["l0"]) / 48 > cls.sparse_max_density
+
+
+def test_each_architecture_steps_sparse_below_its_own_crossover(cache, tmp_path, monkeypatch):
+    """gated_untied crosses over lower than gated (docs/performance.md): with gated's crossover
+    raised above this small SAE's density (~0.4) and gated_untied's below it, gated steps sparse
+    and gated_untied, a subclass of gated, stays dense."""
+    from saerepro.sae import ARCHITECTURES
+
+    gated, untied = ARCHITECTURES["gated"], ARCHITECTURES["gated_untied"]
+    assert untied.sparse_max_density < gated.sparse_max_density
+    monkeypatch.setattr(gated, "sparse_max_density", 0.6)
+    monkeypatch.setattr(untied, "sparse_max_density", 0.3)
+    calls: dict[str, int] = {"gated": 0, "gated_untied": 0}
+    original = gated.sparse_loss_terms
+
+    def counted(self, *args, **kwargs):
+        calls[self.short_name] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(gated, "sparse_loss_terms", counted)
+    for arch in calls:
+        cfg = small_cfg(arch, total_tokens=128 * 12, sparse_step=True)
+        train_sae(cfg, cache, tmp_path / arch, progress=False)
+        assert float(read_curve(tmp_path / arch)[-1]["l0"]) / 48 > 0.3
+    assert calls == {"gated": 11, "gated_untied": 0}
 
 
 def test_a_resumed_sparse_run_takes_the_steps_the_uninterrupted_one_takes(cache, tmp_path, monkeypatch):
     """The checkpoint keeps the last step's density, so the first step after a resume is sparse
     exactly when the uninterrupted run's is: the weights and loss curve are identical."""
-    import saerepro.training.run as run_module
+    from saerepro.sae import ARCHITECTURES
 
-    monkeypatch.setattr(run_module, "SPARSE_MAX_DENSITY", 0.6)  # this small SAE's density is ~0.4
+    monkeypatch.setattr(ARCHITECTURES["gated"], "sparse_max_density", 0.6)  # this small SAE's density is ~0.4
     cfg = small_cfg("gated", 0.05, total_tokens=128 * 30, checkpoint_every_steps=7, sparse_step=True)
     train_sae(cfg, cache, tmp_path / "full", progress=False)
     part = train_sae(cfg, cache, tmp_path / "resumed", stop_at_step=14, progress=False)

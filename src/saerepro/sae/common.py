@@ -211,6 +211,11 @@ class SaeReproMixin:
 
     #: Whether :meth:`sparse_loss_terms` exists (the same loss, computed on the active pairs).
     has_sparse_step: ClassVar[bool] = False
+    #: A sparse step runs while the previous step's share of active (row, latent) pairs is at most
+    #: this; above it the dense step is as fast or faster. Measured per architecture under bf16
+    #: autocast by ``benchmarks/bench_train.py --sparse`` (docs/performance.md): ~0.06-0.09 for
+    #: most, so 0.06 unless an architecture's own crossover is lower.
+    sparse_max_density: ClassVar[float] = 0.06
 
     def sparse_loss_terms(
         self,

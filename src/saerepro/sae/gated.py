@@ -410,6 +410,9 @@ class GatedUntiedSAE(GatedSAE):
     short_name = "gated_untied"
     config_class = GatedUntiedSAEConfig
     tied = False
+    # Its separate W_mag needs a sampled product per active pair: sparse steps were 0.47-0.82x the
+    # dense step between densities 0.02 and 0.06 (docs/performance.md, AMD EPYC, bf16).
+    sparse_max_density = 0.02
 
 
 class GatedStrictAuxSAE(GatedSAE):

@@ -158,8 +158,9 @@ class TrainConfig:
     architectures that have a sparse step (:attr:`saerepro.sae.common.SaeReproMixin.has_sparse_step`):
     the same loss and gradients (``tests/sae/test_sae_sparse.py``) at a fraction of the work when
     few latents are active. A step runs dense while the previous step's density exceeds
-    :data:`saerepro.training.run.SPARSE_MAX_DENSITY` (the first steps). Under bf16 autocast the
-    decoders run in float32, so the rounding is not the dense step's."""
+    :attr:`~saerepro.sae.common.SaeReproMixin.sparse_max_density`, its architecture's measured
+    crossover (the first steps). Under bf16 autocast the decoders run in float32, so the rounding
+    is not the dense step's."""
 
     device: str = "auto"
     """auto (cuda, else mps, else cpu), cpu, cuda, cuda:N or mps."""

@@ -35,10 +35,6 @@ TRAIN_INFO_FILE = "train_info.json"
 SAE_CFG_FILE = "cfg.json"
 SAE_WEIGHTS_FILE = "sae_weights.safetensors"
 _CHECKPOINT_FORMAT = 1
-#: A sparse step (TrainConfig.sparse_step) runs while the previous step's share of active (row,
-#: latent) pairs is at most this; above it the dense step is as fast or faster
-#: (benchmarks/bench_train.py --sparse measures the crossover, docs/performance.md).
-SPARSE_MAX_DENSITY = 0.06
 #: Config fields that may change between an interrupted run and its resumption.
 _RESUMABLE_CHANGES = frozenset({"checkpoint_every_steps", "device"})
 
@@ -89,7 +85,7 @@ class Run:
             group["lr"] = lr
         coefficient = coefficient_at(cfg, step)
         dead = self.tokens_since_fired >= cfg.dead_window
-        sparse = self.sparse and self.density <= SPARSE_MAX_DENSITY
+        sparse = self.sparse and self.density <= sae.sparse_max_density
         loss_terms = sae.sparse_loss_terms if sparse else self.loss_terms
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=cfg.autocast_bf16):
             out = loss_terms(x, coefficient, dead if sae.needs_dead_mask else None)
