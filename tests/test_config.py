@@ -111,6 +111,18 @@ BAD_CASES = [
     ("context above the model's", "corpus.context_size", 100000, ["corpus.context_size", "32768"]),
     ("eval shorter than a sequence", "reference.eval_tokens", 16, ["reference.eval_tokens", "context_size"]),
     (
+        "per-site eval tokens at a site not configured",
+        "reference.site_eval_tokens",
+        {"mlp_post": 4096},
+        ["reference.site_eval_tokens", "mlp_post"],
+    ),
+    (
+        "per-site eval tokens shorter than a sequence",
+        "reference.site_eval_tokens",
+        {"resid": 16},
+        ["reference.site_eval_tokens.resid", "context_size"],
+    ),
+    (
         "site restriction outside sites",
         "architectures.topk",
         {"k": [8], "sites": ["mlp"]},

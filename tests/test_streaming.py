@@ -436,3 +436,65 @@ def test_on_the_fly_job_resumes_after_a_crash_in_its_second_pass(
     for a, b in zip(full, resumed, strict=False):
         assert same_weights(a, b)
         assert not (b / CHECKPOINT_FILE).exists()
+
+
+def test_a_site_evaluated_on_fewer_tokens_gets_the_metrics_of_a_config_with_that_many(
+    tiny_registered, tiny_model, tokens, tmp_path, monkeypatch
+):
+    """reference.site_eval_tokens: attn on the first 2 of resid's 4 sequences. One clean pass
+    covers the largest set; attn's reference JSON and an attn SAE's metric row equal those of a
+    config whose eval_tokens are attn's 2 sequences for every site, and resid's equal those of the
+    plain 4-sequence config."""
+    from saerepro import pipeline
+    from saerepro.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(3)
+    eval_tokens = rng.integers(4, tiny_model.cfg.d_vocab, size=(8, CTX)).astype(np.int32)
+    eval_tokens[:, 0] = tiny_model.tokenizer.bos_token_id
+    corpus = write_corpus(tmp_path / "corpus", tokens, eval_tokens)
+
+    def config(reference: dict):
+        raw = sweep("cached")
+        raw["seeds"] = [0]
+        raw["architectures"] = {"gated": {"coefficients": [0.05], "width": 96}}
+        raw["reference"] = {"batch_size": 4, **reference}
+        return load_config(raw)
+
+    per_site = config({"eval_tokens": 4 * CTX, "site_eval_tokens": {"attn": 2 * CTX}})
+    configs = {"per_site": per_site, "all4": config({"eval_tokens": 4 * CTX}), "all2": config({"eval_tokens": 2 * CTX})}
+    cache_dirs = {hp: str(tmp_path / "cache" / f"L{hp[0]}" / hp[1]) for hp in per_site.hook_points()}
+    pipeline.cache_activations(per_site, corpus, cache_dirs)
+    refs: dict[str, dict] = {}
+    for name, c in configs.items():
+        folder = tmp_path / "ref" / name
+        folder.mkdir(parents=True)
+        out = {hp: str(folder / f"L{hp[0]}_{hp[1]}.json") for hp in c.hook_points()}
+        pipeline.reference_ce(c, corpus, out, clean_path=folder / "clean.pt")
+        refs[name] = {hp: json.loads(Path(p).read_text()) for hp, p in out.items()}
+        for ref in refs[name].values():
+            ref.pop("seconds_all_hook_points")
+    assert refs["per_site"][1, "attn"] == refs["all2"][1, "attn"]
+    assert refs["per_site"][1, "resid"] == refs["all4"][1, "resid"]
+    assert refs["per_site"][1, "attn"]["n_sequences"] == 2 and refs["per_site"][1, "resid"]["n_sequences"] == 4
+
+    (run,) = [r for r in per_site.runs() if r.site == "attn"]
+    pipeline.train_run(per_site, run, cache_dirs[1, "attn"], tmp_path / "sae", None)
+    rows = {}
+    for name in ("per_site", "all2"):
+        folder = tmp_path / "ref" / name
+        rows[name] = pipeline.evaluate_run(
+            configs[name],
+            run,
+            tmp_path / "sae",
+            folder / "L1_attn.json",
+            cache_dirs[1, "attn"],
+            corpus,
+            folder / "metrics.json",
+            clean_path=folder / "clean.pt",
+        )
+    neutral = {"eval_seconds", "config_hash"}
+    assert rows["per_site"]["n_eval_tokens"] == 2 * (CTX - 1)
+    assert {k: v for k, v in rows["per_site"].items() if k not in neutral} == {
+        k: v for k, v in rows["all2"].items() if k not in neutral
+    }

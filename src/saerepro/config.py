@@ -218,6 +218,11 @@ class CacheConfig:
 class ReferenceConfig:
     eval_tokens: int = 4096
     """Held-out tokens every CE metric uses; rounded down to whole sequences."""
+    site_eval_tokens: dict[str, int] = field(default_factory=dict)
+    """Per-site override of ``eval_tokens`` (e.g. ``{attn: 16384}``): each hook point is evaluated
+    on the first ``site_eval_tokens[site]`` held-out tokens, a prefix of the largest set, so the
+    clean pass runs once. Spend eval tokens where the eval SE, not the seed, dominates a point's
+    variance (docs/metrics.md)."""
     batch_size: int = 8
     """Sequences per LM forward during evaluation."""
     precision: str = "float32"
@@ -225,6 +230,14 @@ class ReferenceConfig:
     vocabulary with a bf16 matmul centred on the clean log-sum-exp and recomputes the tokens that
     carry the log-sum-exp in float32 (``saerepro.evaluate.LowPrecisionUnembed``); all else stays
     float32. ``benchmarks/bench_eval_precision.py`` measures its speed and what it moves."""
+
+    def tokens_for(self, site: str) -> int:
+        """Eval tokens of ``site``'s hook points (before rounding down to whole sequences)."""
+        return self.site_eval_tokens.get(site, self.eval_tokens)
+
+    def max_tokens(self, sites) -> int:
+        """Eval tokens of the largest of ``sites``' sets: what the clean pass covers."""
+        return max(self.tokens_for(site) for site in sites)
 
 
 @dataclass(frozen=True)
@@ -596,6 +609,17 @@ class Config:
                 f"config key 'reference.eval_tokens': {self.reference.eval_tokens} is "
                 f"less than one sequence of corpus.context_size={self.corpus.context_size}"
             )
+        for site, n_tokens in self.reference.site_eval_tokens.items():
+            if site not in self.sites:
+                raise ConfigError(
+                    f"config key 'reference.site_eval_tokens': {site!r} is not one of the configured "
+                    f"sites {list(self.sites)}"
+                )
+            if n_tokens < self.corpus.context_size:
+                raise ConfigError(
+                    f"config key 'reference.site_eval_tokens.{site}': {n_tokens} is less than one "
+                    f"sequence of corpus.context_size={self.corpus.context_size}"
+                )
         for name, arch in self.architectures.items():
             for site in arch.sites or ():
                 if site not in self.sites:

@@ -201,7 +201,10 @@ def estimate(cfg: Config, hardware: Hardware = Hardware(), name: str = "", lm_dt
 
     # Tokens: what the cache holds (BOS positions skipped) and what each SAE reads.
     cached_tokens = cfg.corpus.train_tokens // ctx * (ctx - 1)
-    eval_tokens = cfg.reference.eval_tokens // ctx * ctx
+
+    def eval_tokens(site: str) -> int:
+        return max(1, cfg.reference.tokens_for(site) // ctx) * ctx
+
     batch = cfg.train.batch_size
 
     train_s, train_longest_s, eval_s, sae_bytes = 0.0, 0.0, 0.0, 0
@@ -221,8 +224,8 @@ def estimate(cfg: Config, hardware: Hardware = Hardware(), name: str = "", lm_dt
         train_longest_s = max(train_longest_s, seconds)
         # Evaluation: the SAE spliced into a full LM forward over the eval tokens (the clean
         # pass is reference_ce's, reused).
-        eval_s += hardware.seconds(full_lm * eval_tokens, lm_dtype)
-        eval_s += hardware.seconds(4.0 * d * m * eval_tokens, sae_dtype)
+        eval_s += hardware.seconds(full_lm * eval_tokens(run.site), lm_dtype)
+        eval_s += hardware.seconds(4.0 * d * m * eval_tokens(run.site), sae_dtype)
         total, trainable = sae_parameters(run.architecture, d, m)
         sae_bytes += 4 * total
         state = 4 * total + 12 * trainable
@@ -250,7 +253,10 @@ def estimate(cfg: Config, hardware: Hardware = Hardware(), name: str = "", lm_dt
         pilot_mem = max(pilot_mem, CONTEXT_BYTES + n * state + ACTIVATION_TENSORS[piloted] * batch * m * 4)
 
     deepest = max(layer for layer, _ in hooks) + 1
-    ref_s = hardware.seconds(full_lm * eval_tokens * (1 + len(hooks)), lm_dtype)
+    # the clean pass over the largest set, one zero-ablation pass per hook point over its own
+    ref_s = hardware.seconds(
+        full_lm * (max(eval_tokens(site) for _, site in hooks) + sum(eval_tokens(site) for _, site in hooks)), lm_dtype
+    )
     cache_s = hardware.seconds(
         lm_forward_flops_per_token(spec, deepest, ctx, False) * cfg.corpus.train_tokens, lm_dtype
     )
@@ -265,7 +271,7 @@ def estimate(cfg: Config, hardware: Hardware = Hardware(), name: str = "", lm_dt
     lm_job_mem = CONTEXT_BYTES + lm_weight_bytes + lm_batch_bytes
     ref_mem = CONTEXT_BYTES + lm_weight_bytes + logits_bytes
 
-    corpus_bytes = (cfg.corpus.train_tokens + max(4 * cfg.reference.eval_tokens, 65536)) * 4
+    corpus_bytes = (cfg.corpus.train_tokens + max(4 * cfg.reference.max_tokens(cfg.sites), 65536)) * 4
     cache_bytes = sum(cached_tokens * d * DTYPE_BYTES[cfg.cache.dtype] for d in dims.values())
     otf_job = {h: lm_job_mem + sae_state[h] + sae_act[h] for h in hooks}
     worst_hook = max(otf_job, key=otf_job.__getitem__)

@@ -295,6 +295,21 @@ def clean_reference(
     return out
 
 
+def subset_clean(clean: dict, n_seq: int, n_pred: int) -> dict:
+    """The clean reference (:func:`saerepro.evaluate.clean_reference` + zero-ablation CEs) of its
+    first ``n_seq`` sequences."""
+    rows = n_seq * n_pred
+    out = {
+        "hidden": clean["hidden"][:rows],
+        "ce": clean["ce"][:rows],
+        "resid_pre": {k: v[:n_seq] for k, v in clean["resid_pre"].items()},
+        "stats": None if clean["stats"] is None else {k: v[:rows] for k, v in clean["stats"].items()},
+    }
+    for name in ("zero_ce", "zero_bos_ce"):
+        out[name] = {k: v[:rows] for k, v in clean.get(name, {}).items()}
+    return out
+
+
 def _softcap(model) -> float | None:
     softcap = getattr(model.cfg, "output_logits_soft_cap", -1.0)
     return softcap if softcap and softcap > 0 else None

@@ -20,6 +20,8 @@ from types import SimpleNamespace
 
 import torch
 
+from .evaluate import subset_clean
+
 
 @torch.no_grad()
 def gradient_pursuit(
@@ -109,21 +111,6 @@ DEFAULT_KS = (4, 8, 16, 32, 64)
 #: SAE's own encoder, the pursuit adding ~1 s per unit of k (~90 s at k = 64). SEs are paired and
 #: sequence-aware over these sequences.
 EVAL_TOKENS = 4096
-
-
-def subset_clean(clean: dict, n_seq: int, n_pred: int) -> dict:
-    """The clean reference (:func:`saerepro.evaluate.clean_reference` + zero-ablation CEs) of its
-    first ``n_seq`` sequences."""
-    rows = n_seq * n_pred
-    out = {
-        "hidden": clean["hidden"][:rows],
-        "ce": clean["ce"][:rows],
-        "resid_pre": {k: v[:n_seq] for k, v in clean["resid_pre"].items()},
-        "stats": None if clean["stats"] is None else {k: v[:rows] for k, v in clean["stats"].items()},
-    }
-    for name in ("zero_ce", "zero_bos_ce"):
-        out[name] = {k: v[:rows] for k, v in clean.get(name, {}).items()}
-    return out
 
 
 def ito_code_hash() -> str:

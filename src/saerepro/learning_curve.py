@@ -31,7 +31,6 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
 
@@ -86,30 +85,31 @@ def _run_learning_curve(cfg: Config, budgets: list[int], out_dir: Path, progress
     import torch
 
     from .activations import open_cache
-    from .evaluate import evaluate_sae, paired_metrics
+    from .evaluate import evaluate_sae, paired_metrics, subset_clean
     from .io import array_sha256
-    from .lm import eval_token_subset
     from .models import load_model, resolve_device
-    from .pipeline import load_clean_reference
+    from .pipeline import held_out_tokens, load_clean_reference
     from .sae import make_sae
     from .training import CHECKPOINT_FILE, TrainConfig, train_sae
 
     device = str(resolve_device(cfg.device))
     corpus = Path(paths.corpus_dir(cfg))
-    eval_tokens = eval_token_subset(np.load(corpus / "eval.npy"), cfg.reference.eval_tokens)
+    all_tokens = held_out_tokens(cfg, corpus)
     clean_path = Path(paths.CLEAN_REFERENCE.format(model=cfg.model, corpus=cfg.corpus.name))
     if not clean_path.exists():
         raise FileNotFoundError(
             f"{clean_path} is missing: run the reference_ce stage of this config first "
             "(snakemake cached --configfile <config>)"
         )
-    clean = load_clean_reference(clean_path, eval_tokens)
+    clean_all = load_clean_reference(clean_path, all_tokens)
     model = load_model(cfg.spec, cfg.resources_dir, device)
     rows = []
     out_dir.mkdir(parents=True, exist_ok=True)
     for layer, site in cfg.hook_points():
         ref_path = Path(paths.REFERENCE_CE.format(model=cfg.model, corpus=cfg.corpus.name, layer=layer, site=site))
         ref = json.loads(ref_path.read_text())
+        eval_tokens = held_out_tokens(cfg, corpus, site)
+        clean = subset_clean(clean_all, len(eval_tokens), eval_tokens.shape[1] - 1)
         if ref["eval_tokens_sha256"] != array_sha256(eval_tokens):
             raise RuntimeError(f"{ref_path} was computed on other eval tokens; rerun reference_ce")
         cache = open_cache(paths.cache_dir(cfg, layer, site))

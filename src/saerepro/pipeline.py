@@ -79,7 +79,7 @@ def prepare_corpus(cfg: Config, out_dir: str | Path) -> dict:
         eval_fraction=cfg.corpus.eval_fraction,
         max_train_tokens=cfg.corpus.train_tokens,
         add_bos=cfg.spec.add_bos,
-        max_eval_tokens=max(4 * cfg.reference.eval_tokens, 65536),
+        max_eval_tokens=max(4 * cfg.reference.max_tokens(cfg.sites), 65536),
         source=cfg.corpus.source,
     )
     # A corpus short of the budget would leave the cache (whose folder names the asked-for count)
@@ -91,9 +91,10 @@ def prepare_corpus(cfg: Config, out_dir: str | Path) -> dict:
             f"{train_tokens:,} training tokens, but corpus.train_tokens is {cfg.corpus.train_tokens:,} "
             f"(lower it to {train_tokens:,} or less, or give more text)"
         )
-    if eval_tokens < cfg.reference.eval_tokens:
+    if eval_tokens < cfg.reference.max_tokens(cfg.sites):
         short.append(
-            f"{eval_tokens:,} held-out tokens, but reference.eval_tokens is {cfg.reference.eval_tokens:,} "
+            f"{eval_tokens:,} held-out tokens, but the reference asks for {cfg.reference.max_tokens(cfg.sites):,} "
+            "(reference.eval_tokens or site_eval_tokens) "
             f"(lower it, raise corpus.eval_fraction from {cfg.corpus.eval_fraction:g}, or give more text)"
         )
     if short:
@@ -142,38 +143,53 @@ def cache_activations(cfg: Config, corpus: str | Path, out_dirs: dict[tuple[int,
     return metas
 
 
+def held_out_tokens(cfg: Config, corpus: str | Path, site: str | None = None) -> np.ndarray:
+    """The fixed held-out sequences: the clean pass's (the largest of the sites' sets, ``site``
+    None) or the first ones of them that ``site``'s hook points are evaluated on
+    (``reference.site_eval_tokens``, else ``reference.eval_tokens``)."""
+    from .lm import eval_token_subset
+
+    tokens = eval_token_subset(np.load(Path(corpus) / "eval.npy"), cfg.reference.max_tokens(cfg.sites))
+    if site is None:
+        return tokens
+    return tokens[: max(1, cfg.reference.tokens_for(site) // tokens.shape[1])]
+
+
 def reference_ce(
     cfg: Config, corpus: str | Path, out_paths: dict[tuple[int, str], str], clean_path: str | Path | None = None
 ) -> dict:
     """Clean and zero-ablation CE on the fixed eval tokens, one JSON per hook point.
 
-    The clean pass (:func:`saerepro.evaluate.clean_reference`) keeps each evaluated layer's block
-    input, so each zero-ablation pass starts at its layer. Two zero-ablation conventions per hook
-    point: ``ce_zero`` zeroes every position but BOS (ours: the SAEs never see BOS), and
+    The clean pass (:func:`saerepro.evaluate.clean_reference`) covers the largest eval set and
+    keeps each evaluated layer's block input, so each zero-ablation pass starts at its layer and
+    runs on its site's set (:func:`held_out_tokens`, a prefix). Two zero-ablation conventions per
+    hook point: ``ce_zero`` zeroes every position but BOS (ours: the SAEs never see BOS), and
     ``ce_zero_bos_zeroed`` zeroes BOS too (sae-lens' ``ce_loss_score``). Per-token CEs are saved
-    with the clean pass at ``clean_path`` so that every SAE's metrics get paired SEs.
+    with the clean pass at ``clean_path`` so that every SAE's metrics get paired SEs. Each hook
+    point's JSON gives the clean CE on its own set.
     """
     import torch
 
-    from .evaluate import clean_reference, hook_key, zero_ablation_ce
+    from .evaluate import clean_reference, hook_key, subset_clean, zero_ablation_ce
     from .io import atomic_path
-    from .lm import eval_token_subset
     from .metrics import sequence_mean_and_se
     from .models import load_model
 
     model = load_model(cfg.spec, cfg.resources_dir, str(resolve_device(cfg.device)))
-    eval_tokens = eval_token_subset(np.load(Path(corpus) / "eval.npy"), cfg.reference.eval_tokens)
+    eval_tokens = held_out_tokens(cfg, corpus)
     n_pred = eval_tokens.shape[1] - 1
+    n_seq = {(layer, site): len(held_out_tokens(cfg, corpus, site)) for layer, site in out_paths}
     batch_size = cfg.reference.batch_size
     start = time.time()
     clean = clean_reference(model, eval_tokens, sorted({layer for layer, _ in out_paths}), batch_size=batch_size)
     clean["zero_ce"], clean["zero_bos_ce"] = {}, {}
-    for layer, site in out_paths:
+    for (layer, site), n in n_seq.items():
+        part = subset_clean(clean, n, n_pred)
         for name, zero_bos in (("zero_ce", False), ("zero_bos_ce", True)):
             clean[name][hook_key(layer, site)] = zero_ablation_ce(
                 model,
-                eval_tokens,
-                clean,
+                eval_tokens[:n],
+                part,
                 layer,
                 site,
                 zero_bos=zero_bos,
@@ -193,7 +209,8 @@ def reference_ce(
         "zero": {},
     }
     for (layer, site), path in out_paths.items():
-        key = hook_key(layer, site)
+        key, n = hook_key(layer, site), n_seq[(layer, site)]
+        ce_clean, ce_clean_se = sequence_mean_and_se(clean["ce"][: n * n_pred].reshape(-1, n_pred))
         ce_zero, ce_zero_se = sequence_mean_and_se(clean["zero_ce"][key].reshape(-1, n_pred))
         ce_bos, ce_bos_se = sequence_mean_and_se(clean["zero_bos_ce"][key].reshape(-1, n_pred))
         zero = {
@@ -213,9 +230,9 @@ def reference_ce(
                 "ce_clean_se": ce_clean_se,
                 **zero,
                 "se_units": "eval sequences (cluster-robust)",
-                "n_tokens": result["n_tokens"],
-                "n_sequences": len(eval_tokens),
-                "eval_tokens_sha256": clean["eval_tokens_sha256"],
+                "n_tokens": n * n_pred,
+                "n_sequences": n,
+                "eval_tokens_sha256": array_sha256(eval_tokens[:n]),
                 "seconds_all_hook_points": round(seconds, 1),
             },
         )
@@ -228,14 +245,17 @@ def _to_cpu(obj):
     return obj.cpu() if hasattr(obj, "cpu") else obj
 
 
-def load_clean_reference(path: str | Path, eval_tokens: np.ndarray) -> dict:
-    """The saved clean pass, refused if it was computed on other eval tokens."""
+def load_clean_reference(path: str | Path, eval_tokens: np.ndarray, n_seq: int | None = None) -> dict:
+    """The saved clean pass, refused if it was computed on other eval tokens than ``eval_tokens``
+    (:func:`held_out_tokens`' largest set); with ``n_seq``, that of its first ``n_seq`` sequences."""
     import torch
+
+    from .evaluate import subset_clean
 
     clean = torch.load(path, map_location="cpu", weights_only=True)
     if clean.get("eval_tokens_sha256") != array_sha256(eval_tokens):
         raise RuntimeError(f"{path} was computed on other eval tokens; rerun reference_ce")
-    return clean
+    return clean if n_seq is None else subset_clean(clean, n_seq, eval_tokens.shape[1] - 1)
 
 
 # --------------------------------------------------------------------------- per-SAE stages
@@ -297,13 +317,12 @@ def evaluate_run(
 ) -> dict:
     """The paper's metrics for one trained SAE, written as one JSON row of the results table."""
     from .evaluate import evaluate_sae, paired_metrics
-    from .lm import eval_token_subset
     from .models import load_model
     from .sae import load_sae
 
     device = str(resolve_device(cfg.device))
     ref = json.loads(Path(reference).read_text())
-    eval_tokens = eval_token_subset(np.load(Path(corpus) / "eval.npy"), cfg.reference.eval_tokens)
+    eval_tokens = held_out_tokens(cfg, corpus, run.site)
     if array_sha256(eval_tokens) != ref["eval_tokens_sha256"]:
         raise RuntimeError(f"{reference} was computed on other eval tokens; rerun reference_ce")
     if clean_path is None:
@@ -311,7 +330,7 @@ def evaluate_run(
             "evaluate_run needs the clean reference (reference_ce's clean_reference.pt): "
             "its per-token CEs pair every SAE's standard errors"
         )
-    clean = load_clean_reference(clean_path, eval_tokens)
+    clean = load_clean_reference(clean_path, held_out_tokens(cfg, corpus), len(eval_tokens))
     scale = activation_scale(cache_dir)  # the cache's, or (on_the_fly) the run's train_info.json
     sae = load_sae(str(run_dir), device=device)
     model = load_model(cfg.spec, cfg.resources_dir, device)

@@ -121,6 +121,7 @@ def metric_moving_pathspec(paths=METRIC_MOVING_PATHS) -> list[str]:
 #: not change the hash of a config that does not use it (any other value does). Dotted paths.
 HASH_NEUTRAL_DEFAULTS: dict[str, object] = {
     "reference.precision": "float32",
+    "reference.site_eval_tokens": {},
     "train.resample_rewarm_shape": "linear",
     "train.resample_rewarm_start_factor": 0.0,
     "train.resample_rewarm_steps": None,

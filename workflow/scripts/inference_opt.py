@@ -4,6 +4,11 @@ from saerepro.inference_opt import run_inference_opt
 from saerepro.snake import job
 
 with job(snakemake) as cfg:
+    if cfg.reference.site_eval_tokens:
+        raise ValueError(
+            "inference_opt reads the clean pass of reference.eval_tokens' set; with "
+            "reference.site_eval_tokens set (one set per site) it is not supported yet"
+        )
     w = snakemake.wildcards
     run_inference_opt(
         cfg,
