@@ -111,6 +111,12 @@ BAD_CASES = [
     ("context above the model's", "corpus.context_size", 100000, ["corpus.context_size", "32768"]),
     ("eval shorter than a sequence", "reference.eval_tokens", 16, ["reference.eval_tokens", "context_size"]),
     (
+        "per-site training tokens at a site not configured",
+        "train.site_tokens",
+        {"mlp_post": 4096},
+        ["train.site_tokens", "mlp_post"],
+    ),
+    (
         "per-site eval tokens at a site not configured",
         "reference.site_eval_tokens",
         {"mlp_post": 4096},
@@ -255,6 +261,18 @@ def test_per_site_widths_override_width_and_expansion():
     gated = load_config(raw).architectures["gated"]
     assert gated.d_sae(640, "mlp") == 4096
     assert gated.d_sae(640, "resid") == gated.d_sae(640) == 1000
+
+
+def test_per_site_training_tokens_reach_the_trainer_and_an_architectures_own_overrides_them():
+    from saerepro.training import TrainConfig
+
+    raw = with_change("train.site_tokens", {"attn": 4096})
+    raw = with_change("architectures.baseline.tokens", 2048, base=raw)
+    cfg = load_config(raw)
+    runs = {(r.architecture, r.site): r for r in cfg.runs()}
+    tokens = {key: TrainConfig.from_run(cfg, run, d_in=640).total_tokens for key, run in runs.items()}
+    assert tokens["gated", "attn"] == 4096 and tokens["gated", "mlp"] == cfg.train.tokens != 4096
+    assert {t for (arch, _), t in tokens.items() if arch == "baseline"} == {2048}
 
 
 def test_resampling_and_shuffle_buffer_reach_the_trainer():

@@ -244,6 +244,9 @@ class ReferenceConfig:
 class TrainDefaults:
     tokens: int = 500_000
     """Training tokens per SAE."""
+    site_tokens: dict[str, int] = field(default_factory=dict)
+    """Per-site override of ``tokens`` (e.g. ``{attn: 524288}``, where the frontier has settled at
+    a smaller budget); an architecture's own ``tokens`` overrides both."""
     batch_size: int = 1024
     """Activations per optimiser step."""
     lr: float = 3e-3
@@ -296,6 +299,10 @@ class TrainDefaults:
             raise ConfigError(
                 f"config key 'train.resample_rewarm_steps': expected null or an integer >= 0, got {steps!r}"
             )
+
+    def tokens_for(self, site: str) -> int:
+        """Training tokens of an SAE at ``site`` (unless its architecture sets its own)."""
+        return self.site_tokens.get(site, self.tokens)
 
 
 RESAMPLE_REWARM_SHAPES = ("linear", "cosine")
@@ -609,6 +616,11 @@ class Config:
                 f"config key 'reference.eval_tokens': {self.reference.eval_tokens} is "
                 f"less than one sequence of corpus.context_size={self.corpus.context_size}"
             )
+        for site in self.train.site_tokens:
+            if site not in self.sites:
+                raise ConfigError(
+                    f"config key 'train.site_tokens': {site!r} is not one of the configured sites {list(self.sites)}"
+                )
         for site, n_tokens in self.reference.site_eval_tokens.items():
             if site not in self.sites:
                 raise ConfigError(

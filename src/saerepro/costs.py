@@ -218,7 +218,7 @@ def estimate(cfg: Config, hardware: Hardware = Hardware(), name: str = "", lm_dt
         arch = cfg.architectures[run.architecture]
         d = dims[(run.layer, run.site)]
         m = arch.d_sae(d, run.site)
-        tokens = arch.tokens or cfg.train.tokens
+        tokens = arch.tokens or cfg.train.tokens_for(run.site)
         seconds = hardware.seconds(sae_train_flops_per_token(run.architecture, d, m) * tokens, sae_dtype)
         train_s += seconds
         train_longest_s = max(train_longest_s, seconds)
@@ -260,7 +260,7 @@ def estimate(cfg: Config, hardware: Hardware = Hardware(), name: str = "", lm_dt
     cache_s = hardware.seconds(
         lm_forward_flops_per_token(spec, deepest, ctx, False) * cfg.corpus.train_tokens, lm_dtype
     )
-    tokens_per_sae = max((cfg.architectures[r.architecture].tokens or cfg.train.tokens) for r in runs)
+    tokens_per_sae = max((cfg.architectures[r.architecture].tokens or cfg.train.tokens_for(r.site)) for r in runs)
     otf_lm_s = sum(
         hardware.seconds(
             lm_forward_flops_per_token(spec, layer + 1, ctx, False) * tokens_per_sae * ctx / (ctx - 1), lm_dtype

@@ -122,6 +122,7 @@ def metric_moving_pathspec(paths=METRIC_MOVING_PATHS) -> list[str]:
 HASH_NEUTRAL_DEFAULTS: dict[str, object] = {
     "reference.precision": "float32",
     "reference.site_eval_tokens": {},
+    "train.site_tokens": {},
     "train.resample_rewarm_shape": "linear",
     "train.resample_rewarm_start_factor": 0.0,
     "train.resample_rewarm_steps": None,

@@ -235,7 +235,7 @@ class TrainConfig:
             architecture=run.architecture,
             coefficient=run.coefficient,
             d_sae=arch.d_sae(d_in, run.site),
-            total_tokens=arch.tokens or cfg.train.tokens,
+            total_tokens=arch.tokens or cfg.train.tokens_for(run.site),
             batch_size=cfg.train.batch_size,
             lr=arch.lr or cfg.train.lr,
             lr_warmup_steps=cfg.train.warmup_steps,
