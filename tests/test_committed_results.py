@@ -313,3 +313,13 @@ def test_mlp_seed_rows_quoted_in_results_md_are_the_committed_ones():
         assert mean == f"{r.loss_recovered:.3f} ± {r.loss_recovered_se:.3f}", line
         assert eval_se == f"{r.loss_recovered_eval_se:.3f}", line
         assert gamma_c == f"{r.gamma_c:.3f} ± {r.gamma_c_se:.3f}", line
+
+
+@pytest.mark.parametrize("run", [r for r in COMMITTED_RUNS if r.compare_with], ids=lambda r: r.name)
+def test_a_committed_reruns_comparison_is_what_both_committed_tables_say(run):
+    """results/<rerun>/tables/rerun_comparison.csv is recomputed from the two committed metrics
+    tables; a re-promoted first run makes it stale (`python -m saerepro.manifest compare <rerun>`)."""
+    from saerepro.manifest import RERUN_COMPARISON, rerun_comparison_table
+
+    committed = (REPO / run.tables / f"{RERUN_COMPARISON}.csv").read_text()
+    assert rerun_comparison_table(run).to_csv(index=False) == committed

@@ -95,3 +95,28 @@ def test_the_l0_range_is_stated_per_hook_point_in_the_config_and_moves_no_hash()
     assert "of L0 20–60)" in table.loc["attn", "C2"] and "of L0 20–60)" not in table.loc["resid", "C2"]
     with pytest.raises(ConfigError, match=r"verdicts.site_l0_range.attn.*0 < lo < hi"):
         load_config({**raw, "verdicts": {"site_l0_range": {"attn": [60, 20]}}})
+
+
+def test_a_rerun_with_other_seeds_lies_within_the_first_runs_bands_and_a_moved_one_does_not():
+    """rerun_comparison: a rerun drawn from the same frontiers with seed-like scatter lies inside
+    the first run's bands (C1-C3 'within' 1); a rerun whose gated frontier lost 0.1 in loss
+    recovered lies outside the first's C2 band."""
+    import numpy as np
+
+    def run(rng_seed: int, scatter: float = 0.01) -> pd.DataFrame:
+        df = synthetic_metrics_table(
+            layers=(6,), sites=("resid",), architectures=("gated", "baseline"), rng_seed=rng_seed
+        )
+        rng = np.random.default_rng(rng_seed)
+        return df.assign(loss_recovered=df["loss_recovered"] + rng.normal(0, scatter, len(df)))
+
+    first, rerun = run(0), run(1)
+    table = V.rerun_comparison(first, rerun)
+    assert list(table["claim"]) == ["C1", "C2", "C3"]
+    # inside the first's bands, though a partial call may differ from a whole-range one
+    assert table["within"].tolist() == [1.0, 1.0, 1.0] and table["same_verdict"].sum() >= 2
+    moved = rerun.assign(
+        loss_recovered=rerun["loss_recovered"] - 0.1 * (rerun["architecture"] == "gated").astype(float)
+    )
+    c2 = V.rerun_comparison(first, moved).set_index("claim").loc["C2"]
+    assert c2["within"] < 0.5 and not c2["same_verdict"]

@@ -76,6 +76,10 @@ class CommittedRun:
     """The make target that makes it, None where no target does (a one-off comparison)."""
     metrics: str = "metrics.csv"
     """The metrics table's file name in :attr:`tables`."""
+    compare_with: str | None = None
+    """A rerun of another committed run (other seeds, another machine): that run's name. Promoting
+    it writes ``rerun_comparison.csv``/``.md`` (:func:`saerepro.verdicts.rerun_comparison`) beside
+    its tables."""
 
     @property
     def table_path(self) -> str:
@@ -228,6 +232,7 @@ def promote(run: CommittedRun, repo: Path = REPO, run_dir: Path | None = None, n
         (repo / run.figures).mkdir(parents=True, exist_ok=True)
         for figure in (run_dir / "figures").glob("*.*"):
             shutil.copy2(figure, repo / run.figures / figure.name)
+    write_rerun_comparison(run, repo)
     wall = run_dir / WALL_FILE
     return write_manifest(
         run,
@@ -236,6 +241,44 @@ def promote(run: CommittedRun, repo: Path = REPO, run_dir: Path | None = None, n
         wall_seconds=float(wall.read_text()) if wall.exists() else None,
         note=note,
     )
+
+
+RERUN_COMPARISON = "rerun_comparison"
+
+
+def rerun_comparison_table(run: CommittedRun, repo: Path = REPO) -> pd.DataFrame:
+    """The committed rerun ``run`` against the committed run it repeats (:attr:`CommittedRun.compare_with`),
+    judged with that run's config's verdict rules."""
+    from .config import load_config
+    from .verdicts import rerun_comparison, rules_from_config
+
+    if run.compare_with is None:
+        raise ValueError(f"{run.name} is not a rerun of another committed run")
+    first = get_run(run.compare_with)
+    rules = rules_from_config(load_config(repo / first.config))
+    return rerun_comparison(pd.read_csv(repo / first.table_path), pd.read_csv(repo / run.table_path), rules)
+
+
+def write_rerun_comparison(run: CommittedRun, repo: Path = REPO) -> list[Path]:
+    """``rerun_comparison.csv`` and ``.md`` beside a rerun's committed tables (nothing for a run
+    that repeats none)."""
+    from .tables import table_to_markdown
+
+    if run.compare_with is None:
+        return []
+    table = rerun_comparison_table(run, repo)
+    stem = repo / run.tables / RERUN_COMPARISON
+    table.to_csv(stem.with_suffix(".csv"), index=False)
+    within = table["within"].dropna()
+    stem.with_suffix(".md").write_text(
+        f"# {run.name} against {run.compare_with}\n\n"
+        f"`within`: the share of the common L0 range where this rerun's fitted estimate lies inside the "
+        f"{run.compare_with} run's simultaneous 95% band (C1: gated's and baseline's γ_c both; C2: gated − "
+        f"baseline loss recovered); C3: 1 when its ratio lies inside the {run.compare_with} run's interval. "
+        f"Inside everywhere: {int((within == 1).sum())} of {len(within)} judged cells; same verdict word: "
+        f"{int(table['same_verdict'].sum())} of {len(table)}.\n\n" + table_to_markdown(table) + "\n"
+    )
+    return [stem.with_suffix(".csv"), stem.with_suffix(".md")]
 
 
 def run_summary(workdir: str | Path) -> str:
@@ -383,12 +426,17 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--update", type=Path)
     r = sub.add_parser("readme", help="print (or --update README.md with) the results block from the verdict tables")
     r.add_argument("--update", type=Path)
+    c = sub.add_parser("compare", help="(re)write a committed rerun's comparison with the run it repeats")
+    c.add_argument("run")
     args = parser.parse_args(argv)
     if args.command == "promote":
         print(f"saerepro: wrote {promote(get_run(args.run), note=args.note)}")
     elif args.command == "write":
         path = write_manifest(get_run(args.run), made=args.made, wall_seconds=args.wall_seconds, note=args.note)
         print(f"saerepro: wrote {path}")
+    elif args.command == "compare":
+        for path in write_rerun_comparison(get_run(args.run)):
+            print(f"saerepro: wrote {path}")
     elif args.command == "readme":
         if args.update:
             changed = update_doc(args.update, readme_results_markdown(), README_BEGIN, README_END)

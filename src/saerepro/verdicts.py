@@ -295,6 +295,91 @@ def verdict_table(table: pd.DataFrame, rules: VerdictRules = RULES) -> pd.DataFr
     )
 
 
+def _within_bands(first: pd.DataFrame, second: pd.DataFrame, metric: str, rules: VerdictRules, diff: bool):
+    """Share of the common L0 grid where the second run's fitted curve (gated − baseline when
+    ``diff``, else gated's and baseline's both) lies inside the first run's simultaneous bands;
+    None where a run has no fit or the fits do not overlap."""
+    p1, p2 = (_fit_pair(sae_rows(t), "gated", "baseline", metric, rules) for t in (first, second))
+    if isinstance(p1, str) or isinstance(p2, str):
+        return None, None
+    (g1, b1), (g2, b2) = p1, p2
+    grid = _grid([g1, b1, g2, b2], rules, str(first["site"].iloc[0]))
+    if grid is None:
+        return None, None
+    if diff:
+        lo, hi = simultaneous_band(
+            g1.predict(grid) - b1.predict(grid),
+            g1.predict_draws(grid) - b1.predict_draws(grid),
+            rules.level,
+            min(g1.df, b1.df),
+        )
+        inside = (g2.predict(grid) - b2.predict(grid) >= lo) & (g2.predict(grid) - b2.predict(grid) <= hi)
+    else:
+        inside = np.ones(len(grid), dtype=bool)
+        for f1, f2 in ((g1, g2), (b1, b2)):
+            lo, hi = simultaneous_band(f1.predict(grid), f1.predict_draws(grid), rules.level, f1.df)
+            inside &= (f2.predict(grid) >= lo) & (f2.predict(grid) <= hi)
+    return float(inside.mean()), f"L0 {grid[0]:.0f}–{grid[-1]:.0f}"
+
+
+def _ratio_within(first: pd.DataFrame, second: pd.DataFrame, rules: VerdictRules):
+    """Whether the second run's C3 ratio, at the first run's loss-recovered level, lies inside the
+    first run's interval (None where the first has no C3 interval)."""
+    p1, p2 = (_fit_pair(sae_rows(t), "gated", "baseline", "loss_recovered", rules) for t in (first, second))
+    if isinstance(p1, str) or isinstance(p2, str):
+        return None, None
+    (g1, b1), (g2, b2) = p1, p2
+    inside = [
+        lv for lv in rules.ratio_levels if max(g1.y_range[0], b1.y_range[0]) <= lv <= min(g1.y_range[1], b1.y_range[1])
+    ]
+    if not inside:
+        return None, None
+    level = max(inside)
+    ratio1 = b1.l0_at(level)[0] / g1.l0_at(level)[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        draws = b1.l0_at(level)[1] / g1.l0_at(level)[1]
+    lo, hi, _ = interval_counting_undefined(draws, rules.level, ratio1, min(g1.df, b1.df))
+    ratio2 = b2.l0_at(level)[0] / g2.l0_at(level)[0]
+    ok = bool(np.isfinite(ratio2) and lo <= ratio2 <= hi)
+    return float(ok), f"{ratio2:.2f} against [{lo:.2f}, {hi:.2f}] at loss recovered {level:g}"
+
+
+def rerun_comparison(first: pd.DataFrame, second: pd.DataFrame, rules: VerdictRules = RULES) -> pd.DataFrame:
+    """How a rerun (other seeds, another machine) stands against a first run: per hook point and
+    claim (C1–C3), both verdicts, whether the words agree, and ``within``: the share of the common
+    L0 range where the rerun's fitted estimate lies inside the first run's simultaneous band (C1:
+    gated's and baseline's γ_c both; C2: gated − baseline), or, for C3, 1 when the rerun's ratio lies
+    in the first's interval, else 0. The runs issue asks for no verdict outside the first's
+    intervals: ``within`` 1 everywhere."""
+    rows = []
+    a, b = sae_rows(first), sae_rows(second)
+    for (model, layer, site), g1 in a.groupby(["model", "layer", "site"], sort=False):
+        g2 = _at(b, model, layer, site)
+        if not len(g2):
+            continue
+        checks = {
+            "C1": _within_bands(g1, g2, "gamma_c", rules, diff=False),
+            "C2": _within_bands(g1, g2, "loss_recovered", rules, diff=True),
+            "C3": _ratio_within(g1, g2, rules),
+        }
+        for claim, (within, where) in checks.items():
+            v1, v2 = JUDGES[claim](g1, rules), JUDGES[claim](g2, rules)
+            rows.append(
+                {
+                    "model": model,
+                    "layer": int(layer),
+                    "site": site,
+                    "claim": claim,
+                    "first": v1,
+                    "rerun": v2,
+                    "same_verdict": v1.split(":")[0] == v2.split(":")[0],
+                    "within": within,
+                    "where": where,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
 def write_verdicts(df: pd.DataFrame, stem: str | Path, rules: VerdictRules = RULES) -> list[Path]:
     """``<stem>.csv`` and ``<stem>.md`` (with the claims' legend and the rules) from the long
     results table (every SAE and seed)."""
@@ -328,6 +413,7 @@ __all__ = [
     "fitted_half_l0",
     "frontier_claim",
     "ratio_claim",
+    "rerun_comparison",
     "rules_from_config",
     "sae_rows",
     "shrinkage_claim",
