@@ -344,13 +344,40 @@ def _ratio_within(first: pd.DataFrame, second: pd.DataFrame, rules: VerdictRules
     return float(ok), f"{ratio2:.2f} against [{lo:.2f}, {hi:.2f}] at loss recovered {level:g}"
 
 
+def _frontier_within(first: pd.DataFrame, second: pd.DataFrame, arch: str, rules: VerdictRules):
+    """(share of the common L0 range where the second run's fitted loss-recovered frontier of
+    ``arch`` moved from the first's by less than the width of the first's simultaneous band (the
+    runs issue's convergence rule: two estimates each carry their own error, so a moved estimate is
+    judged against the band's full width, not its half-width), the range, the first's and second's
+    fitted values at the range's middle L0 with the first's band there)."""
+    fits = [_fit(sae_rows(t), arch, "loss_recovered", rules) for t in (first, second)]
+    f1, f2 = fits
+    if f1 is None or f2 is None:
+        return None, None, "not run", "not run"
+    grid = _grid([f1, f2], rules, str(first["site"].iloc[0]))
+    if grid is None:
+        return None, None, "no overlap", "no overlap"
+    lo, hi = simultaneous_band(f1.predict(grid), f1.predict_draws(grid), rules.level, f1.df)
+    y1, y2 = f1.predict(grid), f2.predict(grid)
+    i = len(grid) // 2
+    where = f"L0 {grid[0]:.0f}–{grid[-1]:.0f}"
+    return (
+        float((np.abs(y2 - y1) <= hi - lo).mean()),
+        where,
+        f"{y1[i]:.3f} [{lo[i]:.3f}, {hi[i]:.3f}] at L0 {grid[i]:.0f}",
+        f"{y2[i]:.3f} at L0 {grid[i]:.0f}",
+    )
+
+
 def rerun_comparison(first: pd.DataFrame, second: pd.DataFrame, rules: VerdictRules = RULES) -> pd.DataFrame:
     """How a rerun (other seeds, another machine) stands against a first run: per hook point and
     claim (C1–C3), both verdicts, whether the words agree, and ``within``: the share of the common
     L0 range where the rerun's fitted estimate lies inside the first run's simultaneous band (C1:
     gated's and baseline's γ_c both; C2: gated − baseline), or, for C3, 1 when the rerun's ratio lies
     in the first's interval, else 0. The runs issue asks for no verdict outside the first's
-    intervals: ``within`` 1 everywhere."""
+    intervals: ``within`` 1 everywhere. Two more rows per hook point, ``gated frontier`` and
+    ``baseline frontier``: the share of the range where that fitted frontier moved by less than the
+    first's band width (what :func:`settled` reads)."""
     rows = []
     a, b = sae_rows(first), sae_rows(second)
     for (model, layer, site), g1 in a.groupby(["model", "layer", "site"], sort=False):
@@ -377,7 +404,38 @@ def rerun_comparison(first: pd.DataFrame, second: pd.DataFrame, rules: VerdictRu
                     "where": where,
                 }
             )
+        for arch in ("gated", "baseline"):
+            within, where, v1, v2 = _frontier_within(g1, g2, arch, rules)
+            rows.append(
+                {
+                    "model": model,
+                    "layer": int(layer),
+                    "site": site,
+                    "claim": f"{arch} frontier",
+                    "first": v1,
+                    "rerun": v2,
+                    "same_verdict": True,
+                    "within": within,
+                    "where": where,
+                }
+            )
     return pd.DataFrame(rows)
+
+
+def settled(comparison: pd.DataFrame) -> pd.DataFrame:
+    """Per hook point of a :func:`rerun_comparison` of a run at budget B (first) against the same
+    design at 2B (rerun): *settled* when both fitted frontiers lie inside the first's bands over
+    the whole L0 range and no verdict word changes (the runs issue's convergence rule)."""
+    keys = ["model", "layer", "site"]
+    out = comparison.groupby(keys, sort=False).agg(
+        frontiers_within=(
+            "within",
+            lambda w: float(w[comparison.loc[w.index, "claim"].str.endswith("frontier")].min()),
+        ),
+        verdicts_same=("same_verdict", "all"),
+    )
+    out["settled"] = (out["frontiers_within"] >= 1.0) & out["verdicts_same"]
+    return out.reset_index()
 
 
 def write_verdicts(df: pd.DataFrame, stem: str | Path, rules: VerdictRules = RULES) -> list[Path]:
@@ -416,6 +474,7 @@ __all__ = [
     "rerun_comparison",
     "rules_from_config",
     "sae_rows",
+    "settled",
     "shrinkage_claim",
     "sign_verdict",
     "verdict",
