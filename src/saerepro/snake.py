@@ -24,7 +24,8 @@ def job(snakemake):
     log_path.parent.mkdir(parents=True, exist_ok=True)
     # before the redirect: the console says where this job's progress bars and messages go
     print(
-        f"saerepro: {getattr(snakemake, 'rule', 'job')} is logging to {log_path} (tail -f it to follow the progress)",
+        f"saerepro: {getattr(snakemake, 'rule', 'job')} is logging to {log_path.resolve()} "
+        "(tail -f it to follow the progress)",
         file=sys.stderr,
         flush=True,
     )
