@@ -14,7 +14,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := Agg
 
-.PHONY: setup promote repro repro-long long-resume long-partial repro-neurons repro-seeds repro-mlp-seeds repro-reseed quick cached test test-fast lint dryrun report
+.PHONY: setup promote repro repro-long long-resume long-partial repro-neurons repro-seeds repro-mlp-seeds repro-reseed repro-budget quick cached test test-fast lint dryrun report
 
 setup: $(STAMP)
 
@@ -38,7 +38,7 @@ repro: setup
 # The only step that writes committed results: runs/$(RUN)/ -> results/ and figures/, with a
 # manifest.json (commits, config hash, machines, date, wall time) beside the tables.
 promote: setup
-	@test -n "$(RUN)" || { echo "usage: make promote RUN=default|long|neurons|seed_spread|mlp_seeds|reseed"; exit 2; }
+	@test -n "$(RUN)" || { echo "usage: make promote RUN=default|long|neurons|seed_spread|mlp_seeds|reseed|budget"; exit 2; }
 	$(BIN)/python -m saerepro.manifest promote $(RUN)
 
 # Runs in runs/<name>/ do not see workflow/profiles/default from there (Snakemake looks beside the
@@ -107,17 +107,26 @@ repro-mlp-seeds: setup
 	$(call timed,mlp_seeds,cd runs/mlp_seeds && ../../$(BIN)/snakemake --snakefile ../../Snakefile --cores all --rerun-triggers mtime $(RUNS_PROFILE) \
 		--configfile ../../config/experiments/mlp_seeds.yaml --config resources_dir=../../resources)
 
-# The default run retrained with other seeds (seed 1; the runs issue): its verdicts against the
-# default's intervals go into results/reseed/tables/rerun_comparison.md when `make promote RUN=reseed`
-# copies its tables. Reuses the default run's clean and zero-ablation CEs when runs/default has them
-# (same config, so the same eval tokens and settings).
+# Reruns of the default's design (the runs issue) reuse its clean and zero-ablation CEs when
+# runs/default has them (same model, eval tokens and settings): $(call default_reference,NAME).
+default_reference = mkdir -p runs/$(1) && cd runs/$(1) && for f in clean_reference.pt L6/resid/reference_ce.json \
+	L6/mlp/reference_ce.json L6/attn/reference_ce.json; do if [ -f ../default/$(SEED_REF)/$$f ] && \
+	[ ! -f $(SEED_REF)/$$f ]; then mkdir -p $$(dirname $(SEED_REF)/$$f) && cp ../default/$(SEED_REF)/$$f $(SEED_REF)/$$f; fi; done
+RUN_SNAKEMAKE = ../../$(BIN)/snakemake --snakefile ../../Snakefile --cores all --rerun-triggers mtime $(RUNS_PROFILE)
+
+# The default retrained with seed 1: `make promote RUN=reseed` writes its verdicts against the
+# default's intervals (results/reseed/tables/rerun_comparison.md).
 repro-reseed: setup
-	mkdir -p runs/reseed
-	cd runs/reseed && for f in clean_reference.pt L6/resid/reference_ce.json L6/mlp/reference_ce.json \
-		L6/attn/reference_ce.json; do if [ -f ../default/$(SEED_REF)/$$f ] && [ ! -f $(SEED_REF)/$$f ]; then \
-		mkdir -p $$(dirname $(SEED_REF)/$$f) && cp ../default/$(SEED_REF)/$$f $(SEED_REF)/$$f; fi; done
-	$(call timed,reseed,cd runs/reseed && ../../$(BIN)/snakemake --snakefile ../../Snakefile --cores all --rerun-triggers mtime $(RUNS_PROFILE) \
+	$(call default_reference,reseed)
+	$(call timed,reseed,cd runs/reseed && $(RUN_SNAKEMAKE) \
 		--configfile ../../config/config.yaml --config resources_dir=../../resources seeds=[1])
+
+# The default at twice its training tokens (config/experiments/budget_2x.yaml): `make promote
+# RUN=budget` writes, per hook point, whether the default's frontiers and verdicts have settled.
+repro-budget: setup
+	$(call default_reference,budget)
+	$(call timed,budget,cd runs/budget && $(RUN_SNAKEMAKE) \
+		--configfile ../../config/experiments/budget_2x.yaml --config resources_dir=../../resources)
 
 # A first look (~10 min): its own working directory, so it never mixes with the default run's
 # results/ and figures/; model weights and corpus are shared through resources/.

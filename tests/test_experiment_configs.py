@@ -75,3 +75,18 @@ def test_mlp_seed_run_retrains_the_long_runs_layer6_mlp_saes_with_three_seeds():
         assert arch.expansion == long_arch.expansion
         grid = arch.grid_at("mlp")
         assert len(grid) >= 4 and set(grid) <= set(long_arch.grid_at("mlp")), (family, grid)
+
+
+def test_budget_run_is_the_default_at_twice_its_training_tokens():
+    """config/experiments/budget_2x.yaml: the convergence rule's 2B run. Everything but the
+    training tokens is the default's, so its caches, eval tokens and reference CEs are shared and
+    its frontiers differ from the default's by the budget alone (and the seed spread)."""
+    import dataclasses
+
+    default = load_config(REPO / "config" / "config.yaml")
+    budget = load_config(EXPERIMENTS / "budget_2x.yaml")
+    assert budget.train.tokens == 2 * default.train.tokens
+    assert {s: 2 * t for s, t in default.train.site_tokens.items()} == dict(budget.train.site_tokens)
+    same_train = dataclasses.replace(budget.train, tokens=default.train.tokens, site_tokens=default.train.site_tokens)
+    assert same_train == default.train
+    assert dataclasses.replace(budget, train=default.train) == default
