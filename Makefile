@@ -115,14 +115,17 @@ default_reference = mkdir -p runs/$(1) && cd runs/$(1) && for f in clean_referen
 RUN_SNAKEMAKE = ../../$(BIN)/snakemake --snakefile ../../Snakefile --cores all --rerun-triggers mtime $(RUNS_PROFILE)
 
 # The default retrained with seed 1: `make promote RUN=reseed` writes its verdicts against the
-# default's intervals (results/reseed/tables/rerun_comparison.md).
+# default's intervals (results/reseed/tables/rerun_comparison.md). Its config is the default's with
+# the seed list replaced (seeds are outside the config hash; `--config seeds=[1]` would pass a string).
 repro-reseed: setup
 	$(call default_reference,reseed)
+	sed 's/^seeds: \[0\]/seeds: [1]/' config/config.yaml > runs/reseed/config.yaml
+	grep -q '^seeds: \[1\]' runs/reseed/config.yaml
 	$(call timed,reseed,cd runs/reseed && $(RUN_SNAKEMAKE) \
-		--configfile ../../config/config.yaml --config resources_dir=../../resources seeds=[1])
+		--configfile config.yaml --config resources_dir=../../resources)
 
-# The default at twice its training tokens (config/experiments/budget_2x.yaml): `make promote
-# RUN=budget` writes, per hook point, whether the default's frontiers and verdicts have settled.
+# The default at twice its training tokens at resid and mlp (config/experiments/budget_2x.yaml, ~25 min):
+# `make promote RUN=budget` writes, per hook point, whether the default's frontiers and verdicts settled.
 repro-budget: setup
 	$(call default_reference,budget)
 	$(call timed,budget,cd runs/budget && $(RUN_SNAKEMAKE) \

@@ -247,6 +247,8 @@ def test_bad_config_is_rejected_with_one_error_naming_the_key(key, value, words)
 def test_site_restriction_must_name_a_configured_site():
     raw = with_change("sites", ["resid"])
     raw["architectures"] = {"gated": {"coefficients": [1.0]}, "topk": {"k": [8], "sites": ["mlp"]}}
+    raw["train"].pop("site_tokens", None)  # the default's per-site settings name attn too
+    raw["reference"].pop("site_eval_tokens", None)
     with pytest.raises(ConfigError, match=r"architectures\.topk\.sites"):
         load_config(raw)
 

@@ -78,15 +78,23 @@ def test_mlp_seed_run_retrains_the_long_runs_layer6_mlp_saes_with_three_seeds():
 
 
 def test_budget_run_is_the_default_at_twice_its_training_tokens():
-    """config/experiments/budget_2x.yaml: the convergence rule's 2B run. Everything but the
-    training tokens is the default's, so its caches, eval tokens and reference CEs are shared and
-    its frontiers differ from the default's by the budget alone (and the seed spread)."""
+    """config/experiments/budget_2x.yaml: the convergence rule's 2B run at resid and mlp. Everything
+    but the training tokens and the architectures' sites is the default's, so its hook points,
+    caches, eval tokens and reference CEs are shared and its frontiers differ from the default's by
+    the budget alone (and the seed spread)."""
     import dataclasses
 
     default = load_config(REPO / "config" / "config.yaml")
     budget = load_config(EXPERIMENTS / "budget_2x.yaml")
     assert budget.train.tokens == 2 * default.train.tokens
     assert {s: 2 * t for s, t in default.train.site_tokens.items()} == dict(budget.train.site_tokens)
-    same_train = dataclasses.replace(budget.train, tokens=default.train.tokens, site_tokens=default.train.site_tokens)
-    assert same_train == default.train
-    assert dataclasses.replace(budget, train=default.train) == default
+    assert budget.hook_points() == default.hook_points()
+    assert {(r.site, r.architecture, r.coefficient) for r in budget.runs()} == {
+        (r.site, r.architecture, r.coefficient) for r in default.runs() if r.site in ("resid", "mlp")
+    }
+    for name, arch in budget.architectures.items():
+        grids = {s: g for s, g in default.architectures[name].site_grids.items() if s != "attn"}
+        assert dataclasses.replace(arch, sites=None, site_grids=grids) == dataclasses.replace(
+            default.architectures[name], site_grids=grids
+        )
+    assert dataclasses.replace(budget, train=default.train, architectures=default.architectures) == default

@@ -113,6 +113,9 @@ COMMITTED_RUNS = (
         "repro-mlp-seeds",
     ),
     CommittedRun(
+        "reseed", "results/reseed/tables", "config/config.yaml", None, "repro-reseed", compare_with="default"
+    ),
+    CommittedRun(
         "cross_machine",
         "results/cross_machine",
         "config/experiments/default_dense.yaml",
