@@ -112,9 +112,7 @@ COMMITTED_RUNS = (
         "figures/mlp_seeds",
         "repro-mlp-seeds",
     ),
-    CommittedRun(
-        "reseed", "results/reseed/tables", "config/config.yaml", None, "repro-reseed", compare_with="default"
-    ),
+    CommittedRun("reseed", "results/reseed/tables", "config/config.yaml", None, "repro-reseed", compare_with="default"),
     CommittedRun(
         "cross_machine",
         "results/cross_machine",
