@@ -34,6 +34,23 @@ def test_local_gpt_neox_loads_into_transformer_lens_with_identical_logits(tiny_n
     assert torch.allclose(ours, theirs, atol=1e-4), (ours - theirs).abs().max()
 
 
+def _same_model(a, b) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_pipeline_models_load_without_a_tokenizer_and_with_the_same_weights(tiny_spec, tiny_tokens):
+    """The pipeline's jobs feed token ids, so they skip the tokenizer (two loads of it, ~9 s for
+    Gemma); the model itself must be the same one users get from ``load_lm``."""
+    with_tok = load_model(tiny_spec)
+    without = load_model(tiny_spec, tokenizer=False)
+    assert with_tok.tokenizer is not None and without.tokenizer is None
+    assert _same_model(with_tok, without)
+    tokens = torch.as_tensor(tiny_tokens, dtype=torch.long)
+    with torch.no_grad():
+        assert torch.equal(with_tok(tokens), without(tokens))
+
+
 def test_hub_model_without_network_fails_fast_with_one_sentence(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty cache: nothing to fall back on
@@ -132,6 +149,7 @@ def test_transformer_lens_checkpoint_loads_offline_with_identical_logits(tiny_tl
     )
     model = load_model(spec)
     tokens = torch.tensor([[model.tokenizer.bos_token_id, 5, 6, 7, 8, 9]])
+    assert _same_model(model, load_model(spec, tokenizer=False))
     with torch.no_grad():
         ours, cache = model.run_with_cache(tokens, names_filter=[hook_name(0, "mlp_post")])
         theirs = original(tokens)

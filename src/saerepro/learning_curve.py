@@ -102,7 +102,7 @@ def _run_learning_curve(cfg: Config, budgets: list[int], out_dir: Path, progress
             "(snakemake cached --configfile <config>)"
         )
     clean_all = load_clean_reference(clean_path, all_tokens)
-    model = load_model(cfg.spec, cfg.resources_dir, device)
+    model = load_model(cfg.spec, cfg.resources_dir, device, tokenizer=False)
     rows = []
     out_dir.mkdir(parents=True, exist_ok=True)
     for layer, site in cfg.hook_points():

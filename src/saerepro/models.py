@@ -433,60 +433,67 @@ def _neutral_name(folder: Path):
         shutil.rmtree(tmp, ignore_errors=True)  # removes the link, never its target
 
 
-def load_model(spec: ModelSpec, resources: str | Path = "resources", device: str = "cpu") -> HookedTransformer:
+def load_model(
+    spec: ModelSpec, resources: str | Path = "resources", device: str = "cpu", tokenizer: bool = True
+) -> HookedTransformer:
     """Load ``spec`` into a HookedTransformer without weight processing.
 
     No LayerNorm folding or centring: the hooks then see the activations of the original
     model, which is what the SAEs are trained and evaluated on.
+
+    ``tokenizer=False`` gives a model without a tokenizer, for the pipeline's jobs, which feed it
+    token ids only: TransformerLens would otherwise load the tokenizer a second time (with BOS), and
+    the two loads cost ~9 s of the ~13 s it takes to load Gemma-3-270M, once per evaluation job. The
+    weights are the same either way (tests/test_models.py).
     """
     import json
 
     import torch
-    from transformer_lens import HookedTransformer
     from transformer_lens import loading_from_pretrained as loading
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     folder = weights_folder(spec, resources)
     dtype = getattr(torch, spec.dtype)
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(spec, resources))
     if spec.weights_format == "transformer_lens":
         checkpoints = sorted(folder.glob(TRANSFORMER_LENS_FILES[1]))
         if not checkpoints:
             raise FileNotFoundError(f"model {spec.name!r}: {folder} has no *final.pth checkpoint")
         cfg = transformer_lens_config(json.loads((folder / "config.json").read_text()), dtype, device)
         state = torch.load(checkpoints[0], map_location="cpu", weights_only=True)
-        model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
-        model.load_and_process_state_dict(
-            {k: v.to(dtype) for k, v in state.items()},
-            fold_ln=False,
-            center_writing_weights=False,
-            center_unembed=False,
-            fold_value_biases=False,
-            refactor_factored_attn_matrices=False,
-        )
-        model.to(device)
-        model.eval()
-        return model
+        return _hooked(cfg, {k: v.to(dtype) for k, v in state.items()}, spec, resources, device, tokenizer)
     hf_model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
     if spec.tl_name is not None:
-        model = HookedTransformer.from_pretrained_no_processing(
-            spec.tl_name, hf_model=hf_model, tokenizer=tokenizer, dtype=dtype, device=device
+        # what HookedTransformer.from_pretrained_no_processing does with an hf_model, minus the tokenizer
+        cfg = loading.get_pretrained_model_config(
+            spec.tl_name, hf_cfg=hf_model.config.to_dict(), fold_ln=False, device=device, dtype=dtype
         )
+        state = loading.get_pretrained_state_dict(spec.tl_name, cfg, hf_model, dtype=dtype)
     else:
         # TransformerLens reads config.json from a local folder, so no hub access is needed.
         with _neutral_name(folder) as tl_path:
             cfg = loading.get_pretrained_model_config(tl_path, dtype=dtype, device=device)
         state = loading.get_pretrained_state_dict(str(folder), cfg, hf_model, dtype=dtype)
-        model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
-        model.load_and_process_state_dict(
-            state,
-            fold_ln=False,
-            center_writing_weights=False,
-            center_unembed=False,
-            fold_value_biases=False,
-            refactor_factored_attn_matrices=False,
-        )
-        model.to(device)
-    model.eval()
     del hf_model
+    return _hooked(cfg, state, spec, resources, device, tokenizer)
+
+
+def _hooked(cfg, state: dict, spec: ModelSpec, resources, device: str, tokenizer: bool) -> HookedTransformer:
+    """A HookedTransformer of ``cfg`` holding ``state`` unprocessed, in eval mode on ``device``."""
+    from transformer_lens import HookedTransformer
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_folder(spec, resources)) if tokenizer else None
+    if tok is None:
+        cfg.tokenizer_name = None  # else TransformerLens fetches the tokenizer by name, from the hub
+    model = HookedTransformer(cfg, tokenizer=tok, move_to_device=False)
+    model.load_and_process_state_dict(
+        state,
+        fold_ln=False,
+        center_writing_weights=False,
+        center_unembed=False,
+        fold_value_biases=False,
+        refactor_factored_attn_matrices=False,
+    )
+    model.to(device)
+    model.eval()
     return model

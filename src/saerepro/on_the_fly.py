@@ -68,7 +68,7 @@ def train_on_the_fly(
     tokens = np.load(corpus / "train.npy", mmap_mode="r")
     corpus_meta = json.loads((corpus / "meta.json").read_text())
     device = str(resolve_device(cfg.device))
-    model = load_model(cfg.spec, cfg.resources_dir, device)
+    model = load_model(cfg.spec, cfg.resources_dir, device, tokenizer=False)
     start = time.time()
     source = open_lm_source(
         model,

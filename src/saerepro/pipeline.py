@@ -118,7 +118,7 @@ def cache_activations(cfg: Config, corpus: str | Path, out_dirs: dict[tuple[int,
         Path(next(iter(out_dirs.values()))).parent.parent, estimate_cache_bytes(n_tok, dims, cfg.cache.dtype)
     )
     corpus_meta = json.loads((Path(corpus) / "meta.json").read_text())
-    model = load_model(spec, cfg.resources_dir, str(resolve_device(cfg.device)))
+    model = load_model(spec, cfg.resources_dir, str(resolve_device(cfg.device)), tokenizer=False)
     hashes = {
         "train_tokens_sha256": corpus_meta["splits"]["train"]["sha256"],
         "model": spec.name,
@@ -175,7 +175,7 @@ def reference_ce(
     from .metrics import sequence_mean_and_se
     from .models import load_model
 
-    model = load_model(cfg.spec, cfg.resources_dir, str(resolve_device(cfg.device)))
+    model = load_model(cfg.spec, cfg.resources_dir, str(resolve_device(cfg.device)), tokenizer=False)
     eval_tokens = held_out_tokens(cfg, corpus)
     n_pred = eval_tokens.shape[1] - 1
     n_seq = {(layer, site): len(held_out_tokens(cfg, corpus, site)) for layer, site in out_paths}
@@ -333,7 +333,7 @@ def evaluate_run(
     clean = load_clean_reference(clean_path, held_out_tokens(cfg, corpus), len(eval_tokens))
     scale = activation_scale(cache_dir)  # the cache's, or (on_the_fly) the run's train_info.json
     sae = load_sae(str(run_dir), device=device)
-    model = load_model(cfg.spec, cfg.resources_dir, device)
+    model = load_model(cfg.spec, cfg.resources_dir, device, tokenizer=False)
     start = time.time()
     metrics, per_token = evaluate_sae(
         model,
