@@ -227,6 +227,24 @@ BAD_CASES = [
         {"coefficients": [0.35], "sites": ["resid"], "site_coefficients": {"resid": [0.36]}},
         ["architectures.baseline_rescale_shift.site_coefficients", "at resid"],
     ),
+    (
+        "per-layer coefficients at a layer the sweep skips",
+        "architectures.gated.layer_coefficients",
+        {3: {"resid": [1.0]}},
+        ["architectures.gated.layer_coefficients.3", "[6]"],
+    ),
+    (
+        "per-layer coefficients for topk",
+        "architectures.topk",
+        {"k": [8], "layer_coefficients": {6: {"resid": [1.0]}}},
+        ["architectures.topk.layer_coefficients", "'k'"],
+    ),
+    (
+        "per-layer coefficients at an unknown site",
+        "architectures.gated.layer_coefficients",
+        {6: {"embed": [1.0]}},
+        ["architectures.gated.layer_coefficients.6", "embed"],
+    ),
     ("zero shuffle buffer", "activations.shuffle_buffer_tokens", 0, ["activations.shuffle_buffer_tokens"]),
     ("dataset config not a string", "corpus.dataset_config", 3, ["corpus.dataset_config", "string"]),
     ("dataset split not a string", "corpus.split", ["train"], ["corpus.split", "string"]),
@@ -370,6 +388,17 @@ def test_site_coefficients_replace_the_grid_at_their_site():
     gated = {(r.site, r.coefficient) for r in cfg.runs() if r.architecture == "gated"}
     assert {c for s, c in gated if s == "attn"} == {0.5, 5.0}
     assert {c for s, c in gated if s == "resid"} == set(DEFAULT["architectures"]["gated"]["coefficients"])
+
+
+def test_layer_coefficients_replace_the_grid_at_their_hook_points_only():
+    raw = with_change("layers", [3, 6])
+    raw = with_change("architectures.gated.layer_coefficients", {3: {"resid": [0.55, 1.1]}}, base=raw)
+    cfg = load_config(raw)
+    gated = {(r.layer, r.site, r.coefficient) for r in cfg.runs() if r.architecture == "gated"}
+    assert {c for lay, s, c in gated if (lay, s) == (3, "resid")} == {0.55, 1.1}
+    default = DEFAULT["architectures"]["gated"]
+    assert {c for lay, s, c in gated if (lay, s) == (6, "resid")} == set(default["coefficients"])
+    assert {c for lay, s, c in gated if (lay, s) == (3, "mlp")} == set(default["site_coefficients"]["mlp"])
 
 
 def test_architecture_lists_agree_everywhere():

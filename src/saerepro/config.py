@@ -10,6 +10,7 @@ sparsity grid it takes. Every failure is one :class:`ConfigError` naming the key
 from __future__ import annotations
 
 import copy
+import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -392,6 +393,9 @@ class ArchitectureConfig:
     """Absolute number of latents."""
     site_grids: dict[str, tuple[float, ...]] | None = None
     """Coefficients per site, replacing ``grid`` at those sites (None: ``grid`` everywhere)."""
+    layer_grids: dict[int, dict[str, tuple[float, ...]]] | None = None
+    """Coefficients per layer and site, replacing ``site_grids`` and ``grid`` at those hook points:
+    the same λ gives another L0 at another layer (at layer 3 about twice layer 6's)."""
     widths: dict[str, int] | None = None
     """Absolute number of latents per site; overrides ``width`` and ``expansion`` at those sites."""
     resample: ResampleConfig | None = None
@@ -427,10 +431,11 @@ class ArchitectureConfig:
                 f"config key 'architectures.{self.name}.resample': only {', '.join(RESAMPLE_ARCHITECTURES)} "
                 "resample dead latents"
             )
-        if self.site_grids is not None and self.name in K_ARCHITECTURES:
-            raise ConfigError(
-                f"config key 'architectures.{self.name}.site_coefficients': {self.name} takes 'k', not coefficients"
-            )
+        for key, grids in (("site_coefficients", self.site_grids), ("layer_coefficients", self.layer_grids)):
+            if grids is not None and self.name in K_ARCHITECTURES:
+                raise ConfigError(
+                    f"config key 'architectures.{self.name}.{key}': {self.name} takes 'k', not coefficients"
+                )
         for site in self.widths or {}:
             if site not in ALL_SITES:
                 raise ConfigError(
@@ -445,8 +450,10 @@ class ArchitectureConfig:
             k: v for k, v in (("bandwidth", self.bandwidth), ("init_threshold", self.init_threshold)) if v is not None
         }
 
-    def grid_at(self, site: str) -> tuple[float, ...]:
-        """The coefficients (or k) trained at ``site``."""
+    def grid_at(self, site: str, layer: int | None = None) -> tuple[float, ...]:
+        """The coefficients (or k) trained at ``site`` (of ``layer``, where it has its own)."""
+        if layer is not None and self.layer_grids and site in self.layer_grids.get(layer, {}):
+            return self.layer_grids[layer][site]
         if self.site_grids and site in self.site_grids:
             return self.site_grids[site]
         return self.grid
@@ -645,7 +652,14 @@ class Config:
                         f"config key 'architectures.{name}.layers': {layer} is not one "
                         f"of the configured layers {list(self.layers)}"
                     )
-            for key, per_site in (("widths", arch.widths), ("site_coefficients", arch.site_grids)):
+            for layer in arch.layer_grids or {}:
+                if layer not in (arch.layers or self.layers):
+                    raise ConfigError(
+                        f"config key 'architectures.{name}.layer_coefficients.{layer}': {layer} is not one "
+                        f"of the layers {name} trains at {list(arch.layers or self.layers)}"
+                    )
+            layer_sites = [(f"layer_coefficients.{lay}", g) for lay, g in (arch.layer_grids or {}).items()]
+            for key, per_site in (("widths", arch.widths), ("site_coefficients", arch.site_grids), *layer_sites):
                 for site in per_site or {}:
                     if site not in (arch.sites or self.sites):
                         raise ConfigError(
@@ -655,8 +669,8 @@ class Config:
             parent = DERIVED_ARCHITECTURES.get(name)
             if parent is not None and not self.piloted(parent):
                 parent_cfg = self.architectures.get(parent)
-                for site in arch.sites or self.sites:
-                    if parent_cfg is None or not set(arch.grid_at(site)) <= set(parent_cfg.grid_at(site)):
+                for layer, site in itertools.product(arch.layers or self.layers, arch.sites or self.sites):
+                    if parent_cfg is None or not set(arch.grid_at(site, layer)) <= set(parent_cfg.grid_at(site, layer)):
                         key = "site_coefficients" if arch.site_grids and site in arch.site_grids else "coefficients"
                         raise ConfigError(
                             f"config key 'architectures.{name}.{key}': each must also "
@@ -730,7 +744,7 @@ class Config:
         source = DERIVED_ARCHITECTURES.get(name, name)
         if self.piloted(source):
             return (self.pilot_grids or {}).get(f"{source}/L{layer}/{site}")
-        return self.architectures[name].grid_at(site)
+        return self.architectures[name].grid_at(site, layer)
 
     @property
     def spec(self) -> ModelSpec:
@@ -776,6 +790,11 @@ def _architecture(name: str, raw: dict) -> ArchitectureConfig:
         name=name,
         grid=tuple(raw[key]),
         site_grids={s: tuple(g) for s, g in site_grids.items()} if site_grids is not None else None,
+        layer_grids=(
+            {int(lay): {s: tuple(g) for s, g in per.items()} for lay, per in raw["layer_coefficients"].items()}
+            if "layer_coefficients" in raw
+            else None
+        ),
         expansion=float(raw.get("expansion", default_expansion(name))),
         width=raw.get("width"),
         widths=dict(raw["widths"]) if "widths" in raw else None,
