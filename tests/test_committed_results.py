@@ -18,7 +18,14 @@ import pandas as pd
 import pytest
 
 from saerepro.config import load_config
-from saerepro.manifest import COMMITTED_RUNS, build_manifest, doc_block, freshness_markdown, read_manifest
+from saerepro.manifest import (
+    COMMITTED_RUNS,
+    build_manifest,
+    doc_block,
+    freshness_markdown,
+    get_run,
+    read_manifest,
+)
 from saerepro.plotting import FIGURES, make_all_figures
 from saerepro.provenance import config_hash, git_history_unavailable
 from saerepro.tables import ALL_COLUMNS, read_metrics_table, write_half_l0_table, write_model_tables
@@ -199,7 +206,7 @@ def test_committed_inference_opt_tables_are_fresh():
     unavailable = git_history_unavailable(REPO)
     if unavailable:
         pytest.skip(unavailable)
-    expected = config_hash(load_config(REPO / "config/long.yaml"))
+    expected = config_hash(load_config(REPO / get_run("long").config))  # the long run's own config
     for path in tables:
         rows = pd.read_csv(path, dtype=str)
         assert set(rows["config_hash"]) == {expected}, path

@@ -1,4 +1,5 @@
-"""The one-off experiments of config/experiments/: each is the long run's settings with one thing
+"""The one-off experiments of config/experiments/: each is the previous long run's settings
+(config/experiments/long_previous.yaml, which made their companion tables) with one thing
 changed, so its SAEs compare with the long run's, and the neuron-site run (paper Fig. 5) plans its
 pilots first and aims where the paper's MLP SAEs sit."""
 
@@ -14,7 +15,7 @@ from saerepro.paper import lambda_at_l0, paper_target_l0
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "config" / "experiments"
-LONG = load_config(REPO / "config" / "long.yaml")
+LONG = load_config(EXPERIMENTS / "long_previous.yaml")
 
 
 @pytest.mark.parametrize("name", ["neurons", "seed_spread", "mlp_seeds"])
