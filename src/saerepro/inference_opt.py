@@ -172,7 +172,7 @@ def run_inference_opt(
     ref = json.loads(
         Path(paths.REFERENCE_CE.format(model=cfg.model, corpus=cfg.corpus.name, layer=layer, site=site)).read_text()
     )
-    model = load_model(cfg.spec, cfg.resources_dir, device, tokenizer=False)
+    model = load_model(cfg.spec, cfg.resources_dir, device)
     rows = []
     for run in hook_point_runs(cfg, layer, site):
         if run.architecture not in architectures:
