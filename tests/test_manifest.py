@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from saerepro.manifest import CommittedRun, promote, read_manifest, run_summary
-from saerepro.tables import synthetic_metrics_table
 from saerepro.verdicts import write_verdicts
+from tests.synthetic import synthetic_metrics_table
 
 
 def _finished_run(root: Path) -> Path:

@@ -12,7 +12,7 @@ import yaml
 from saerepro import paths
 from saerepro.config import load_config
 from saerepro.partial import main
-from saerepro.tables import synthetic_metrics_table
+from tests.synthetic import synthetic_metrics_table
 
 CONFIG = {
     "model": "gemma-3-270m",

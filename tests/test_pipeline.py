@@ -13,7 +13,8 @@ from saerepro import paths
 from saerepro.aggregate import MixedConfigError, aggregate, missing_runs
 from saerepro.config import load_config
 from saerepro.pipeline import aggregate_available
-from saerepro.tables import ALL_COLUMNS, TIMING_COLUMNS, MetricsTableError, synthetic_metrics_table
+from saerepro.tables import ALL_COLUMNS, TIMING_COLUMNS, MetricsTableError
+from tests.synthetic import synthetic_metrics_table
 
 CONFIG = {
     "model": "gemma-3-270m",

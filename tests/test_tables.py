@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 
 from saerepro import tables as T
+from tests.synthetic import synthetic_metrics_table
 
 
 @pytest.fixture(scope="module")
 def table():
-    return T.synthetic_metrics_table(layers=(3, 6), coefficients=(1, 2, 4, 8), seeds=(0, 1))
+    return synthetic_metrics_table(layers=(3, 6), coefficients=(1, 2, 4, 8), seeds=(0, 1))
 
 
 def test_constants():
@@ -244,7 +245,7 @@ def test_half_l0_table(tmp_path):
 
 
 def test_half_l0_on_synthetic_table_is_about_two(table):
-    ht = T.half_l0_table(T.synthetic_metrics_table(seeds=(0,), coefficients=(0.5, 1, 2, 4, 8, 16, 32)))
+    ht = T.half_l0_table(synthetic_metrics_table(seeds=(0,), coefficients=(0.5, 1, 2, 4, 8, 16, 32)))
     ratios = ht["Ratio"].dropna()
     assert len(ratios) > 10 and ratios.between(1.5, 2.6).all()
 
@@ -292,7 +293,7 @@ def test_a_table_without_the_corpus_column_is_refused_naming_it(table, tmp_path)
 
 
 def test_seed_spread_sets_each_settings_spread_across_seeds_beside_its_evaluation_se(tmp_path):
-    table = T.synthetic_metrics_table(layers=(6,), coefficients=(1.0, 2.0), seeds=(0, 1, 2), architectures=("gated",))
+    table = synthetic_metrics_table(layers=(6,), coefficients=(1.0, 2.0), seeds=(0, 1, 2), architectures=("gated",))
     spread = T.seed_spread_table(table)
     assert len(spread) == 6 and set(spread["n_seeds"]) == {3}  # 3 sites x 2 coefficients
     one = table[(table.site == "mlp") & (table.coefficient == 2.0)]
@@ -312,7 +313,7 @@ def test_seed_spread_sets_each_settings_spread_across_seeds_beside_its_evaluatio
 def test_half_l0_interval_of_a_hook_point_is_its_own_and_brackets_its_ratio():
     from saerepro.pareto import half_l0
 
-    agg = T.aggregate_seeds(T.synthetic_metrics_table(layers=(3, 6), architectures=("gated", "baseline")))
+    agg = T.aggregate_seeds(synthetic_metrics_table(layers=(3, 6), architectures=("gated", "baseline")))
     levels = (0.8, 0.9)
     ci = T.half_l0_ratio_ci(agg, levels, n_boot=60)
     base = half_l0(agg, levels)

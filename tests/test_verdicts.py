@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from saerepro import verdicts as V
-from saerepro.tables import aggregate_seeds, synthetic_metrics_table
+from saerepro.tables import aggregate_seeds
+from tests.synthetic import synthetic_metrics_table
 
 
 @pytest.fixture(scope="module")
