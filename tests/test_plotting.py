@@ -16,7 +16,8 @@ from saerepro import plotting as P
 from saerepro import verdicts as V
 from saerepro.pareto import half_l0, pareto_frontier
 from saerepro.sites import SITES
-from saerepro.tables import ARCHITECTURES, aggregate_seeds, read_metrics_table, synthetic_metrics_table
+from saerepro.tables import ARCHITECTURES, aggregate_seeds, read_metrics_table
+from tests.synthetic import synthetic_metrics_table
 
 MODEL = "gemma-3-270m"
 
@@ -559,6 +560,21 @@ def test_half_l0_ci_of_a_lone_level_is_drawn_as_a_bar(agg, tmp_path):
         for seg in col.get_segments()
     ]
     assert len(ys) == 1 and np.allclose(sorted(ys[0]), [0.9, 1.6])
+
+
+def test_half_l0_says_why_a_defined_ratio_has_no_bar(agg, tmp_path):
+    """A ratio whose interval is unbounded (a refit that never reaches the level counts as ±∞) gets
+    no bar; the panel says so instead of leaving a bare point (the default's mlp panel)."""
+    half = half_l0(agg)
+    half = half[half.site == "resid"].assign(ratio=np.nan, ci_low=np.nan, ci_high=np.nan)
+    lone = half.index[(half.layer == 5)][1]
+    half.loc[lone, ["ratio", "ci_low", "ci_high"]] = [1.3, -np.inf, np.inf]
+    level = float(half.loc[lone, "level"])
+    fig = P.plot_half_l0(half, tmp_path / "unbounded")
+    note = [t.get_text() for t in fig.axes[0].texts if t.get_gid() == "undefined_levels"]
+    assert len(note) == 1 and f"no bar at {level:g} (unbounded interval)" in note[0], note
+    bars = [c for c in fig.axes[0].collections if str(c.get_gid()).startswith("ratio_ci_bars")]
+    assert all(len(c.get_segments()) == 0 for c in bars)
 
 
 def test_toy_figures_draw_their_tables(tmp_path):

@@ -1004,11 +1004,21 @@ def plot_half_l0(
             ax.set_xlim(all_levels[0] - pad, all_levels[-1] + pad)
             defined = ds.groupby("level")["ratio"].apply(lambda r: np.isfinite(r.to_numpy(dtype=float)).any())
             undefined = [lv for lv in all_levels if not defined.get(lv, False)]
+            notes = []
             if undefined:
+                notes.append("no ratio at " + ", ".join(f"{v:g}" for v in undefined) + "\n(level outside a frontier)")
+            if {"ci_low", "ci_high"} <= set(ds.columns):
+                bounded = ds.groupby("level")[["ci_low", "ci_high"]].apply(
+                    lambda g: bool(np.isfinite(g.to_numpy(dtype=float)).all(axis=1).any())
+                )
+                unbounded = [lv for lv in all_levels if defined.get(lv, False) and not bounded.get(lv, False)]
+                if unbounded:
+                    notes.append("no bar at " + ", ".join(f"{v:g}" for v in unbounded) + " (unbounded interval)")
+            if notes:
                 ax.text(
                     0.02,
                     0.03,
-                    "no ratio at " + ", ".join(f"{v:g}" for v in undefined) + "\n(level outside a frontier)",
+                    "\n".join(notes),
                     transform=ax.transAxes,
                     fontsize=7.5,
                     color="0.35",
