@@ -113,26 +113,33 @@ def test_runs_in_their_own_folder_use_the_default_profile(target):
     assert "rerun-incomplete: true" in (profile / "config.yaml").read_text()
 
 
-def test_repro_long_also_runs_the_mlp_neuron_sweep_of_paper_fig_5():
-    """Issue 12: every paper figure a CPU can make comes from `make repro` or `make repro-long`;
-    Fig. 5's analogue is the neurons config, so repro-long must plan it after the long run."""
+def test_the_long_run_and_its_extras_plan_the_mlp_neuron_sweep_of_paper_fig_5():
+    """Issue 12: every paper figure a CPU can make comes from a make target; Fig. 5's analogue is the
+    neurons config. Issue 30 sized the long run to 170 minutes, so repro-long runs only the long
+    config, and the neuron sweep is among what did not fit it: repro-extras."""
     import shutil
 
     if shutil.which("make") is None:
         pytest.skip("no make")
-    out = subprocess.run(
-        ["make", "-n", "-o", ".venv/.saerepro-installed", "repro-long"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.replace("\\\n", " ")
-    runs = [
-        "runs/" + ln.split("cd runs/", 1)[1].split()[0]
-        for ln in out.splitlines()
-        if "cd runs/" in ln and "snakemake" in ln
-    ]
-    assert runs[0] == "runs/long"
-    assert "runs/neurons" in runs
-    neurons = next(ln for ln in out.splitlines() if "cd runs/neurons" in ln and "snakemake" in ln)
+
+    def planned(target: str) -> tuple[list[str], str]:
+        out = subprocess.run(
+            ["make", "-n", "-o", ".venv/.saerepro-installed", target],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.replace("\\\n", " ")
+        runs = [
+            "runs/" + ln.split("cd runs/", 1)[1].split()[0]
+            for ln in out.splitlines()
+            if "cd runs/" in ln and "snakemake" in ln
+        ]
+        return runs, out
+
+    long_runs, long_plan = planned("repro-long")
+    assert long_runs == ["runs/long"] and "config/long.yaml" in long_plan
+    extra_runs, extra_plan = planned("repro-extras")
+    assert "runs/neurons" in extra_runs
+    neurons = next(ln for ln in extra_plan.splitlines() if "cd runs/neurons" in ln and "snakemake" in ln)
     assert "config/experiments/neurons.yaml" in neurons
