@@ -202,17 +202,14 @@ def shrinkage_claim(df: pd.DataFrame, rules: VerdictRules = RULES) -> str:
     )
 
 
-def ratio_claim(df: pd.DataFrame, rules: VerdictRules = RULES) -> str:
-    """C3: baseline / gated L0 at equal loss recovered, from the fitted frontiers."""
-    fits = _fit_pair(sae_rows(df), "gated", "baseline", "loss_recovered", rules)
-    if isinstance(fits, str):
-        return fits
-    fg, fb = fits
+def _c3_ratio(fg: Fit, fb: Fit, rules: VerdictRules) -> tuple[float, float, float, float, float] | None:
+    """C3's (level, ratio, low, high, share of undefined draws): baseline / gated L0 at the highest
+    of ``rules.ratio_levels`` inside both fits' observed loss recovered; None where none is."""
     inside = [
         lv for lv in rules.ratio_levels if max(fg.y_range[0], fb.y_range[0]) <= lv <= min(fg.y_range[1], fb.y_range[1])
     ]
     if not inside:
-        return "no overlap"
+        return None
     level = max(inside)
     l0_g, draws_g = fg.l0_at(level)
     l0_b, draws_b = fb.l0_at(level)
@@ -220,6 +217,18 @@ def ratio_claim(df: pd.DataFrame, rules: VerdictRules = RULES) -> str:
     with np.errstate(divide="ignore", invalid="ignore"):
         draws = draws_b / draws_g
     lo, hi, undefined = interval_counting_undefined(draws, rules.level, ratio, min(fg.df, fb.df))
+    return level, ratio, lo, hi, undefined
+
+
+def ratio_claim(df: pd.DataFrame, rules: VerdictRules = RULES) -> str:
+    """C3: baseline / gated L0 at equal loss recovered, from the fitted frontiers."""
+    fits = _fit_pair(sae_rows(df), "gated", "baseline", "loss_recovered", rules)
+    if isinstance(fits, str):
+        return fits
+    c3 = _c3_ratio(*fits, rules)
+    if c3 is None:
+        return "no overlap"
+    level, ratio, lo, hi, undefined = c3
     label = "shown" if lo > 1 else "reversed" if hi < 1 else "not shown"
     two = "≈2 not excluded" if lo <= 2 <= hi else "2 excluded"
     tail = f"; undefined in {undefined:.0%} of draws" if undefined > 0 else ""
@@ -348,17 +357,11 @@ def _ratio_agreement(p1: Pair, p2: Pair, rules: VerdictRules):
     Nones where the first has no C3 interval. ``p1``, ``p2``: the runs' loss-recovered fits."""
     if p1 is None or p2 is None:
         return None, None, None
-    (g1, b1), (g2, b2) = p1, p2
-    inside = [
-        lv for lv in rules.ratio_levels if max(g1.y_range[0], b1.y_range[0]) <= lv <= min(g1.y_range[1], b1.y_range[1])
-    ]
-    if not inside:
+    c3 = _c3_ratio(*p1, rules)
+    if c3 is None:
         return None, None, None
-    level = max(inside)
-    ratio1 = b1.l0_at(level)[0] / g1.l0_at(level)[0]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        draws = b1.l0_at(level)[1] / g1.l0_at(level)[1]
-    lo, hi, _ = interval_counting_undefined(draws, rules.level, ratio1, min(g1.df, b1.df))
+    level, ratio1, lo, hi, _ = c3
+    g2, b2 = p2
     ratio2 = b2.l0_at(level)[0] / g2.l0_at(level)[0]
     i, w = _agreement(ratio1, ratio2, lo, hi, log=True)
     return float(i[0]), float(w[0]), f"{ratio2:.2f} against [{lo:.2f}, {hi:.2f}] at loss recovered {level:g}"
