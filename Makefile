@@ -167,4 +167,5 @@ lint: setup
 	$(BIN)/ruff format --check $(LINT_PY)
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/mypy src/saerepro
+	$(BIN)/python .ci/layers.py
 	$(BIN)/python .ci/snakemake_lint.py

@@ -224,7 +224,7 @@ def test_committed_inference_opt_tables_are_fresh():
 def test_inference_opt_rows_quoted_in_results_md_are_what_the_committed_tables_say():
     """docs/results.md quotes, per pursuit k, the best gated and baseline dictionaries of the long
     run's committed inference-time-optimisation tables; a rerun that moves them must move the quote."""
-    from saerepro.inference_opt import compare_dictionaries
+    from saerepro.verdicts import compare_dictionaries
 
     tables = sorted((LONG_TABLE.parent / "inference_opt").glob("*.csv"))
     quoted = [

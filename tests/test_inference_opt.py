@@ -123,7 +123,7 @@ def test_best_pursuit_decoder_is_the_one_with_the_highest_mean_pursuit_loss_reco
 
 
 def test_compare_dictionaries_judges_the_best_decoder_of_each_architecture_per_k():
-    from saerepro.inference_opt import compare_dictionaries
+    from saerepro.verdicts import compare_dictionaries
 
     table = _ito_table()
     judged = compare_dictionaries(table)

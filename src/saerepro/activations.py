@@ -26,6 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from .io import atomic_write_json, sha256_file
+from .sites import hook_name, site_dim
+
 ARRAY_FILE = "activations.npy"
 META_FILE = "meta.json"
 
@@ -115,8 +118,6 @@ def open_cache(path: str | Path, verify: bool = False) -> ActivationCache:
             f"the array has shape {list(array.shape)} dtype {array.dtype}; {_REBUILD}"
         )
     if verify:
-        from .io import sha256_file
-
         recorded = meta.get("array_sha256")
         actual = sha256_file(array_path)
         if recorded != actual:
@@ -173,9 +174,6 @@ def cache_activations(
 
     import torch
     from tqdm.auto import tqdm
-
-    from .io import atomic_write_json, sha256_file
-    from .sites import hook_name, site_dim
 
     if len(hook_points) != len(out_dirs):
         raise ValueError("need one output directory per hook point")

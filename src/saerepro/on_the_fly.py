@@ -15,10 +15,10 @@ from typing import Any, cast
 import numpy as np
 
 from . import paths
-from .config import Config
+from .config import DERIVED_ARCHITECTURES, Config
 from .io import atomic_write_json
-from .models import resolve_device
-from .provenance import PROVENANCE_FILE
+from .models import load_model, resolve_device
+from .provenance import PROVENANCE_FILE, provenance
 
 log = logging.getLogger("saerepro")
 
@@ -49,9 +49,6 @@ def train_on_the_fly(
     resumes the others at their last checkpoint (recomputing only the shuffle buffer it falls in
     and the normalisation block) and ends with the same weights as an uninterrupted run.
     """
-    from .config import DERIVED_ARCHITECTURES
-    from .models import load_model
-    from .provenance import provenance
     from .sae.export import export_sae_lens
     from .streaming import open_lm_source
     from .training import CHECKPOINT_FILE, TrainConfig, train_saes

@@ -1,6 +1,6 @@
 """A model given by path in the config (``model: /path/to/folder`` or ``model: /path/to/x.gguf``).
 
-No code edit and no :class:`~saerepro.models.ModelSpec` of one's own: the shape facts config
+No code edit and no :class:`~saerepro.model_spec.ModelSpec` of one's own: the shape facts config
 validation needs (n_layers, d_model, heads, d_mlp, context, architecture) are read from the
 folder's ``config.json`` or from the GGUF file's metadata, when the config is validated.
 
@@ -31,7 +31,7 @@ import re
 import struct
 from pathlib import Path
 
-from .models import ModelSpec
+from .model_spec import ModelSpec
 
 #: A config ``model`` starting like this, containing a slash or ending in .gguf is a path.
 PATH_PREFIXES = ("/", "./", "../", "~")

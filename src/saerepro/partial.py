@@ -32,7 +32,12 @@ import pandas as pd
 import yaml
 
 from . import paths
+from .aggregate import check_config_hashes, write_tables
 from .config import Config, load_config
+from .pilot import apply_pilot
+from .pipeline import aggregate_available
+from .tables import KEY_COLUMNS, read_metrics_table, validate_metrics_table
+from .verdicts import rules_from_config
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +48,6 @@ def aggregate_partial(
     """Aggregate the finished SAEs of ``cfg``'s run (results/ found from the working directory) into
     ``tables_dir`` and ``figures_dir``, merged with ``prior``'s rows where given (:func:`merge_prior`);
     None if no SAE has finished and there is no prior (then only missing_runs.csv)."""
-    from .pilot import apply_pilot
-    from .pipeline import aggregate_available
     from .plotting import figures_from_tables, plot_inference_opt, plot_inference_opt_decoders
 
     tables_dir, figures_dir = Path(tables_dir).resolve(), Path(figures_dir).resolve()
@@ -79,8 +82,6 @@ class PriorTables:
 
     @classmethod
     def read(cls, folder: str | Path) -> PriorTables:
-        from .tables import read_metrics_table
-
         folder = Path(folder)
         optional = {
             n: pd.read_csv(folder / n) if (folder / n).exists() else pd.DataFrame()
@@ -94,7 +95,6 @@ class PriorTables:
 
 def _newest_first(new: pd.DataFrame, old: pd.DataFrame) -> pd.DataFrame:
     """Rows of ``new`` and ``old``, one per SAE key, ``new``'s where both have it."""
-    from .tables import KEY_COLUMNS
 
     frames = [f for f in (new, old) if len(f)]
     if not frames:
@@ -105,9 +105,6 @@ def _newest_first(new: pd.DataFrame, old: pd.DataFrame) -> pd.DataFrame:
 def merge_prior(cfg: Config, prior: PriorTables, tables_dir: Path) -> pd.DataFrame:
     """``tables_dir``'s tables (this run folder's finished SAEs, possibly none) merged with
     ``prior``'s: every table rewritten, ``missing_runs.csv`` cut to the SAEs neither has."""
-    from .aggregate import check_config_hashes, write_tables
-    from .tables import KEY_COLUMNS, read_metrics_table, validate_metrics_table
-    from .verdicts import rules_from_config
 
     def here(name: str) -> pd.DataFrame:
         path = tables_dir / name
@@ -135,8 +132,6 @@ def merge_prior(cfg: Config, prior: PriorTables, tables_dir: Path) -> pd.DataFra
 def missing_targets(cfg: Config, metrics: pd.DataFrame) -> list[str]:
     """The ``metrics.json`` path (relative to a run folder) of every SAE of ``cfg`` that has no row
     in ``metrics``: what a run continued on a new machine still has to train and evaluate."""
-    from .pilot import apply_pilot
-    from .tables import KEY_COLUMNS
 
     def key(model, corpus, layer, site, architecture, coefficient, seed):
         return (str(model), str(corpus), int(layer), str(site), str(architecture), float(coefficient), int(seed))

@@ -41,7 +41,7 @@ def corpus_tag(cfg: Config) -> str:
     folder adds the first 12 hex digits of its content's SHA-256 (:func:`source_sha256`), so that
     edited text is a new corpus (tokens, caches and every SAE downstream are rebuilt). Registry and
     Hub corpora keep the tags they always had (``wiki-offline-ctx128-n524288-e0.05``); a model that
-    starts sequences without BOS (:attr:`saerepro.models.ModelSpec.add_bos`) adds ``-nobos``."""
+    starts sequences without BOS (:attr:`saerepro.model_spec.ModelSpec.add_bos`) adds ``-nobos``."""
     source = cfg.corpus.name
     if cfg.corpus.is_local:
         source += f"-{source_sha256(cfg.corpus.source)[:12]}"

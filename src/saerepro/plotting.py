@@ -51,9 +51,11 @@ import seaborn as sns
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 
-from .pareto import pareto_frontier
+from .frontier import TRANSFORMS, fit, simultaneous_band
+from .pareto import DEFAULT_LEVELS, pareto_frontier
 from .sites import SITES
-from .tables import ARCHITECTURES
+from .tables import ARCHITECTURES, KEY_COLUMNS, aggregate_seeds, flattening, read_metrics_table, slug
+from .verdicts import RULES, compare_dictionaries, fitted_half_l0, sae_rows
 
 __all__ = [
     "ARCH_STYLES",
@@ -381,8 +383,6 @@ def _draw_fit(ax, pts: pd.DataFrame, arch: str, y: str) -> bool:
     architecture has SAEs at (``gid="fit:<arch>"``, ``"band:<arch>"``); each seed's SAE as a small
     hollow marker where ``pts`` are seed means (``gid="seeds:<arch>"``). False where no fit exists
     (fewer than 3 SAEs at 2 λ)."""
-    from .frontier import TRANSFORMS, fit, simultaneous_band
-    from .verdicts import RULES, sae_rows
 
     if y not in TRANSFORMS:
         return False
@@ -1050,7 +1050,6 @@ def plot_learning_curve(table: pd.DataFrame, stem: str | Path, *, sites: Sequenc
     and whether it is within 2 SE of zero ("flat").
     Needs columns site, architecture, coefficient, budget_tokens, loss_recovered, loss_recovered_se, l0.
     """
-    from .tables import flattening
 
     fig_name = "learning_curve"
     _require(
@@ -1254,8 +1253,7 @@ def plot_inference_opt_decoders(
     the L0 its own encoder reached in training (log scale), gated vs baseline
     (``gid="decoders:<arch>:k<k>"``). A curve above the other at every training L0 means that
     architecture learned the better dictionaries at that k. Each panel's note is the verdict of
-    :func:`saerepro.inference_opt.compare_dictionaries` there (best gated − best baseline ± SE)."""
-    from .inference_opt import compare_dictionaries
+    :func:`saerepro.verdicts.compare_dictionaries` there (best gated − best baseline ± SE)."""
 
     fig_name = "fig10_inference_opt_decoders"
     _require(table, ["layer", "site", "architecture", "coefficient", "k", "l0", "loss_recovered"], fig_name)
@@ -1347,7 +1345,6 @@ def figures_from_tables(tables_dir: str | Path, out_dir: str | Path, **kwargs) -
     where aggregate wrote it, ``training_health.csv``, whose ``diverged`` crosses out the SAEs that
     blew up in training (:mod:`saerepro.health`). ``kwargs`` go to :func:`make_all_figures`; its
     ``sites`` default to those the run asked for (with SAEs, or listed in ``missing_runs.csv``)."""
-    from .tables import KEY_COLUMNS, read_metrics_table
 
     df = read_metrics_table(Path(tables_dir) / "metrics.csv")
     # the sites the run asked for: those with SAEs and those whose SAEs are missing (a partial run);
@@ -1385,8 +1382,6 @@ def make_all_figures(
     and any other present); ``levels`` the loss-recovered levels of the half-L0 plot
     (default :data:`saerepro.pareto.DEFAULT_LEVELS`). Figures are closed after saving.
     """
-    from .pareto import DEFAULT_LEVELS
-    from .tables import aggregate_seeds, slug
 
     agg = aggregate_seeds(metrics)
     out_dir = Path(out_dir)
@@ -1406,7 +1401,6 @@ def make_all_figures(
             grid = name in ("fig12_pareto_grid", "fig14_gamma_grid")
             kwargs = {"model": model, "sites": sites} if grid else {"model": model, "layer": layer, "sites": sites}
             _done(func(agg, base / name, **kwargs), base / name)
-    from .verdicts import fitted_half_l0
 
     stem = out_dir / "half_l0_ratios"
     # C3's ratios from the fitted frontiers (what the verdicts read), not the interpolated points

@@ -38,12 +38,16 @@ from typing import Any
 
 import torch
 
-SAE_CFG_FILE = "cfg.json"
-SAE_WEIGHTS_FILE = "sae_weights.safetensors"
-NORMALISED_CFG_FILE = "cfg.normalised.json"
-NORMALISED_WEIGHTS_FILE = "sae_weights.normalised.safetensors"
-#: Key of ``cfg.json``'s metadata that marks a folded (raw-activation) export.
-EXPORT_KEY = "saerepro_export"
+from .files import (
+    EXPORT_KEY,
+    NORMALISED_CFG_FILE,
+    NORMALISED_WEIGHTS_FILE,
+    SAE_CFG_FILE,
+    SAE_WEIGHTS_FILE,
+    is_exported,
+)
+from .registry import load_sae
+
 #: What a user who opens cfg.json reads: sae-lens has no plugin discovery, so the architectures
 #: (``saerepro_*``) exist only once saerepro is imported.
 LOAD_NOTE = (
@@ -75,25 +79,6 @@ def fold_activation_scale(sae: Any, scale: float) -> None:
     sae.cfg.normalize_activations = "none"
 
 
-def is_exported(run_dir: str | Path) -> bool:
-    """Whether ``run_dir/cfg.json`` is a folded export (else it is the SAE as trained)."""
-    path = Path(run_dir) / SAE_CFG_FILE
-    if not path.exists():
-        return False
-    cfg = json.loads(path.read_text())
-    return EXPORT_KEY in (cfg.get("metadata") or {})
-
-
-def normalised_files(run_dir: str | Path) -> tuple[Path, Path]:
-    """(cfg, weights) of the SAE as trained, on normalised activations: the ``*.normalised.*`` pair
-    once the folder is exported (or an export was interrupted), else ``cfg.json`` and its weights."""
-    run_dir = Path(run_dir)
-    if is_exported(run_dir) or not (run_dir / SAE_CFG_FILE).exists():
-        return run_dir / NORMALISED_CFG_FILE, run_dir / NORMALISED_WEIGHTS_FILE
-    weights = run_dir / SAE_WEIGHTS_FILE
-    return run_dir / SAE_CFG_FILE, weights if weights.exists() else run_dir / NORMALISED_WEIGHTS_FILE
-
-
 def _scale_of(run_dir: Path, sae: Any) -> float:
     info = run_dir / "train_info.json"
     if info.exists():
@@ -110,8 +95,6 @@ def export_sae_lens(run_dir: str | Path) -> Path:
     The SAE as trained is kept as ``cfg.normalised.json`` / ``sae_weights.normalised.safetensors``
     (byte for byte what training wrote); ``cfg.json`` / ``sae_weights.safetensors`` become the
     folded SAE. A folder already exported is left as it is."""
-    from .registry import load_sae
-
     run_dir = Path(run_dir)
     if is_exported(run_dir):
         return run_dir

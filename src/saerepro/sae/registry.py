@@ -20,6 +20,7 @@ from ..architectures import ARCHITECTURES as ARCHITECTURE_NAMES
 from ..architectures import check_architecture
 from .baseline import BaselineRescaleShiftSAE, BaselineSAE
 from .common import SAE_LENS_PREFIX, ArchTrainingConfig, SaeReproMixin
+from .files import normalised_files
 from .gated import (
     GatedNoRmagSAE,
     GatedSAE,
@@ -114,8 +115,6 @@ def load_sae(path: str, device: str = "cpu") -> SAE[Any]:
     Once a folder is exported (:func:`saerepro.sae.export.export_sae_lens`) its ``cfg.json`` is
     the raw-activation SAE; this reads ``cfg.normalised.json`` / ``sae_weights.normalised.safetensors``
     instead. A folder training has just written (or any plain sae-lens folder) is read as it is."""
-    from .export import normalised_files
-
     register_with_sae_lens()
     cfg_path, weights_path = normalised_files(path)
 

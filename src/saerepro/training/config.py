@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from ..architectures import BASELINE_WIDTH_RATIO, EXPANSION_FACTOR, default_width
+from ..models import resolve_device
 from ..sae import ARCHITECTURES, RESAMPLE_ARCHITECTURES, TRAINING_CONFIGS, ArchTrainingConfig
+from ..sites import hook_name
 
 if TYPE_CHECKING:
     from ..config import Config, Run
@@ -216,8 +218,6 @@ class TrainConfig:
     def from_run(cls, cfg: Config, run: Run, d_in: int, parent_dir: str | Path | None = None) -> TrainConfig:
         """The TrainConfig of one ``run`` of the sweep ``cfg`` at a hook point of ``d_in``
         dimensions (``parent_dir``: the trained baseline of a ``baseline_rescale_shift`` run)."""
-        from ..models import resolve_device
-        from ..sites import hook_name
 
         arch = cfg.architectures[run.architecture]
         resample: dict[str, Any] = {}

@@ -23,6 +23,7 @@ import torch
 from ..activations import ActivationCache
 from ..io import atomic_path
 from ..sae import resample_dead_latents
+from ..sae.files import SAE_CFG_FILE, SAE_WEIGHTS_FILE
 from ..sae.registry import sae_lens_architecture
 from .config import TrainConfig
 from .data import sample_rows
@@ -32,8 +33,6 @@ from .schedule import coefficient_at, learning_rate
 CHECKPOINT_FILE = "checkpoint.pt"
 LOSS_CURVE_FILE = "loss_curve.csv"
 TRAIN_INFO_FILE = "train_info.json"
-SAE_CFG_FILE = "cfg.json"
-SAE_WEIGHTS_FILE = "sae_weights.safetensors"
 _CHECKPOINT_FORMAT = 1
 #: Config fields that may change between an interrupted run and its resumption.
 _RESUMABLE_CHANGES = frozenset({"checkpoint_every_steps", "device"})
