@@ -80,9 +80,9 @@ METRIC_MOVING_CODE = (
 #: Modules that only read finished metrics rows (tables, verdicts, figures, costs, manifests) or
 #: make their own tables beside them (toys, learning curves, inference-time optimisation, which
 #: carries its own code hash): a change to them cannot move a committed metrics row. (``provenance``
-#: computes the rows' ``config_hash``; manifests check that hash directly.) The jobs still import
-#: some of them through the function-local import cycles of the pipeline/plotting modules, so
-#: this list is a judgement, kept short; every other file of the package counts.
+#: computes the rows' ``config_hash``; manifests check that hash directly.) The jobs import some
+#: of them (the pipeline imports the aggregation's tables and verdicts), so this list is a
+#: judgement, kept short; every other file of the package counts.
 ANALYSIS_ONLY = tuple(
     f"src/saerepro/{name}.py"
     for name in (
