@@ -295,6 +295,20 @@ def test_per_site_training_tokens_reach_the_trainer_and_an_architectures_own_ove
     assert {t for (arch, _), t in tokens.items() if arch == "baseline"} == {2048}
 
 
+def test_an_architectures_own_adam_beta1_reaches_its_trainer_only_and_leaves_the_config_hash():
+    from saerepro.provenance import config_hash
+    from saerepro.training import TrainConfig
+
+    raw = with_change("architectures.baseline.adam_beta1", 0.9)
+    cfg = load_config(raw)
+    runs = {(r.architecture, r.site): r for r in cfg.runs()}
+    assert TrainConfig.from_run(cfg, runs["baseline", "mlp"], d_in=640).adam_betas == (0.9, 0.999)
+    assert TrainConfig.from_run(cfg, runs["gated", "mlp"], d_in=640).adam_betas == (0.0, 0.999)
+    assert config_hash(cfg) == config_hash(load_config(copy.deepcopy(DEFAULT)))  # a per-SAE setting
+    with pytest.raises(ConfigError, match="adam_beta1"):
+        load_config(with_change("architectures.baseline.adam_beta1", 1.0))
+
+
 def test_resampling_and_shuffle_buffer_reach_the_trainer():
     from saerepro.training import TrainConfig
 

@@ -423,6 +423,9 @@ class ArchitectureConfig:
     """Restrict to these layers (None: all config layers)."""
     lr: float | None = None
     """Learning-rate override."""
+    adam_beta1: float | None = None
+    """Adam β1 override (None: ``train.adam_beta1``, the paper's 0 for gated SAEs). TopK wants 0.9:
+    with β1 = 0 at lr 0.003 some TopK SAEs diverge (docs/architectures.md)."""
     tokens: int | None = None
     """Training-token override."""
     bandwidth: float | None = None
@@ -817,6 +820,7 @@ def _architecture(name: str, raw: dict) -> ArchitectureConfig:
         sites=tuple(raw["sites"]) if "sites" in raw else None,
         layers=tuple(raw["layers"]) if "layers" in raw else None,
         lr=raw.get("lr"),
+        adam_beta1=raw.get("adam_beta1"),
         tokens=raw.get("tokens"),
         bandwidth=raw.get("bandwidth"),
         init_threshold=raw.get("init_threshold"),

@@ -239,7 +239,7 @@ class TrainConfig:
             batch_size=cfg.train.batch_size,
             lr=arch.lr or cfg.train.lr,
             lr_warmup_steps=cfg.train.warmup_steps,
-            adam_betas=(cfg.train.adam_beta1, cfg.train.adam_beta2),
+            adam_betas=(arch.adam_beta1 if arch.adam_beta1 is not None else cfg.train.adam_beta1, cfg.train.adam_beta2),
             seed=run.seed,
             checkpoint_every_steps=cfg.train.checkpoint_every_steps,
             shuffle_buffer_tokens=cfg.activations.shuffle_buffer_tokens,
