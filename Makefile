@@ -38,7 +38,7 @@ repro: setup
 # The only step that writes committed results: runs/$(RUN)/ -> results/ and figures/, with a
 # manifest.json (commits, config hash, machines, date, wall time) beside the tables.
 promote: setup
-	@test -n "$(RUN)" || { echo "usage: make promote RUN=default|long|neurons|seed_spread|mlp_seeds|reseed|budget"; exit 2; }
+	@test -n "$(RUN)" || { echo "usage: make promote RUN=default|long|extras|neurons|seed_spread|mlp_seeds|reseed|budget"; exit 2; }
 	$(BIN)/python -m saerepro.manifest promote $(RUN)
 
 # Runs in runs/<name>/ do not see workflow/profiles/default from there (Snakemake looks beside the
@@ -46,22 +46,23 @@ promote: setup
 RUNS_PROFILE := --workflow-profile ../../workflow/profiles/default
 
 # The long reproduction (config/long.yaml, issue 30's design: layers 3 and 6, gated and baseline, two
-# seeds, ~156 min on 2 cores): its own working directory, then `make promote RUN=long` copies its
-# tables and figures to results/long/ and figures/long/. The committed results/long/ tables are the
-# previous design's (config/experiments/long_previous.yaml) until then. What did not fit its 170 minutes
-# (TopK, JumpReLU, the ablations, the MLP-neuron sweep, the inference-time optimisation, the learning
-# curves) is listed in config/long.yaml; `make repro-neurons` and `snakemake inference_opt` still run
-# the previous design's versions.
+# seeds): its own working directory, then `make promote RUN=long` copies its tables and figures to
+# results/long/ and figures/long/. What did not fit its 170 minutes (TopK, JumpReLU, the ablations, the
+# MLP-neuron sweep, the inference-time optimisation, the learning curves) is listed in config/long.yaml;
+# the previous design's results/long_previous/ still hold them.
 LONG_SNAKEMAKE := ../../$(BIN)/snakemake --snakefile ../../Snakefile --cores all $(RUNS_PROFILE) \
 	--configfile ../../config/long.yaml --config resources_dir=../../resources
 repro-long: setup
 	$(call timed,long,cd runs/long && $(LONG_SNAKEMAKE))
 
-# What did not fit the long run's 170 minutes (issue 30), under its own budget. So far the MLP-neuron
-# sweep of paper Fig. 5 (make repro-neurons); TopK and JumpReLU at layer 6, the ablations at resid, the
-# inference-time optimisation and the learning curves are still to be added (config/long.yaml's header).
+# What did not fit the long run's 170 minutes (issue 30), under its own 170 (config/extras.yaml):
+# TopK and JumpReLU (lambdas from a pilot) at every layer-6 site, and the ablations at layer-6 resid.
+# Reuses the long run's clean and zero-ablation CEs when runs/long has them (same settings and eval
+# tokens). `make promote RUN=extras` copies its tables and figures to results/extras/ and figures/extras/.
 repro-extras: setup
-	$(MAKE) repro-neurons
+	$(call copy_reference,extras,long)
+	$(call timed,extras,cd runs/extras && $(RUN_SNAKEMAKE) \
+		--configfile ../../config/extras.yaml --config resources_dir=../../resources)
 
 # The long run continued on a machine without its earlier runs/long (each session's machine starts
 # without it): trains and evaluates only the SAEs results/long/tables/metrics.csv lacks, then merges
@@ -114,18 +115,18 @@ repro-mlp-seeds: setup
 	$(call timed,mlp_seeds,cd runs/mlp_seeds && ../../$(BIN)/snakemake --snakefile ../../Snakefile --cores all --rerun-triggers mtime $(RUNS_PROFILE) \
 		--configfile ../../config/experiments/mlp_seeds.yaml --config resources_dir=../../resources)
 
-# Reruns of the default's design (the runs issue) reuse its clean and zero-ablation CEs when
-# runs/default has them (same model, eval tokens and settings): $(call default_reference,NAME).
-default_reference = mkdir -p runs/$(1) && cd runs/$(1) && for f in clean_reference.pt L6/resid/reference_ce.json \
-	L6/mlp/reference_ce.json L6/attn/reference_ce.json; do if [ -f ../default/$(SEED_REF)/$$f ] && \
-	[ ! -f $(SEED_REF)/$$f ]; then mkdir -p $$(dirname $(SEED_REF)/$$f) && cp ../default/$(SEED_REF)/$$f $(SEED_REF)/$$f; fi; done
+# A run reuses another's clean and zero-ablation CEs (same model, eval tokens and settings) when
+# runs/<that one> has them: $(call copy_reference,NAME,FROM); layer 6's hook points only.
+copy_reference = mkdir -p runs/$(1) && cd runs/$(1) && for f in clean_reference.pt L6/resid/reference_ce.json \
+	L6/mlp/reference_ce.json L6/attn/reference_ce.json; do if [ -f ../$(2)/$(SEED_REF)/$$f ] && \
+	[ ! -f $(SEED_REF)/$$f ]; then mkdir -p $$(dirname $(SEED_REF)/$$f) && cp ../$(2)/$(SEED_REF)/$$f $(SEED_REF)/$$f; fi; done
 RUN_SNAKEMAKE = ../../$(BIN)/snakemake --snakefile ../../Snakefile --cores all --rerun-triggers mtime $(RUNS_PROFILE)
 
 # The default retrained with seed 1: `make promote RUN=reseed` writes its verdicts against the
 # default's intervals (results/reseed/tables/rerun_comparison.md). Its config is the default's with
 # the seed list replaced (seeds are outside the config hash; `--config seeds=[1]` would pass a string).
 repro-reseed: setup
-	$(call default_reference,reseed)
+	$(call copy_reference,reseed,default)
 	sed 's/^seeds: \[0\]/seeds: [1]/' config/config.yaml > runs/reseed/config.yaml
 	grep -q '^seeds: \[1\]' runs/reseed/config.yaml
 	$(call timed,reseed,cd runs/reseed && $(RUN_SNAKEMAKE) \
@@ -134,7 +135,7 @@ repro-reseed: setup
 # The default at twice its training tokens at resid and mlp (config/experiments/budget_2x.yaml, ~25 min):
 # `make promote RUN=budget` writes, per hook point, whether the default's frontiers and verdicts settled.
 repro-budget: setup
-	$(call default_reference,budget)
+	$(call copy_reference,budget,default)
 	$(call timed,budget,cd runs/budget && $(RUN_SNAKEMAKE) \
 		--configfile ../../config/experiments/budget_2x.yaml --config resources_dir=../../resources)
 

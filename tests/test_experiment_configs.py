@@ -38,7 +38,7 @@ def test_neuron_run_is_the_papers_fig5_comparison_at_gemma_mlp_neurons():
 
 
 def _long_run_mlp_points(family: str) -> list[tuple[float, float]]:
-    with open(REPO / "results" / "long" / "tables" / "metrics.csv", newline="") as fh:
+    with open(REPO / "results" / "long_previous" / "tables" / "metrics.csv", newline="") as fh:
         return [
             (float(r["coefficient"]), float(r["l0"]))
             for r in csv.DictReader(fh)
@@ -99,3 +99,22 @@ def test_budget_run_is_the_default_at_twice_its_training_tokens():
             default.architectures[name], site_grids=grids
         )
     assert dataclasses.replace(budget, train=default.train, architectures=default.architectures) == default
+
+
+def test_the_extras_share_the_long_runs_settings_and_pilot_only_jumprelu():
+    """config/extras.yaml is what did not fit the long run: its shared settings are the long run's
+    (one config hash), its resid comparators train the long run's lambdas, TopK gets its own beta1."""
+    from saerepro.provenance import config_hash
+
+    long_cfg, extras = load_config(REPO / "config" / "long.yaml"), load_config(REPO / "config" / "extras.yaml")
+    assert config_hash(extras) == config_hash(long_cfg)
+    assert extras.layers == (6,) and extras.sites == long_cfg.sites
+    for family in ("gated", "baseline"):
+        assert set(extras.architectures[family].grid_at("resid", 6)) < set(
+            long_cfg.architectures[family].grid_at("resid", 6)
+        )
+        assert extras.architectures[family].sites == ("resid",)
+    assert extras.architectures["baseline_rescale_shift"].grid == extras.architectures["baseline"].grid
+    assert {name for name, _, _ in extras.pilot_points()} == {"jumprelu"}
+    assert extras.architectures["topk"].adam_beta1 == 0.9 and extras.architectures["gated"].adam_beta1 is None
+    assert len(extras.runs()) == 26  # 12 TopK + 14 at resid; JumpReLU's 12 come after its pilots
