@@ -5,7 +5,7 @@ import sys
 
 from snakemake.utils import min_version
 
-from saerepro.config import load_config
+from saerepro.config import default_pilot_note, load_config
 
 min_version("9.0")
 from saerepro.own_model import absolute_model_path
@@ -55,6 +55,8 @@ print(
     ),
     file=sys.stderr,
 )
+if _note := default_pilot_note(config, CFG):
+    print(f"saerepro: {_note}", file=sys.stderr)
 
 if _AT_ROOT:
     print(

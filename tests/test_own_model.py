@@ -136,6 +136,29 @@ def test_config_with_a_folder_validates_and_names_results_by_tag(llama_folder):
     assert "/" not in cfg.model
 
 
+def test_an_own_model_without_coefficients_gets_a_pilot_aiming_at_the_papers_l0s(llama_folder):
+    """Issue 31: no λ guesswork for a new model. Leaving `coefficients` out pilots that architecture
+    (probes around OWN_MODEL_PROBE_GRID, targets OWN_MODEL_TARGET_L0); one given keeps its grid; a
+    config's own pilot section is kept; a registered model still has to give them."""
+    from saerepro.config import OWN_MODEL_PROBE_GRID, OWN_MODEL_TARGET_L0, ConfigError, default_pilot_note
+
+    archs = {"gated": {"width": 128}, "baseline": {"coefficients": [0.5], "width": 192}, "topk": {"k": [8]}}
+    raw = tiny_config(str(llama_folder), architectures=archs)
+    cfg = load_config(raw)
+    assert default_pilot_note(raw, cfg).startswith("no coefficients for gated (a model given by path)")
+    assert cfg.pilot is not None and cfg.pilot.target_l0 == OWN_MODEL_TARGET_L0
+    assert cfg.pilot_points() == [("gated", 1, site) for site in cfg.sites]
+    probes = cfg.probe_coefficients("gated", cfg.sites[0])
+    assert probes[0] == pytest.approx(min(OWN_MODEL_PROBE_GRID) / cfg.pilot.probe_factor)
+    assert probes[-1] == pytest.approx(max(OWN_MODEL_PROBE_GRID) * cfg.pilot.probe_factor)
+    assert cfg.grid("baseline", 1, cfg.sites[0]) == (0.5,) and cfg.grid("gated", 1, cfg.sites[0]) is None
+    own = load_config(tiny_config(str(llama_folder), architectures=archs, pilot={"target_l0": [5, 50]}))
+    assert own.pilot.target_l0 == (5.0, 50.0) and own.piloted("gated") and own.piloted("baseline")
+    assert default_pilot_note(tiny_config(str(llama_folder)), load_config(tiny_config(str(llama_folder)))) is None
+    with pytest.raises(ConfigError, match="architectures.gated.coefficients' is required"):
+        load_config(tiny_config("gemma-3-270m", architectures=archs))
+
+
 def test_config_hash_ignores_where_the_model_lies(llama_folder, tmp_path):
     from saerepro.provenance import config_hash
 

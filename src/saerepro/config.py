@@ -827,11 +827,67 @@ def _architecture(name: str, raw: dict) -> ArchitectureConfig:
     )
 
 
+#: A config whose ``model:`` is a path may leave an architecture's ``coefficients`` out: a pilot
+#: (:mod:`saerepro.pilot`) then chooses them, aiming at this L0 range (the paper's SAEs span
+#: ~20-100 at most sites), unless the config's own ``pilot:`` says otherwise.
+OWN_MODEL_TARGET_L0 = (20.0, 100.0)
+#: ...probing λ from min / ``pilot.probe_factor`` to max × it (0.01 to 30 by default): that holds
+#: every λ our SAEs have needed (Gemma-3-270M 0.3-25 across sites; Qwen2.5-Coder-0.5B's λ 1 gave
+#: L0 470 of 1,792 latents, issue 31).
+OWN_MODEL_PROBE_GRID = (0.1, 3.0)
+
+
+def piloted_by_default(raw: dict) -> list[str]:
+    """The architectures of a raw config whose λs a pilot chooses because ``model:`` is a path and
+    they give no ``coefficients`` (none for a registered model: there they are required)."""
+    if not isinstance(raw, dict):
+        return []
+    model, archs, pilot = raw.get("model"), raw.get("architectures"), raw.get("pilot")
+    if not (isinstance(model, str) and is_model_path(model) and isinstance(archs, dict)):
+        return []
+    piloted = pilot.get("architectures") if isinstance(pilot, dict) else None
+    return [
+        name
+        for name, arch in archs.items()
+        if isinstance(arch, dict)
+        and "coefficients" not in arch
+        and name not in K_ARCHITECTURES
+        and name not in DERIVED_ARCHITECTURES
+        and (piloted is None or name in piloted)
+    ]
+
+
+def default_pilot_note(raw: dict, cfg: Config) -> str | None:
+    """What the terminal says when :func:`piloted_by_default` applies to ``raw`` (None otherwise)."""
+    names = piloted_by_default(raw)
+    if not names or cfg.pilot is None:
+        return None
+    lo, hi = cfg.pilot.target_l0
+    return (
+        f"no coefficients for {', '.join(names)} (a model given by path): a pilot chooses "
+        f"{cfg.pilot.n_coefficients} λ each for L0 {lo:g}-{hi:g} from {cfg.pilot.n_probes} probes of "
+        f"{cfg.pilot.tokens:,} tokens (set coefficients, or pilot.target_l0, to change this)"
+    )
+
+
+def _with_default_pilot(raw: dict) -> dict:
+    """``raw`` with :func:`piloted_by_default`'s architectures probed around
+    :data:`OWN_MODEL_PROBE_GRID`, and a pilot aiming at :data:`OWN_MODEL_TARGET_L0` if it has none."""
+    names = piloted_by_default(raw)
+    if not names:
+        return raw
+    raw = copy.deepcopy(raw)
+    for name in names:
+        raw["architectures"][name]["coefficients"] = list(OWN_MODEL_PROBE_GRID)
+    raw.setdefault("pilot", {"target_l0": list(OWN_MODEL_TARGET_L0), "architectures": names})
+    return raw
+
+
 def load_config(raw: dict | str | Path) -> Config:
     """Validate a config (a mapping or a YAML path) and return the typed :class:`Config`."""
     if isinstance(raw, (str, Path)):
         raw = yaml.safe_load(Path(raw).read_text())
-    data = validate_against_schema(raw)  # type: ignore[arg-type]  # a YAML path was read above
+    data = validate_against_schema(_with_default_pilot(raw))  # type: ignore[arg-type]  # a YAML path was read above
     return Config(
         model=data["model"],
         layers=tuple(data["layers"]),
