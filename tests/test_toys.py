@@ -78,3 +78,30 @@ def test_write_toy_tables(tmp_path):
     paths = toys.write_toy_tables(tmp_path)
     assert [p.name for p in paths] == ["shrinkage_toy.csv", "jumprelu_toy.csv"]
     assert len(pd.read_csv(paths[1])) == 2 * len(toys.TOY_THRESHOLDS) + 2
+
+
+def test_toy_tables_are_computed_once_per_machine_and_source(tmp_path, monkeypatch):
+    """With a machine cache, a second run folder copies the tables instead of recomputing them; a
+    change to the toys' source (another key) recomputes."""
+    calls = []
+
+    def fake(name):
+        def table():
+            calls.append(name)
+            return pd.DataFrame({"x": [len(calls)]})
+
+        return table
+
+    monkeypatch.setattr(toys, "shrinkage_toy", fake("shrinkage"))
+    monkeypatch.setattr(toys, "jumprelu_toy", fake("jumprelu"))
+    cache = tmp_path / "resources" / "toys"
+    first = toys.write_toy_tables(tmp_path / "run1", cache)
+    second = toys.write_toy_tables(tmp_path / "run2", cache)
+    assert calls == ["shrinkage", "jumprelu"]
+    assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
+    assert sorted(p.name for p in (cache / toys.toys_key()).iterdir()) == sorted(toys.TOY_TABLES)
+    monkeypatch.setattr(toys, "toys_key", lambda: "another")
+    toys.write_toy_tables(tmp_path / "run3", cache)
+    assert len(calls) == 4
+    toys.write_toy_tables(tmp_path / "run4")  # no cache: always computed
+    assert len(calls) == 6

@@ -1,4 +1,5 @@
-# The paper's two toy settings (Figs. 2 and 15), computed: no model, no cache, seconds on a CPU.
+# The paper's two toy settings (Figs. 2 and 15), computed: no model, no cache, ~1 min on a CPU, once per
+# machine (resources/toys/, keyed by saerepro.toys' source) and copied into each run folder after that.
 TOYS = f"{P.TABLES}/toys"
 
 
@@ -10,6 +11,9 @@ rule toy_tables:
         jumprelu=f"{TOYS}/jumprelu_toy.csv",
     log:
         f"{LOGS}/toy_tables.log",
+    params:
+        # computed once per machine (and toys source), copied into every run folder after that
+        machine_cache=f"{CFG.resources_dir}/toys",
     script:
         "../scripts/toy_tables.py"
 
