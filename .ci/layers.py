@@ -45,7 +45,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("sae", ("sae",)),
     ("training", ("training", "activations", "streaming")),
     ("evaluation", ("lm", "metrics", "evaluate", "toys")),
-    ("analysis", ("frontier", "pareto", "tables", "verdicts", "health", "aggregate", "plotting")),
+    ("analysis", ("frontier", "pareto", "tables", "verdicts", "health", "aggregate", "figures")),
     (
         "orchestration",
         ("pipeline", "pilot", "partial", "api", "snake", "on_the_fly", "inference_opt", "learning_curve", "manifest"),

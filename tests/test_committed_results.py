@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from saerepro.config import load_config
+from saerepro.figures import FIGURES, make_all_figures
 from saerepro.manifest import (
     COMMITTED_RUNS,
     build_manifest,
@@ -26,7 +27,6 @@ from saerepro.manifest import (
     get_run,
     read_manifest,
 )
-from saerepro.plotting import FIGURES, make_all_figures
 from saerepro.provenance import config_hash, git_history_unavailable
 from saerepro.tables import ALL_COLUMNS, read_metrics_table, write_half_l0_table, write_model_tables
 

@@ -418,7 +418,7 @@ def test_layer_coefficients_replace_the_grid_at_their_hook_points_only():
 def test_architecture_lists_agree_everywhere():
     """config, schema enum, the SAE registry, tables and the plot styles name the same architectures."""
     from saerepro import config as C
-    from saerepro.plotting import ARCH_STYLES
+    from saerepro.figures import ARCH_STYLES
     from saerepro.sae import ARCHITECTURES as SAE_ARCHITECTURES
     from saerepro.tables import ARCHITECTURES as TABLE_ARCHITECTURES
 

@@ -114,7 +114,7 @@ def _ito_table():
 
 
 def test_best_pursuit_decoder_is_the_one_with_the_highest_mean_pursuit_loss_recovered():
-    from saerepro.plotting import best_pursuit_decoders
+    from saerepro.figures import best_pursuit_decoders
 
     best = best_pursuit_decoders(_ito_table()).set_index("architecture")
     assert best.loc["gated", "coefficient"] == 1 and best.loc["baseline", "coefficient"] == 1
@@ -139,7 +139,7 @@ def test_compare_dictionaries_judges_the_best_decoder_of_each_architecture_per_k
 
 
 def test_inference_opt_frontier_figure_draws_own_frontier_and_best_dictionary(tmp_path):
-    from saerepro.plotting import plot_inference_opt
+    from saerepro.figures import plot_inference_opt
 
     fig = plot_inference_opt(_ito_table(), tmp_path / "ito", layer=6)
     lines = {ln.get_gid(): ln for ln in fig.axes[0].get_lines()}
@@ -152,7 +152,7 @@ def test_inference_opt_frontier_figure_draws_own_frontier_and_best_dictionary(tm
 
 
 def test_inference_opt_decoder_figure_puts_each_dictionary_at_its_training_l0(tmp_path):
-    from saerepro.plotting import SITE_LABELS, plot_inference_opt_decoders
+    from saerepro.figures import SITE_LABELS, plot_inference_opt_decoders
 
     fig = plot_inference_opt_decoders(_ito_table(), tmp_path / "dec", layer=6)
     panels = [ax for ax in fig.axes if ax.get_title().startswith(f"{SITE_LABELS['resid']},")]

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from snakemake_cli import REPO, snakemake
 
+from saerepro.figures import plot_learning_curve
 from saerepro.learning_curve import flattening, main, markdown, merge_parts, read_config
-from saerepro.plotting import plot_learning_curve
 
 
 def _curve(change_last: float, se: float = 0.01, l0_last: float = 50.0) -> pd.DataFrame:

@@ -120,7 +120,7 @@ def test_nothing_finished_writes_only_the_missing_list(workdir):
 
 
 def test_figures_mark_the_saes_training_health_names_as_diverged(workdir, monkeypatch):
-    from saerepro import plotting
+    from saerepro.figures import render
     from saerepro.tables import KEY_COLUMNS
 
     table = workdir / "results/tables/metrics.csv"
@@ -133,13 +133,13 @@ def test_figures_mark_the_saes_training_health_names_as_diverged(workdir, monkey
         drawn["df"] = df
         return []
 
-    monkeypatch.setattr(plotting, "make_all_figures", capture)
-    plotting.figures_from_tables(table.parent, workdir / "figures", headline_layer=2)
+    monkeypatch.setattr(render, "make_all_figures", capture)
+    render.figures_from_tables(table.parent, workdir / "figures", headline_layer=2)
     assert "diverged" not in drawn["df"]  # no health table: nothing to mark
     health = synth[list(KEY_COLUMNS)].assign(diverged=False).iloc[1:]  # one SAE without a curve
     health.loc[health.index[0], "diverged"] = True
     health.to_csv(table.parent / "training_health.csv", index=False)
-    plotting.figures_from_tables(table.parent, workdir / "figures", headline_layer=2)
+    render.figures_from_tables(table.parent, workdir / "figures", headline_layer=2)
     marked = drawn["df"]
     assert len(marked) == len(synth) and int(marked["diverged"].sum()) == 1
     assert bool(marked.set_index(list(KEY_COLUMNS)).loc[tuple(health.iloc[0][list(KEY_COLUMNS)]), "diverged"])
@@ -149,7 +149,7 @@ def test_partial_aggregation_figures_mark_diverged_saes_too(workdir, monkeypatch
     """aggregate_available (after --keep-going) draws its figures from the tables it just wrote,
     training_health.csv included, as the figures rule does."""
     from saerepro import aggregate as aggregate_module
-    from saerepro import plotting
+    from saerepro.figures import render
     from saerepro.tables import KEY_COLUMNS
 
     cfg = load_config(CONFIG)
@@ -167,7 +167,7 @@ def test_partial_aggregation_figures_mark_diverged_saes_too(workdir, monkeypatch
         drawn["df"] = df
         return []
 
-    monkeypatch.setattr(plotting, "make_all_figures", capture)
+    monkeypatch.setattr(render, "make_all_figures", capture)
     assert len(aggregate_available(cfg, figures_dir=workdir / "figures")) == 7
     marked = drawn["df"].set_index(list(KEY_COLUMNS))["diverged"]
     assert int(marked.sum()) == 1 and bool(marked.loc[tuple(getattr(first, c) for c in KEY_COLUMNS)])

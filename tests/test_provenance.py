@@ -143,7 +143,7 @@ def repo(tmp_path):
         root,
         {
             "src/saerepro/training/loop.py": "lr = 1\n",
-            "src/saerepro/plotting.py": "style = 1\n",
+            "src/saerepro/figures/style.py": "style = 1\n",
             "config/config.yaml": "a: 1\n",
             "docs/results.md": "text\n",
         },
@@ -156,7 +156,7 @@ def test_changed_since_lists_every_metric_moving_edit_and_nothing_else(repo):
     made = _git(repo, "rev-parse", "HEAD")
     assert changed_since(repo, made) == []
     # analysis-only modules and docs cannot move a metrics row
-    _commit(repo, {"src/saerepro/plotting.py": "style = 2\n", "docs/results.md": "more\n"}, "figures and docs")
+    _commit(repo, {"src/saerepro/figures/style.py": "style = 2\n", "docs/results.md": "more\n"}, "figures and docs")
     assert changed_since(repo, made) == []
     # a comment is a change too: no diffing of syntax trees, nothing excused
     _commit(repo, {"src/saerepro/training/loop.py": "lr = 1  # why\n"}, "a comment")
@@ -178,7 +178,7 @@ def test_changed_since_lists_every_metric_moving_edit_and_nothing_else(repo):
 
 
 def test_every_analysis_only_module_exists_and_no_sae_or_training_code_is_excused():
-    assert all((REPO / p).is_file() for p in ANALYSIS_ONLY), [p for p in ANALYSIS_ONLY if not (REPO / p).is_file()]
+    assert all((REPO / p).exists() for p in ANALYSIS_ONLY), [p for p in ANALYSIS_ONLY if not (REPO / p).exists()]
     excused = " ".join(ANALYSIS_ONLY)
     for moving in (
         "sae/",
@@ -215,7 +215,7 @@ def test_only_uncommitted_metric_moving_edits_make_a_run_dirty_and_they_are_list
 
     try:
         (repo / "docs/results.md").write_text("edited\n")
-        (repo / "src/saerepro/plotting.py").write_text("style = 3\n")
+        (repo / "src/saerepro/figures/style.py").write_text("style = 3\n")
         (repo / "results.csv").write_text("untracked\n")
         assert fresh() == (head, ())
         (repo / "src/saerepro/training/loop.py").write_text("lr = 2\n")

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from saerepro.figures import FIGURES, TOY_FIGURES
 from saerepro.manifest import COMMITTED_RUNS
-from saerepro.plotting import FIGURES, TOY_FIGURES
 
 #: The committed runs whose figures carry these captions (the table-only reruns, reseed and budget,
 #: draw none).

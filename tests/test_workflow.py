@@ -59,7 +59,7 @@ def test_every_rule_takes_the_prepared_model_as_ancient():
 def test_every_figure_the_workflow_writes_has_a_report_caption():
     """`snakemake --report` captions each figure from workflow/report/<stem>.rst: a figure rule whose
     PNG has no caption file breaks the report, and one without report() leaves its figure out."""
-    from saerepro.plotting import FIGURES
+    from saerepro.figures import FIGURES
 
     rules = "\n".join(p.read_text() for p in sorted((REPO / "workflow" / "rules").glob("*.smk")))
     written = set(re.findall(r"P\.FIGURES\}/(\w+)\.png", rules)) | set(FIGURES)

@@ -239,7 +239,7 @@ def markdown(table: pd.DataFrame, merged: bool = False) -> str:
 
 def write_outputs(table: pd.DataFrame, out_dir: Path, figures: Path, merged: bool = False) -> None:
     """``<out_dir>/learning_curve.{csv,md}`` and ``<figures>/learning_curve.{png,pdf}``."""
-    from .plotting import plot_learning_curve
+    from .figures import plot_learning_curve
 
     out_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_dir / "learning_curve.csv", index=False)

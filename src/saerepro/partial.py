@@ -48,7 +48,7 @@ def aggregate_partial(
     """Aggregate the finished SAEs of ``cfg``'s run (results/ found from the working directory) into
     ``tables_dir`` and ``figures_dir``, merged with ``prior``'s rows where given (:func:`merge_prior`);
     None if no SAE has finished and there is no prior (then only missing_runs.csv)."""
-    from .plotting import figures_from_tables, plot_inference_opt, plot_inference_opt_decoders
+    from .figures import figures_from_tables, plot_inference_opt, plot_inference_opt_decoders
 
     tables_dir, figures_dir = Path(tables_dir).resolve(), Path(figures_dir).resolve()
     figures_dir.mkdir(parents=True, exist_ok=True)

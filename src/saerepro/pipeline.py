@@ -374,7 +374,7 @@ def aggregate_available(
 ) -> pd.DataFrame | None:
     """Tabulate whatever SAEs finished (:func:`saerepro.aggregate.aggregate_finished`, e.g. after
     ``--keep-going``) and redraw the figures from the partial table. None if no SAE finished."""
-    from .plotting import figures_from_tables
+    from .figures import figures_from_tables
 
     df = aggregate_finished(cfg, table_path)
     if df is not None and figures_dir is not None:

@@ -96,7 +96,6 @@ ANALYSIS_ONLY = tuple(
         "paper",
         "pareto",
         "partial",
-        "plotting",
         "provenance",
         "tables",
         "toys",
@@ -105,7 +104,7 @@ ANALYSIS_ONLY = tuple(
 ) + tuple(
     f"workflow/scripts/{name}.py"
     for name in ("figures", "inference_opt", "inference_opt_figure", "toy_figures", "toy_tables")
-)
+) + ("src/saerepro/figures",)  # the figures package, every module of it
 
 #: What the default run's committed table depends on: the code above and its config.
 METRIC_MOVING_PATHS = METRIC_MOVING_CODE + ("config/config.yaml",)

@@ -201,7 +201,7 @@ def aggregate_seeds(df: pd.DataFrame) -> pd.DataFrame:
     the figures' error bars and the verdicts read it; with one seed it is the evaluation SE. A
     ``diverged`` column (:mod:`saerepro.health`) is
     carried as "any seed diverged". The input is validated first. This seed-averaged table is what
-    every figure function in :mod:`saerepro.plotting` takes.
+    every figure function in :mod:`saerepro.figures` takes.
     """
     df = validate_metrics_table(df)
     keys = [c for c in KEY_COLUMNS if c != "seed"]

@@ -1,7 +1,7 @@
 """The paper's two toy settings, computed: Fig. 2 (L1 shrinkage) and Fig. 15 (App. F, JumpReLU).
 
 Rajamanoharan et al. (arXiv 2404.16014 v2) draw both as illustrations. Here each becomes a small
-table that :mod:`saerepro.plotting` draws (``fig2_shrinkage_toy``, ``fig15_jumprelu_toy``):
+table that :mod:`saerepro.figures` draws (``fig2_shrinkage_toy``, ``fig15_jumprelu_toy``):
 
 * **Fig. 2**: "a single-feature SAE (with L1 coefficient λ = 1) reconstructs 1/2 rather than 1
   when minimizing Equation (4)". Minimising (1 − f)² + λf over f ≥ 0 gives f = 1 − λ/2. We train

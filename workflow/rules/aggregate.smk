@@ -1,6 +1,6 @@
-from saerepro.plotting import FIGURES, TOY_FIGURES
+from saerepro.figures import FIGURES, TOY_FIGURES
 
-FIGURE_NAMES = list(FIGURES)  # one list of figures: saerepro.plotting's
+FIGURE_NAMES = list(FIGURES)  # one list of figures: saerepro.figures'
 
 
 rule aggregate:
@@ -33,7 +33,7 @@ onerror:
     # With --keep-going, every SAE that could finish has; tabulate those and list the rest
     # (results/tables/missing_runs.csv, logs/aggregate.log) instead of leaving no table at all.
     from saerepro.pipeline import aggregate_available
-    from saerepro.plotting import figures_from_tables
+    from saerepro.figures import figures_from_tables
     from saerepro.snake import logging_to
 
     with logging_to(f"{LOGS}/aggregate.log"):

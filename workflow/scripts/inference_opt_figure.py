@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from saerepro.plotting import plot_inference_opt, plot_inference_opt_decoders
+from saerepro.figures import plot_inference_opt, plot_inference_opt_decoders
 from saerepro.snake import job
 
 with job(snakemake) as cfg:

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from saerepro.plotting import toy_figures_from_tables
+from saerepro.figures import toy_figures_from_tables
 from saerepro.snake import job
 
 with job(snakemake):
