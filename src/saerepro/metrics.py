@@ -33,15 +33,14 @@ so reads as *negative* shrinkage. For example x̂ = 0.8 x would give γ_c = 0.8 
 are measured by NMSE, not by γ_c. The cross term needs no care: because E(x − μ) = 0,
 Σ(x − μ)·(x̂ − μ̂) = Σ x·x̂ − N μ·μ̂.
 
-All reductions are done in float64. :class:`ReconstructionStats` and :class:`LossStats`
-accumulate sums over batches so that evaluation can stream over chunks of tokens; their results
-equal the one-shot functions (tested).
+All reductions are done in float64. :class:`ReconstructionStats` accumulates sums over batches so
+that evaluation can stream over chunks of tokens; its results equal the one-shot functions
+(tested). The CE-based metrics and their paired, sequence-aware SEs are :func:`paired_loss_stats`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
@@ -49,7 +48,6 @@ import torch
 
 __all__ = [
     "DEGENERATE_COSINE",
-    "LossStats",
     "ReconstructionStats",
     "alive_fraction",
     "as_float64",
@@ -521,89 +519,4 @@ class ReconstructionStats:
             out["l0"] = mean_l0
             out["l0_se"] = math.sqrt(max(var, 0.0) / n) if n > 1 else float("nan")
             out["alive_frac"] = alive_fraction(self.counts)
-        return out
-
-
-@dataclass
-class _Moments:
-    n: int = 0
-    s: float = 0.0
-    ss: float = 0.0
-
-    def add(self, v: torch.Tensor) -> None:
-        v = v.to(torch.float64).reshape(-1)
-        self.n += v.numel()
-        self.s += float(v.sum())
-        self.ss += float((v * v).sum())
-
-    def mean_se(self) -> tuple[float, float]:
-        mean = self.s / self.n
-        if self.n < 2:
-            return mean, float("nan")
-        var = (self.ss - self.n * mean * mean) / (self.n - 1)
-        return mean, math.sqrt(max(var, 0.0) / self.n)
-
-
-class LossStats:
-    """Streaming accumulator of per-token CE losses (clean, SAE-spliced, zero-ablated) and KL.
-
-    ``compute()`` returns ce_clean, ce_sae, ce_zero, kl (if any KL was given) with standard errors
-    (``*_se``, tokens treated as independent, see :func:`mean_and_se`), delta_lm_loss with the SE
-    of the paired per-token differences, and loss_recovered R = ā / b̄ with a = CE_zero − CE_sae,
-    b = CE_zero − CE_clean per token; its SE is the delta-method ratio-estimator SE
-    √(Var(a − R b) / n) / |b̄|.
-    """
-
-    def __init__(self) -> None:
-        self.clean, self.sae, self.zero, self.kl = _Moments(), _Moments(), _Moments(), _Moments()
-        self.delta = _Moments()
-        self.n = 0
-        self.sa = self.sb = self.saa = self.sbb = self.sab = 0.0
-
-    @torch.no_grad()
-    def update(self, ce_clean: ArrayLike, ce_sae: ArrayLike, ce_zero: ArrayLike, kl: ArrayLike | None = None) -> None:
-        """Add per-token losses of one batch (all [n], the same tokens in the same order)."""
-        c, s, z = as_float64(ce_clean).reshape(-1), as_float64(ce_sae).reshape(-1), as_float64(ce_zero).reshape(-1)
-        if not (c.shape == s.shape == z.shape):
-            raise ValueError(f"per-token loss shapes differ: {tuple(c.shape)}, {tuple(s.shape)}, {tuple(z.shape)}")
-        self.clean.add(c)
-        self.sae.add(s)
-        self.zero.add(z)
-        self.delta.add(s - c)
-        if kl is not None:
-            k = as_float64(kl).reshape(-1)
-            if k.shape != c.shape:
-                raise ValueError(f"kl has shape {tuple(k.shape)}, losses {tuple(c.shape)}")
-            self.kl.add(k)
-        a, b = z - s, z - c
-        self.n += c.numel()
-        self.sa += float(a.sum())
-        self.sb += float(b.sum())
-        self.saa += float((a * a).sum())
-        self.sbb += float((b * b).sum())
-        self.sab += float((a * b).sum())
-
-    def compute(self) -> dict[str, float]:
-        if self.n == 0:
-            raise ValueError("no tokens accumulated")
-        out: dict[str, float] = {"n_tokens": float(self.n)}
-        for name, m in (
-            ("ce_clean", self.clean),
-            ("ce_sae", self.sae),
-            ("ce_zero", self.zero),
-            ("delta_lm_loss", self.delta),
-        ):
-            out[name], out[f"{name}_se"] = m.mean_se()
-        if self.kl.n:
-            out["kl"], out["kl_se"] = self.kl.mean_se()
-        n = self.n
-        a_bar, b_bar = self.sa / n, self.sb / n
-        r = loss_recovered(out["ce_clean"], out["ce_sae"], out["ce_zero"])
-        out["loss_recovered"] = r
-        if n > 1:
-            # Σ (a - r b - (ā - r b̄))² / (n-1); ā - r b̄ = 0 by definition of r.
-            ss = self.saa - 2 * r * self.sab + r * r * self.sbb - n * (a_bar - r * b_bar) ** 2
-            out["loss_recovered_se"] = math.sqrt(max(ss / (n - 1), 0.0) / n) / abs(b_bar)
-        else:
-            out["loss_recovered_se"] = float("nan")
         return out
