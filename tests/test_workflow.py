@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -227,7 +228,7 @@ def test_every_config_run_in_the_repository_root_writes_under_runs(tmp_path):
     shutil.copytree(
         REPO,
         root,
-        ignore=shutil.ignore_patterns(".venv", ".git", "resources", "runs", "results", "figures", ".snakemake", "logs"),
+        ignore=_top_level(".venv", ".git", "resources", "runs", "results", "figures", ".snakemake", "logs"),
     )
     result = subprocess_snakemake(
         root,
@@ -254,6 +255,16 @@ def test_every_config_run_in_the_repository_root_writes_under_runs(tmp_path):
     result = subprocess_snakemake(root, "-n", "--cores", "1", "--configfile", "config/bad.yaml")
     assert result.returncode != 0 and "layers[0]" in result.stdout + result.stderr
     assert not (root / "runs" / "bad").exists()
+
+
+def _top_level(*names):
+    """A copytree ignore of these names in the repository's root only (src/saerepro/figures is a
+    package, not the committed figures/)."""
+
+    def ignore(folder, entries):
+        return [e for e in entries if e in names] if Path(folder).resolve() == REPO.resolve() else []
+
+    return ignore
 
 
 def subprocess_snakemake(root, *args, timeout=600):
