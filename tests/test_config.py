@@ -422,8 +422,7 @@ def test_architecture_lists_agree_everywhere():
     from saerepro.sae import ARCHITECTURES as SAE_ARCHITECTURES
     from saerepro.tables import ARCHITECTURES as TABLE_ARCHITECTURES
 
-    schema = yaml.safe_load(C.SCHEMA_PATH.read_text())
-    enum = schema["properties"]["architectures"]["propertyNames"]["enum"]
+    enum = C._load_schema()["properties"]["architectures"]["propertyNames"]["enum"]
     assert "gated_strict_aux" in C.ARCHITECTURES
     assert set(enum) == set(C.ARCHITECTURES) == set(SAE_ARCHITECTURES) == set(TABLE_ARCHITECTURES) == set(ARCH_STYLES)
 

@@ -59,7 +59,10 @@ class ConfigError(ValueError):
 
 
 def _load_schema() -> dict:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    """The config schema, its architecture names filled in from :data:`saerepro.architectures.SPECS`."""
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    schema["properties"]["architectures"]["propertyNames"]["enum"] = list(ARCHITECTURES)
+    return schema
 
 
 def _fill_defaults(instance: Any, schema: dict) -> None:

@@ -39,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from .architectures import SPECS
 from .config import Config, pilot_key
 from .models import ModelSpec
 from .sites import site_dim
@@ -46,29 +47,9 @@ from .sites import site_dim
 GIB = 2**30
 
 #: [B, d] x [d, m]-sized products of one training step, per architecture (module docstring).
-TRAIN_PRODUCTS = {
-    "baseline": 5,
-    "topk": 5,
-    "jumprelu": 5,
-    "gated": 7,
-    "gated_no_rmag": 7,
-    "gated_strict_aux": 7,
-    "gated_unfrozen_decoder": 8,
-    "gated_untied": 9,
-    "baseline_rescale_shift": 3,
-}
+TRAIN_PRODUCTS = {name: spec.train_products for name, spec in SPECS.items()}
 #: [batch, m] float32 tensors a training step keeps for the backward pass.
-ACTIVATION_TENSORS = {
-    "baseline": 4,
-    "topk": 4,
-    "jumprelu": 5,
-    "gated": 8,
-    "gated_unfrozen_decoder": 8,
-    "gated_no_rmag": 8,
-    "gated_untied": 9,
-    "gated_strict_aux": 8,
-    "baseline_rescale_shift": 4,
-}
+ACTIVATION_TENSORS = {name: spec.activation_tensors for name, spec in SPECS.items()}
 #: Per-GPU memory the CUDA context, allocator slack and small tensors take.
 CONTEXT_BYTES = 2 * GIB
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}

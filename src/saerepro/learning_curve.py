@@ -36,6 +36,7 @@ import yaml
 
 from . import paths
 from .activations import open_cache
+from .architectures import SPECS
 from .config import Config, load_config
 from .io import array_sha256
 from .models import load_model, resolve_device
@@ -51,7 +52,8 @@ log = logging.getLogger("saerepro")
 #: no longer be the DAG's own SAE.
 THREADS = 1
 
-SUPPORTED = ("gated", "baseline", "gated_strict_aux", "gated_unfrozen_decoder", "gated_no_rmag", "gated_untied")
+#: Architectures whose curves this module trains (their specs say so: the gated family and the baseline).
+SUPPORTED = tuple(name for name, spec in SPECS.items() if spec.learning_curve)
 
 
 def read_config(path: str | Path) -> tuple[Config, list[int], Path]:

@@ -11,7 +11,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-from ..tables import ARCHITECTURES
+from ..architectures import SPECS
 
 
 @dataclass(frozen=True)
@@ -25,21 +25,10 @@ class ArchStyle:
 
 
 #: THE architecture -> style map (seaborn "colorblind" palette); every figure uses it.
+#: Each architecture's style, from its spec (:data:`saerepro.architectures.SPECS`).
 ARCH_STYLES: dict[str, ArchStyle] = {
-    "gated": ArchStyle("#DE8F05", "o", "Gated"),
-    "baseline": ArchStyle("#0173B2", "s", "Baseline (ReLU)"),
-    "topk": ArchStyle("#029E73", "^", "TopK"),
-    "jumprelu": ArchStyle("#D55E00", "D", "JumpReLU"),
-    "gated_unfrozen_decoder": ArchStyle("#CC78BC", "v", "Gated, unfrozen decoder", "--"),
-    "gated_no_rmag": ArchStyle("#CA9161", "P", "Gated, no r_mag", "--"),
-    "gated_untied": ArchStyle("#949494", "X", "Gated, untied encoders", "--"),
-    "gated_strict_aux": ArchStyle("#FBAFE4", "<", "Gated, strict aux", "-."),
-    "baseline_rescale_shift": ArchStyle("#56B4E9", "h", "Baseline + rescale & shift", "--"),
+    name: ArchStyle(spec.color, spec.marker, spec.label, spec.linestyle) for name, spec in SPECS.items()
 }
-
-
-assert set(ARCH_STYLES) == set(ARCHITECTURES)
-
 
 _FALLBACK = ArchStyle("#333333", "*", "?", ":")
 
