@@ -29,7 +29,7 @@ def main() -> None:
 
     from saerepro import paths
     from saerepro.activations import open_cache
-    from saerepro.config import Run, load_config
+    from saerepro.config import SaeKey, load_config
     from saerepro.evaluate import evaluate_sae
     from saerepro.lm import eval_token_subset
     from saerepro.models import load_model
@@ -63,7 +63,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for spec in args.runs.split(","):
             arch, coef = spec.split(":")
-            run = Run(model=cfg.model, layer=layer, site=args.site, architecture=arch, coefficient=float(coef), seed=0)
+            run = SaeKey(
+                model=cfg.model, layer=layer, site=args.site, architecture=arch, coefficient=float(coef), seed=0
+            )
             rows = {}
             for bf16 in (False, True):
                 tcfg = TrainConfig.from_run(cfg, run, cache.d_in)

@@ -9,7 +9,7 @@ What it measures, each in fp32 and under bf16 autocast (weights and Adam stay fp
 
 * **peak**: the best of a few large bf16 matmuls (8192³ on a GPU, 1024³ on a CPU), in TFLOP/s.
   Every "% of peak" below is against this measured figure, not a datasheet number.
-* **SAE training**: tokens/s of a full optimiser step of our trainer (``training.Run.train_step``:
+* **SAE training**: tokens/s of a full optimiser step of our trainer (``training.TrainingState.train_step``:
   forward, backward, decoder-norm constraint, Adam, dead-latent bookkeeping) on batches already on
   the device. GPU shapes are the paper's Pythia-2.8B residual stream (d_in 2560, gated 32768 and
   baseline 49152 latents, batch 4096); CPU shapes are the default pipeline's (d_in 640, 2560 and
@@ -103,7 +103,7 @@ def memory_source(n_tokens: int, d_in: int, seed: int = 0):
 
 
 def bench_sae(arch: str, d_in: int, d_sae: int, batch: int, device: torch.device, steps: int, bf16: bool) -> dict:
-    from saerepro.training import Run, TrainConfig
+    from saerepro.training import TrainConfig, TrainingState
 
     source = memory_source(4 * batch, d_in)
     cfg = TrainConfig(
@@ -118,7 +118,7 @@ def bench_sae(arch: str, d_in: int, d_sae: int, batch: int, device: torch.device
         log_every_steps=10**6,
         dead_tokens_threshold=10**9,
     )
-    run = Run(cfg, source, Path(tempfile.mkdtemp(prefix="bench_gpu_")), device)
+    run = TrainingState(cfg, source, Path(tempfile.mkdtemp(prefix="bench_gpu_")), device)
     xs = [torch.from_numpy(source.array[i * batch : (i + 1) * batch].astype(np.float32)).to(device) for i in range(4)]
     state = {"i": 0}
 

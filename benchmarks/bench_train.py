@@ -110,7 +110,7 @@ def bench_ours(
     arch: str, steps: int, bf16: bool = False, auxk: bool = False, compile: bool = False
 ) -> dict[str, float]:
     from saerepro.activations import open_cache
-    from saerepro.training import Run, TrainConfig
+    from saerepro.training import TrainConfig, TrainingState
 
     coefficient = 32 if arch == "topk" else (1.0 if arch == "baseline_rescale_shift" else 0.01)
     extra: dict = {}
@@ -118,7 +118,7 @@ def bench_ours(
     tmp = Path(tempfile.mkdtemp(prefix="bench_"))
     cache = open_cache(write_cache(tmp / "cache", 4 * BATCH))
     if arch == "baseline_rescale_shift":
-        base = Run(
+        base = TrainingState(
             TrainConfig("baseline", 1.0, d_sae=d_sae, batch_size=BATCH, total_tokens=BATCH, device="cpu"),
             cache,
             tmp / "base",
@@ -138,7 +138,7 @@ def bench_ours(
         compile=compile,
         **extra,
     )
-    run = Run(cfg, cache, tmp / "run", torch.device("cpu"))
+    run = TrainingState(cfg, cache, tmp / "run", torch.device("cpu"))
     xs = [torch.from_numpy(np.asarray(cache.array[i * BATCH : (i + 1) * BATCH], dtype=np.float32)) for i in range(4)]
     for i in range(3 if compile else 2):  # compile: the first steps build the kernels
         run.train_step(xs[i % 4])
@@ -149,9 +149,9 @@ def bench_ours(
 
 
 def _run_at_l0(arch: str, l0: float, bf16: bool, sparse: bool, tmp: Path, cache) -> tuple:
-    """A Run of ``arch`` whose encoder bias puts ~``l0`` latents per token above threshold on the
-    benchmark's batches (the same initial weights for the dense and the sparse Run)."""
-    from saerepro.training import Run, TrainConfig
+    """A TrainingState of ``arch`` whose encoder bias puts ~``l0`` latents per token above threshold on the
+    benchmark's batches (the same initial weights for the dense and the sparse TrainingState)."""
+    from saerepro.training import TrainConfig, TrainingState
 
     d_sae = WIDTH["baseline"] if arch == "baseline" else WIDTH["gated"]
     torch.manual_seed(0)
@@ -167,7 +167,7 @@ def _run_at_l0(arch: str, l0: float, bf16: bool, sparse: bool, tmp: Path, cache)
         sparse_step=sparse,
         lr=1e-5,  # small steps: the L0 stays where it was set while timing
     )
-    run = Run(cfg, cache, tmp / f"{arch}-{l0}-{bf16}-{sparse}", torch.device("cpu"))
+    run = TrainingState(cfg, cache, tmp / f"{arch}-{l0}-{bf16}-{sparse}", torch.device("cpu"))
     xs = [torch.from_numpy(np.asarray(cache.array[i * BATCH : (i + 1) * BATCH], dtype=np.float32)) for i in range(4)]
     if arch == "topk":  # k is the coefficient: nothing to set
         return run, xs

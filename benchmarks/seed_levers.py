@@ -48,10 +48,10 @@ COEFFICIENT = {"gated": 1.5, "baseline": 0.9}
 
 
 def train_config(cfg, layer: int, arch: str, seed: int, cache_d_in: int, lever: dict[str, object]):
-    from saerepro.config import Run
+    from saerepro.config import SaeKey
     from saerepro.training import TrainConfig
 
-    run = Run(cfg.model, layer, "mlp", arch, COEFFICIENT[arch], seed, cfg.corpus.name)
+    run = SaeKey(cfg.model, layer, "mlp", arch, COEFFICIENT[arch], seed, cfg.corpus.name)
     base = TrainConfig.from_run(cfg, run, cache_d_in)
     return dataclasses.replace(base, checkpoint_every_steps=0, **lever)
 

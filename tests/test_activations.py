@@ -114,7 +114,7 @@ def test_unreadable_cache_metadata_is_detected(written, tmp_path):
 
 
 def test_training_refuses_a_corrupt_cache(written, tmp_path):
-    from saerepro.config import Run, load_config
+    from saerepro.config import SaeKey, load_config
     from saerepro.pipeline import train_run
 
     broken = _copy(written, tmp_path, "altered_for_training")
@@ -133,7 +133,7 @@ def test_training_refuses_a_corrupt_cache(written, tmp_path):
     )
     out = tmp_path / "sae"
     with pytest.raises(CorruptCacheError):
-        train_run(cfg, Run("gemma-3-270m", 1, "resid", "gated", 1.0, 0), broken, out)
+        train_run(cfg, SaeKey("gemma-3-270m", 1, "resid", "gated", 1.0, 0), broken, out)
     assert not (out / "train_info.json").exists()
 
 

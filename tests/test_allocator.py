@@ -25,7 +25,7 @@ TRAIN = textwrap.dedent(
     torch.set_num_threads(1)
     from saerepro import allocator
     from saerepro.activations import open_cache
-    from saerepro.training import Run, TrainConfig
+    from saerepro.training import TrainingState, TrainConfig
     assert allocator.keep_freed_memory() is (sys.argv[2] == "keep")
     sys.path.insert(0, "benchmarks")
     from bench_train import write_cache
@@ -35,7 +35,7 @@ TRAIN = textwrap.dedent(
     for arch in ("gated", "baseline"):
         cfg = TrainConfig(arch, 0.01, d_sae=2048, batch_size=512, total_tokens=512 * 100, device="cpu",
                           autocast_bf16=True)
-        run = Run(cfg, cache, tmp / arch, torch.device("cpu"))
+        run = TrainingState(cfg, cache, tmp / arch, torch.device("cpu"))
         xs = torch.from_numpy(np.asarray(cache.array, dtype=np.float32)).split(512)
         for i in range(4):
             run.train_step(xs[i % len(xs)])

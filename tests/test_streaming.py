@@ -414,7 +414,7 @@ def test_on_the_fly_job_resumes_after_a_crash_in_its_second_pass(
     full = [tmp_path / "full" / r.run_dir for r in runs]
     on_the_fly.train_on_the_fly(cfg_, 1, "resid", corpus, full, progress=False)
 
-    original = training.Run.train_step
+    original = training.TrainingState.train_step
     steps_taken: list[str] = []
 
     def crash_in_second_pass(self, x):
@@ -423,12 +423,14 @@ def test_on_the_fly_job_resumes_after_a_crash_in_its_second_pass(
         steps_taken.append(self.cfg.architecture)
         original(self, x)
 
-    monkeypatch.setattr(training.Run, "train_step", crash_in_second_pass)
+    monkeypatch.setattr(training.TrainingState, "train_step", crash_in_second_pass)
     resumed = [tmp_path / "resumed" / r.run_dir for r in runs]
     with pytest.raises(KeyboardInterrupt):
         on_the_fly.train_on_the_fly(cfg_, 1, "resid", corpus, resumed, progress=False)
     monkeypatch.setattr(
-        training.Run, "train_step", lambda self, x: (steps_taken.append(self.cfg.architecture), original(self, x))
+        training.TrainingState,
+        "train_step",
+        lambda self, x: (steps_taken.append(self.cfg.architecture), original(self, x)),
     )
     steps_taken.clear()
     on_the_fly.train_on_the_fly(cfg_, 1, "resid", corpus, resumed, progress=False)

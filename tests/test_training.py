@@ -679,18 +679,18 @@ def test_ctrl_c_leaves_a_checkpoint_that_resumes_exactly(cache, tmp_path, monkey
 
     cfg = small_cfg("jumprelu", 0.05, total_tokens=128 * 20)
     train_sae(cfg, cache, tmp_path / "full", progress=False)
-    original = training.Run.train_step
+    original = training.TrainingState.train_step
 
     def interrupted(self, x):
         if self.step == 9:
             raise KeyboardInterrupt
         original(self, x)
 
-    monkeypatch.setattr(training.Run, "train_step", interrupted)
+    monkeypatch.setattr(training.TrainingState, "train_step", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train_sae(cfg, cache, tmp_path / "resumed", progress=False)
     assert torch.load(tmp_path / "resumed" / CHECKPOINT_FILE, weights_only=True)["step"] == 9
-    monkeypatch.setattr(training.Run, "train_step", original)
+    monkeypatch.setattr(training.TrainingState, "train_step", original)
     train_sae(cfg, cache, tmp_path / "resumed", progress=False)
     w_full, w_res = weights(tmp_path / "full"), weights(tmp_path / "resumed")
     assert all(torch.equal(w_full[k], w_res[k]) for k in w_full)

@@ -536,7 +536,7 @@ class PilotConfig:
 
 
 @dataclass(frozen=True)
-class Run:
+class SaeKey:
     """One SAE to train: the key of a row of the results table."""
 
     model: str
@@ -779,7 +779,7 @@ class Config:
         """Every (layer, site) the sweep caches activations for."""
         return [(layer, site) for layer in self.layers for site in self.sites]
 
-    def runs(self) -> list[Run]:
+    def runs(self) -> list[SaeKey]:
         """Every SAE of the sweep, in a stable order (in pilot mode, those whose pilot has run)."""
         out = []
         for name, arch in self.architectures.items():
@@ -787,7 +787,7 @@ class Config:
                 for site in arch.sites or self.sites:
                     for coef in self.grid(name, layer, site) or ():
                         for seed in self.seeds:
-                            out.append(Run(self.model, layer, site, name, coef, seed, self.corpus.name))
+                            out.append(SaeKey(self.model, layer, site, name, coef, seed, self.corpus.name))
         return out
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from .config import Config, Run, format_coefficient
+from .config import Config, SaeKey, format_coefficient
 
 
 def source_sha256(path: str | Path) -> str:
@@ -83,7 +83,7 @@ METRICS_TABLE = TABLES + "/metrics.csv"
 FIGURES = "figures"
 
 
-def fill(pattern: str, run: Run) -> str:
+def fill(pattern: str, run: SaeKey) -> str:
     return pattern.format(
         model=run.model,
         corpus=run.corpus,

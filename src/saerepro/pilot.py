@@ -27,7 +27,7 @@ import numpy as np
 
 from . import paths
 from .activations import open_cache
-from .config import Config, Run, pilot_key
+from .config import Config, SaeKey, pilot_key
 from .io import atomic_write_json
 from .paper import round_significant
 
@@ -204,7 +204,7 @@ def run_pilot(
     probes = cfg.probe_coefficients(architecture, site)
     target = pilot.target_at(site)
     out_dir = Path(out_path).parent
-    runs = [Run(cfg.model, layer, site, architecture, lam, cfg.seeds[0], cfg.corpus.name) for lam in probes]
+    runs = [SaeKey(cfg.model, layer, site, architecture, lam, cfg.seeds[0], cfg.corpus.name) for lam in probes]
     tcfgs = [
         dataclasses.replace(
             TrainConfig.from_run(cfg, run, cache.d_in), total_tokens=pilot.tokens, checkpoint_every_steps=0

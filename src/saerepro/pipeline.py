@@ -29,7 +29,7 @@ from .sites import site_dim
 if TYPE_CHECKING:  # pandas only annotates here
     import pandas as pd
 
-    from .config import Run
+    from .config import SaeKey
 
 log = logging.getLogger("saerepro")
 
@@ -255,8 +255,8 @@ def load_clean_reference(path: str | Path, eval_tokens: np.ndarray, n_seq: int |
 # --------------------------------------------------------------------------- per-SAE stages
 
 
-def run_from_wildcards(cfg: Config, wildcards) -> Run:
-    """The configured :class:`Run` that Snakemake's wildcards name (it must be in the sweep)."""
+def run_from_wildcards(cfg: Config, wildcards) -> SaeKey:
+    """The configured :class:`SaeKey` that Snakemake's wildcards name (it must be in the sweep)."""
 
     for run in cfg.runs():
         if (

@@ -12,7 +12,7 @@ rows are read. The trainer (:func:`saerepro.training.train_saes`) reads it throu
 :class:`~saerepro.training.ShuffledStream` as a cache: seeded chunks of the corpus fill a token-level
 shuffle buffer of ``shuffle_buffer_tokens`` activations, which is shuffled and served in batches.
 So data order, checkpoints and exact resumption are those of cached mode, and every architecture
-runs the same per-SAE step (``training.run.Run.train_step``).
+runs the same per-SAE step (``training.run.TrainingState.train_step``).
 
 Cost: each buffer is one LM pass over its chunks (each LM batch at most once per buffer; chunks
 default to whole LM batches so none is computed twice). Reading the training split once costs one

@@ -56,7 +56,7 @@ from .run import (
     SAE_WEIGHTS_FILE,
     TRAIN_INFO_FILE,
     NonFiniteLossError,
-    Run,
+    TrainingState,
 )
 from .schedule import coefficient_at, learning_rate
 
@@ -70,9 +70,9 @@ __all__ = [
     "TRAIN_INFO_FILE",
     "ActivationSource",
     "NonFiniteLossError",
-    "Run",
     "ShuffledStream",
     "TrainConfig",
+    "TrainingState",
     "batch_to_tensor",
     "build_sae",
     "coefficient_at",

@@ -19,7 +19,7 @@ from ..sae import ARCHITECTURES, RESAMPLE_ARCHITECTURES, TRAINING_CONFIGS, ArchT
 from ..sites import hook_name
 
 if TYPE_CHECKING:
-    from ..config import Config, Run
+    from ..config import Config, SaeKey
 
 B_DEC_INITS = ("zeros", "mean", "geometric_median")
 RESAMPLE_REWARM_SHAPES = ("linear", "cosine")
@@ -215,7 +215,7 @@ class TrainConfig:
         return out
 
     @classmethod
-    def from_run(cls, cfg: Config, run: Run, d_in: int, parent_dir: str | Path | None = None) -> TrainConfig:
+    def from_run(cls, cfg: Config, run: SaeKey, d_in: int, parent_dir: str | Path | None = None) -> TrainConfig:
         """The TrainConfig of one ``run`` of the sweep ``cfg`` at a hook point of ``d_in``
         dimensions (``parent_dir``: the trained baseline of a ``baseline_rescale_shift`` run)."""
 

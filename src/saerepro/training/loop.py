@@ -17,7 +17,7 @@ from ..allocator import keep_freed_memory
 from ..models import resolve_device
 from .config import TrainConfig
 from .data import ShuffledStream, batch_to_tensor
-from .run import Run
+from .run import TrainingState
 
 #: Fields that must agree between SAEs trained over one read of the activations (``total_tokens``
 #: may differ: each SAE stops at its own step count).
@@ -56,7 +56,7 @@ def train_saes(
         cache = open_cache(os.fspath(cache))
     cfg0 = cfgs[0]
     device = resolve_device(cfg0.device)
-    runs = [Run(cfg, cache, Path(d), device) for cfg, d in zip(cfgs, out_dirs, strict=False)]
+    runs = [TrainingState(cfg, cache, Path(d), device) for cfg, d in zip(cfgs, out_dirs, strict=False)]
     total_steps = max(cfg.total_steps for cfg in cfgs)
     # the first step any SAE still has to take (finished SAEs, e.g. resumed ones, read no data)
     start = min((run.step for run in runs if run.step < run.cfg.total_steps), default=total_steps)

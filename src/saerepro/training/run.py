@@ -2,7 +2,7 @@
 
 While a run is in progress ``out_dir/checkpoint.pt`` (model, Adam state, step, dead-latent counters,
 loss-curve rows, elapsed time) is rewritten by the loop (:mod:`saerepro.training.loop`); a later
-:class:`Run` of the same config resumes from it. :meth:`Run.finalize` writes the outputs listed in
+:class:`TrainingState` of the same config resumes from it. :meth:`TrainingState.finalize` writes the outputs listed in
 the package docstring.
 """
 
@@ -42,7 +42,7 @@ class NonFiniteLossError(FloatingPointError):
     """A loss term became NaN or infinite; the message names the step and the term."""
 
 
-class Run:
+class TrainingState:
     """The state of one SAE's training: model, optimiser, counters, loss-curve rows."""
 
     def __init__(self, cfg: TrainConfig, cache: ActivationCache, out_dir: Path, device: torch.device):
