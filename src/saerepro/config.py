@@ -609,6 +609,14 @@ class Config:
     """Grids chosen by pilots so far, by :func:`pilot_key` (``saerepro.pilot.apply_pilot``)."""
 
     def __post_init__(self) -> None:
+        spec = self._resolve_model()
+        self._check_against_model(spec)
+        self._check_budgets()
+        self._check_architectures()
+        self._check_pilot()
+
+    def _resolve_model(self) -> ModelSpec:
+        """The model's spec; ``model`` becomes its name (a path's tag), ``model_path`` the path."""
         if self.model_path is None and is_model_path(self.model):
             object.__setattr__(self, "model_path", absolute_model_path(self.model))
         try:
@@ -616,6 +624,10 @@ class Config:
         except ValueError as err:
             raise ConfigError(f"config key 'model': {err}") from None
         object.__setattr__(self, "model", spec.name)
+        return spec
+
+    def _check_against_model(self, spec: ModelSpec) -> None:
+        """Layers, sites and context within what the model has."""
         shown = self.model_path or self.model
         for i, layer in enumerate(self.layers):
             if not 0 <= layer < spec.n_layers:
@@ -641,6 +653,9 @@ class Config:
                 f"config key 'corpus.context_size': {self.corpus.context_size} exceeds "
                 f"{self.model}'s context of {spec.max_context}"
             )
+
+    def _check_budgets(self) -> None:
+        """Eval and per-site token budgets: at least one sequence, at configured sites."""
         if self.reference.eval_tokens < self.corpus.context_size:
             raise ConfigError(
                 f"config key 'reference.eval_tokens': {self.reference.eval_tokens} is "
@@ -662,6 +677,10 @@ class Config:
                     f"config key 'reference.site_eval_tokens.{site}': {n_tokens} is less than one "
                     f"sequence of corpus.context_size={self.corpus.context_size}"
                 )
+
+    def _check_architectures(self) -> None:
+        """Each architecture's sites, layers and per-site settings within the sweep; a derived
+        architecture's coefficients among its parent's."""
         for name, arch in self.architectures.items():
             for site in arch.sites or ():
                 if site not in self.sites:
@@ -699,8 +718,6 @@ class Config:
                             f"config key 'architectures.{name}.{key}': each must also "
                             f"be a coefficient of '{parent}' at {site}, whose trained SAEs it builds on"
                         )
-
-        self._check_pilot()
 
     def _check_pilot(self) -> None:
         pilot = self.pilot
