@@ -43,14 +43,7 @@ def train_saes(
     outputs; the on-the-fly job uses this until every SAE of its hook point is done). Returns each
     SAE's train_info (``completed`` says whether it finished).
     """
-    if len(cfgs) == 0 or len(cfgs) != len(out_dirs):
-        raise ValueError(f"need one out_dir per config, got {len(cfgs)} configs and {len(out_dirs)} out_dirs")
-    for name in SHARED_DATA_FIELDS:
-        values = {getattr(c, name) for c in cfgs}
-        if len(values) > 1:
-            raise ValueError(f"SAEs trained together must share TrainConfig.{name}; got {sorted(map(str, values))}")
-    if len({os.path.abspath(d) for d in out_dirs}) != len(out_dirs):
-        raise ValueError("out_dirs must be distinct")
+    _check_trainable_together(cfgs, out_dirs)
     keep_freed_memory()  # page faults of freshly mapped tensors would otherwise dominate a step
     if not isinstance(cache, ActivationCache):
         cache = open_cache(os.fspath(cache))
@@ -90,12 +83,7 @@ def train_saes(
                         run.clock_stopped = True
                         if keep_checkpoint:
                             run.save_checkpoint()
-            if bar is not None:
-                bar.update(cfg0.batch_size)
-                if len(runs) == 1 and runs[0].rows and runs[0].rows[-1]["step"] == step + 1:
-                    bar.set_postfix(
-                        loss=f"{runs[0].rows[-1]['loss']:.4g}", l0=f"{runs[0].rows[-1]['l0']:.1f}", refresh=False
-                    )
+            _advance(bar, runs, step, cfg0.batch_size)
             every = cfg0.checkpoint_every_steps
             if every and (step + 1) % every == 0 and step + 1 < total_steps:
                 account_time()
@@ -132,6 +120,28 @@ def train_sae(
     return train_saes(
         [cfg], cache, [out_dir], progress=progress, stop_at_step=stop_at_step, keep_checkpoint=keep_checkpoint
     )[0]
+
+
+def _check_trainable_together(cfgs: Sequence[TrainConfig], out_dirs: Sequence[str | os.PathLike[str]]) -> None:
+    """One distinct out_dir per config, and the data settings every SAE of one read shares."""
+    if len(cfgs) == 0 or len(cfgs) != len(out_dirs):
+        raise ValueError(f"need one out_dir per config, got {len(cfgs)} configs and {len(out_dirs)} out_dirs")
+    for name in SHARED_DATA_FIELDS:
+        values = {getattr(c, name) for c in cfgs}
+        if len(values) > 1:
+            raise ValueError(f"SAEs trained together must share TrainConfig.{name}; got {sorted(map(str, values))}")
+    if len({os.path.abspath(d) for d in out_dirs}) != len(out_dirs):
+        raise ValueError("out_dirs must be distinct")
+
+
+def _advance(bar: Any, runs: Sequence[TrainingState], step: int, batch_size: int) -> None:
+    """Move the progress bar by one batch; one SAE's bar shows its latest loss and L0."""
+    if bar is None:
+        return
+    bar.update(batch_size)
+    last = runs[0].rows[-1] if len(runs) == 1 and runs[0].rows else None
+    if last is not None and last["step"] == step + 1:
+        bar.set_postfix(loss=f"{last['loss']:.4g}", l0=f"{last['l0']:.1f}", refresh=False)
 
 
 def _progress_bar(enabled: bool, total: int, initial: int, desc: str) -> Any:
