@@ -5,7 +5,7 @@ Each lever is the default run's settings (config/config.yaml: its mlp cache, 1,0
 tokens, bf16 autocast, sparse steps) with one thing changed. Every lever trains ``--seeds`` SAEs of
 each ``--arch`` at its λ and evaluates them on the first ``--eval-tokens`` held-out tokens with one
 LM (``saerepro.api.evaluate``: the paired, sequence-aware SEs of metrics.csv). At mlp the seed SD
-(0.05-0.10 in results/mlp_seeds) is several times the eval SE at 8k tokens (~0.015), so a short
+(0.05-0.10 in the three-seed mlp run of 2026-12-04, retired: git history) is several times the eval SE at 8k tokens (~0.015), so a short
 evaluation suffices to compare spreads.
 
 It also splits each SAE's reconstruction error between the top principal directions of the

@@ -33,6 +33,8 @@ from saerepro.tables import ALL_COLUMNS, read_metrics_table, write_half_l0_table
 REPO = Path(__file__).resolve().parents[1]
 TABLE = REPO / "results" / "tables" / "metrics.csv"
 LONG_TABLE = REPO / "results" / "long" / "tables" / "metrics.csv"
+#: The previous long design's tables: the inference-time optimisation was run on its SAEs.
+LONG_PREVIOUS_TABLES = REPO / "results" / "long_previous" / "tables"
 NEURONS_TABLES = REPO / "results" / "neurons" / "tables"
 SITES = ("resid", "mlp", "attn")
 
@@ -118,8 +120,7 @@ def test_committed_verdicts_are_what_the_committed_table_says(tables, tmp_path):
 
 
 def _quoted_verdict_cells(text: str) -> dict[str, set[tuple[str, str, str]]]:
-    """(layer, site, cell) of every verdict-table row quoted in a Markdown document, by run (a row
-    that starts with ``mlp_seeds`` quotes the three-seed mlp run): rows that
+    """(layer, site, cell) of every verdict-table row quoted in a Markdown document, by run: rows that
     start with a site (README, the default run: layer "6"), with the model, layer and site
     (docs/results.md, a copy of the default run's verdicts.md), or with a layer and a site (README,
     the long run); a row whose site is ``mlp_post`` (with its layer) quotes the neurons run."""
@@ -128,13 +129,10 @@ def _quoted_verdict_cells(text: str) -> dict[str, set[tuple[str, str, str]]]:
         "default": set(),
         "long": set(),
         "neurons": set(),
-        "mlp_seeds": set(),
     }
     for line in text.splitlines():
         parts = [p.strip() for p in line.strip().strip("|").split("|")]
-        if len(parts) >= 6 and parts[0] == "mlp_seeds":
-            run, layer, site, quoted = "mlp_seeds", parts[1], parts[2], parts[3:]
-        elif len(parts) >= 5 and parts[0].isdigit() and parts[1] == "mlp_post":
+        if len(parts) >= 5 and parts[0].isdigit() and parts[1] == "mlp_post":
             run, layer, site, quoted = "neurons", parts[0], parts[1], parts[2:]
         elif len(parts) >= 4 and parts[0] in SITES:
             run, layer, site, quoted = "default", "6", parts[0], parts[1:]
@@ -160,7 +158,7 @@ def test_verdicts_quoted_in_the_docs_are_the_committed_ones(doc):
     quoted = _quoted_verdict_cells((REPO / doc).read_text())
     assert len(quoted["default"]) >= 9, f"{doc} quotes no verdict table of the default run"
     runs = (("default", TABLE.parent), ("long", LONG_TABLE.parent), ("neurons", NEURONS_TABLES))
-    for run, table in (*runs, ("mlp_seeds", REPO / "results" / "mlp_seeds" / "tables")):
+    for run, table in runs:
         if not quoted[run]:
             continue
         assert (table / "verdicts.csv").exists(), f"{doc} quotes {run}-run verdicts, but {table} has none"
@@ -195,18 +193,18 @@ def test_the_readme_quotes_the_long_runs_verdicts_once_they_are_committed():
 
 
 def test_committed_inference_opt_tables_are_fresh():
-    """Each committed inference-time-optimisation table was made under the long config, at a commit
-    of this history, by the pursuit code at HEAD (``ito_code``); the SAEs it reads are the long
+    """Each committed inference-time-optimisation table was made under the previous long config, at
+    a commit of this history, by the pursuit code at HEAD (``ito_code``); the SAEs it reads are that
     run's (whose freshness docs/results.md lists)."""
     from saerepro.inference_opt import ito_code_hash
 
-    tables = sorted((LONG_TABLE.parent / "inference_opt").glob("*.csv"))
+    tables = sorted((LONG_PREVIOUS_TABLES / "inference_opt").glob("*.csv"))
     if not tables:
         pytest.skip("no inference-time-optimisation table is committed yet")
     unavailable = git_history_unavailable(REPO)
     if unavailable:
         pytest.skip(unavailable)
-    expected = config_hash(load_config(REPO / get_run("long").config))  # the long run's own config
+    expected = config_hash(load_config(REPO / get_run("long_previous").config))  # that run's own config
     for path in tables:
         rows = pd.read_csv(path, dtype=str)
         assert set(rows["config_hash"]) == {expected}, path
@@ -216,17 +214,17 @@ def test_committed_inference_opt_tables_are_fresh():
                 subprocess.run(["git", "-C", str(REPO), "merge-base", "--is-ancestor", commit, "HEAD"]).returncode == 0
             )
         assert set(rows["ito_code"]) == {ito_code_hash()}, (
-            f"{path.relative_to(REPO)} was made by other pursuit code: run `make repro-long` (it asks for "
-            "inference_opt) and `make promote RUN=long`"
+            f"{path.relative_to(REPO)} was made by other pursuit code: rerun `snakemake inference_opt` "
+            "with config/experiments/long_previous.yaml and copy its tables here"
         )
 
 
 def test_inference_opt_rows_quoted_in_results_md_are_what_the_committed_tables_say():
-    """docs/results.md quotes, per pursuit k, the best gated and baseline dictionaries of the long
-    run's committed inference-time-optimisation tables; a rerun that moves them must move the quote."""
+    """docs/results.md quotes, per pursuit k, the best gated and baseline dictionaries of the previous
+    long run's committed inference-time-optimisation tables; a rerun that moves them must move the quote."""
     from saerepro.verdicts import compare_dictionaries
 
-    tables = sorted((LONG_TABLE.parent / "inference_opt").glob("*.csv"))
+    tables = sorted((LONG_PREVIOUS_TABLES / "inference_opt").glob("*.csv"))
     quoted = [
         line for line in (REPO / "docs/results.md").read_text().splitlines() if re.match(r"^\| k = \d+ \| \w+ \|", line)
     ]
@@ -242,35 +240,37 @@ def test_inference_opt_rows_quoted_in_results_md_are_what_the_committed_tables_s
     assert quoted == expected
 
 
-def test_seed_spread_rows_quoted_in_results_md_are_the_committed_ones():
-    """docs/results.md quotes the seed-spread run per setting; a rerun that moves a number must move
-    the quote."""
-    tables = REPO / "results" / "seed_spread" / "tables"
-    if not (tables / "seed_spread.csv").exists():
-        pytest.skip("the seed-spread run is not committed yet")
-    spread = pd.read_csv(tables / "seed_spread.csv")
-    metrics = pd.read_csv(tables / "metrics.csv")
-    text = (REPO / "docs" / "results.md").read_text()
-    header = "| site | architecture | λ | loss recovered, seeds 0/1/2 | seed SD | eval SE | SD / SE |"
-    assert header in text
+#: docs/results.md's seed-spread table: the long run's two seeds per setting, summarised per hook point.
+SEED_SPREAD_HEADER = (
+    "| layer | site | settings | loss recovered: seed SD, RMS over settings | eval SE, median | "
+    "SD / SE, range | L0: SD / SE, median |"
+)
+
+
+def seed_spread_rows(spread: pd.DataFrame) -> list[str]:
+    """The rows of :data:`SEED_SPREAD_HEADER`'s table from a committed ``seed_spread.csv``."""
     rows = []
-    for ln in text.split(header, 1)[1].splitlines()[2:]:  # after the header's rest and the rule
-        if not ln.startswith("|"):
-            break
-        rows.append(ln)
-    assert len(rows) == len(spread) == 6
-    for line in rows:
-        site, arch, lam, lr, sd, se, ratio, l0, l0_ratio, gc_ratio = (p.strip() for p in line.strip("|").split("|"))
-        r = spread[(spread.site == site) & (spread.architecture == arch) & (spread.coefficient == float(lam))].iloc[0]
-        seeds = metrics[(metrics.site == site) & (metrics.architecture == arch)].sort_values("seed")
-        assert lr == ", ".join(f"{v:.3f}" for v in seeds["loss_recovered"]), line
-        assert l0 == ", ".join(f"{v:.1f}" for v in seeds["l0"]), line
-        assert (sd, se, ratio) == (
-            f"{r.loss_recovered_seed_sd:.3f}",
-            f"{r.loss_recovered_eval_se:.3f}",
-            f"{r.loss_recovered_sd_over_se:.1f}",
-        ), line
-        assert (l0_ratio, gc_ratio) == (f"{r.l0_sd_over_se:.1f}", f"{r.gamma_c_sd_over_se:.1f}"), line
+    for (layer, site), g in spread.groupby(["layer", "site"], sort=True):
+        rms = float((g["loss_recovered_seed_sd"] ** 2).mean() ** 0.5)
+        ratio = g["loss_recovered_sd_over_se"]
+        rows.append(
+            f"| {layer} | {site} | {len(g)} | {rms:.3f} | {g['loss_recovered_eval_se'].median():.4f} | "
+            f"{ratio.min():.1f}–{ratio.max():.1f} | {g['l0_sd_over_se'].median():.1f} |"
+        )
+    return rows
+
+
+def test_the_seed_spread_quoted_in_results_md_is_the_long_runs():
+    """docs/results.md summarises the long run's seed spread per hook point (two seeds at every
+    setting); a rerun that moves a number must move the quote."""
+    path = LONG_TABLE.parent / "seed_spread.csv"
+    if not path.exists():
+        pytest.skip("the long run's seed spread is not committed yet")
+    text = (REPO / "docs" / "results.md").read_text()
+    assert SEED_SPREAD_HEADER in text
+    quoted = [ln for ln in text.split(SEED_SPREAD_HEADER, 1)[1].splitlines()[2:]]
+    quoted = quoted[: next((i for i, ln in enumerate(quoted) if not ln.startswith("|")), len(quoted))]
+    assert quoted == seed_spread_rows(pd.read_csv(path))
 
 
 def test_cross_machine_table_in_reliability_doc_is_what_the_two_committed_tables_say():
@@ -290,36 +290,6 @@ def test_cross_machine_table_in_reliability_doc_is_what_the_two_committed_tables
         d = {m: (g[f"{m}_new"] - g[f"{m}_old"]).abs().max() for m in ("loss_recovered", "l0", "gamma_c")}
         row = f"| {site} | {d['loss_recovered']:.3f} | {d['l0']:.1f} | {d['gamma_c']:.3f} |"
         assert row in doc, row
-
-
-def test_mlp_seed_rows_quoted_in_results_md_are_the_committed_ones():
-    """docs/results.md quotes the three-seed mlp run per setting (seeds and seed means); a rerun that
-    moves a number must move the quote."""
-    from saerepro.tables import aggregate_seeds
-
-    tables = REPO / "results" / "mlp_seeds" / "tables"
-    if not (tables / "metrics.csv").exists():
-        pytest.skip("the three-seed mlp run is not committed yet")
-    metrics = pd.read_csv(tables / "metrics.csv")
-    agg = aggregate_seeds(metrics)
-    text = (REPO / "docs" / "results.md").read_text()
-    header = "| architecture | λ | loss recovered, seeds 0/1/2 | seed mean ± SE | eval SE |"
-    assert header in text
-    rows = []
-    for ln in text.split(header, 1)[1].splitlines()[2:]:
-        if not ln.startswith("|"):
-            break
-        rows.append(ln)
-    assert len(rows) == len(agg) == 8
-    for line in rows:
-        arch, lam, lr, mean, eval_se, l0, gamma_c = (p.strip() for p in line.strip("|").split("|"))
-        r = agg[(agg.architecture == arch) & (agg.coefficient == float(lam))].iloc[0]
-        seeds = metrics[(metrics.architecture == arch) & (metrics.coefficient == float(lam))].sort_values("seed")
-        assert lr == ", ".join(f"{v:.3f}" for v in seeds["loss_recovered"]), line
-        assert l0 == ", ".join(f"{v:.1f}" for v in seeds["l0"]), line
-        assert mean == f"{r.loss_recovered:.3f} ± {r.loss_recovered_se:.3f}", line
-        assert eval_se == f"{r.loss_recovered_eval_se:.3f}", line
-        assert gamma_c == f"{r.gamma_c:.3f} ± {r.gamma_c_se:.3f}", line
 
 
 @pytest.mark.parametrize("run", [r for r in COMMITTED_RUNS if r.compare_with], ids=lambda r: r.name)

@@ -92,7 +92,9 @@ def test_every_rule_has_a_log():
         assert re.search(r"^\s+log:", body, flags=re.M), f"rule {name} has no log:"
 
 
-@pytest.mark.parametrize("target", ["repro-long", "repro-neurons", "repro-seeds", "repro-mlp-seeds", "quick"])
+@pytest.mark.parametrize(
+    "target", ["repro-long", "repro-extras", "repro-neurons", "repro-reseed", "repro-budget", "quick"]
+)
 def test_runs_in_their_own_folder_use_the_default_profile(target):
     """Snakemake finds workflow/profiles/default only beside its working directory; the Makefile's
     runs in runs/<name>/ must name it, or a run killed mid-job stops on its incomplete files."""

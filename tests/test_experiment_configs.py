@@ -18,7 +18,7 @@ EXPERIMENTS = REPO / "config" / "experiments"
 LONG = load_config(EXPERIMENTS / "long_previous.yaml")
 
 
-@pytest.mark.parametrize("name", ["neurons", "seed_spread", "mlp_seeds"])
+@pytest.mark.parametrize("name", ["neurons"])
 def test_experiment_trains_and_evaluates_as_the_long_run(name):
     cfg = load_config(EXPERIMENTS / f"{name}.yaml")
     assert cfg.model == LONG.model and cfg.corpus == LONG.corpus  # the long run's corpus is reused
@@ -64,18 +64,6 @@ def test_neuron_run_plans_its_pilots_before_any_sae(tmp_path):
 
     counts = rule_counts(dry_run(EXPERIMENTS / "neurons.yaml", tmp_path, "--cores", "2"))
     assert counts.get("pilot") == 2 and "train" not in counts and counts.get("cache_activations") == 1
-
-
-def test_mlp_seed_run_retrains_the_long_runs_layer6_mlp_saes_with_three_seeds():
-    """Its seed means stand beside the long run's single-seed points: the same λs, widths and site."""
-    cfg = load_config(EXPERIMENTS / "mlp_seeds.yaml")
-    assert cfg.layers == (6,) and cfg.sites == ("mlp",) and len(cfg.seeds) >= 3
-    assert set(cfg.architectures) == {"gated", "baseline"}
-    for family, arch in cfg.architectures.items():
-        long_arch = LONG.architectures[family]
-        assert arch.expansion == long_arch.expansion
-        grid = arch.grid_at("mlp")
-        assert len(grid) >= 4 and set(grid) <= set(long_arch.grid_at("mlp")), (family, grid)
 
 
 def test_budget_run_is_the_default_at_twice_its_training_tokens():

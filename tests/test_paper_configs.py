@@ -219,7 +219,7 @@ def test_paper_lambda_range_is_the_sweep_at_that_site():
 
 
 def _our_long_run_points(layer: int = 6) -> list[tuple[str, str, float, float]]:
-    with open(REPO / "results" / "long" / "tables" / "metrics.csv", newline="") as fh:
+    with open(REPO / "results" / "long_previous" / "tables" / "metrics.csv", newline="") as fh:
         return [
             (r["site"], r["architecture"], float(r["coefficient"]), float(r["l0"]))
             for r in csv.DictReader(fh)
@@ -234,7 +234,7 @@ def test_paper_config_probes_bracket_what_our_own_saes_needed(name):
     assuming that curve carries over, every pilot of the paper configs brackets its targets."""
     cfg = load_config(PAPER / f"{name}.yaml")
     ours = _our_long_run_points()
-    assert ours, "results/long/tables/metrics.csv has no layer-6 gated or baseline SAE"
+    assert ours, "results/long_previous/tables/metrics.csv has no layer-6 gated or baseline SAE"
     checked = 0
     for family in ("gated", "baseline"):
         for site in cfg.sites:

@@ -48,7 +48,7 @@ def test_fig6_raw_gamma_sits_near_one_at_resid_and_hides_the_shrinkage_gamma_c_s
 
 def test_nmse_caption_low_nmse_with_poor_loss_recovered_at_layer_6_mlp():
     caption = (REPORT / "nmse_frontier.rst").read_text()
-    assert "NMSE ≤ 0.12, yet their loss recovered goes down to 0.55 or below" in caption
+    assert "NMSE ≤ 0.12, yet their loss recovered goes down to 0.70 or below" in caption
     checked = 0
     for table, df in _committed("metrics.csv"):
         mlp = _gated_and_baseline(df[(df["model"] == "gemma-3-270m") & (df["layer"] == 6) & (df["site"] == "mlp")])
@@ -56,7 +56,7 @@ def test_nmse_caption_low_nmse_with_poor_loss_recovered_at_layer_6_mlp():
             continue
         checked += 1
         assert mlp["nmse"].max() <= 0.12, table
-        assert mlp["loss_recovered"].min() <= 0.55, table
+        assert mlp["loss_recovered"].min() <= 0.70, table
     assert checked >= 2
 
 

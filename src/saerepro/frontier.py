@@ -2,7 +2,7 @@
 
 Why fit. A frontier drawn point to point through single noisy SAEs picks the lucky ones, and the
 noisier architecture gains from it; at layer-6 resid and mlp, retraining moves loss recovered 5–12
-times more than the evaluation tokens do (results/seed_spread), so a verdict's uncertainty must
+times more than the evaluation tokens do (docs/results.md, seed spread), so a verdict's uncertainty must
 include what retraining moves. Here each (hook point, architecture) gets one smooth monotone curve
 fitted to all its SAEs and seeds, and its band comes from refitting resampled data.
 

@@ -25,7 +25,7 @@ ReLU(π_gate), which also scales by c), so one formula covers every architecture
 
 **M_p is not in the text**, and no single value of it fits the tables. :func:`anchor_mismatch`
 compares them with the only λ → L0 curves we have in our units (the long run's Gemma-3-270M
-SAEs, ``results/long/tables/metrics.csv``): for the paper's SAEs at L0 ≈ 30, the formula at
+SAEs of the previous long run, ``results/long_previous/tables/metrics.csv``): for the paper's SAEs at L0 ≈ 30, the formula at
 M_p = 1 with the text's division by n gives a λ 1.7× to 940× above the one ours need for L0 ≈ 30
 at the same site, and without that division 2.7× to 1500× below. The paper's baselines also sit
 one to two orders of magnitude below its gated SAEs in λ_p at equal L0 (Pythia-2.8B resid, layer

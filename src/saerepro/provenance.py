@@ -83,28 +83,32 @@ METRIC_MOVING_CODE = (
 #: computes the rows' ``config_hash``; manifests check that hash directly.) The jobs import some
 #: of them (the pipeline imports the aggregation's tables and verdicts), so this list is a
 #: judgement, kept short; every other file of the package counts.
-ANALYSIS_ONLY = tuple(
-    f"src/saerepro/{name}.py"
-    for name in (
-        "api",
-        "costs",
-        "frontier",
-        "health",
-        "inference_opt",
-        "learning_curve",
-        "manifest",
-        "paper",
-        "pareto",
-        "partial",
-        "provenance",
-        "tables",
-        "toys",
-        "verdicts",
+ANALYSIS_ONLY = (
+    tuple(
+        f"src/saerepro/{name}.py"
+        for name in (
+            "api",
+            "costs",
+            "frontier",
+            "health",
+            "inference_opt",
+            "learning_curve",
+            "manifest",
+            "paper",
+            "pareto",
+            "partial",
+            "provenance",
+            "tables",
+            "toys",
+            "verdicts",
+        )
     )
-) + tuple(
-    f"workflow/scripts/{name}.py"
-    for name in ("figures", "inference_opt", "inference_opt_figure", "toy_figures", "toy_tables")
-) + ("src/saerepro/figures",)  # the figures package, every module of it
+    + tuple(
+        f"workflow/scripts/{name}.py"
+        for name in ("figures", "inference_opt", "inference_opt_figure", "toy_figures", "toy_tables")
+    )
+    + ("src/saerepro/figures",)
+)  # the figures package, every module of it
 
 #: What the default run's committed table depends on: the code above and its config.
 METRIC_MOVING_PATHS = METRIC_MOVING_CODE + ("config/config.yaml",)

@@ -197,7 +197,7 @@ def aggregate_seeds(df: pd.DataFrame) -> pd.DataFrame:
     their root mean square over seeds (the seeds are evaluated on the same sequences, so their
     evaluation errors are correlated and do not average out), and ``<metric>_se`` becomes the SE
     of the seed mean, sqrt(eval_se² + sem²): with several seeds it includes what retraining moves,
-    which at 1M tokens is up to 33x the evaluation SE (results/seed_spread/tables/seed_spread.md), so
+    which at 1M tokens was up to 33x the evaluation SE (docs/results.md, seed spread), so
     the figures' error bars and the verdicts read it; with one seed it is the evaluation SE. A
     ``diverged`` column (:mod:`saerepro.health`) is
     carried as "any seed diverged". The input is validated first. This seed-averaged table is what
