@@ -71,6 +71,24 @@ def test_non_monotone_probes_are_refused_with_a_hint():
         choose_coefficients(PROBES, l0s, (10, 50), 3)
 
 
+def test_probes_below_the_densest_one_are_dropped():
+    # SmolLM2's refused pilot: the L0 of short probes saturated at small λ, then fell again
+    probes = [0.01, 0.038, 0.14, 0.54, 2.0]
+    l0s = [90.78, 106.5, 60.0, 25.0, 4.0]
+    fit = fit_probes(probes, l0s)
+    assert np.exp(fit.log_coefficients).tolist() == pytest.approx(probes[1:])
+    chosen = choose_coefficients(probes, l0s, (20.0, 100.0), 3)
+    assert [c["predicted_l0"] for c in chosen] == pytest.approx([100.0, math.sqrt(2000.0), 20.0], rel=2e-3)
+    # a target above what is left is refused with the hint, not fitted on the dropped probe
+    with pytest.raises(PilotError, match="outside the probed range"):
+        choose_coefficients(probes, l0s, (20.0, 110.0), 3)
+    # a rise after the densest probe is still refused
+    with pytest.raises(PilotError, match="not monotone"):
+        fit_probes(probes, [200.0, 106.5, 30.0, 45.0, 4.0])
+    with pytest.raises(PilotError, match="L0 rises with λ"):
+        fit_probes([0.1, 1.0], [5.0, 9.0])
+
+
 @pytest.mark.parametrize("target,hint", [((1.0, 50.0), "higher λ"), ((10.0, 5000.0), "lower λ")])
 def test_targets_outside_the_probed_range_are_refused(target, hint):
     l0s = [power_law(c) for c in PROBES]  # L0 from ~6.3 to ~1590

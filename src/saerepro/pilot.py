@@ -64,6 +64,10 @@ def fit_probes(coefficients: Sequence[float], l0s: Sequence[float], rtol: float 
     """Check the probes and return the monotone log-log fit to interpolate.
 
     Probes with L0 = 0 (every latent dead, λ far too high) are dropped; at least two must remain.
+    Probes at a smaller λ than the densest probe (the highest L0) are dropped too: short probes
+    saturate there, and their L0 may fall again as λ shrinks (SmolLM2 at 100k tokens: L0 90.8 at
+    λ 0.01 but 106.5 at λ 0.038), which says nothing about the λs above; a target beyond the densest
+    probe is then refused by :func:`coefficient_for_l0` with its hint.
     L0 must not increase with λ by more than ``rtol`` (relative) between neighbouring probes;
     within that tolerance the L0s are replaced by their running minimum, so the fit is
     non-increasing and each target L0 has one λ.
@@ -80,6 +84,12 @@ def fit_probes(coefficients: Sequence[float], l0s: Sequence[float], rtol: float 
     live = [(c, v) for c, v in pairs if v > 0]
     if len(live) < 2:
         raise PilotError(f"only {len(live)} probe(s) with L0 > 0 (probes: {pairs}); lower probe_coefficients")
+    densest = max(range(len(live)), key=lambda i: live[i][1])
+    if densest > 0:
+        log.info("pilot: probes below λ=%g dropped (L0 falls again there: %s)", live[densest][0], live[:densest])
+    live = live[densest:]
+    if len(live) < 2:
+        raise PilotError(f"L0 is highest at the largest live λ (probes: {pairs}): L0 rises with λ; lower the probes")
     for (c0, v0), (c1, v1) in zip(live, live[1:], strict=False):
         if v1 > v0 * (1 + rtol):
             raise PilotError(
