@@ -35,6 +35,12 @@ if _AT_ROOT:
     _source = (config.get("corpus") or {}).get("source")
     if isinstance(_source, str) and os.path.exists(os.path.expanduser(_source)):
         config["corpus"]["source"] = os.path.abspath(os.path.expanduser(_source))
+    _plugins = config.get("plugins")
+    if isinstance(_plugins, list):
+        config["plugins"] = [
+            os.path.abspath(p) if isinstance(p, str) and os.path.isfile(p) else p
+            for p in _plugins
+        ]
     _resources = config.get("resources_dir", "resources")
     if not os.path.isabs(_resources):
         config["resources_dir"] = os.path.join(workflow.basedir, _resources)

@@ -10,9 +10,13 @@ sparsity grid it takes. Every failure is one :class:`ConfigError` naming the key
 from __future__ import annotations
 
 import copy
+import hashlib
+import importlib
+import importlib.util
 import itertools
 import math
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,9 +95,11 @@ def _describe(error, schema: dict) -> str:
         where = "" if path == "<top level>" else f" under '{path}'"
         return f"unknown key(s) {', '.join(repr(u) for u in unexpected)}{where}; allowed keys: {', '.join(allowed)}"
     if validator == "enum":
+        plugin_hint = "; an architecture of your own: name its file under 'plugins' (docs/contributing.md)"
         return (
             f"config key '{path}': {error.instance!r} is not allowed; "
             f"allowed values: {', '.join(map(str, error.validator_value))}"
+            + (plugin_hint if path == "architectures" else "")
         )
     if validator == "propertyNames":
         allowed = error.schema.get("propertyNames", {}).get("enum", [])
@@ -126,6 +132,49 @@ def validate_against_schema(raw: dict) -> dict:
         raise ConfigError(_describe(best, schema))
     _fill_defaults(instance, schema)
     return instance
+
+
+# --------------------------------------------------------------------------- plugins
+
+
+def import_plugins(plugins: Any) -> None:
+    """Import each of a config's ``plugins`` once: a Python file (absolute, or relative to the
+    working directory) or an importable module name. A plugin defines an architecture in one file and
+    registers it on import (:func:`saerepro.sae.register_architecture`; docs/contributing.md), so
+    validation below knows its name. This is the one place config validation may load torch."""
+    if plugins is None:
+        return
+    if not isinstance(plugins, list) or not all(isinstance(p, str) and p for p in plugins):
+        raise ConfigError(f"config key 'plugins': expected a list of file paths or module names, got {plugins!r}")
+    for plugin in plugins:
+        path = Path(plugin).expanduser()
+        try:
+            if plugin.endswith(".py"):
+                if not path.is_file():
+                    raise ConfigError(
+                        f"config key 'plugins': no file {str(path)!r} (a relative path is read from {Path.cwd()})"
+                    )
+                resolved = path.resolve()
+                name = f"saerepro_plugin_{resolved.stem}_{hashlib.sha1(str(resolved).encode()).hexdigest()[:8]}"
+                if name in sys.modules:
+                    continue
+                spec = importlib.util.spec_from_file_location(name, resolved)
+                assert spec is not None and spec.loader is not None
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[name] = module
+                try:
+                    spec.loader.exec_module(module)
+                except BaseException:
+                    del sys.modules[name]
+                    raise
+            else:
+                importlib.import_module(plugin)
+        except ConfigError:
+            raise
+        except Exception as err:  # a plugin's own error, said with the key that named it
+            raise ConfigError(
+                f"config key 'plugins': importing {plugin!r} failed: {type(err).__name__}: {err}"
+            ) from err
 
 
 # --------------------------------------------------------------------------- dataclasses
@@ -607,6 +656,9 @@ class Config:
     """The verdicts' pre-stated L0 range (analysis only)."""
     pilot_grids: dict[str, tuple[float, ...]] | None = None
     """Grids chosen by pilots so far, by :func:`pilot_key` (``saerepro.pilot.apply_pilot``)."""
+    plugins: tuple[str, ...] = ()
+    """Files or modules imported before validation, each registering an architecture
+    (:func:`import_plugins`)."""
 
     def __post_init__(self) -> None:
         spec = self._resolve_model()
@@ -907,6 +959,8 @@ def load_config(raw: dict | str | Path) -> Config:
     """Validate a config (a mapping or a YAML path) and return the typed :class:`Config`."""
     if isinstance(raw, (str, Path)):
         raw = yaml.safe_load(Path(raw).read_text())
+    if isinstance(raw, dict):
+        import_plugins(raw.get("plugins"))
     data = validate_against_schema(_with_default_pilot(raw))  # type: ignore[arg-type]  # a YAML path was read above
     return Config(
         model=data["model"],
@@ -922,6 +976,7 @@ def load_config(raw: dict | str | Path) -> Config:
         reference=ReferenceConfig(**data["reference"]),
         train=TrainDefaults(**data["train"]),
         allow_mixed_configs=data["allow_mixed_configs"],
+        plugins=tuple(data["plugins"]),
         activations=ActivationsConfig(**data["activations"]),
         pilot=_pilot(data["pilot"]) if "pilot" in data else None,
         verdicts=VerdictsConfig(

@@ -39,7 +39,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from .architectures import SPECS
+from .architectures import SPECS, SpecMap
 from .config import Config, pilot_key
 from .models import ModelSpec
 from .sites import site_dim
@@ -47,9 +47,9 @@ from .sites import site_dim
 GIB = 2**30
 
 #: [B, d] x [d, m]-sized products of one training step, per architecture (module docstring).
-TRAIN_PRODUCTS = {name: spec.train_products for name, spec in SPECS.items()}
+TRAIN_PRODUCTS: SpecMap[int] = SpecMap(lambda spec: spec.train_products)
 #: [batch, m] float32 tensors a training step keeps for the backward pass.
-ACTIVATION_TENSORS = {name: spec.activation_tensors for name, spec in SPECS.items()}
+ACTIVATION_TENSORS: SpecMap[int] = SpecMap(lambda spec: spec.activation_tensors)
 #: Per-GPU memory the CUDA context, allocator slack and small tensors take.
 CONTEXT_BYTES = 2 * GIB
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
@@ -84,15 +84,12 @@ class Hardware:
 
 
 def sae_parameters(architecture: str, d: int, m: int) -> tuple[int, int]:
-    """(all, trainable) parameters of one SAE."""
-    if architecture == "gated_untied":
-        total = 3 * d * m + 2 * m + d
-    elif architecture.startswith("gated"):
-        total = 2 * d * m + 3 * m + d
-    elif architecture == "baseline_rescale_shift":
-        return 2 * d * m + 3 * m + d, 2 * m
-    else:
-        total = 2 * d * m + m + d
+    """(all, trainable) parameters of one SAE, from its spec's [d, m] matrices and [m] vectors,
+    plus b_dec."""
+    spec = SPECS[architecture]
+    total = spec.weight_matrices * d * m + spec.latent_vectors * m + d
+    if spec.trainable_latent_vectors is not None:
+        return total, spec.trainable_latent_vectors * m
     return total, total
 
 

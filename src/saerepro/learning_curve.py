@@ -36,7 +36,7 @@ import yaml
 
 from . import paths
 from .activations import open_cache
-from .architectures import SPECS
+from .architectures import SpecNames
 from .config import Config, load_config
 from .io import array_sha256
 from .models import load_model, resolve_device
@@ -53,7 +53,7 @@ log = logging.getLogger("saerepro")
 THREADS = 1
 
 #: Architectures whose curves this module trains (their specs say so: the gated family and the baseline).
-SUPPORTED = tuple(name for name, spec in SPECS.items() if spec.learning_curve)
+SUPPORTED = SpecNames(lambda spec: spec.learning_curve)
 
 
 def read_config(path: str | Path) -> tuple[Config, list[int], Path]:

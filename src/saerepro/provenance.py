@@ -54,6 +54,7 @@ SWEEP_FIELDS = (
     "pilot",
     "pilot_grids",
     "verdicts",
+    "plugins",
 )
 
 #: Packages whose versions can change a number in the table.

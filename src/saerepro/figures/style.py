@@ -11,7 +11,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-from ..architectures import SPECS
+from ..architectures import SpecMap
 
 
 @dataclass(frozen=True)
@@ -26,9 +26,7 @@ class ArchStyle:
 
 #: THE architecture -> style map (seaborn "colorblind" palette); every figure uses it.
 #: Each architecture's style, from its spec (:data:`saerepro.architectures.SPECS`).
-ARCH_STYLES: dict[str, ArchStyle] = {
-    name: ArchStyle(spec.color, spec.marker, spec.label, spec.linestyle) for name, spec in SPECS.items()
-}
+ARCH_STYLES: SpecMap[ArchStyle] = SpecMap(lambda spec: ArchStyle(spec.color, spec.marker, spec.label, spec.linestyle))
 
 _FALLBACK = ArchStyle("#333333", "*", "?", ":")
 

@@ -49,6 +49,7 @@ from .registry import (
     check_architecture,
     load_sae,
     make_sae,
+    register_architecture,
     register_with_sae_lens,
     sae_lens_architecture,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "load_sae",
     "make_sae",
     "reconstruction_loss",
+    "register_architecture",
     "register_with_sae_lens",
     "resample_dead_latents",
     "sae_lens_architecture",

@@ -17,7 +17,7 @@ from sae_lens.registry import SAE_CLASS_REGISTRY, register_sae_class
 from sae_lens.saes.sae import SAE, SAEMetadata
 
 from ..architectures import ARCHITECTURES as ARCHITECTURE_NAMES
-from ..architectures import check_architecture
+from ..architectures import ArchitectureSpec, check_architecture, register_spec
 from .baseline import BaselineRescaleShiftSAE, BaselineSAE
 from .common import SAE_LENS_PREFIX, ArchTrainingConfig, SaeReproMixin
 from .files import normalised_files
@@ -55,8 +55,28 @@ TRAINING_CONFIGS: dict[str, type[ArchTrainingConfig]] = {
     name: cls.training_config_class for name, cls in ARCHITECTURES.items() if cls.training_config_class is not None
 }
 
-#: Architectures that dead-latent resampling (:mod:`saerepro.sae.resample`) supports: the baseline
-#: and the gated family, the SAEs the paper trained with resampling.
+
+def register_architecture(cls: type[Any], spec: ArchitectureSpec) -> type[Any]:
+    """Add an architecture defined outside the package: its class (a sae-lens SAE with
+    :class:`~saerepro.sae.common.SaeReproMixin`, ``short_name`` = ``spec.name``, its config class's
+    ``architecture()`` = ``"saerepro_" + spec.name``) and its torch-free spec, after the built-in
+    ones. Config validation, training, evaluation, the tables and the figures then know it; a
+    config's ``plugins`` file calls this on import (docs/contributing.md). Registering the same
+    spec again replaces the class (a re-imported file). Returns ``cls``."""
+    if getattr(cls, "short_name", None) != spec.name:
+        raise ValueError(
+            f"{cls.__name__}.short_name is {getattr(cls, 'short_name', None)!r}, its spec's name {spec.name!r}"
+        )
+    if not issubclass(cls, SaeReproMixin) or not issubclass(cls, SAE):
+        raise TypeError(f"{cls.__name__} must derive from saerepro.sae.common.SaeReproMixin and sae_lens' SAE")
+    if spec.name in ARCHITECTURES and ARCHITECTURES[spec.name].__module__.startswith("saerepro."):
+        raise ValueError(f"architecture {spec.name!r} is built in; choose another name")
+    register_spec(spec)
+    ARCHITECTURES[spec.name] = cls
+    if cls.training_config_class is not None:
+        TRAINING_CONFIGS[spec.name] = cls.training_config_class
+    register_with_sae_lens()
+    return cls
 
 
 def sae_lens_architecture(name: str) -> str:
