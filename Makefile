@@ -66,8 +66,10 @@ long-partial: setup
 # The named runs: each works in runs/<name>/ (`make repro-<name>`) with its config, and, where
 # REF_<name> names another run, first copies that run's clean and zero-ablation CEs from runs/<that>
 # when it has them (same model, eval tokens and settings). `make promote RUN=<name>` then copies its
-# tables and figures to results/<name>/ and figures/<name>/ with a manifest. --rerun-triggers mtime:
-# the run folders share prepared models and corpora through resources/, which they hold no record of.
+# tables and figures to results/<name>/ and figures/<name>/ with a manifest. --rerun-triggers mtime
+# input: the run folders share prepared models and corpora through resources/, which they hold no
+# record of (so not code or params); input, so that λs added to a config are trained and aggregated
+# (with mtime alone, `make repro-extras` after adding a λ said "Nothing to be done", 2026-12-08).
 #   long     config/long.yaml: layers 3 and 6, gated and baseline, two seeds (issue 30); what did not
 #            fit its 170 minutes is listed in the config (the previous design's results/long_previous/
 #            still hold TopK, JumpReLU, the ablations and the inference-time optimisation)
@@ -109,7 +111,7 @@ REF_DIR := results/gemma-3-270m/wiki-offline
 copy_reference = mkdir -p runs/$(1) && cd runs/$(1) && for f in clean_reference.pt L6/resid/reference_ce.json \
 	L6/mlp/reference_ce.json L6/attn/reference_ce.json; do if [ -f ../$(2)/$(REF_DIR)/$$f ] && \
 	[ ! -f $(REF_DIR)/$$f ]; then mkdir -p $$(dirname $(REF_DIR)/$$f) && cp ../$(2)/$(REF_DIR)/$$f $(REF_DIR)/$$f; fi; done
-RUN_SNAKEMAKE = ../../$(BIN)/snakemake --snakefile ../../Snakefile --cores all --rerun-triggers mtime $(RUNS_PROFILE)
+RUN_SNAKEMAKE = ../../$(BIN)/snakemake --snakefile ../../Snakefile --cores all --rerun-triggers mtime input $(RUNS_PROFILE)
 
 cached: setup
 	$(BIN)/snakemake cached --cores all
