@@ -39,8 +39,9 @@ PILOT_JSON = paths.PILOT
 PROBE_DIR = paths.PILOT_PROBE_DIR
 
 #: An L0 may rise with λ by this relative amount between neighbouring probes (short runs are noisy)
-#: before the probes are refused as non-monotone.
-MONOTONE_RTOL = 0.1
+#: before the probes are refused as non-monotone. 25%: SmolLM2-135M's baseline probes at 100k tokens
+#: rose 14% (L0 32.8 at λ 0.55, 37.4 at λ 2.1) inside the target range, between a 170.6 and a 1.0.
+MONOTONE_RTOL = 0.25
 
 
 class PilotError(ValueError):
