@@ -123,14 +123,19 @@ def _quoted_verdict_cells(text: str) -> dict[str, set[tuple[str, str, str]]]:
     """(layer, site, cell) of every verdict-table row quoted in a Markdown document, by run: rows that
     start with a site (README, the default run: layer "6"), with the model, layer and site
     (docs/results.md, a copy of the default run's verdicts.md), or with a layer and a site (README,
-    the long run); a row whose site is ``mlp_post`` (with its layer) quotes the neurons run."""
+    the long run); a row whose site is ``mlp_post`` (with its layer) quotes the neurons run; every
+    row under a ``## `` heading that names ``repro-extras`` quotes the extras run."""
     verdict = re.compile(r"^(shown|reversed|not shown|not judged|mixed|not run|no overlap)\b")
     cells: dict[str, set[tuple[str, str, str]]] = {
         "default": set(),
         "long": set(),
         "neurons": set(),
+        "extras": set(),
     }
+    in_extras = False
     for line in text.splitlines():
+        if line.startswith("## "):
+            in_extras = "repro-extras" in line
         parts = [p.strip() for p in line.strip().strip("|").split("|")]
         if len(parts) >= 5 and parts[0].isdigit() and parts[1] == "mlp_post":
             run, layer, site, quoted = "neurons", parts[0], parts[1], parts[2:]
@@ -142,6 +147,8 @@ def _quoted_verdict_cells(text: str) -> dict[str, set[tuple[str, str, str]]]:
             run, layer, site, quoted = "long", parts[0], parts[1], parts[2:]
         else:
             continue
+        if in_extras:
+            run = "extras"
         cells[run] |= {(layer, site, c) for c in quoted if verdict.match(c)}
     return cells
 
@@ -157,7 +164,12 @@ def test_verdicts_quoted_in_the_docs_are_the_committed_ones(doc):
     moves a number must move the quote too."""
     quoted = _quoted_verdict_cells((REPO / doc).read_text())
     assert len(quoted["default"]) >= 9, f"{doc} quotes no verdict table of the default run"
-    runs = (("default", TABLE.parent), ("long", LONG_TABLE.parent), ("neurons", NEURONS_TABLES))
+    runs = (
+        ("default", TABLE.parent),
+        ("long", LONG_TABLE.parent),
+        ("neurons", NEURONS_TABLES),
+        ("extras", REPO / "results" / "extras" / "tables"),
+    )
     for run, table in runs:
         if not quoted[run]:
             continue

@@ -98,6 +98,7 @@ class CommittedRun:
 COMMITTED_RUNS = (
     CommittedRun("default", "results/tables", "config/config.yaml", "figures", "repro"),
     CommittedRun("long", "results/long/tables", "config/long.yaml", "figures/long", "repro-long"),
+    CommittedRun("extras", "results/extras/tables", "config/extras.yaml", "figures/extras", "repro-extras"),
     # The previous long design (94 SAEs, one seed, assembled over five sessions): it still holds what the
     # new long run does not (TopK, JumpReLU, the ablations, the inference-time optimisation) until
     # `make repro-extras` does.
