@@ -396,15 +396,23 @@ def readme_results_markdown(repo: Path = REPO) -> str:
         out.append("")
         if not keyed:
             continue
+        # the ablations' claims come from the extras run once it is committed (the long run has none)
+        extras = get_run("extras")
+        ablations = repo / extras.tables / "verdicts.csv"
         for claim in [*README_CLAIMS, "C4", "C5"]:
+            source, where = verdicts, ""
+            if claim in ("C4", "C5") and ablations.exists():
+                source, where = pd.read_csv(ablations, dtype=str), f" (`make {extras.make}`)"
             by_word: dict[str, list[str]] = {}
-            for _, r in verdicts.iterrows():
+            for _, r in source.iterrows():
                 by_word.setdefault(_verdict_word(r[claim]), []).append(f"layer-{r['Layer']} {r['Site']}")
+            if where and set(by_word) != {"not run"}:
+                by_word.pop("not run", None)
             order = sorted(
                 by_word, key=lambda w: _VERDICT_ORDER.index(w) if w in _VERDICT_ORDER else len(_VERDICT_ORDER)
             )
             said = "; ".join(f"{w} at {_hook_points(by_word[w])}" for w in order)
-            out.append(f"- **{claim}**: {said}.")
+            out.append(f"- **{claim}**{where}: {said}.")
         out.append("")
     return "\n".join(out)
 
