@@ -69,7 +69,9 @@ def test_training_health_caption_healthy_runs_stay_within_three_fold():
     for table, df in health:
         assert (df["diverged"] == (df["max_loss_spike"] >= 5)).all(), table
         high = df[~df["diverged"] & (df["max_loss_spike"] >= 3)]
-        above += [(r.layer, r.site, r.architecture, r.coefficient, round(r.max_loss_spike, 1)) for r in high.itertuples()]
+        above += [
+            (r.layer, r.site, r.architecture, r.coefficient, round(r.max_loss_spike, 1)) for r in high.itertuples()
+        ]
     # the one exception the caption names
     assert above == [(6, "mlp", "jumprelu", 0.03, 4.1)], above
     assert "JumpReLU at λ 0.03 at layer-6 mlp of the extras run, which peaked at 4.1x" in " ".join(caption.split())
