@@ -194,6 +194,24 @@ def test_the_readme_stays_short():
     assert (REPO / "README.md").stat().st_size <= 8 * 1024
 
 
+def test_the_numbers_in_the_readmes_prose_are_the_long_runs_design_and_the_verdict_rules():
+    """Outside the generated block the README quotes the long run's design and one verdict rule:
+    each is read from config/long.yaml and saerepro.verdicts here, so a redesign moves the prose."""
+    from saerepro.verdicts import RULES
+
+    text = " ".join((REPO / "README.md").read_text().split())
+    long = load_config(REPO / "config" / "long.yaml")
+    grids = {
+        len(a.grid_at(site, layer)) for a in long.architectures.values() for layer in long.layers for site in long.sites
+    }
+    words = {1: "one", 2: "two", 3: "three", 4: "four"}
+    layers = " and ".join(str(layer) for layer in long.layers)
+    assert grids == {3} and long.seeds == (0, 1), (grids, long.seeds)
+    assert f"(layers {layers}, {words[grids.pop()]} λ × {words[len(long.seeds)]} seeds per architecture)" in text
+    assert f"γ_c is not within ±{RULES.gamma_tolerance:g} of 1" in text
+    assert f"{long.train.tokens / 2**20:g}M tokens is not shown to be settled" in text
+
+
 def test_the_readme_quotes_the_long_runs_verdicts_once_they_are_committed():
     """The long run is the README's headline: once its verdicts are committed, every (layer, site) row
     of them is quoted there."""
