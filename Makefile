@@ -27,8 +27,11 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # Every run writes under runs/<name>/ (the default: runs/default/) and never over a tracked file;
-# $(call timed,NAME,COMMAND) also records the command's wall seconds for the run's manifest.
-timed = mkdir -p $(CURDIR)/runs/$(1) && t0=$$(date +%s) && $(2) && echo $$(( $$(date +%s) - t0 )) > $(CURDIR)/runs/$(1)/wall_seconds
+# $(call timed,NAME,COMMAND) also appends the command's wall seconds to runs/NAME/wall_seconds, one
+# line per call, failed ones too (a resumed or extended run then sums every call that worked on it;
+# its manifest lists them).
+timed = mkdir -p $(CURDIR)/runs/$(1) && t0=$$(date +%s); ( $(2) ); s=$$?; \
+	echo $$(( $$(date +%s) - t0 )) >> $(CURDIR)/runs/$(1)/wall_seconds; exit $$s
 
 repro: setup
 	$(call timed,default,$(BIN)/snakemake --cores all)

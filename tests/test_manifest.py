@@ -32,6 +32,15 @@ def _finished_run(root: Path) -> Path:
     return run
 
 
+def test_a_run_finished_in_several_make_calls_sums_them_and_lists_each(tmp_path):
+    run_dir = _finished_run(tmp_path)
+    (run_dir / "wall_seconds").write_text("3918\n640\n")  # the extras run: 38 SAEs, then 7 added
+    run = CommittedRun("demo", "results/demo/tables", "config/config.yaml", "figures/demo", "repro")
+    promote(run, repo=tmp_path)
+    manifest = read_manifest(run, tmp_path)
+    assert manifest["wall_seconds"] == 4558.0 and manifest["wall_calls"] == [3918.0, 640.0]
+
+
 def test_promote_copies_the_run_and_writes_its_manifest(tmp_path):
     _finished_run(tmp_path)
     run = CommittedRun("demo", "results/demo/tables", "config/config.yaml", "figures/demo", "repro")
@@ -40,6 +49,7 @@ def test_promote_copies_the_run_and_writes_its_manifest(tmp_path):
     assert (tmp_path / "figures/demo/fig1_pareto_headline.png").read_bytes() == b"png"
     manifest = read_manifest(run, tmp_path)
     assert manifest["n_saes"] == 6 and manifest["wall_seconds"] == 123.0 and manifest["job_seconds"] == 40.0
+    assert "wall_calls" not in manifest  # one make call: its seconds are the wall time
     assert manifest["commits"] == {"0" * 40: 6} and manifest["machines"] == {"Some CPU (AVX512)": 6}
     assert json.loads(path.read_text()) == manifest
 

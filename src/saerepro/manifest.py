@@ -37,7 +37,8 @@ from .verdicts import rerun_comparison, rules_from_config
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFEST = "manifest.json"
-#: Written by the Makefile beside a run's outputs: seconds of the ``make`` call that finished it.
+#: Written by the Makefile beside a run's outputs: the wall seconds of each ``make`` call that ran
+#: in its folder, one line per call (:func:`wall_invocations`).
 WALL_FILE = "wall_seconds"
 FRESHNESS_BEGIN = "<!-- freshness: begin (python -m saerepro.manifest freshness --update docs/results.md) -->"
 FRESHNESS_END = "<!-- freshness: end -->"
@@ -181,14 +182,29 @@ def _newest(repo: Path, commits) -> str:
     return max(bases, key=lambda c: _commit_date(repo, c) or "")
 
 
+def wall_invocations(path: Path) -> list[float]:
+    """The wall seconds of each ``make`` call recorded in a run folder's :data:`WALL_FILE` (empty
+    when there is none)."""
+    if not path.exists():
+        return []
+    return [float(line) for line in path.read_text().split()]
+
+
 def build_manifest(
-    run: CommittedRun, repo: Path = REPO, *, made: str | None = None, wall_seconds: float | None = None, note: str = ""
+    run: CommittedRun,
+    repo: Path = REPO,
+    *,
+    made: str | None = None,
+    wall_seconds: float | None = None,
+    note: str = "",
+    wall_calls: list[float] | None = None,
 ) -> dict:
     """The manifest of ``run`` from its committed metrics table (and ``timings.csv`` if present).
 
     ``made``: when the run finished (ISO date); by default the date of the newest commit its rows
-    name, i.e. the earliest the last SAE can have been made. ``wall_seconds``: measured wall time
-    (the ``make`` call that finished it), None where it was not measured in one piece."""
+    name, i.e. the earliest the last SAE can have been made. ``wall_seconds``: measured wall time,
+    summed over the ``make`` calls that ran in its folder (``wall_calls``, each call's seconds, when
+    there were several); None where it was not measured."""
     rows = pd.read_csv(repo / run.table_path, dtype=str)
     commits = _counts(rows, "git_commit")
     timings = repo / run.tables / "timings.csv"
@@ -208,6 +224,7 @@ def build_manifest(
         "n_saes": len(rows),
         "made": made or (_commit_date(repo, newest) or "unknown")[:10],
         "wall_seconds": wall_seconds,
+        **({"wall_calls": wall_calls} if wall_calls and len(wall_calls) > 1 else {}),
         "job_seconds": job_seconds,
         "tables": run.tables,
         "figures": run.figures,
@@ -228,8 +245,8 @@ def read_manifest(run: CommittedRun, repo: Path = REPO) -> dict:
 
 def promote(run: CommittedRun, repo: Path = REPO, run_dir: Path | None = None, note: str = "") -> Path:
     """Copy a finished run's tables and figures from its working folder (``runs/<name>/``) over the
-    committed ones and write its manifest (wall time from :data:`WALL_FILE` when the Makefile wrote
-    one). The only step that writes the committed results."""
+    committed ones and write its manifest (wall time: the sum of the calls in :data:`WALL_FILE`, when
+    the Makefile wrote it). The only step that writes the committed results."""
     run_dir = run_dir or repo / "runs" / run.name
     source = run_dir / "results" / "tables"
     if not (source / run.metrics).exists():
@@ -242,12 +259,13 @@ def promote(run: CommittedRun, repo: Path = REPO, run_dir: Path | None = None, n
         for figure in (run_dir / "figures").glob("*.*"):
             shutil.copy2(figure, repo / run.figures / figure.name)
     write_rerun_comparison(run, repo)
-    wall = run_dir / WALL_FILE
+    calls = wall_invocations(run_dir / WALL_FILE)
     return write_manifest(
         run,
         repo,
         made=datetime.date.today().isoformat(),
-        wall_seconds=float(wall.read_text()) if wall.exists() else None,
+        wall_seconds=sum(calls) if calls else None,
+        wall_calls=calls,
         note=note,
     )
 
