@@ -51,11 +51,11 @@ RUNS_PROFILE := --workflow-profile ../../workflow/profiles/default
 # The long run continued on a machine without its earlier runs/long (each session's machine starts
 # without it): trains and evaluates only the SAEs results/long/tables/metrics.csv lacks, then merges
 # them into the committed tables (saerepro.partial --prior; every row keeps its provenance). The
-# inference-time optimisation is not rerun; for it, run `cd runs/long && $(LONG_SNAKEMAKE) -- inference_opt` first.
+# inference-time optimisation is not rerun; for it, run `cd runs/long && $(call run_snakemake,long) -- inference_opt` first.
 long-resume: setup
 	mkdir -p runs/long
 	targets=$$($(BIN)/python -m saerepro.partial config/long.yaml --missing-targets results/long/tables) && \
-		if [ -n "$$targets" ]; then cd runs/long && $(LONG_SNAKEMAKE) -- $$targets; fi
+		if [ -n "$$targets" ]; then cd runs/long && $(call run_snakemake,long) -- $$targets; fi
 	$(BIN)/python -m saerepro.partial config/long.yaml --run-dir runs/long \
 		--tables results/long/tables --figures figures/long --prior results/long/tables
 
@@ -93,12 +93,12 @@ REF_reseed := default
 CONFIG_budget := config/experiments/budget_2x.yaml
 REF_budget := default
 CONFIG_quick := config/quick.yaml
-LONG_SNAKEMAKE := ../../$(BIN)/snakemake --snakefile ../../Snakefile --cores all $(RUNS_PROFILE) \
-	--configfile ../../$(CONFIG_long) --config resources_dir=../../resources
+# $(call run_snakemake,NAME): snakemake in runs/NAME/ with NAME's config and the shared resources/.
+run_snakemake = $(RUN_SNAKEMAKE) --configfile ../../$(CONFIG_$(1)) --config resources_dir=../../resources
 
 $(NAMED_RUNS:%=repro-%): repro-%: setup
 	$(if $(REF_$*),$(call copy_reference,$*,$(REF_$*)),mkdir -p runs/$*)
-	$(call timed,$*,cd runs/$* && $(RUN_SNAKEMAKE) --configfile ../../$(CONFIG_$*) --config resources_dir=../../resources)
+	$(call timed,$*,cd runs/$* && $(call run_snakemake,$*))
 
 repro-reseed: runs/reseed/config.yaml
 runs/reseed/config.yaml: config/config.yaml
