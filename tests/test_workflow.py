@@ -147,15 +147,9 @@ def test_tiny_config_runs_end_to_end_on_real_gemma_with_its_expected_metrics_and
     """The whole DAG on the real model, from the root of a git checkout of this working tree: its
     metrics stay within the guard's tolerances of the committed expected ones, and (issue 33) the
     run writes no tracked file, so `git status` stays clean and every row names the clean commit."""
-    import shutil
     import subprocess
 
-    root = tmp_path / "repo"
-    shutil.copytree(
-        REPO,
-        root,
-        ignore=shutil.ignore_patterns(".venv", ".git", "resources", "runs", ".snakemake", "logs", "__pycache__"),
-    )
+    root = copy_checkout(tmp_path / "repo")
     git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
     subprocess.run([*git, "init", "-q"], check=True)
     subprocess.run([*git, "add", "-A"], check=True)
@@ -222,14 +216,8 @@ def test_every_config_run_in_the_repository_root_writes_under_runs(tmp_path):
     """Run from a copy of the repository's root: the tiny config's jobs are planned under
     runs/tiny/ and the default's under runs/default/, so the committed results/ and figures/ cannot
     be overwritten."""
-    import shutil
 
-    root = tmp_path / "repo"
-    shutil.copytree(
-        REPO,
-        root,
-        ignore=_top_level(".venv", ".git", "resources", "runs", "results", "figures", ".snakemake", "logs"),
-    )
+    root = copy_checkout(tmp_path / "repo", "results", "figures")
     result = subprocess_snakemake(
         root,
         "-n",
@@ -257,14 +245,24 @@ def test_every_config_run_in_the_repository_root_writes_under_runs(tmp_path):
     assert not (root / "runs" / "bad").exists()
 
 
-def _top_level(*names):
-    """A copytree ignore of these names in the repository's root only (src/saerepro/figures is a
-    package, not the committed figures/)."""
+#: What a copy of the checkout leaves out of the repository's root: environment, data, run folders.
+NOT_COPIED = (".venv", ".git", "resources", "runs", ".snakemake", "logs")
+
+
+def copy_checkout(root: Path, *also: str) -> Path:
+    """A copy of this working tree at ``root``, without :data:`NOT_COPIED` and ``also`` in the
+    repository's root only (src/saerepro/figures is a package, not the committed figures/) and
+    without any __pycache__."""
+    import shutil
+
+    names = set(NOT_COPIED) | set(also)
 
     def ignore(folder, entries):
-        return [e for e in entries if e in names] if Path(folder).resolve() == REPO.resolve() else []
+        at_root = Path(folder).resolve() == REPO.resolve()
+        return [e for e in entries if e == "__pycache__" or (at_root and e in names)]
 
-    return ignore
+    shutil.copytree(REPO, root, ignore=ignore)
+    return root
 
 
 def subprocess_snakemake(root, *args, timeout=600):
