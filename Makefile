@@ -83,7 +83,9 @@ long-partial: setup
 #            it writes its verdicts against the default's intervals (rerun_comparison.md)
 #   budget   the default at twice its training tokens at resid and mlp (~25 min): whether it settled
 #   quick    a first look (~10 min; `make quick`)
-NAMED_RUNS := long extras neurons reseed budget quick
+#   jumprelu_theta  JumpReLU with its threshold starting at 0.5, not 0.001 (4 SAEs, the extras run's
+#            settings and reference CEs; docs/architectures.md)
+NAMED_RUNS := long extras neurons reseed budget quick jumprelu_theta
 CONFIG_long := config/long.yaml
 CONFIG_extras := config/extras.yaml
 REF_extras := long
@@ -93,6 +95,8 @@ REF_reseed := default
 CONFIG_budget := config/experiments/budget_2x.yaml
 REF_budget := default
 CONFIG_quick := config/quick.yaml
+CONFIG_jumprelu_theta := config/experiments/jumprelu_theta.yaml
+REF_jumprelu_theta := long
 # $(call run_snakemake,NAME): snakemake in runs/NAME/ with NAME's config and the shared resources/.
 run_snakemake = $(RUN_SNAKEMAKE) --configfile ../../$(CONFIG_$(1)) --config resources_dir=../../resources
 
