@@ -89,20 +89,22 @@ def test_budget_run_is_the_default_at_twice_its_training_tokens():
     assert dataclasses.replace(budget, train=default.train, architectures=default.architectures) == default
 
 
-def test_the_extras_share_the_long_runs_settings_and_pilot_only_jumprelu():
+def test_the_extras_share_the_long_runs_settings_and_its_lambdas_at_resid():
     """config/extras.yaml is what did not fit the long run: its shared settings are the long run's
-    (one config hash), its resid comparators train the long run's lambdas, TopK gets its own beta1."""
+    (one config hash), its ablations and their comparators train the long run's three resid lambdas
+    (a verdict needs a fitted frontier), TopK gets its own beta1, JumpReLU's lambdas are fixed (its
+    256-step pilot probes could not see lambda: docs/architectures.md)."""
     from saerepro.provenance import config_hash
 
     long_cfg, extras = load_config(REPO / "config" / "long.yaml"), load_config(REPO / "config" / "extras.yaml")
     assert config_hash(extras) == config_hash(long_cfg)
     assert extras.layers == (6,) and extras.sites == long_cfg.sites
     for family in ("gated", "baseline"):
-        assert set(extras.architectures[family].grid_at("resid", 6)) < set(
-            long_cfg.architectures[family].grid_at("resid", 6)
-        )
+        assert extras.architectures[family].grid_at("resid", 6) == long_cfg.architectures[family].grid_at("resid", 6)
         assert extras.architectures[family].sites == ("resid",)
     assert extras.architectures["baseline_rescale_shift"].grid == extras.architectures["baseline"].grid
-    assert {name for name, _, _ in extras.pilot_points()} == {"jumprelu"}
+    for ablation in ("gated_unfrozen_decoder", "gated_no_rmag", "gated_untied", "gated_strict_aux"):
+        assert extras.architectures[ablation].grid == extras.architectures["gated"].grid
+    assert extras.pilot is None
     assert extras.architectures["topk"].adam_beta1 == 0.9 and extras.architectures["gated"].adam_beta1 is None
-    assert len(extras.runs()) == 26  # 12 TopK + 14 at resid; JumpReLU's 12 come after its pilots
+    assert len(extras.runs()) == 45  # 12 TopK, 12 JumpReLU, 21 at resid (7 architectures x 3 lambdas)
