@@ -219,7 +219,7 @@ def plot_dead_latents(
         _log_axis(ax, "x", ds["l0"])
         ax.set_ylim(-0.03, 1.03)
         ax.set_xlabel(_LABELS["l0"])
-        ax.set_ylabel("Dead fraction (never fire on the eval tokens)")
+        ax.set_ylabel("Dead fraction")  # never fire on the eval tokens (the caption says so)
     fig.suptitle(f"Dead latents vs L0 — {_on(d, model)}, layer {layer}")
     _legend(fig, architectures, present)
     save_figure(fig, stem)
